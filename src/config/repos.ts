@@ -1,0 +1,346 @@
+/**
+ * repos.conf semantics: turn parsed INI sections into validated repository
+ * configurations, the way Portage interprets them, and refuse anything
+ * ambiguous with an error that names the file, line and key.
+ *
+ * Validation is pure: nothing here touches the disk except to resolve
+ * symbolic links in parent directories when comparing paths.
+ */
+import { realpathSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError, type ConfigPosition } from '../errors.js';
+import { shellSplit } from '../util/shlex.js';
+import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
+
+export const SYNC_TYPES = ['local', 'rsync'] as const;
+export type SyncType = (typeof SYNC_TYPES)[number];
+
+export const BACKEND_NAMES = ['auto', 'hardlink', 'copy'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/**
+ * How updates reach the location, chosen as Portage chooses its repo storage:
+ * sync-rcu gives snapshots; otherwise sync-allow-hardlinks gives a hardlinked
+ * quarantine copy that is copied back into place; otherwise in-place.
+ */
+export type StorageMode = 'rcu' | 'quarantine' | 'in-place';
+
+export interface Position {
+  file: string;
+  line: number;
+}
+
+export interface RepoConfig {
+  name: string;
+  /** Absolute path readers use; in rcu mode a symlink to `<store>/latest`. */
+  location: string;
+  syncType: SyncType | undefined;
+  /** As written, except plain relative paths are made absolute. */
+  syncUri: string | undefined;
+  autoSync: boolean;
+  syncAllowHardlinks: boolean;
+  syncRcu: boolean;
+  storeDir: string | undefined;
+  spareSnapshots: number;
+  ttlDays: number;
+  backend: BackendName;
+  rsyncExtraOpts: string[];
+  mode: StorageMode;
+  /** Where the section starts, and where each key was set. */
+  position: Position;
+  keyPositions: Record<string, Position>;
+}
+
+export interface ReposConfig {
+  /** The files read, in order. */
+  files: string[];
+  repos: RepoConfig[];
+  /** Non-fatal findings, one line each (unknown keys...). */
+  warnings: string[];
+}
+
+/** Keys reposnap reads. */
+const OWN_KEYS = new Set([
+  'location',
+  'sync-type',
+  'sync-uri',
+  'auto-sync',
+  'sync-allow-hardlinks',
+  'sync-rcu',
+  'sync-rcu-store-dir',
+  'sync-rcu-spare-snapshots',
+  'sync-rcu-ttl-days',
+  'sync-rcu-backend',
+  'sync-rsync-extra-opts',
+]);
+
+/**
+ * Keys Portage understands that reposnap does not act on (yet): accepted
+ * silently, since real repos.conf files are full of them.
+ */
+const PORTAGE_KEYS = new Set([
+  'aliases',
+  'clone-depth',
+  'eclass-overrides',
+  'force',
+  'main-repo',
+  'masters',
+  'priority',
+  'strict-misc-digests',
+  'sync-depth',
+  'sync-hooks-only-on-change',
+  'sync-umask',
+  'sync-user',
+  'volatile',
+  'repo-name',
+]);
+const PORTAGE_KEY_PREFIXES = [
+  'sync-git-',
+  'sync-rsync-',
+  'sync-openpgp-',
+  'sync-webrsync-',
+  'sync-mercurial-',
+  'sync-svn-',
+  'sync-cvs-',
+  'sync-laymansync-',
+];
+
+/** Portage's repository name rule (a leading '-' would read as an option). */
+const REPO_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_+-]*$/;
+
+/** Validate a parsed repos.conf document. */
+export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
+  const warnings: string[] = [];
+
+  const storeInDefault = doc.defaults.get('sync-rcu-store-dir');
+  if (storeInDefault) {
+    throw new ConfigError(
+      { file: storeInDefault.file, line: storeInDefault.line, section: DEFAULT_SECTION, key: 'sync-rcu-store-dir' },
+      'must not be set in [DEFAULT]: every repository needs a store of its own',
+    );
+  }
+  for (const [key, v] of doc.defaults) warnUnknown(warnings, key, v, DEFAULT_SECTION);
+
+  const repos: RepoConfig[] = [];
+  for (const section of doc.sections.values()) {
+    const name = section.name;
+    const sectionPos: ConfigPosition = { file: section.file, line: section.line, section: name };
+    if (!REPO_NAME_RE.test(name)) {
+      throw new ConfigError(sectionPos, 'invalid repository name (use letters, digits, "_", "+" and "-")');
+    }
+    // A section's own values override DEFAULT's.
+    const values = new Map<string, IniValue>(doc.defaults);
+    for (const [k, v] of section.values) values.set(k, v);
+    for (const [key, v] of section.values) warnUnknown(warnings, key, v, name);
+
+    const at = (key: string): ConfigPosition => {
+      const v = values.get(key);
+      return v ? { file: v.file, line: v.line, section: name, key } : { ...sectionPos, key };
+    };
+    const get = (key: string): string | undefined => values.get(key)?.value;
+
+    const bool = (key: string, dflt: boolean): boolean => {
+      const raw = get(key);
+      if (raw === undefined) return dflt;
+      const v = raw.trim().toLowerCase();
+      if (v === 'yes' || v === 'true') return true;
+      if (v === 'no' || v === 'false') return false;
+      throw new ConfigError(at(key), `expected yes, no, true or false, got "${raw}"`);
+    };
+    const count = (key: string, dflt: number): number => {
+      const raw = get(key);
+      if (raw === undefined) return dflt;
+      const v = raw.trim();
+      if (!/^\d+$/.test(v)) {
+        throw new ConfigError(at(key), `expected a whole number >= 0, got "${raw}"`);
+      }
+      const n = Number(v);
+      if (!Number.isSafeInteger(n)) throw new ConfigError(at(key), `number too large: "${raw}"`);
+      return n;
+    };
+    const pathValue = (key: string): string | undefined => {
+      const v = values.get(key);
+      if (v === undefined) return undefined;
+      const p = v.value.trim();
+      if (p === '') throw new ConfigError(at(key), 'must not be empty');
+      if (p.includes('\n')) throw new ConfigError(at(key), 'must be a single line');
+      // Relative paths are relative to the file that says them.
+      return path.resolve(path.dirname(v.file), p);
+    };
+
+    const location = pathValue('location');
+    if (location === undefined) throw new ConfigError({ ...sectionPos, key: 'location' }, 'missing (every repository needs a location)');
+
+    const rawType = get('sync-type')?.trim();
+    let syncType: SyncType | undefined;
+    if (rawType !== undefined && rawType !== '') {
+      if (!(SYNC_TYPES as readonly string[]).includes(rawType)) {
+        throw new ConfigError(at('sync-type'), `unknown sync-type "${rawType}" (known: ${SYNC_TYPES.join(', ')})`);
+      }
+      syncType = rawType as SyncType;
+    }
+
+    let syncUri = get('sync-uri')?.trim();
+    if (syncUri === '') syncUri = undefined;
+    if (syncType !== undefined && syncUri === undefined) {
+      throw new ConfigError(at('sync-uri'), `missing (sync-type = ${syncType} needs a sync-uri)`);
+    }
+    if (syncUri !== undefined) {
+      if (syncUri.includes('\n')) throw new ConfigError(at('sync-uri'), 'must be a single line');
+      syncUri = normaliseUri(syncUri, values.get('sync-uri') as IniValue);
+      if (syncType === 'local' && !syncUri.startsWith('/')) {
+        throw new ConfigError(at('sync-uri'), `sync-type = local needs a path or file:// URI, got "${syncUri}"`);
+      }
+    }
+
+    const autoSync = bool('auto-sync', true);
+    const syncAllowHardlinks = bool('sync-allow-hardlinks', true);
+    const syncRcu = bool('sync-rcu', false);
+    const spareSnapshots = count('sync-rcu-spare-snapshots', 1);
+    const ttlDays = count('sync-rcu-ttl-days', 7);
+
+    const rawBackend = get('sync-rcu-backend')?.trim() ?? 'auto';
+    if (!(BACKEND_NAMES as readonly string[]).includes(rawBackend)) {
+      throw new ConfigError(at('sync-rcu-backend'), `unknown backend "${rawBackend}" (known: ${BACKEND_NAMES.join(', ')})`);
+    }
+    const backend = rawBackend as BackendName;
+    if (backend === 'hardlink' && !syncAllowHardlinks) {
+      throw new ConfigError(at('sync-rcu-backend'), 'hardlink backend contradicts sync-allow-hardlinks = no');
+    }
+
+    const storeDir = pathValue('sync-rcu-store-dir');
+    if (syncRcu && storeDir === undefined) {
+      throw new ConfigError({ ...at('sync-rcu'), key: 'sync-rcu-store-dir' }, 'missing (sync-rcu = yes needs a store directory)');
+    }
+    if (storeDir !== undefined) {
+      const relation = relate(canonicalParent(storeDir), canonicalParent(location));
+      if (relation === 'same') throw new ConfigError(at('sync-rcu-store-dir'), `must not be the location itself (${location})`);
+      if (relation === 'inside') throw new ConfigError(at('sync-rcu-store-dir'), `must not be inside the location ${location}`);
+      if (relation === 'contains') throw new ConfigError(at('sync-rcu-store-dir'), `must not contain the location ${location}`);
+    }
+
+    let rsyncExtraOpts: string[] = [];
+    const extra = get('sync-rsync-extra-opts');
+    if (extra !== undefined) {
+      try {
+        rsyncExtraOpts = shellSplit(extra);
+      } catch (err) {
+        throw new ConfigError(at('sync-rsync-extra-opts'), `cannot split into words: ${(err as Error).message}`);
+      }
+      for (const opt of rsyncExtraOpts) {
+        const refused = refusedRsyncOption(opt);
+        if (refused) throw new ConfigError(at('sync-rsync-extra-opts'), refused);
+      }
+    }
+
+    const keyPositions: Record<string, Position> = {};
+    for (const [k, v] of values) keyPositions[k] = { file: v.file, line: v.line };
+
+    repos.push({
+      name,
+      location,
+      syncType,
+      syncUri,
+      autoSync,
+      syncAllowHardlinks,
+      syncRcu,
+      storeDir,
+      spareSnapshots,
+      ttlDays,
+      backend,
+      rsyncExtraOpts,
+      mode: syncRcu ? 'rcu' : syncAllowHardlinks ? 'quarantine' : 'in-place',
+      position: { file: section.file, line: section.line },
+      keyPositions,
+    });
+  }
+
+  checkAcrossRepos(repos);
+  return { files, repos, warnings };
+}
+
+function warnUnknown(warnings: string[], key: string, v: IniValue, section: string): void {
+  if (OWN_KEYS.has(key) || PORTAGE_KEYS.has(key)) return;
+  if (PORTAGE_KEY_PREFIXES.some((p) => key.startsWith(p))) return;
+  warnings.push(`${v.file}:${v.line}: [${section}] ${key}: unknown key, ignored`);
+}
+
+/**
+ * rsync options that make rsync write into existing files. Staging trees share
+ * inodes with published snapshots, so such a write would change a snapshot
+ * that readers are using.
+ */
+export function refusedRsyncOption(opt: string): string | undefined {
+  const name = opt.split('=')[0] ?? opt;
+  if (['--inplace', '--append', '--append-verify', '--write-devices'].includes(name)) {
+    return `rsync option ${name} writes into existing files, which would modify published snapshots through shared hardlinks`;
+  }
+  return undefined;
+}
+
+/** Make plain relative paths (and file:// URIs) absolute paths. */
+function normaliseUri(uri: string, v: IniValue): string {
+  if (uri.startsWith('file://')) {
+    const p = decodeURIComponent(uri.slice('file://'.length));
+    return path.resolve(path.dirname(v.file), p);
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri)) return uri; // rsync://, ssh://...
+  if (/^[^/]*:/.test(uri)) return uri; // host:path (rsync over ssh)
+  return path.resolve(path.dirname(v.file), uri);
+}
+
+/**
+ * Resolve symlinks in the parent directories of `p`, but not `p` itself:
+ * an RCU location is a symlink into its own store, and following it would
+ * make every store look like it contains its location.
+ */
+export function canonicalParent(p: string): string {
+  const parent = path.dirname(p);
+  let existing = parent;
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      return path.join(realpathSync(existing), ...rest.reverse(), path.basename(p));
+    } catch {
+      const up = path.dirname(existing);
+      if (up === existing) return p;
+      rest.push(path.basename(existing));
+      existing = up;
+    }
+  }
+}
+
+function relate(a: string, b: string): 'same' | 'inside' | 'contains' | 'apart' {
+  if (a === b) return 'same';
+  if (a.startsWith(b.endsWith('/') ? b : `${b}/`)) return 'inside';
+  if (b.startsWith(a.endsWith('/') ? a : `${a}/`)) return 'contains';
+  return 'apart';
+}
+
+function checkAcrossRepos(repos: RepoConfig[]): void {
+  const stores = repos
+    .filter((r) => r.storeDir !== undefined)
+    .map((r) => ({ repo: r, store: canonicalParent(r.storeDir as string) }));
+  for (let i = 0; i < stores.length; i++) {
+    const a = stores[i];
+    if (!a) continue;
+    const pos = a.repo.keyPositions['sync-rcu-store-dir'] as Position;
+    const here = { ...pos, section: a.repo.name, key: 'sync-rcu-store-dir' };
+    for (let j = 0; j < i; j++) {
+      const b = stores[j];
+      if (!b) continue;
+      const rel = relate(a.store, b.store);
+      if (rel === 'same') throw new ConfigError(here, `store directory already used by repository "${b.repo.name}"`);
+      if (rel !== 'apart') {
+        throw new ConfigError(here, `store directory nests with the store of repository "${b.repo.name}" (${b.repo.storeDir})`);
+      }
+    }
+    for (const other of repos) {
+      if (other === a.repo) continue;
+      const rel = relate(a.store, canonicalParent(other.location));
+      if (rel !== 'apart') {
+        throw new ConfigError(here, `store directory overlaps the location of repository "${other.name}" (${other.location})`);
+      }
+    }
+  }
+}
