@@ -1,0 +1,22 @@
+/**
+ * How a snapshot is cloned into a staging directory, sealed and deleted.
+ * One small interface so that cheaper copy-on-write methods (reflink, btrfs
+ * subvolumes) can sit beside hardlinks and plain copies.
+ */
+import type { CloneStats } from '../util/tree.js';
+
+export type ConcreteBackendName = 'hardlink' | 'copy';
+
+export interface SnapshotBackend {
+  readonly name: ConcreteBackendName;
+  /** Whether this backend works for a store at `storeDir` (which exists). */
+  probe(storeDir: string): Promise<boolean>;
+  /** Make `to` (which must not exist) a writable clone of the tree `from`. */
+  clone(from: string, to: string, onEntry?: (s: CloneStats) => void): Promise<CloneStats>;
+  /** Make `to` an empty writable tree. */
+  createEmpty(to: string): Promise<void>;
+  /** Make the tree at `dir` durable before it is published. */
+  seal(dir: string): Promise<void>;
+  /** Delete a tree made by this backend (already out of readers' sight). */
+  remove(dir: string): Promise<void>;
+}

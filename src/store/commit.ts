@@ -1,0 +1,58 @@
+/**
+ * Publishing a staging tree as the next snapshot.
+ *
+ * Order matters for crash safety; every step is a rename, and what a step
+ * depends on is durable before the step:
+ *
+ *   1. seal: make the staging tree durable (syncfs);
+ *   2. under the store lock, pick N (never reused);
+ *   3. write reposnap/meta/N.json (atomic);
+ *   4. rename staging/<tx> -> snapshots/N, fsync snapshots/;
+ *   5. point latest.new at snapshots/N, rename it over latest, fsync the store;
+ *   6. record N in reposnap/last-id;
+ *   7. make the location a symlink to <store>/latest if it is not.
+ *
+ * A kill at any point leaves `latest` at either the old or the new snapshot,
+ * both complete. Dying between 4 and 5 leaves a complete, unpublished
+ * snapshot N that collection treats like any older snapshot.
+ */
+import fs from 'node:fs/promises';
+import type { SnapshotBackend } from '../backends/backend.js';
+import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined } from '../util/fs.js';
+import type { StoreLayout } from './layout.js';
+import { ensureLocationLink } from './location.js';
+import { writeMeta, type SnapshotMeta } from './metadata.js';
+import { nextSnapshotId } from './snapshots.js';
+
+export type MetaDraft = Omit<SnapshotMeta, 'id' | 'committedAt' | 'backend'>;
+
+/** Publish `dir` as a new snapshot. The caller holds the store lock. */
+export async function publishSnapshot(
+  layout: StoreLayout,
+  dir: string,
+  backend: SnapshotBackend,
+  draft: MetaDraft,
+  opts: { fixLocation: boolean },
+): Promise<SnapshotMeta> {
+  await backend.seal(dir);
+  await fs.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o755 });
+  const id = await nextSnapshotId(layout);
+  const meta: SnapshotMeta = { id, committedAt: new Date().toISOString(), backend: backend.name, ...draft };
+  await writeMeta(layout, meta);
+  await fs.rename(dir, layout.snapshot(id));
+  await fsyncDir(layout.snapshotsDir);
+  await pointLatestAt(layout, id);
+  await atomicWriteFile(layout.lastIdFile, `${id}\n`);
+  if (opts.fixLocation) await ensureLocationLink(layout);
+  return meta;
+}
+
+/** Atomically make `latest` point at snapshot `id`. */
+export async function pointLatestAt(layout: StoreLayout, id: number): Promise<void> {
+  // Something (Portage's pre-sync, a user) may have made an empty directory
+  // where the symlink belongs; rename cannot replace a directory.
+  const st = await lstatOrUndefined(layout.latest);
+  if (st?.isDirectory()) await fs.rmdir(layout.latest);
+  await atomicSymlink(layout.latestTarget(id), layout.latest);
+  await fsyncDir(layout.storeDir);
+}

@@ -1,0 +1,93 @@
+/**
+ * The on-disk layout of an RCU store. Compatible with Portage's sync-rcu:
+ *
+ *   <store>/snapshots/<N>/      immutable trees, N = 1, 2, 3...
+ *   <store>/latest              relative symlink "snapshots/<N>"
+ *   <location>                  symlink to "<store>/latest"
+ *
+ * Everything of reposnap's own lives under <store>/reposnap/, never inside
+ * snapshots/ (Portage parses every name there as an integer) and never at
+ * <store>/update (Portage wipes that at the start of each of its syncs):
+ *
+ *   reposnap/sync.lock          held for a whole update of this repo
+ *   reposnap/store.lock         held to commit, collect or change the layout
+ *   reposnap/last-id            highest snapshot id ever assigned
+ *   reposnap/meta/<N>.json      metadata of snapshot N
+ *   reposnap/staging/<tx>/      the tree a transaction is building
+ *   reposnap/staging/<tx>.lock  held by the transaction that owns <tx>/
+ *   reposnap/staging/<tx>.json  what <tx>/ was cloned from
+ *   reposnap/trash/             snapshots moved out of sight, being deleted
+ */
+import path from 'node:path';
+
+export class StoreLayout {
+  constructor(
+    readonly storeDir: string,
+    readonly location: string,
+  ) {}
+
+  get snapshotsDir(): string {
+    return path.join(this.storeDir, 'snapshots');
+  }
+  get latest(): string {
+    return path.join(this.storeDir, 'latest');
+  }
+  get ownDir(): string {
+    return path.join(this.storeDir, 'reposnap');
+  }
+  get syncLock(): string {
+    return path.join(this.ownDir, 'sync.lock');
+  }
+  get storeLock(): string {
+    return path.join(this.ownDir, 'store.lock');
+  }
+  get lastIdFile(): string {
+    return path.join(this.ownDir, 'last-id');
+  }
+  get metaDir(): string {
+    return path.join(this.ownDir, 'meta');
+  }
+  get stagingDir(): string {
+    return path.join(this.ownDir, 'staging');
+  }
+  get trashDir(): string {
+    return path.join(this.ownDir, 'trash');
+  }
+
+  snapshot(id: number): string {
+    return path.join(this.snapshotsDir, String(id));
+  }
+  /** What `latest` says when it points at snapshot `id`. */
+  latestTarget(id: number): string {
+    return `snapshots/${id}`;
+  }
+  meta(id: number): string {
+    return path.join(this.metaDir, `${id}.json`);
+  }
+  staging(tx: string): string {
+    return path.join(this.stagingDir, tx);
+  }
+  stagingLock(tx: string): string {
+    return path.join(this.stagingDir, `${tx}.lock`);
+  }
+  stagingInfo(tx: string): string {
+    return path.join(this.stagingDir, `${tx}.json`);
+  }
+  /** Where a migrated directory waits to be removed, beside the location. */
+  get locationAside(): string {
+    return path.join(path.dirname(this.location), `.${path.basename(this.location)}.reposnap-old`);
+  }
+}
+
+/** Snapshot ids are positive decimal integers without leading zeros. */
+export function parseSnapshotId(name: string): number | undefined {
+  if (!/^[1-9]\d*$/.test(name)) return undefined;
+  const n = Number(name);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+/** Parse `latest`'s target ("snapshots/N", or an absolute path ending so). */
+export function parseLatestTarget(target: string): number | undefined {
+  const m = /(?:^|\/)snapshots\/([^/]+)\/?$/.exec(target);
+  return m ? parseSnapshotId(m[1] as string) : undefined;
+}

@@ -1,0 +1,76 @@
+/**
+ * Per-snapshot metadata, kept outside snapshots/ in reposnap/meta/<N>.json.
+ *
+ * The commit time recorded here is what the TTL is measured from. The
+ * directory's mtime is no use: rsync -a copies the upstream tree's mtime onto
+ * it, which can make a snapshot committed a minute ago look weeks old.
+ */
+import fs from 'node:fs/promises';
+import { errnoCode } from '../errors.js';
+import type { ChangeStats } from '../sources/source.js';
+import { atomicWriteFile } from '../util/fs.js';
+import type { StoreLayout } from './layout.js';
+
+export interface SnapshotMeta {
+  id: number;
+  /** ISO 8601 time the snapshot became latest. */
+  committedAt: string;
+  /** Where the content came from. */
+  source: { type: string; uri?: string };
+  /** Upstream revision, where the source has one. */
+  revision?: string;
+  /** Snapshot this one was cloned from, if any. */
+  base?: number;
+  backend: string;
+  /** Non-directory entries in the tree. */
+  files: number;
+  /** Bytes of regular files, where the source measured them. */
+  bytes?: number;
+  changes?: ChangeStats;
+}
+
+export async function readMeta(layout: StoreLayout, id: number): Promise<SnapshotMeta | undefined> {
+  try {
+    const parsed = JSON.parse(await fs.readFile(layout.meta(id), 'utf8')) as SnapshotMeta;
+    return parsed.id === id ? parsed : undefined;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || err instanceof SyntaxError) return undefined;
+    throw err;
+  }
+}
+
+export async function writeMeta(layout: StoreLayout, meta: SnapshotMeta): Promise<void> {
+  await fs.mkdir(layout.metaDir, { recursive: true, mode: 0o755 });
+  await atomicWriteFile(layout.meta(meta.id), `${JSON.stringify(meta, null, 2)}\n`);
+}
+
+/** Ids that have a metadata file (including ones whose snapshot is gone). */
+export async function listMetaIds(layout: StoreLayout): Promise<number[]> {
+  try {
+    const names = await fs.readdir(layout.metaDir);
+    return names
+      .map((n) => /^([1-9]\d*)\.json$/.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]));
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return [];
+    throw err;
+  }
+}
+
+/**
+ * When a snapshot was committed: from its metadata, else (a snapshot made by
+ * Portage) the directory's ctime, which the rename into snapshots/ set.
+ */
+export async function commitTime(layout: StoreLayout, id: number, meta?: SnapshotMeta): Promise<Date | undefined> {
+  const m = meta ?? (await readMeta(layout, id));
+  if (m) {
+    const t = new Date(m.committedAt);
+    if (!Number.isNaN(t.getTime())) return t;
+  }
+  try {
+    return (await fs.lstat(layout.snapshot(id))).ctime;
+  } catch {
+    return undefined;
+  }
+}

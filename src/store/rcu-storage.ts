@@ -1,0 +1,165 @@
+/**
+ * RCU storage: every update is built in private staging and published as an
+ * immutable snapshot by renaming a symlink.
+ *
+ * Locking discipline (see docs/design.md):
+ * - reposnap/sync.lock, exclusive, for a whole update (init to commit or
+ *   abort): one update of a repo at a time. A second waits, or with
+ *   wait = false fails with EBUSY naming the holder.
+ * - reposnap/store.lock, exclusive, briefly: to migrate or repair the layout,
+ *   to commit, and to collect. Collection runs after the sync lock is
+ *   released, so the next update can start fetching meanwhile.
+ * - staging/<tx>.lock, exclusive, by the owner of that staging tree.
+ * Readers take no lock: they resolve the location symlink once.
+ * Locks are always taken in the order sync -> store -> staging.
+ */
+import fs from 'node:fs/promises';
+import type { SnapshotBackend } from '../backends/backend.js';
+import { chooseBackend } from '../backends/select.js';
+import type { BackendName } from '../config/repos.js';
+import { ReposnapError } from '../errors.js';
+import { publishSnapshot } from './commit.js';
+import { collect, type GcResult } from './gc.js';
+import { StoreLayout } from './layout.js';
+import { ensureLocationLink, locationKind } from './location.js';
+import { FileLock, withLock } from './lock.js';
+import type { SnapshotMeta } from './metadata.js';
+import { migrateLocation } from './migrate.js';
+import { latestId } from './snapshots.js';
+import { Staging } from './staging.js';
+import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
+
+export interface RcuOptions {
+  name: string;
+  location: string;
+  storeDir: string;
+  spareSnapshots: number;
+  ttlDays: number;
+  backend: BackendName;
+  allowHardlinks: boolean;
+}
+
+class RcuUpdate implements Update {
+  readonly excludeTop: string[] = [];
+  constructor(
+    readonly staging: Staging,
+    readonly syncLock: FileLock,
+    readonly snapshotBackend: SnapshotBackend,
+    readonly migrated: SnapshotMeta | undefined,
+  ) {}
+  get target(): string {
+    return this.staging.dir;
+  }
+  get base(): number | null {
+    return this.staging.base;
+  }
+  get resumed(): boolean {
+    return this.staging.resumed;
+  }
+  get mustCommit(): boolean {
+    return this.staging.base === null;
+  }
+  get backend(): string {
+    return this.snapshotBackend.name;
+  }
+}
+
+export class RcuStorage implements RepoStorage {
+  readonly mode = 'rcu' as const;
+  readonly layout: StoreLayout;
+
+  constructor(readonly opts: RcuOptions) {
+    this.layout = new StoreLayout(opts.storeDir, opts.location);
+  }
+
+  backend(): Promise<SnapshotBackend> {
+    return chooseBackend(this.opts.backend, this.opts.storeDir, this.opts.allowHardlinks);
+  }
+
+  /** Take the store lock for `fn` (commit, collection, layout changes). */
+  withStoreLock<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    return withLock(this.layout.storeLock, { operation }, fn);
+  }
+
+  async initUpdate(opts: InitOptions = {}): Promise<Update> {
+    const layout = this.layout;
+    if ((await locationKind(layout.location)) === 'other') {
+      throw new ReposnapError('ESTORE', `repo ${this.opts.name}: location ${layout.location} is a file, not a directory or symlink; move it away`);
+    }
+    await fs.mkdir(layout.ownDir, { recursive: true, mode: 0o755 });
+    const syncLock = await FileLock.acquire(layout.syncLock, {
+      wait: opts.wait ?? true,
+      operation: 'sync',
+      busyMessage: busyMessage(this.opts.name),
+    });
+    try {
+      const backend = await this.backend();
+      const { migrated, base } = await this.withStoreLock('prepare', async () => {
+        opts.onProgress?.({ phase: 'migrate', done: 0 });
+        const migrated = await migrateLocation(layout, backend);
+        const base = await latestId(layout);
+        // Repair a missing or wrong location symlink (or an emptied location)
+        // now, so that even an update that finds nothing new leaves it right.
+        if (base !== undefined) await ensureLocationLink(layout);
+        return { migrated, base };
+      });
+      const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend, (s) =>
+        opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
+      );
+      return new RcuUpdate(staging, syncLock, backend, migrated);
+    } catch (err) {
+      await syncLock.release();
+      throw err;
+    }
+  }
+
+  async commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult> {
+    const u = this.own(update);
+    try {
+      const meta = await this.withStoreLock('commit', () =>
+        publishSnapshot(
+          this.layout,
+          u.staging.dir,
+          u.snapshotBackend,
+          {
+            source: info.source,
+            ...(info.revision !== undefined ? { revision: info.revision } : {}),
+            ...(u.base !== null ? { base: u.base } : {}),
+            files: info.tree.files,
+            bytes: info.tree.bytes,
+            changes: info.changes,
+          },
+          { fixLocation: true },
+        ),
+      );
+      await u.staging.finish();
+      return { snapshot: { id: meta.id, path: this.layout.snapshot(meta.id), meta } };
+    } catch (err) {
+      await u.staging.keep().catch(() => undefined);
+      throw err;
+    } finally {
+      await u.syncLock.release();
+    }
+  }
+
+  async abortUpdate(update: Update, opts: AbortOptions = {}): Promise<void> {
+    const u = this.own(update);
+    try {
+      if (opts.keep) await u.staging.keep();
+      else await u.staging.discard();
+    } finally {
+      await u.syncLock.release();
+    }
+  }
+
+  garbageCollection(): Promise<GcResult> {
+    return this.withStoreLock('gc', () =>
+      collect(this.layout, { spareSnapshots: this.opts.spareSnapshots, ttlDays: this.opts.ttlDays }),
+    );
+  }
+
+  private own(update: Update): RcuUpdate {
+    if (!(update instanceof RcuUpdate)) throw new ReposnapError('EINTERNAL', 'update does not belong to this storage');
+    return update;
+  }
+}

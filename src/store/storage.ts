@@ -1,0 +1,70 @@
+/**
+ * The repository storage interface, after Portage's: init_update,
+ * commit_update, abort_update, garbage_collection. Three implementations,
+ * chosen by repos.conf as Portage chooses: rcu (snapshots), quarantine (a
+ * hardlinked copy brought back into place) and in-place.
+ */
+import type { StorageMode } from '../config/repos.js';
+import type { ChangeStats, SourceProgress, TreeStats } from '../sources/source.js';
+import type { GcResult } from './gc.js';
+import type { SnapshotMeta } from './metadata.js';
+
+export interface InitOptions {
+  /** Wait for another update of the same repo to finish (default) or fail busy. */
+  wait?: boolean;
+  onProgress?: (p: StorageProgress) => void;
+}
+
+export interface StorageProgress {
+  phase: 'migrate' | 'clone';
+  done: number;
+}
+
+/** An update in progress: a directory for the source to fill. */
+export interface Update {
+  readonly target: string;
+  /** Names at the top of the target that are not content. */
+  readonly excludeTop: string[];
+  /** Snapshot the target was cloned from (rcu), or null. */
+  readonly base: number | null;
+  /** Whether the target was left by an interrupted update and is resumed. */
+  readonly resumed: boolean;
+  /** Commit even if the source reports no change (there is no snapshot yet). */
+  readonly mustCommit: boolean;
+  /** A snapshot made by migrating a plain-directory location first. */
+  readonly migrated: SnapshotMeta | undefined;
+  readonly backend: string | undefined;
+}
+
+export interface CommitInfo {
+  source: { type: string; uri?: string };
+  revision?: string;
+  changes: ChangeStats;
+  tree: TreeStats;
+}
+
+export interface CommitResult {
+  /** The published snapshot (rcu). */
+  snapshot?: { id: number; path: string; meta: SnapshotMeta };
+}
+
+export interface AbortOptions {
+  /** Keep the partial work for the next update to resume (rcu). */
+  keep?: boolean;
+}
+
+export interface RepoStorage {
+  readonly mode: StorageMode;
+  initUpdate(opts?: InitOptions): Promise<Update>;
+  commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult>;
+  abortUpdate(update: Update, opts?: AbortOptions): Promise<void>;
+  /** Collect what is no longer needed; undefined where a mode keeps nothing old. */
+  garbageCollection(): Promise<GcResult | undefined>;
+}
+
+export function busyMessage(repo: string) {
+  return (holder: { pid: number; operation?: string; since?: string } | undefined): string =>
+    holder
+      ? `repo ${repo} is busy: pid ${holder.pid} holds it (${holder.operation ?? 'update'} since ${holder.since ?? '?'})`
+      : `repo ${repo} is busy: another process holds it`;
+}

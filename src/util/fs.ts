@@ -1,0 +1,126 @@
+/**
+ * Small filesystem primitives with the durability rules reposnap relies on:
+ * anything published is written to a new name, fsynced, then renamed, and the
+ * directory holding the new name is fsynced so the rename survives a power cut.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { errnoCode } from '../errors.js';
+
+const execFileP = promisify(execFile);
+
+/** A name beside `target` that no other writer uses. */
+export function tempName(target: string, tag = 'tmp'): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.reposnap-${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+export async function fsyncPath(p: string): Promise<void> {
+  const fh = await fs.open(p, fsc.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** fsync a directory so that renames and creations inside it are durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  await fsyncPath(dir);
+}
+
+/** Write a file atomically: temp file, fsync, rename, fsync the directory. */
+export async function atomicWriteFile(target: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const tmp = tempName(target);
+  const fh = await fs.open(tmp, 'wx', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  try {
+    await fs.rename(tmp, target);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(path.dirname(target));
+}
+
+/**
+ * Point the symlink `link` at `target` atomically: create it under a new name
+ * and rename it over the old one, so a reader sees either the old or the new
+ * target and never a missing link.
+ */
+export async function atomicSymlink(target: string, link: string): Promise<void> {
+  const tmp = tempName(link, 'new');
+  await fs.symlink(target, tmp);
+  try {
+    await fs.rename(tmp, link);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(path.dirname(link));
+}
+
+/**
+ * Make everything written on the filesystem holding `p` durable with one
+ * syncfs(2) (coreutils `sync -f`). One call instead of an fsync per file:
+ * a source such as rsync does not tell us which files it wrote, and walking
+ * a 100k-file tree to fsync each costs more than the flush itself.
+ */
+export async function syncFilesystem(p: string): Promise<void> {
+  try {
+    await execFileP('sync', ['-f', p]);
+  } catch (err) {
+    // No `sync -f` (very old coreutils, busybox): flush everything. Any other
+    // failure is a real write error and must stop the commit.
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+    if (/invalid option|unrecognized option/i.test(stderr)) {
+      await execFileP('sync', []);
+      return;
+    }
+    throw err;
+  }
+}
+
+export async function lstatOrUndefined(p: string): Promise<import('node:fs').Stats | undefined> {
+  try {
+    return await fs.lstat(p);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+export async function readlinkOrUndefined(p: string): Promise<string | undefined> {
+  try {
+    return await fs.readlink(p);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'EINVAL' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
+export async function isEmptyDir(p: string): Promise<boolean> {
+  const dir = await fs.opendir(p);
+  try {
+    return (await dir.read()) === null;
+  } finally {
+    await dir.close().catch(() => undefined);
+  }
+}
+
+/** Remove a tree without following symlinks; missing is fine. */
+export async function removeTree(p: string): Promise<void> {
+  await fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+}

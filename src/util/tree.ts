@@ -1,0 +1,145 @@
+/**
+ * Cloning a directory tree by hardlinks or by copies.
+ *
+ * Paths are handled as Buffers: file names on Linux are bytes, and Node's
+ * default UTF-8 decoding would turn a name that is not valid UTF-8 into one
+ * that does not exist. Symlinks are recreated, never followed. Directory
+ * modes, times and (as root) owners are reproduced after their contents are
+ * filled in, so filling them does not disturb the times.
+ */
+import { constants as fsc, type Dirent, type Stats } from 'node:fs';
+import fs from 'node:fs/promises';
+import { errnoCode, ReposnapError } from '../errors.js';
+import { FS_CONCURRENCY, Limiter } from './limit.js';
+
+export type BPath = Buffer;
+
+export function bjoin(dir: BPath, name: BPath): BPath {
+  return Buffer.concat([dir, Buffer.from('/'), name]);
+}
+
+export function bpath(p: string): BPath {
+  return Buffer.from(p);
+}
+
+/** Render a byte path for messages (invalid UTF-8 shown as escapes). */
+export function showPath(p: BPath | string): string {
+  if (typeof p === 'string') return JSON.stringify(p).slice(1, -1);
+  let out = '';
+  const text = p.toString('utf8');
+  if (Buffer.from(text).equals(p)) return JSON.stringify(text).slice(1, -1);
+  for (const b of p) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  return out;
+}
+
+export interface CloneStats {
+  dirs: number;
+  files: number;
+  symlinks: number;
+  linked: number;
+  copied: number;
+  bytesCopied: number;
+}
+
+export interface CloneOptions {
+  /** Hardlink regular files (falling back to a copy per file) or copy them. */
+  method: 'link' | 'copy';
+  /** Names to skip at the top level of the source. */
+  excludeTop?: string[];
+  /** Called after each entry, for progress. */
+  onEntry?: (stats: CloneStats) => void;
+}
+
+const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** Errors of link(2) that mean "this file cannot be linked here; copy it". */
+const LINK_FALLBACK = new Set(['EXDEV', 'EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP']);
+
+/**
+ * Clone the tree at `from` into `to` (which must not exist). Returns what was
+ * done. Throws on the first error; the caller removes the partial tree.
+ */
+export async function cloneTree(from: string, to: string, opts: CloneOptions): Promise<CloneStats> {
+  const stats: CloneStats = { dirs: 0, files: 0, symlinks: 0, linked: 0, copied: 0, bytesCopied: 0 };
+  const limiter = new Limiter(FS_CONCURRENCY);
+  const exclude = new Set(opts.excludeTop ?? []);
+
+  const copyFile = async (src: BPath, dst: BPath, st?: Stats): Promise<void> => {
+    const s = st ?? (await fs.lstat(src));
+    await fs.copyFile(src, dst, fsc.COPYFILE_EXCL);
+    await copyAttributes(dst, s);
+    stats.copied++;
+    stats.bytesCopied += s.size;
+  };
+
+  const cloneEntry = async (src: BPath, dst: BPath, ent: Dirent<Buffer>): Promise<void> => {
+    if (ent.isFile()) {
+      stats.files++;
+      if (opts.method === 'link') {
+        try {
+          await fs.link(src, dst);
+          stats.linked++;
+          return;
+        } catch (err) {
+          if (!LINK_FALLBACK.has(errnoCode(err) ?? '')) throw err;
+        }
+      }
+      await copyFile(src, dst);
+    } else if (ent.isSymbolicLink()) {
+      stats.symlinks++;
+      const target = await fs.readlink(src, { encoding: 'buffer' });
+      await fs.symlink(target, dst);
+      const st = await fs.lstat(src);
+      await fs.lutimes(dst, st.atime, st.mtime);
+      if (isRoot) await fs.lchown(dst, st.uid, st.gid);
+    } else if (opts.method === 'link') {
+      // FIFOs, sockets and devices already in a snapshot (made by another tool)
+      // are linked as they are; nothing new of that kind is ever created.
+      stats.files++;
+      await fs.link(src, dst);
+      stats.linked++;
+    } else {
+      throw new ReposnapError('EUNSAFE', `refusing to copy special file ${showPath(src)}`);
+    }
+    opts.onEntry?.(stats);
+  };
+
+  const cloneDir = async (src: BPath, dst: BPath, top: boolean): Promise<void> => {
+    const st = await limiter.run(() => fs.lstat(src));
+    await limiter.run(() => fs.mkdir(dst, { mode: 0o700 }));
+    stats.dirs++;
+    const entries = await limiter.run(() => fs.readdir(src, { withFileTypes: true, encoding: 'buffer' }));
+    const subdirs: Array<Promise<void>> = [];
+    const others: Array<Promise<void>> = [];
+    for (const ent of entries) {
+      if (top && exclude.has(ent.name.toString())) continue;
+      const s = bjoin(src, ent.name);
+      const d = bjoin(dst, ent.name);
+      if (ent.isDirectory()) subdirs.push(cloneDir(s, d, false));
+      else others.push(limiter.run(() => cloneEntry(s, d, ent)));
+    }
+    await settleAll([...others, ...subdirs]);
+    await limiter.run(() => copyAttributes(dst, st));
+  };
+
+  await cloneDir(bpath(from), bpath(to), true);
+  return stats;
+}
+
+/** Mode, times and (as root) owner of `st`, applied to `dst` (not a symlink). */
+export async function copyAttributes(dst: BPath | string, st: Stats): Promise<void> {
+  if (isRoot) await fs.chown(dst, st.uid, st.gid);
+  // chown may clear set-id bits, so the mode comes after it.
+  await fs.chmod(dst, st.mode & 0o7777);
+  await fs.utimes(dst, st.atime, st.mtime);
+}
+
+/**
+ * Wait for every promise, then throw the first failure. Promise.all would
+ * return at the first error while other operations still write into the tree
+ * that the caller is about to remove.
+ */
+export async function settleAll(promises: Array<Promise<unknown>>): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
