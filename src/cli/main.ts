@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * The reposnap command line. Each command lives in its own file and is a thin
+ * layer over the library; this file wires them up and maps failures to exit
+ * statuses: 0 ok, 1 failed, 2 usage or configuration error, 75 busy.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
+import { EXIT_FAILURE, EXIT_USAGE, ReposnapError } from '../errors.js';
+import { signalChildren } from '../util/children.js';
+import { makeContext, type GlobalOptions } from './context.js';
+import { Output } from './output.js';
+import { pathCommand } from './path.js';
+import { statusCommand } from './status.js';
+import { syncCommand } from './sync.js';
+
+export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const program = new Command();
+  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  const run = (fn: () => Promise<number>) => async () => {
+    exitCode = await fn();
+  };
+
+  program
+    .name('reposnap')
+    .description('Keep local copies of repository trees up to date with read-copy-update snapshots.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .addOption(new Option('-c, --config <path>', 'repos.conf file or directory (default: $REPOSNAP_CONFIG, /etc/reposnap/repos.conf, /etc/portage/repos.conf)'))
+    .option('-q, --quiet', 'print nothing but errors and warnings')
+    .showSuggestionAfterError()
+    .enablePositionalOptions()
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+
+  program
+    .command('sync')
+    .description('bring repositories up to date (no names: every repo with auto-sync = yes)')
+    .argument('[repo...]', 'repositories to sync')
+    .option('--no-wait', `fail with exit status 75 instead of waiting when another process is updating a repo`)
+    .option('--json', 'print the results as JSON')
+    .action((names: string[], o: { wait: boolean; json?: boolean }) =>
+      run(() => syncCommand(makeContext(globals(), o.json === true), names, { wait: o.wait, json: o.json === true }))(),
+    );
+
+  program
+    .command('status')
+    .description('show the snapshots, staging and state of repositories')
+    .argument('[repo...]', 'repositories to show (default: all)')
+    .option('--json', 'print the status as JSON')
+    .action((names: string[], o: { json?: boolean }) => run(() => statusCommand(makeContext(globals(), o.json === true), names, { json: o.json === true }))());
+
+  program
+    .command('path')
+    .description('print the canonical path of the current snapshot: the path a reader should use')
+    .argument('<repo>', 'repository')
+    .option('--json', 'print the path as JSON')
+    .action((name: string, o: { json?: boolean }) => run(() => pathCommand(makeContext(globals(), o.json === true), name, { json: o.json === true }))());
+
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
+      return EXIT_USAGE;
+    }
+    const json = argv.includes('--json');
+    new Output({ json, quiet: false }).error(err);
+    return err instanceof ReposnapError ? err.exitCode : EXIT_FAILURE;
+  }
+  return exitCode;
+}
+
+function installSignalHandlers(): void {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      // Stop rsync and friends; staging stays behind for the next sync to
+      // resume, and the kernel drops our locks as we exit.
+      signalChildren('SIGTERM');
+      process.stderr.write(`\nreposnap: interrupted by ${sig}\n`);
+      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+    });
+  }
+}
+
+installSignalHandlers();
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`reposnap: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = EXIT_FAILURE;
+  },
+);

@@ -1,0 +1,48 @@
+/** `reposnap status [REPO...]`: what each repository looks like now. */
+import type { RepoStatus } from '../repository.js';
+import type { CommandContext } from './context.js';
+import { formatAge, formatBytes } from './output.js';
+
+export async function statusCommand(ctx: CommandContext, names: string[], opts: { json: boolean }): Promise<number> {
+  const repos = ctx.repos().select(names);
+  const statuses: RepoStatus[] = [];
+  for (const r of repos) statuses.push(await r.status());
+  if (opts.json) {
+    ctx.out.json({ repos: statuses });
+    return 0;
+  }
+  if (statuses.length === 0) {
+    ctx.out.print('no repositories configured');
+    return 0;
+  }
+  ctx.out.print(statuses.map(renderStatus).join('\n'));
+  return 0;
+}
+
+export function renderStatus(s: RepoStatus): string {
+  const lines: string[] = [];
+  lines.push(`${s.name}  (${s.mode}${s.backend ? `, ${s.backend}` : ''})`);
+  lines.push(`  location   ${s.location}${s.current ? ` -> ${s.current.path}` : ' (not synced yet)'}`);
+  if (s.storeDir) lines.push(`  store      ${s.storeDir}`);
+  lines.push(`  source     ${s.syncType ? `${s.syncType} ${s.syncUri ?? ''}` : 'none (not synced)'}${s.autoSync ? '' : '  [auto-sync = no]'}`);
+  if (s.busy) lines.push(`  busy       ${s.busy.pid === null ? 'locked by another process' : `pid ${s.busy.pid} (${s.busy.operation ?? 'update'} since ${s.busy.since ?? '?'})`}`);
+  if (s.mode === 'rcu') {
+    if (s.current?.id != null) lines.push(`  current    snapshot ${s.current.id}, committed ${s.current.committedAt ?? '?'} (${formatAge(s.current.committedAt)})`);
+    if (s.snapshots.length === 0) lines.push('  snapshots  none');
+    else {
+      lines.push('  snapshots');
+      for (const snap of [...s.snapshots].reverse()) {
+        const size = snap.files !== null ? `${snap.files} files${snap.bytes !== null ? `, ${formatBytes(snap.bytes)}` : ''}` : '';
+        const fate = snap.keep ? `kept: ${snap.keepReasons.join(', ')}` : 'goes at next collection';
+        lines.push(`    ${String(snap.id).padStart(5)}  ${snap.committedAt ?? 'unknown time'}  ${size.padEnd(24)}  ${fate}`);
+      }
+    }
+    if (s.staging.length > 0) {
+      lines.push('  staging');
+      for (const st of s.staging) {
+        lines.push(`    ${st.tx}  base ${st.base ?? 'none'}  ${st.locked ? 'in use' : 'abandoned (resumable)'}  ${st.createdAt ?? ''}`);
+      }
+    }
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,79 @@
+/** `reposnap sync [REPO...]`: bring repositories up to date. */
+import { ReposnapError } from '../errors.js';
+import type { SyncProgress, SyncReport } from '../repository.js';
+import { combinedExit, type CommandContext } from './context.js';
+import { errorMessage, formatBytes, formatMs } from './output.js';
+
+export interface SyncCommandOptions {
+  wait: boolean;
+  json: boolean;
+}
+
+export async function syncCommand(ctx: CommandContext, names: string[], opts: SyncCommandOptions): Promise<number> {
+  const repos = ctx.repos();
+  const selected = names.length > 0 ? repos.select(names) : repos.autoSync();
+  if (selected.length === 0) {
+    ctx.out.info('nothing to sync: no repository has a sync-type with auto-sync = yes');
+    if (opts.json) ctx.out.json({ results: [] });
+    return 0;
+  }
+  for (const r of selected) {
+    if (r.config.syncType === undefined) throw new ReposnapError('EUSAGE', `repo ${r.name} has no sync-type; there is nothing to sync it from`);
+  }
+
+  const onProgress = (e: SyncProgress): void => ctx.out.progress(describeProgress(e));
+  // Different repositories have different locks, so they sync in parallel.
+  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, onProgress })));
+
+  const errors: unknown[] = [];
+  const results: unknown[] = [];
+  settled.forEach((s, i) => {
+    const name = (selected[i] as { name: string }).name;
+    if (s.status === 'fulfilled') {
+      results.push(s.value);
+      ctx.out.info(describeReport(s.value));
+      for (const w of s.value.warnings) ctx.out.warn(w);
+    } else {
+      errors.push(s.reason);
+      const code = s.reason instanceof ReposnapError ? s.reason.code : 'EINTERNAL';
+      results.push({ repo: name, error: { code, message: errorMessage(s.reason) } });
+      ctx.out.error(s.reason);
+    }
+  });
+  if (opts.json) ctx.out.json({ results });
+  return combinedExit(errors);
+}
+
+function describeProgress(e: SyncProgress): string {
+  switch (e.phase) {
+    case 'migrate':
+      return `${e.repo}: preparing`;
+    case 'clone':
+      return `${e.repo}: cloning latest snapshot (${e.done} entries)`;
+    case 'fetch':
+      return `${e.repo}: syncing (${e.scanned} checked, ${e.changed} changed)`;
+    case 'commit':
+      return `${e.repo}: publishing`;
+    case 'gc':
+      return `${e.repo}: collecting old snapshots`;
+  }
+}
+
+export function describeReport(r: SyncReport): string {
+  const c = r.changes;
+  const parts: string[] = [];
+  if (r.migrated !== null) parts.push(`migrated the existing directory as snapshot ${r.migrated}`);
+  if (r.outcome === 'up-to-date') {
+    const at = r.snapshot ? ` (snapshot ${r.snapshot.id})` : '';
+    return `${r.repo}: up to date${at}${parts.length ? `; ${parts.join('; ')}` : ''}`;
+  }
+  const what = r.snapshot ? `updated to snapshot ${r.snapshot.id}` : `updated (${r.mode})`;
+  const delta = `+${c.added} ~${c.updated} -${c.deleted}, ${formatBytes(c.bytesTransferred)} transferred`;
+  const t = r.timings;
+  const visible = t.prepareMs + t.fetchMs + t.commitMs;
+  let line = `${r.repo}: ${what} (${delta}) visible after ${formatMs(visible)}`;
+  if (r.collected.length > 0) line += `; collected snapshot${r.collected.length > 1 ? 's' : ''} ${r.collected.join(', ')} in ${formatMs(t.gcMs)}`;
+  if (r.resumed) line += '; resumed an interrupted update';
+  if (parts.length) line += `; ${parts.join('; ')}`;
+  return line;
+}

@@ -1,0 +1,243 @@
+/**
+ * A configured repository and the operations on it: sync, status and the path
+ * a reader should use. The CLI is a thin front end over this.
+ */
+import fs from 'node:fs/promises';
+import type { RepoConfig, StorageMode } from './config/repos.js';
+import { errnoCode, ReposnapError, type LockHolder } from './errors.js';
+import { createSource } from './sources/index.js';
+import type { ChangeStats, SourceProgress, TreeStats } from './sources/source.js';
+import { planCollection, type GcResult, type KeepReason } from './store/gc.js';
+import { readHolder, FileLock } from './store/lock.js';
+import { readMeta } from './store/metadata.js';
+import { openStorage } from './store/open.js';
+import { siblingLockPath } from './store/quarantine-storage.js';
+import { RcuStorage } from './store/rcu-storage.js';
+import { latestId } from './store/snapshots.js';
+import { listStaging } from './store/staging.js';
+import type { RepoStorage, StorageProgress } from './store/storage.js';
+
+export interface SyncOptions {
+  /** Wait for a concurrent update of the same repo (default true). */
+  wait?: boolean;
+  /** Called with progress; the CLI draws it on a terminal. */
+  onProgress?: (event: SyncProgress) => void;
+}
+
+export type SyncProgress =
+  | ({ repo: string; phase: 'migrate' | 'clone' } & Pick<StorageProgress, 'done'>)
+  | ({ repo: string; phase: 'fetch' } & SourceProgress)
+  | { repo: string; phase: 'commit' | 'gc' };
+
+export interface SyncReport {
+  repo: string;
+  mode: StorageMode;
+  /** "updated": a new tree is visible; "up-to-date": nothing changed upstream. */
+  outcome: 'updated' | 'up-to-date';
+  /** The snapshot readers now get (rcu). */
+  snapshot: { id: number; path: string } | null;
+  /** A snapshot made first from a plain-directory location (rcu). */
+  migrated: number | null;
+  backend: string | null;
+  resumed: boolean;
+  changes: ChangeStats;
+  tree: TreeStats;
+  /** Snapshot ids collected after the commit. */
+  collected: number[];
+  /** Milliseconds: preparing, fetching, publishing, collecting, in all. */
+  timings: { prepareMs: number; fetchMs: number; commitMs: number; gcMs: number; totalMs: number };
+  /** Problems that did not fail the sync (a collection that failed...). */
+  warnings: string[];
+}
+
+export interface SnapshotStatus {
+  id: number;
+  path: string;
+  committedAt: string | null;
+  source: string | null;
+  revision: string | null;
+  files: number | null;
+  bytes: number | null;
+  backend: string | null;
+  /** What collection would do now, and why. */
+  keep: boolean;
+  keepReasons: KeepReason[];
+}
+
+export interface RepoStatus {
+  name: string;
+  mode: StorageMode;
+  backend: string | null;
+  location: string;
+  storeDir: string | null;
+  syncType: string | null;
+  syncUri: string | null;
+  autoSync: boolean;
+  current: { id: number | null; path: string; committedAt: string | null } | null;
+  snapshots: SnapshotStatus[];
+  staging: Array<{ tx: string; base: number | null; createdAt: string | null; locked: boolean }>;
+  /** The process updating the repo right now, if any. */
+  busy: LockHolder | { pid: null } | null;
+}
+
+export class Repository {
+  readonly storage: RepoStorage;
+
+  constructor(readonly config: RepoConfig) {
+    this.storage = openStorage(config);
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  /** Bring the repository up to date from its source. */
+  async sync(opts: SyncOptions = {}): Promise<SyncReport> {
+    const source = createSource(this.config);
+    const name = this.name;
+    const progress = opts.onProgress;
+    const t0 = performance.now();
+    const update = await this.storage.initUpdate({
+      wait: opts.wait ?? true,
+      ...(progress ? { onProgress: (p: StorageProgress) => progress({ repo: name, ...p }) } : {}),
+    });
+    const t1 = performance.now();
+
+    let result;
+    try {
+      result = await source.fill({
+        repo: name,
+        target: update.target,
+        excludeTop: update.excludeTop,
+        ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
+      });
+    } catch (err) {
+      // Keep what was fetched: the next sync resumes from it.
+      await this.storage.abortUpdate(update, { keep: true });
+      throw err;
+    }
+    const t2 = performance.now();
+
+    const report: SyncReport = {
+      repo: name,
+      mode: this.storage.mode,
+      outcome: 'up-to-date',
+      snapshot: null,
+      migrated: update.migrated?.id ?? null,
+      backend: update.backend ?? null,
+      resumed: update.resumed,
+      changes: result.changes,
+      tree: result.tree,
+      collected: [],
+      timings: { prepareMs: t1 - t0, fetchMs: t2 - t1, commitMs: 0, gcMs: 0, totalMs: 0 },
+      warnings: [],
+    };
+
+    if (!result.changed && !update.mustCommit) {
+      await this.storage.abortUpdate(update, { keep: false });
+    } else {
+      progress?.({ repo: name, phase: 'commit' });
+      const committed = await this.storage.commitUpdate(update, {
+        source: { type: source.type, uri: source.uri },
+        ...(result.revision !== undefined ? { revision: result.revision } : {}),
+        changes: result.changes,
+        tree: result.tree,
+      });
+      report.outcome = 'updated';
+      if (committed.snapshot) report.snapshot = { id: committed.snapshot.id, path: committed.snapshot.path };
+    }
+    const t3 = performance.now();
+    report.timings.commitMs = t3 - t2;
+
+    if (report.snapshot === null && this.storage instanceof RcuStorage) {
+      const id = await latestId(this.storage.layout);
+      if (id !== undefined) report.snapshot = { id, path: this.storage.layout.snapshot(id) };
+    }
+
+    // Collection runs after the new snapshot is visible and the repo is free
+    // for the next update; its failure does not undo a good sync.
+    progress?.({ repo: name, phase: 'gc' });
+    let gc: GcResult | undefined;
+    try {
+      gc = await this.storage.garbageCollection();
+    } catch (err) {
+      report.warnings.push(`repo ${name}: collecting old snapshots failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    report.collected = gc?.removed ?? [];
+    const t4 = performance.now();
+    report.timings.gcMs = t4 - t3;
+    report.timings.totalMs = t4 - t0;
+    return report;
+  }
+
+  /** The canonical path of the tree a reader should use now. */
+  async currentPath(): Promise<string> {
+    try {
+      return await fs.realpath(this.config.location);
+    } catch (err) {
+      const why = errnoCode(err) === 'ENOENT' ? 'has not been synced yet (or its store is gone)' : `cannot be resolved (${errnoCode(err) ?? String(err)})`;
+      throw new ReposnapError('ESTORE', `repo ${this.name}: location ${this.config.location} ${why}`);
+    }
+  }
+
+  /** What the repository looks like now. Reads only; takes no lock. */
+  async status(): Promise<RepoStatus> {
+    const c = this.config;
+    const status: RepoStatus = {
+      name: c.name,
+      mode: c.mode,
+      backend: null,
+      location: c.location,
+      storeDir: c.storeDir ?? null,
+      syncType: c.syncType ?? null,
+      syncUri: c.syncUri ?? null,
+      autoSync: c.autoSync,
+      current: null,
+      snapshots: [],
+      staging: [],
+      busy: null,
+    };
+    if (!(this.storage instanceof RcuStorage)) {
+      const path = await fs.realpath(c.location).catch(() => undefined);
+      if (path !== undefined) status.current = { id: null, path, committedAt: null };
+      status.busy = await holderOf(siblingLockPath(c.location));
+      return status;
+    }
+    const layout = this.storage.layout;
+    const plan = await planCollection(layout, { spareSnapshots: c.spareSnapshots, ttlDays: c.ttlDays });
+    for (const d of plan) {
+      const meta = await readMeta(layout, d.id);
+      status.snapshots.push({
+        id: d.id,
+        path: layout.snapshot(d.id),
+        committedAt: d.committedAt ?? null,
+        source: meta ? `${meta.source.type}${meta.source.uri ? ` ${meta.source.uri}` : ''}` : null,
+        revision: meta?.revision ?? null,
+        files: meta?.files ?? null,
+        bytes: meta?.bytes ?? null,
+        backend: meta?.backend ?? null,
+        keep: d.keep,
+        keepReasons: d.reasons,
+      });
+    }
+    const latest = await latestId(layout);
+    const cur = status.snapshots.find((s) => s.id === latest);
+    if (cur) status.current = { id: cur.id, path: cur.path, committedAt: cur.committedAt };
+    // The backend that made the current snapshot; before the first sync, the
+    // configured choice (status never probes: it must not write).
+    status.backend = cur?.backend ?? c.backend;
+    status.staging = (await listStaging(layout)).map((s) => ({
+      tx: s.tx,
+      base: s.info?.base ?? null,
+      createdAt: s.info?.createdAt ?? null,
+      locked: s.locked,
+    }));
+    status.busy = await holderOf(layout.syncLock);
+    return status;
+  }
+}
+
+async function holderOf(lockPath: string): Promise<LockHolder | { pid: null } | null> {
+  if (!(await FileLock.isHeld(lockPath))) return null;
+  return (await readHolder(lockPath)) ?? { pid: null };
+}

@@ -1,0 +1,18 @@
+/** The sync source a repository's configuration asks for. */
+import type { RepoConfig } from '../config/repos.js';
+import { ReposnapError } from '../errors.js';
+import { LocalSource } from './local.js';
+import { RsyncSource } from './rsync.js';
+import type { SyncSource } from './source.js';
+
+export function createSource(repo: RepoConfig): SyncSource {
+  if (repo.syncType === undefined || repo.syncUri === undefined) {
+    throw new ReposnapError('EUSAGE', `repo ${repo.name} has no sync-type; there is nothing to sync it from`);
+  }
+  switch (repo.syncType) {
+    case 'local':
+      return new LocalSource(repo.syncUri);
+    case 'rsync':
+      return new RsyncSource(repo.syncUri, { extraOpts: repo.rsyncExtraOpts });
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * A sync source fills a target directory (a staging clone of the current
+ * snapshot, a quarantine copy, or the location itself) so that it equals the
+ * upstream tree, and says whether anything changed.
+ *
+ * The rule every source keeps: never write into an existing file. The target
+ * shares inodes with published snapshots, so a changed file is written under
+ * a new name and renamed over the old one.
+ */
+import type { SyncType } from '../config/repos.js';
+
+export interface TreeStats {
+  /** Entries in the resulting tree that are not directories. */
+  files: number;
+  /** Bytes in the resulting tree's regular files. */
+  bytes: number;
+}
+
+export interface ChangeStats {
+  added: number;
+  updated: number;
+  deleted: number;
+  /** Bytes of file content written into the target. */
+  bytesTransferred: number;
+}
+
+export interface SourceResult {
+  changed: boolean;
+  changes: ChangeStats;
+  tree: TreeStats;
+  /** An upstream revision, where the source has one. */
+  revision?: string;
+}
+
+export interface SourceProgress {
+  /** Entries examined so far. */
+  scanned: number;
+  /** Entries changed so far. */
+  changed: number;
+}
+
+export interface FillContext {
+  /** Repository name, for messages. */
+  repo: string;
+  /** Directory to bring up to date. */
+  target: string;
+  /** Names at the top of the target that belong to reposnap, left alone. */
+  excludeTop: string[];
+  onProgress?: (p: SourceProgress) => void;
+}
+
+export interface SyncSource {
+  readonly type: SyncType;
+  readonly uri: string;
+  fill(ctx: FillContext): Promise<SourceResult>;
+}
+
+export function emptyChanges(): ChangeStats {
+  return { added: 0, updated: 0, deleted: 0, bytesTransferred: 0 };
+}
