@@ -1,0 +1,4 @@
+EAPI=8
+DESCRIPTION="A library"
+LICENSE="MIT"
+SLOT="0"

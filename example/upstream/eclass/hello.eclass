@@ -1,0 +1,2 @@
+# example eclass
+hello_src_install() { default; }

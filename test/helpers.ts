@@ -1,0 +1,179 @@
+/**
+ * Test helpers: temporary directories, trees written and read back, and the
+ * real reposnap CLI run as a separate process.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+export const isRoot = process.getuid?.() === 0;
+
+const made: string[] = [];
+afterAll(() => {
+  for (const d of made) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh directory, removed after the test file. */
+export function tmpdir(tag = 'reposnap'): string {
+  const d = mkdtempSync(path.join(os.tmpdir(), `${tag}-`));
+  made.push(d);
+  return d;
+}
+
+/** Files to write: path -> content (string), or { symlink } or { dir }. */
+export type TreeSpec = Record<string, string | { symlink: string } | { dir: true; mode?: number } | { content: string; mode: number }>;
+
+export async function writeTree(root: string, spec: TreeSpec): Promise<void> {
+  await fs.mkdir(root, { recursive: true });
+  for (const [rel, v] of Object.entries(spec)) {
+    const p = path.join(root, rel);
+    await fs.mkdir(path.dirname(p), { recursive: true });
+    if (typeof v === 'string') await fs.writeFile(p, v);
+    else if ('symlink' in v) {
+      await fs.rm(p, { force: true });
+      await fs.symlink(v.symlink, p);
+    } else if ('dir' in v) {
+      await fs.mkdir(p, { recursive: true });
+      if (v.mode !== undefined) await fs.chmod(p, v.mode);
+    } else {
+      await fs.writeFile(p, v.content);
+      await fs.chmod(p, v.mode);
+    }
+  }
+}
+
+export interface TreeEntry {
+  type: 'file' | 'dir' | 'symlink' | 'other';
+  content?: string;
+  target?: string;
+  mode: number;
+}
+
+/** Read a tree back: relative path -> type, content or link target, mode. */
+export async function readTree(root: string): Promise<Record<string, TreeEntry>> {
+  const out: Record<string, TreeEntry> = {};
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    for (const name of (await fs.readdir(dir)).sort()) {
+      const p = path.join(dir, name);
+      const r = rel ? `${rel}/${name}` : name;
+      const st = await fs.lstat(p);
+      const mode = st.mode & 0o7777;
+      if (st.isDirectory()) {
+        out[r] = { type: 'dir', mode };
+        await walk(p, r);
+      } else if (st.isSymbolicLink()) out[r] = { type: 'symlink', target: await fs.readlink(p), mode };
+      else if (st.isFile()) out[r] = { type: 'file', content: await fs.readFile(p, 'utf8'), mode };
+      else out[r] = { type: 'other', mode };
+    }
+  };
+  await walk(root, '');
+  return out;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Run as this uid/gid through setpriv (as root). */
+  asUser?: { uid: number; gid: number };
+}
+
+/** Spawn the CLI; the child is returned so tests can signal it. */
+export function startCli(args: string[], opts: RunOptions = {}): { child: ChildProcess; done: Promise<RunResult> } {
+  const argv = [CLI, ...args];
+  const [cmd, cmdArgs] = opts.asUser
+    ? ['setpriv', [`--reuid=${opts.asUser.uid}`, `--regid=${opts.asUser.gid}`, '--clear-groups', process.execPath, ...argv]]
+    : [process.execPath, argv];
+  const child = spawn(cmd, cmdArgs, {
+    cwd: opts.cwd ?? ROOT,
+    env: { ...process.env, REPOSNAP_CONFIG: '', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const done = new Promise<RunResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return { child, done };
+}
+
+export function runCli(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  return startCli(args, opts).done;
+}
+
+export async function writeConf(dir: string, text: string, name = 'repos.conf'): Promise<string> {
+  const p = path.join(dir, name);
+  await fs.writeFile(p, text);
+  return p;
+}
+
+/** A simple RCU repos.conf for one local repo under `dir`. */
+export function rcuConf(dir: string, extra = '', type = 'local', uri = path.join(dir, 'upstream')): string {
+  return `[test]
+location = ${path.join(dir, 'repo')}
+sync-type = ${type}
+sync-uri = ${uri}
+sync-rcu = yes
+sync-rcu-store-dir = ${path.join(dir, 'store')}
+${extra}
+`;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Every regular file under `root`, with its content, for version checks. */
+export async function fileContents(root: string): Promise<Map<string, string>> {
+  const tree = await readTree(root);
+  const m = new Map<string, string>();
+  for (const [k, v] of Object.entries(tree)) if (v.type === 'file') m.set(k, v.content ?? '');
+  return m;
+}
+
+/** A tree of `n` files spread over dirs, each saying `version`. */
+export async function writeVersionedTree(root: string, n: number, version: string): Promise<void> {
+  await fs.mkdir(root, { recursive: true });
+  const perDir = 50;
+  for (let d = 0; d * perDir < n; d++) {
+    const dir = path.join(root, `cat-${d}`);
+    await fs.mkdir(dir, { recursive: true });
+    const writes: Array<Promise<void>> = [];
+    for (let i = d * perDir; i < Math.min(n, (d + 1) * perDir); i++) {
+      writes.push(fs.writeFile(path.join(dir, `pkg-${i}.ebuild`), `version=${version}\nfile=${i}\n`));
+    }
+    await Promise.all(writes);
+  }
+  await fs.writeFile(path.join(root, 'VERSION'), `${version}\n`);
+}
+
+/** Check that `root` holds one whole version of writeVersionedTree(n); return it. */
+export async function wholeVersion(root: string, n: number): Promise<string> {
+  const files = await fileContents(root);
+  const version = (files.get('VERSION') ?? '').trim();
+  if (!version) throw new Error(`no VERSION in ${root}`);
+  let count = 0;
+  for (const [k, v] of files) {
+    if (k === 'VERSION') continue;
+    count++;
+    const m = /^version=(.*)\n/.exec(v);
+    if (!m || m[1] !== version) throw new Error(`${root}/${k} has ${m?.[1]}, tree says ${version}`);
+  }
+  if (count !== n) throw new Error(`${root} has ${count} files, expected ${n}`);
+  return version;
+}
