@@ -1,0 +1,183 @@
+/**
+ * The rsync source with the real rsync: local paths, file:// URIs, an rsync
+ * daemon on 127.0.0.1, refused options and rsync's failures.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Repos } from '../src/repos.js';
+import { isRoot, rcuConf, readTree, runCli, sleep, tmpdir, writeConf, writeTree } from './helpers.js';
+
+const daemons: ChildProcess[] = [];
+afterAll(() => {
+  for (const d of daemons) d.kill('SIGTERM');
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Start `rsync --daemon` on 127.0.0.1 serving `dir` as module "repo". */
+async function startDaemon(dir: string, work: string): Promise<number> {
+  const port = await freePort();
+  const conf = await writeConf(
+    work,
+    `pid file = ${work}/rsyncd.pid
+log file = ${work}/rsyncd.log
+use chroot = ${isRoot ? 'yes' : 'no'}
+${isRoot ? 'uid = root\ngid = root\n' : ''}
+[repo]
+path = ${dir}
+read only = yes
+`,
+    'rsyncd.conf',
+  );
+  const d = spawn('rsync', ['--daemon', '--no-detach', `--address=127.0.0.1`, `--port=${port}`, `--config=${conf}`], { stdio: 'ignore' });
+  daemons.push(d);
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.end();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return port;
+    await sleep(50);
+  }
+  throw new Error('rsync daemon did not start');
+}
+
+async function upstream(dir: string): Promise<string> {
+  const up = path.join(dir, 'upstream');
+  await writeTree(up, {
+    'metadata/timestamp.chk': 'T1\n',
+    'cat/pkg/pkg-1.ebuild': 'one\n',
+    'cat/pkg/Manifest': 'DIST x\n',
+    'link': { symlink: 'cat/pkg' },
+    'exec.sh': { content: '#!/bin/sh\n', mode: 0o755 },
+  });
+  return up;
+}
+
+describe('rsync source', () => {
+  for (const form of ['plain path', 'file:// URI']) {
+    it(`syncs from a ${form}, detects changes and deletions, and reports no-change`, async () => {
+      const dir = tmpdir();
+      const up = await upstream(dir);
+      const uri = form === 'plain path' ? up : `file://${up}`;
+      const repo = Repos.fromText(rcuConf(dir, '', 'rsync', uri), path.join(dir, 'repos.conf')).get('test');
+      const r1 = await repo.sync();
+      expect(r1.snapshot?.id).toBe(1);
+      expect(await readTree(await repo.currentPath())).toEqual(await readTree(up));
+      expect(r1.tree.files).toBe(5); // four files and a symlink
+
+      expect((await repo.sync()).outcome).toBe('up-to-date');
+
+      await fs.writeFile(path.join(up, 'metadata/timestamp.chk'), 'T2-longer\n');
+      await fs.rm(path.join(up, 'cat/pkg/Manifest'));
+      const r3 = await repo.sync();
+      expect(r3.outcome).toBe('updated');
+      expect(r3.snapshot?.id).toBe(2);
+      expect(r3.changes.deleted).toBe(1);
+      expect(await readTree(await repo.currentPath())).toEqual(await readTree(up));
+      // The previous snapshot still has the old content (rsync wrote a new file).
+      const s1 = path.join(dir, 'store', 'snapshots', '1');
+      expect(await fs.readFile(path.join(s1, 'metadata/timestamp.chk'), 'utf8')).toBe('T1\n');
+      expect(await fs.readFile(path.join(s1, 'cat/pkg/Manifest'), 'utf8')).toBe('DIST x\n');
+    });
+  }
+
+  it('syncs from an rsync daemon on 127.0.0.1', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const port = await startDaemon(up, dir);
+    const repo = Repos.fromText(rcuConf(dir, '', 'rsync', `rsync://127.0.0.1:${port}/repo`), path.join(dir, 'repos.conf')).get('test');
+    const r = await repo.sync();
+    expect(r.snapshot?.id).toBe(1);
+    expect(await readTree(await repo.currentPath())).toEqual(await readTree(up));
+    expect((await repo.sync()).outcome).toBe('up-to-date');
+  });
+
+  it('fails clearly when the daemon has no such module, keeping the previous snapshot', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const port = await startDaemon(up, dir);
+    const conf = await writeConf(dir, rcuConf(dir, '', 'rsync', `rsync://127.0.0.1:${port}/repo`));
+    expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
+    await fs.writeFile(conf, rcuConf(dir, '', 'rsync', `rsync://127.0.0.1:${port}/nosuchmodule`));
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^reposnap: repo test: rsync failed \(exit 5: error starting client-server protocol\): .*nosuchmodule/);
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+  });
+
+  it('fails clearly when nothing listens at the rsync URI', async () => {
+    const dir = tmpdir();
+    const port = await freePort();
+    const conf = await writeConf(dir, rcuConf(dir, '', 'rsync', `rsync://127.0.0.1:${port}/repo`));
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/repo test: rsync failed \(exit 10: error in socket I\/O\)/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    // Nothing was published.
+    await expect(fs.lstat(path.join(dir, 'repo'))).rejects.toThrow();
+  });
+
+  it('fails clearly on a missing source path', async () => {
+    const dir = tmpdir();
+    const conf = await writeConf(dir, rcuConf(dir, '', 'rsync', path.join(dir, 'nope')));
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`repo test: source ${path.join(dir, 'nope')} does not exist`);
+  });
+
+  it('fails on unreadable files (rsync exit 23) and commits nothing', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const conf = await writeConf(dir, rcuConf(dir, '', 'rsync', up));
+    // Root reads anything, so the unreadable case runs as nobody on a store it owns.
+    const user = isRoot ? { uid: 65534, gid: 65534 } : undefined;
+    if (isRoot) {
+      await fs.chmod(dir, 0o755);
+      await fs.chown(dir, 65534, 65534);
+      await fs.chmod(conf, 0o644);
+      for (const p of ['upstream', 'upstream/cat', 'upstream/cat/pkg', 'upstream/metadata']) await fs.chown(path.join(dir, p), 65534, 65534);
+    }
+    const first = await runCli(['-c', conf, 'sync'], user ? { asUser: user } : {});
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    await fs.writeFile(path.join(up, 'secret'), 'x\n');
+    await fs.chmod(path.join(up, 'secret'), 0);
+    const r = await runCli(['-c', conf, 'sync'], user ? { asUser: user } : {});
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/rsync failed \(exit 23: partial transfer due to error.*\): .*secret.*Permission denied/);
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+  });
+
+  it('refuses extra options that would write through hardlinks', async () => {
+    const dir = tmpdir();
+    const conf = await writeConf(dir, rcuConf(dir, 'sync-rsync-extra-opts = --checksum --append-verify', 'rsync', dir));
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/repos\.conf:7: \[test\] sync-rsync-extra-opts: rsync option --append-verify writes into existing files/);
+  });
+
+  it('passes sync-rsync-extra-opts to rsync', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const repo = Repos.fromText(rcuConf(dir, "sync-rsync-extra-opts = --exclude='/cat'", 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+    await repo.sync();
+    const tree = await readTree(await repo.currentPath());
+    expect(Object.keys(tree).some((k) => k.startsWith('cat'))).toBe(false);
+    expect(tree['metadata/timestamp.chk']).toBeDefined();
+  });
+});
