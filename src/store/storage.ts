@@ -5,7 +5,7 @@
  * hardlinked copy brought back into place) and in-place.
  */
 import type { StorageMode } from '../config/repos.js';
-import type { ChangeStats, SourceProgress, TreeStats } from '../sources/source.js';
+import type { ChangeStats, TreeStats } from '../sources/source.js';
 import type { GcResult } from './gc.js';
 import type { SnapshotMeta } from './metadata.js';
 
