@@ -7,6 +7,7 @@
  *   const tree = await repos.get('gentoo').currentPath();
  */
 export { Repos } from './repos.js';
+export type { RepoOptions } from './repos.js';
 export { Repository } from './repository.js';
 export type { RepoStatus, SnapshotStatus, SyncOptions, SyncProgress, SyncReport } from './repository.js';
 export { loadConfig, parseConfigText, findConfigPath, SYSTEM_CONFIG_PATHS } from './config/load.js';

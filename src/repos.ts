@@ -1,7 +1,14 @@
 /** Opening the configured repositories, by name or all of them. */
 import { loadConfig, parseConfigText, type LoadOptions } from './config/load.js';
-import type { ReposConfig } from './config/repos.js';
-import { ReposnapError } from './errors.js';
+import { emptyDocument, type IniValue } from './config/ini.js';
+import { interpretRepos, type ReposConfig } from './config/repos.js';
+import { ConfigError, ReposnapError } from './errors.js';
+
+/** One repository given as options: repos.conf keys and their values. */
+export interface RepoOptions {
+  name: string;
+  [key: string]: string | number | boolean | undefined;
+}
 import { Repository } from './repository.js';
 
 export class Repos {
@@ -19,6 +26,31 @@ export class Repos {
   /** From configuration text, for programs that build their own. */
   static fromText(text: string, file?: string): Repos {
     return new Repos(parseConfigText(text, file));
+  }
+
+  /**
+   * From options instead of a file, validated by the same rules:
+   *   Repos.fromOptions([{ name: 'gentoo', location: '/var/db/repos/gentoo',
+   *     'sync-type': 'rsync', 'sync-uri': '...', 'sync-rcu': 'yes', ... }])
+   * Keys are repos.conf keys; values strings, booleans or numbers.
+   */
+  static fromOptions(repos: RepoOptions[], defaults: Omit<RepoOptions, 'name'> = {}): Repos {
+    const doc = emptyDocument();
+    const file = '<options>';
+    const put = (target: Map<string, IniValue>, opts: Omit<RepoOptions, 'name'>): void => {
+      for (const [k, v] of Object.entries(opts)) {
+        if (v === undefined) continue;
+        target.set(k.toLowerCase(), { value: typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v), file, line: 0 });
+      }
+    };
+    put(doc.defaults, defaults);
+    for (const { name, ...rest } of repos) {
+      if (doc.sections.has(name)) throw new ConfigError({ file, line: 0, section: name }, 'duplicate repository');
+      const section = { name, file, line: 0, values: new Map<string, IniValue>() };
+      put(section.values, rest);
+      doc.sections.set(name, section);
+    }
+    return new Repos(interpretRepos(doc, [file]));
   }
 
   get warnings(): string[] {

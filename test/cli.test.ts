@@ -96,3 +96,33 @@ describe('reposnap CLI', () => {
     expect((JSON.parse(r.stdout) as { repos: Array<{ name: string }> }).repos[0]?.name).toBe('test');
   });
 });
+
+describe('progress and the library from options', () => {
+  it('draws progress on a terminal and clears it; nothing with --quiet', async () => {
+    const dir = tmpdir();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) files[`c${i % 10}/p${i}`] = `${i}\n`;
+    await writeTree(path.join(dir, 'upstream'), files);
+    const conf = await writeConf(dir, rcuConf(dir));
+    // script(1) gives the CLI a pseudo-terminal.
+    const { execFileSync } = await import('node:child_process');
+    const onTty = execFileSync('script', ['-qec', `${process.execPath} ${path.join(ROOT, 'dist/cli/main.js')} -c ${conf} sync`, '/dev/null'], { encoding: 'utf8' });
+    expect(onTty).toMatch(/test: (preparing|syncing|cloning|publishing)/);
+    expect(onTty).toContain('\r\x1b[K');
+    expect(onTty).toMatch(/test: updated to snapshot 1/);
+    const quiet = execFileSync('script', ['-qec', `${process.execPath} ${path.join(ROOT, 'dist/cli/main.js')} -q -c ${conf} sync`, '/dev/null'], { encoding: 'utf8' });
+    expect(quiet).toBe('');
+  });
+
+  it('opens repositories from options with the same validation', async () => {
+    const { Repos } = await import('../src/repos.js');
+    const dir = tmpdir();
+    await writeTree(path.join(dir, 'upstream'), { f: 'x\n' });
+    const repos = Repos.fromOptions([
+      { name: 'opt', location: `${dir}/repo`, 'sync-type': 'local', 'sync-uri': `${dir}/upstream`, 'sync-rcu': true, 'sync-rcu-store-dir': `${dir}/store` },
+    ]);
+    const r = await repos.get('opt').sync();
+    expect(r.snapshot?.id).toBe(1);
+    expect(() => Repos.fromOptions([{ name: 'bad', location: '/x', 'sync-rcu': true }])).toThrow(/<options>: \[bad\] sync-rcu-store-dir: missing/);
+  });
+});

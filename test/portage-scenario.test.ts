@@ -47,7 +47,11 @@ describe('Portage test_sync_local sync-rcu scenario', () => {
     expect(await sync()).toMatch(/test: up to date \(snapshot 2\)/);
 
     // 3. Upstream bumps its timestamp.
+    // (Same size: rsync's quick check sees it by the mtime, which upstream
+    // moves on by at least a second, as a real bump would.)
     await fs.writeFile(path.join(up, 'metadata/timestamp.chk'), 'Sat, 21 Nov 2026 00:00:01 +0000\n');
+    const later = new Date(Date.now() + 5000);
+    await fs.utimes(path.join(up, 'metadata/timestamp.chk'), later, later);
     expect(await sync()).toMatch(/updated to snapshot 3/);
 
     // 4. The store is deleted: the location is a dangling symlink.

@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the path as JSON')
     .action((name: string, o: { json?: boolean }) => run(() => pathCommand(makeContext(globals(), o.json === true), name, { json: o.json === true }))());
 
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+  for (const cmd of program.commands) cmd.version(VERSION, '-V, --version', 'print the version').exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
 
   try {
     await program.parseAsync(argv);
