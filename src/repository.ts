@@ -9,7 +9,8 @@ import { createSource } from './sources/index.js';
 import type { ChangeStats, SourceProgress, TreeStats } from './sources/source.js';
 import { planCollection, type GcResult, type KeepReason } from './store/gc.js';
 import { readHolder, FileLock } from './store/lock.js';
-import { readMeta } from './store/metadata.js';
+import { acquireLease, type Lease } from './store/leases.js';
+import { readMeta, type SnapshotMeta } from './store/metadata.js';
 import { openStorage } from './store/open.js';
 import { siblingLockPath } from './store/quarantine-storage.js';
 import { RcuStorage } from './store/rcu-storage.js';
@@ -44,8 +45,12 @@ export interface SyncReport {
   tree: TreeStats;
   /** Snapshot ids collected after the commit. */
   collected: number[];
-  /** Milliseconds: preparing, fetching, publishing, collecting, in all. */
-  timings: { prepareMs: number; fetchMs: number; commitMs: number; gcMs: number; totalMs: number };
+  /**
+   * Milliseconds: preparing (locks, migration, clone), fetching, publishing,
+   * collecting, cloning ahead for the next sync, in all. The new tree is
+   * visible after prepareMs + fetchMs + commitMs.
+   */
+  timings: { prepareMs: number; fetchMs: number; commitMs: number; gcMs: number; prepareNextMs: number; totalMs: number };
   /** Problems that did not fail the sync (a collection that failed...). */
   warnings: string[];
 }
@@ -62,6 +67,8 @@ export interface SnapshotStatus {
   /** What collection would do now, and why. */
   keep: boolean;
   keepReasons: KeepReason[];
+  /** Readers holding a lease: how many processes we can see, and their pids. */
+  leases: { count: number; pids: number[] };
 }
 
 export interface RepoStatus {
@@ -109,6 +116,7 @@ export class Repository {
         repo: name,
         target: update.target,
         excludeTop: update.excludeTop,
+        lockFds: update.lockFds,
         ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
       });
     } catch (err) {
@@ -129,12 +137,12 @@ export class Repository {
       changes: result.changes,
       tree: result.tree,
       collected: [],
-      timings: { prepareMs: t1 - t0, fetchMs: t2 - t1, commitMs: 0, gcMs: 0, totalMs: 0 },
+      timings: { prepareMs: t1 - t0, fetchMs: t2 - t1, commitMs: 0, gcMs: 0, prepareNextMs: 0, totalMs: 0 },
       warnings: [],
     };
 
     if (!result.changed && !update.mustCommit) {
-      await this.storage.abortUpdate(update, { keep: false });
+      await this.storage.abortUpdate(update, { unchanged: true });
     } else {
       progress?.({ repo: name, phase: 'commit' });
       const committed = await this.storage.commitUpdate(update, {
@@ -166,8 +174,63 @@ export class Repository {
     report.collected = gc?.removed ?? [];
     const t4 = performance.now();
     report.timings.gcMs = t4 - t3;
-    report.timings.totalMs = t4 - t0;
+
+    if (this.config.prepareStaging && this.storage instanceof RcuStorage && report.outcome === 'updated') {
+      try {
+        await this.storage.prepareNext();
+      } catch (err) {
+        report.warnings.push(`repo ${name}: preparing staging for the next sync failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    const t5 = performance.now();
+    report.timings.prepareNextMs = t5 - t4;
+    report.timings.totalMs = t5 - t0;
     return report;
+  }
+
+  private rcu(what: string): RcuStorage {
+    if (!(this.storage instanceof RcuStorage)) {
+      throw new ReposnapError('EUSAGE', `repo ${this.name} is not an RCU repository (sync-rcu = no): ${what} needs snapshots`);
+    }
+    return this.storage;
+  }
+
+  /**
+   * Lease the current snapshot: collection will not delete it until the
+   * lease is released (or the process dies).
+   */
+  lease(): Promise<Lease> {
+    return acquireLease(this.rcu('a lease').layout, this.name);
+  }
+
+  /** Run `fn` with a lease on the current snapshot, released afterwards. */
+  async withLease<T>(fn: (lease: Lease) => Promise<T>): Promise<T> {
+    const lease = await this.lease();
+    try {
+      return await fn(lease);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  /** Collect old snapshots now, or with dryRun only say what would go and why. */
+  async gc(opts: { dryRun?: boolean } = {}): Promise<GcResult> {
+    const storage = this.rcu('gc');
+    if (opts.dryRun) {
+      const c = this.config;
+      return { decisions: await planCollection(storage.layout, { spareSnapshots: c.spareSnapshots, ttlDays: c.ttlDays }), removed: [] };
+    }
+    return storage.garbageCollection();
+  }
+
+  /** Make the location a plain directory again and remove the store. */
+  revert(opts: { force?: boolean; wait?: boolean } = {}): Promise<{ id: number | null }> {
+    return this.rcu('revert').revert(opts);
+  }
+
+  /** Migrate a plain-directory location into the store without syncing. */
+  migrate(opts: { wait?: boolean } = {}): Promise<SnapshotMeta | undefined> {
+    return this.rcu('migrate').migrate(opts);
   }
 
   /** The canonical path of the tree a reader should use now. */
@@ -218,6 +281,7 @@ export class Repository {
         backend: meta?.backend ?? null,
         keep: d.keep,
         keepReasons: d.reasons,
+        leases: { count: d.leasedBy.length, pids: d.leasedBy },
       });
     }
     const latest = await latestId(layout);

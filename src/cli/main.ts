@@ -7,8 +7,12 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_USAGE, ReposnapError } from '../errors.js';
-import { signalChildren } from '../util/children.js';
 import { makeContext, type GlobalOptions } from './context.js';
+import { execCommand } from './exec.js';
+import { gcCommand } from './gc.js';
+import { migrateCommand } from './migrate.js';
+import { revertCommand } from './revert.js';
+import { installStopHandlers } from './signals.js';
 import { Output } from './output.js';
 import { pathCommand } from './path.js';
 import { statusCommand } from './status.js';
@@ -59,6 +63,45 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print the path as JSON')
     .action((name: string, o: { json?: boolean }) => run(() => pathCommand(makeContext(globals(), o.json === true), name, { json: o.json === true }))());
 
+  program
+    .command('exec')
+    .description('run a command while holding a lease on the current snapshot (REPOSNAP_SNAPSHOT, REPOSNAP_SNAPSHOT_ID in its environment)')
+    .argument('<repo>', 'repository')
+    .argument('<command...>', 'the command and its arguments (put -- before it)')
+    .passThroughOptions()
+    .action((name: string, argv: string[]) => run(() => execCommand(makeContext(globals(), false), name, argv))());
+
+  program
+    .command('gc')
+    .description('collect old snapshots now, saying for each why it is kept or that it goes')
+    .argument('[repo...]', 'repositories (default: every RCU repository)')
+    .option('-n, --dry-run', 'only say what would be collected')
+    .option('--json', 'print the decisions as JSON')
+    .action((names: string[], o: { dryRun?: boolean; json?: boolean }) =>
+      run(() => gcCommand(makeContext(globals(), o.json === true), names, { dryRun: o.dryRun === true, json: o.json === true }))(),
+    );
+
+  program
+    .command('revert')
+    .description('turn the location back into a plain directory with the current content and remove the store')
+    .argument('<repo>', 'repository')
+    .option('-f, --force', 'revert even while readers hold leases (they lose their snapshot)')
+    .option('--no-wait', 'fail with exit status 75 instead of waiting for a running update')
+    .option('--json', 'print the result as JSON')
+    .action((name: string, o: { force?: boolean; wait: boolean; json?: boolean }) =>
+      run(() => revertCommand(makeContext(globals(), o.json === true), name, { force: o.force === true, wait: o.wait, json: o.json === true }))(),
+    );
+
+  program
+    .command('migrate')
+    .description('move a plain-directory location into the store as a snapshot (what the first sync does)')
+    .argument('<repo>', 'repository')
+    .option('--no-wait', 'fail with exit status 75 instead of waiting for a running update')
+    .option('--json', 'print the result as JSON')
+    .action((name: string, o: { wait: boolean; json?: boolean }) =>
+      run(() => migrateCommand(makeContext(globals(), o.json === true), name, { wait: o.wait, json: o.json === true }))(),
+    );
+
   for (const cmd of program.commands) cmd.version(VERSION, '-V, --version', 'print the version').exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
 
   try {
@@ -75,19 +118,7 @@ export async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-function installSignalHandlers(): void {
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(sig, () => {
-      // Stop rsync and friends; staging stays behind for the next sync to
-      // resume, and the kernel drops our locks as we exit.
-      signalChildren('SIGTERM');
-      process.stderr.write(`\nreposnap: interrupted by ${sig}\n`);
-      process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
-    });
-  }
-}
-
-installSignalHandlers();
+installStopHandlers();
 main(process.argv).then(
   (code) => {
     process.exitCode = code;

@@ -34,7 +34,8 @@ export function renderStatus(s: RepoStatus): string {
       for (const snap of [...s.snapshots].reverse()) {
         const size = snap.files !== null ? `${snap.files} files${snap.bytes !== null ? `, ${formatBytes(snap.bytes)}` : ''}` : '';
         const fate = snap.keep ? `kept: ${snap.keepReasons.join(', ')}` : 'goes at next collection';
-        lines.push(`    ${String(snap.id).padStart(5)}  ${snap.committedAt ?? 'unknown time'}  ${size.padEnd(24)}  ${fate}`);
+        const leases = snap.leases.count > 0 ? `  leases: ${snap.leases.count} (pid ${snap.leases.pids.join(', ')})` : '';
+        lines.push(`    ${String(snap.id).padStart(5)}  ${snap.committedAt ?? 'unknown time'}  ${size.padEnd(24)}  ${fate}${leases}`);
       }
     }
     if (s.staging.length > 0) {

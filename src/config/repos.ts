@@ -44,6 +44,8 @@ export interface RepoConfig {
   spareSnapshots: number;
   ttlDays: number;
   backend: BackendName;
+  /** After a commit, clone the new snapshot into staging for the next sync. */
+  prepareStaging: boolean;
   rsyncExtraOpts: string[];
   mode: StorageMode;
   /** Where the section starts, and where each key was set. */
@@ -71,6 +73,7 @@ const OWN_KEYS = new Set([
   'sync-rcu-spare-snapshots',
   'sync-rcu-ttl-days',
   'sync-rcu-backend',
+  'sync-rcu-prepare-staging',
   'sync-rsync-extra-opts',
 ]);
 
@@ -198,6 +201,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     const syncRcu = bool('sync-rcu', false);
     const spareSnapshots = count('sync-rcu-spare-snapshots', 1);
     const ttlDays = count('sync-rcu-ttl-days', 7);
+    const prepareStaging = bool('sync-rcu-prepare-staging', false);
 
     const rawBackend = get('sync-rcu-backend')?.trim() ?? 'auto';
     if (!(BACKEND_NAMES as readonly string[]).includes(rawBackend)) {
@@ -248,6 +252,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       spareSnapshots,
       ttlDays,
       backend,
+      prepareStaging,
       rsyncExtraOpts,
       mode: syncRcu ? 'rcu' : syncAllowHardlinks ? 'quarantine' : 'in-place',
       position: { file: section.file, line: section.line },

@@ -11,6 +11,7 @@
  * rsync touched. Lines that only say a directory's time was set do not count.
  */
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { trackChild } from '../util/children.js';
@@ -97,8 +98,28 @@ function withSlash(p: string): string {
   return p.endsWith('/') ? p : `${p}/`;
 }
 
+let pdeathsig: Promise<boolean> | undefined;
+
+/**
+ * Whether util-linux setpriv can give rsync a parent-death signal. With it, a
+ * reposnap killed with SIGKILL takes its rsync down too (rsync removes its
+ * temporary file on SIGTERM); without it, the orphan runs until it next writes
+ * to its closed output, still holding the staging lock it inherited.
+ */
+function canUsePdeathsig(): Promise<boolean> {
+  pdeathsig ??= new Promise((resolve) => {
+    const probe = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore' });
+    probe.on('error', () => resolve(false));
+    probe.on('close', (code) => resolve(code === 0));
+  });
+  return pdeathsig;
+}
+
 async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<SourceResult> {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe', ...(ctx.lockFds ?? [])];
+  const child = (await canUsePdeathsig())
+    ? spawn('setpriv', ['--pdeathsig', 'TERM', '--', bin, ...args], { stdio })
+    : spawn(bin, args, { stdio });
   trackChild(child);
   const changes = emptyChanges();
   let changed = false;
@@ -146,8 +167,10 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
     if (sent !== undefined) changes.bytesTransferred = sent;
   };
 
-  child.stdout.setEncoding('utf8');
-  child.stdout.on('data', (chunk: string) => {
+  const stdout = child.stdout as Readable;
+  const stderrStream = child.stderr as Readable;
+  stdout.setEncoding('utf8');
+  stdout.on('data', (chunk: string) => {
     buffered += chunk;
     let nl;
     while ((nl = buffered.indexOf('\n')) >= 0) {
@@ -155,8 +178,8 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
       buffered = buffered.slice(nl + 1);
     }
   });
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (chunk: string) => {
+  stderrStream.setEncoding('utf8');
+  stderrStream.on('data', (chunk: string) => {
     // Keep the tail only: rsync can complain about every file.
     stderr = (stderr + chunk).slice(-8192);
   });
@@ -172,6 +195,9 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
   });
   if (buffered) onLine(buffered);
 
+  if (status.code === 127 && /failed to execute/.test(stderr)) {
+    throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: rsync is not installed (${bin} not found in PATH)`);
+  }
   if (status.code !== 0) {
     const meaning = status.code === null ? `killed by ${status.signal ?? 'a signal'}` : `exit ${status.code}: ${RSYNC_EXIT_MEANINGS[status.code] ?? 'unknown error'}`;
     const detail = lastMeaningfulLine(stderr);

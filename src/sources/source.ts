@@ -46,6 +46,12 @@ export interface FillContext {
   target: string;
   /** Names at the top of the target that belong to reposnap, left alone. */
   excludeTop: string[];
+  /**
+   * Lock descriptors a child process working on the target must inherit: if
+   * reposnap dies, the target stays locked until the child is gone too, so no
+   * other update takes it over while an orphaned rsync still writes there.
+   */
+  lockFds?: number[];
   onProgress?: (p: SourceProgress) => void;
 }
 

@@ -20,6 +20,7 @@ import fs from 'node:fs/promises';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
+import { ensureLeaseFile } from './leases.js';
 import { ensureLocationLink } from './location.js';
 import { writeMeta, type SnapshotMeta } from './metadata.js';
 import { nextSnapshotId } from './snapshots.js';
@@ -39,6 +40,7 @@ export async function publishSnapshot(
   const id = await nextSnapshotId(layout);
   const meta: SnapshotMeta = { id, committedAt: new Date().toISOString(), backend: backend.name, ...draft };
   await writeMeta(layout, meta);
+  await ensureLeaseFile(layout, id); // before anyone can resolve N
   await fs.rename(dir, layout.snapshot(id));
   await fsyncDir(layout.snapshotsDir);
   await pointLatestAt(layout, id);

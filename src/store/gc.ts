@@ -3,7 +3,8 @@
  *
  * Policy (Portage's, with the commit time taken from metadata): keep latest,
  * keep the sync-rcu-spare-snapshots newest others, keep every snapshot
- * committed less than sync-rcu-ttl-days ago; the rest goes.
+ * committed less than sync-rcu-ttl-days ago, and (unlike Portage) keep every
+ * snapshot a reader holds a lease on, whatever its age; the rest goes.
  *
  * Deletion is made to look atomic to readers: the snapshot is moved out of
  * snapshots/ in one rename (into reposnap/trash/), and only then removed file
@@ -15,6 +16,8 @@ import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
 import { fsyncDir, removeTree } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
+import { leaseHolders } from './leases.js';
+import { FileLock } from './lock.js';
 import { commitTime, listMetaIds } from './metadata.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 
@@ -24,13 +27,15 @@ export interface GcPolicy {
   now?: Date;
 }
 
-export type KeepReason = 'latest' | 'spare' | 'ttl';
+export type KeepReason = 'latest' | 'spare' | 'ttl' | 'leased';
 
 export interface GcDecision {
   id: number;
   committedAt: string | undefined;
   keep: boolean;
   reasons: KeepReason[];
+  /** Pids of the readers holding a lease (empty when none, or not visible to us). */
+  leasedBy: number[];
 }
 
 export interface GcResult {
@@ -56,7 +61,9 @@ export async function planCollection(layout: StoreLayout, policy: GcPolicy): Pro
       reasons.push('spare');
     }
     if (time && now - time.getTime() < policy.ttlDays * DAY_MS) reasons.push('ttl');
-    decisions.push({ id, committedAt: time?.toISOString(), keep: reasons.length > 0, reasons });
+    const lease = await leaseHolders(layout, id);
+    if (lease.leased) reasons.push('leased');
+    decisions.push({ id, committedAt: time?.toISOString(), keep: reasons.length > 0, reasons, leasedBy: lease.pids });
   }
   return decisions.reverse();
 }
@@ -67,26 +74,43 @@ export async function collect(layout: StoreLayout, policy: GcPolicy): Promise<Gc
   const removed: number[] = [];
   for (const d of decisions) {
     if (d.keep) continue;
-    await removeSnapshot(layout, d.id);
-    removed.push(d.id);
+    if (await removeSnapshot(layout, d.id)) removed.push(d.id);
+    else {
+      // A reader took a lease since the plan was made.
+      d.keep = true;
+      d.reasons.push('leased');
+    }
   }
   await emptyTrash(layout);
-  await dropOrphanMeta(layout);
+  await dropOrphans(layout);
   return { decisions, removed };
 }
 
-async function removeSnapshot(layout: StoreLayout, id: number): Promise<void> {
-  await fs.mkdir(layout.trashDir, { recursive: true, mode: 0o700 });
+/**
+ * Delete snapshot `id` unless a reader leases it: exclusive lease lock, one
+ * rename out of snapshots/, drop the lease file, unlock, then remove the
+ * tree. Returns false when the snapshot is leased.
+ */
+export async function removeSnapshot(layout: StoreLayout, id: number): Promise<boolean> {
+  await fs.mkdir(layout.leasesDir, { recursive: true, mode: 0o755 });
+  const lock = await FileLock.tryAcquire(layout.lease(id), { operation: 'gc' });
+  if (!lock) return false;
   const aside = `${layout.trashDir}/${id}-${randomBytes(3).toString('hex')}`;
   try {
-    await fs.rename(layout.snapshot(id), aside);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return;
-    throw err;
+    await fs.mkdir(layout.trashDir, { recursive: true, mode: 0o700 });
+    try {
+      await fs.rename(layout.snapshot(id), aside);
+      await fsyncDir(layout.snapshotsDir);
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+    }
+    await fs.rm(layout.lease(id), { force: true });
+  } finally {
+    await lock.release();
   }
-  await fsyncDir(layout.snapshotsDir);
   await removeTree(aside);
   await fs.rm(layout.meta(id), { force: true });
+  return true;
 }
 
 /** Finish deletions that an earlier, interrupted collection started. */
@@ -101,10 +125,31 @@ async function emptyTrash(layout: StoreLayout): Promise<void> {
   for (const n of names) await removeTree(`${layout.trashDir}/${n}`);
 }
 
-/** Metadata of snapshots that no longer exist (a commit or GC cut short). */
-async function dropOrphanMeta(layout: StoreLayout): Promise<void> {
+/**
+ * Metadata and lease files of snapshots that no longer exist (a commit or a
+ * collection cut short, a reader that lost the race with collection).
+ */
+async function dropOrphans(layout: StoreLayout): Promise<void> {
   const present = new Set(await listSnapshotIds(layout));
   for (const id of await listMetaIds(layout)) {
     if (!present.has(id)) await fs.rm(layout.meta(id), { force: true });
+  }
+  let names: string[] = [];
+  try {
+    names = await fs.readdir(layout.leasesDir);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+  for (const n of names) {
+    const m = /^([1-9]\d*)\.lock$/.exec(n);
+    if (!m || present.has(Number(m[1]))) continue;
+    const file = `${layout.leasesDir}/${n}`;
+    const lock = await FileLock.tryAcquire(file, { operation: 'gc' });
+    if (!lock) continue;
+    try {
+      await fs.rm(file, { force: true });
+    } finally {
+      await lock.release();
+    }
   }
 }

@@ -19,6 +19,9 @@ class InPlaceUpdate implements Update {
   readonly mustCommit = false;
   readonly migrated = undefined;
   readonly backend = undefined;
+  get lockFds(): number[] {
+    return [this.lock.fd];
+  }
   constructor(
     readonly target: string,
     readonly lock: FileLock,

@@ -17,6 +17,7 @@
  *   reposnap/staging/<tx>.lock  held by the transaction that owns <tx>/
  *   reposnap/staging/<tx>.json  what <tx>/ was cloned from
  *   reposnap/trash/             snapshots moved out of sight, being deleted
+ *   reposnap/leases/<N>.lock    readers of snapshot N hold a shared lock here
  */
 import path from 'node:path';
 
@@ -52,6 +53,13 @@ export class StoreLayout {
   }
   get trashDir(): string {
     return path.join(this.ownDir, 'trash');
+  }
+
+  get leasesDir(): string {
+    return path.join(this.ownDir, 'leases');
+  }
+  lease(id: number): string {
+    return path.join(this.leasesDir, `${id}.lock`);
   }
 
   snapshot(id: number): string {

@@ -44,6 +44,11 @@ export class FileLock {
     private readonly fh: fs.FileHandle,
   ) {}
 
+  /** The descriptor holding the lock (a child that inherits it shares the lock). */
+  get fd(): number {
+    return this.fh.fd;
+  }
+
   /** Take a lock on `path`, creating the file if needed. */
   static async acquire(path: string, opts: LockOptions = {}): Promise<FileLock> {
     const mode = opts.mode ?? 'exclusive';

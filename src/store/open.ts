@@ -16,6 +16,7 @@ export function openStorage(repo: RepoConfig): RepoStorage {
         ttlDays: repo.ttlDays,
         backend: repo.backend,
         allowHardlinks: repo.syncAllowHardlinks,
+        prepareStaging: repo.prepareStaging,
       });
     case 'quarantine':
       return new QuarantineStorage(repo.name, repo.location);

@@ -46,6 +46,9 @@ class QuarantineUpdate implements Update {
   readonly mustCommit = false;
   readonly migrated = undefined;
   readonly backend = undefined;
+  get lockFds(): number[] {
+    return [this.lock.fd];
+  }
   constructor(
     readonly target: string,
     readonly resumed: boolean,

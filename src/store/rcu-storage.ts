@@ -13,19 +13,23 @@
  * Readers take no lock: they resolve the location symlink once.
  * Locks are always taken in the order sync -> store -> staging.
  */
+import fsx from 'fs-native-extensions';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { chooseBackend } from '../backends/select.js';
 import type { BackendName } from '../config/repos.js';
-import { ReposnapError } from '../errors.js';
+import { BusyError, ReposnapError } from '../errors.js';
+import { fsyncDir, removeTree, syncFilesystem } from '../util/fs.js';
 import { publishSnapshot } from './commit.js';
 import { collect, type GcResult } from './gc.js';
 import { StoreLayout } from './layout.js';
+import { ensureLeaseFile, leaseHolders } from './leases.js';
 import { ensureLocationLink, locationKind } from './location.js';
 import { FileLock, withLock } from './lock.js';
 import type { SnapshotMeta } from './metadata.js';
 import { migrateLocation } from './migrate.js';
-import { latestId } from './snapshots.js';
+import { latestId, listSnapshotIds } from './snapshots.js';
 import { Staging } from './staging.js';
 import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
@@ -37,6 +41,7 @@ export interface RcuOptions {
   ttlDays: number;
   backend: BackendName;
   allowHardlinks: boolean;
+  prepareStaging?: boolean;
 }
 
 class RcuUpdate implements Update {
@@ -61,6 +66,9 @@ class RcuUpdate implements Update {
   }
   get backend(): string {
     return this.snapshotBackend.name;
+  }
+  get lockFds(): number[] {
+    return [this.staging.lockFd];
   }
 }
 
@@ -97,6 +105,9 @@ export class RcuStorage implements RepoStorage {
       const { migrated, base } = await this.withStoreLock('prepare', async () => {
         opts.onProgress?.({ phase: 'migrate', done: 0 });
         const migrated = await migrateLocation(layout, backend);
+        // Snapshots made by another tool get lease files, so that readers
+        // who cannot create files can still lease them.
+        for (const id of await listSnapshotIds(layout)) await ensureLeaseFile(layout, id);
         const base = await latestId(layout);
         // Repair a missing or wrong location symlink (or an emptied location)
         // now, so that even an update that finds nothing new leaves it right.
@@ -145,10 +156,102 @@ export class RcuStorage implements RepoStorage {
   async abortUpdate(update: Update, opts: AbortOptions = {}): Promise<void> {
     const u = this.own(update);
     try {
-      if (opts.keep) await u.staging.keep();
+      if (opts.unchanged && this.opts.prepareStaging && u.base !== null) await u.staging.keepPrepared();
+      else if (opts.keep) await u.staging.keep();
       else await u.staging.discard();
     } finally {
       await u.syncLock.release();
+    }
+  }
+
+  /**
+   * Clone the current snapshot into staging now, so that the next sync
+   * starts from a ready copy (sync-rcu-prepare-staging). Skipped when another
+   * update holds the repo (it is about to make its own) or one is ready.
+   * Returns whether a clone was made.
+   */
+  async prepareNext(): Promise<boolean> {
+    const lock = await FileLock.tryAcquire(this.layout.syncLock, { operation: 'prepare' });
+    if (!lock) return false;
+    try {
+      const base = await latestId(this.layout);
+      if (base === undefined) return false;
+      const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), await this.backend());
+      const made = !staging.resumed;
+      await staging.keepPrepared();
+      return made;
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Turn the location back into a plain directory holding the current
+   * snapshot's content and remove the store. Refused while readers hold
+   * leases, unless forced (they then lose their snapshot).
+   */
+  async revert(opts: { force?: boolean; wait?: boolean } = {}): Promise<{ id: number | null }> {
+    const layout = this.layout;
+    const syncLock = await FileLock.acquire(layout.syncLock, {
+      wait: opts.wait ?? true,
+      operation: 'revert',
+      busyMessage: busyMessage(this.opts.name),
+    });
+    try {
+      return await this.withStoreLock('revert', async () => {
+        if (!opts.force) {
+          for (const id of await listSnapshotIds(layout)) {
+            const lease = await leaseHolders(layout, id);
+            if (lease.leased) {
+              const who = lease.pids.length > 0 ? `pid ${lease.pids.join(', ')}` : 'another process';
+              throw new BusyError(`repo ${this.opts.name}: snapshot ${id} is leased by ${who}; not reverting (use --force to revert anyway)`, lease.pids[0] !== undefined ? { pid: lease.pids[0] } : undefined);
+            }
+          }
+        }
+        const id = await latestId(layout);
+        const kind = await locationKind(layout.location);
+        if (id !== undefined && (kind === 'symlink' || kind === 'missing' || kind === 'empty-dir')) {
+          const tmp = layout.locationAside;
+          await removeTree(tmp);
+          await (await this.backend()).clone(layout.snapshot(id), tmp);
+          await syncFilesystem(tmp);
+          if (kind === 'missing') {
+            await fs.rename(tmp, layout.location);
+          } else {
+            // One exchange: readers see the snapshot or the directory.
+            await fsx.swap(tmp, layout.location);
+            await removeTree(tmp);
+          }
+          await fsyncDir(path.dirname(layout.location));
+        } else if (kind === 'symlink' || kind === 'missing') {
+          throw new ReposnapError('ESTORE', `repo ${this.opts.name}: no current snapshot to revert to (location ${layout.location} is ${kind === 'missing' ? 'missing' : 'a dangling symlink'})`);
+        }
+        // The location is a plain directory now: the store goes.
+        await removeTree(layout.storeDir);
+        return { id: id ?? null };
+      });
+    } finally {
+      await syncLock.release();
+    }
+  }
+
+  /** Migrate a plain-directory location into the store now. */
+  async migrate(opts: { wait?: boolean } = {}): Promise<SnapshotMeta | undefined> {
+    await fs.mkdir(this.layout.ownDir, { recursive: true, mode: 0o755 });
+    const syncLock = await FileLock.acquire(this.layout.syncLock, {
+      wait: opts.wait ?? true,
+      operation: 'migrate',
+      busyMessage: busyMessage(this.opts.name),
+    });
+    try {
+      const backend = await this.backend();
+      return await this.withStoreLock('migrate', async () => {
+        const meta = await migrateLocation(this.layout, backend);
+        if ((await latestId(this.layout)) !== undefined) await ensureLocationLink(this.layout);
+        return meta;
+      });
+    } finally {
+      await syncLock.release();
     }
   }
 

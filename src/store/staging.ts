@@ -29,8 +29,12 @@ export interface StagingInfo {
   backend: string;
   createdAt: string;
   pid: number;
-  /** "cloning" until the clone is complete, then "cloned". */
-  state: 'cloning' | 'cloned';
+  /**
+   * "cloning" until the clone is complete, then "cloned"; "prepared" for a
+   * clone made ahead of time for the next sync (exempt from the age limit
+   * while its base is still latest).
+   */
+  state: 'cloning' | 'cloned' | 'prepared';
 }
 
 export const STAGING_MAX_AGE_MS = 24 * 60 * 60 * 1000;
@@ -52,6 +56,9 @@ export class Staging {
   }
   get base(): number | null {
     return this.info.base;
+  }
+  get lockFd(): number {
+    return this.lock.fd;
   }
 
   /**
@@ -118,6 +125,13 @@ export class Staging {
     await this.lock.release();
   }
 
+  /** Keep the tree as a ready clone of its base for the next update. */
+  async keepPrepared(): Promise<void> {
+    this.info.state = 'prepared';
+    await this.writeInfo();
+    await this.lock.release();
+  }
+
   /** @internal */
   static adopt(layout: StoreLayout, info: StagingInfo, lock: FileLock): Staging {
     return new Staging(layout, info, lock, true);
@@ -178,7 +192,8 @@ async function sweepStaging(layout: StoreLayout, base: number | null): Promise<S
       .lstat(layout.staging(entry.tx))
       .then((st) => st.isDirectory())
       .catch(() => false);
-    if (!chosen && info && exists && info.base === base && age < STAGING_MAX_AGE_MS) {
+    const fresh = age < STAGING_MAX_AGE_MS || info?.state === 'prepared';
+    if (!chosen && info && exists && info.base === base && fresh) {
       info.pid = process.pid;
       chosen = Staging.adopt(layout, info, lock);
       continue;

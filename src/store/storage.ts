@@ -34,6 +34,8 @@ export interface Update {
   /** A snapshot made by migrating a plain-directory location first. */
   readonly migrated: SnapshotMeta | undefined;
   readonly backend: string | undefined;
+  /** Descriptors of the locks that own the target (see FillContext.lockFds). */
+  readonly lockFds: number[];
 }
 
 export interface CommitInfo {
@@ -51,6 +53,8 @@ export interface CommitResult {
 export interface AbortOptions {
   /** Keep the partial work for the next update to resume (rcu). */
   keep?: boolean;
+  /** Nothing changed: the target is still an exact clone of its base (rcu). */
+  unchanged?: boolean;
 }
 
 export interface RepoStorage {

@@ -1,0 +1,36 @@
+/** `reposnap gc [REPO...] [--dry-run]`: collect old snapshots, saying why each stays or goes. */
+import type { GcDecision } from '../store/gc.js';
+import type { CommandContext } from './context.js';
+
+export async function gcCommand(ctx: CommandContext, names: string[], opts: { dryRun: boolean; json: boolean }): Promise<number> {
+  const repos = ctx.repos().select(names).filter((r) => names.length > 0 || r.config.mode === 'rcu');
+  const results = [];
+  for (const repo of repos) {
+    const r = await repo.gc({ dryRun: opts.dryRun });
+    results.push({ repo: repo.name, dryRun: opts.dryRun, removed: r.removed, decisions: r.decisions });
+    if (!opts.json) {
+      ctx.out.print(`${repo.name}:`);
+      for (const d of r.decisions) ctx.out.print(`  ${String(d.id).padStart(5)}  ${describeDecision(d, opts.dryRun)}`);
+      if (r.decisions.length === 0) ctx.out.print('  no snapshots');
+    }
+  }
+  if (opts.json) ctx.out.json({ results });
+  return 0;
+}
+
+export function describeDecision(d: GcDecision, dryRun: boolean): string {
+  if (!d.keep) return dryRun ? 'would be deleted' : 'deleted';
+  const why = d.reasons.map((r) => {
+    switch (r) {
+      case 'latest':
+        return 'latest';
+      case 'spare':
+        return 'spare';
+      case 'ttl':
+        return `younger than the TTL (committed ${d.committedAt ?? '?'})`;
+      case 'leased':
+        return d.leasedBy.length > 0 ? `leased by pid ${d.leasedBy.join(', ')}` : 'leased';
+    }
+  });
+  return `kept: ${why.join('; ')}`;
+}
