@@ -218,13 +218,13 @@ export class Repository {
     const storage = this.rcu('gc');
     if (opts.dryRun) {
       const c = this.config;
-      return { decisions: await planCollection(storage.layout, { spareSnapshots: c.spareSnapshots, ttlDays: c.ttlDays }), removed: [] };
+      return { decisions: await planCollection(storage.layout, { spareSnapshots: c.spareSnapshots, ttlDays: c.ttlDays }), removed: [], removedStaging: [] };
     }
     return storage.garbageCollection();
   }
 
   /** Make the location a plain directory again and remove the store. */
-  revert(opts: { force?: boolean; wait?: boolean } = {}): Promise<{ id: number | null }> {
+  revert(opts: { force?: boolean; wait?: boolean } = {}): Promise<{ id: number | null; reverted: boolean }> {
     return this.rcu('revert').revert(opts);
   }
 

@@ -3,6 +3,7 @@
  * immutability of published snapshots, change detection, collection policy,
  * metadata, and taking over a store another tool made.
  */
+import { readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -116,6 +117,22 @@ describe('RCU store with the local source', () => {
       [3, ['spare']],
       [4, ['latest']],
     ]);
+  });
+
+  it('makes the new snapshot visible before collection starts, and times both', async () => {
+    const { up, repo, layout } = await setup('sync-rcu-spare-snapshots = 0\nsync-rcu-ttl-days = 0');
+    await repo.sync();
+    await fs.writeFile(path.join(up, 'metadata/timestamp.chk'), 'T2\n');
+    let latestAtGc: string | undefined;
+    const r = await repo.sync({
+      onProgress: (e) => {
+        if (e.phase === 'gc') latestAtGc = readlinkSync(layout.latest);
+      },
+    });
+    expect(latestAtGc).toBe('snapshots/2');
+    expect(r.collected).toEqual([1]);
+    expect(r.timings.gcMs).toBeGreaterThan(0);
+    expect(r.timings.commitMs).toBeGreaterThan(0);
   });
 
   it('keeps snapshots younger than the TTL, measured from the recorded commit time', async () => {

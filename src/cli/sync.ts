@@ -72,7 +72,10 @@ export function describeReport(r: SyncReport): string {
   const t = r.timings;
   const visible = t.prepareMs + t.fetchMs + t.commitMs;
   let line = `${r.repo}: ${what} (${delta}) visible after ${formatMs(visible)}`;
-  if (r.collected.length > 0) line += `; collected snapshot${r.collected.length > 1 ? 's' : ''} ${r.collected.join(', ')} in ${formatMs(t.gcMs)}`;
+  if (r.mode === 'rcu') {
+    const what = r.collected.length > 0 ? `collected snapshot${r.collected.length > 1 ? 's' : ''} ${r.collected.join(', ')}` : 'collection';
+    line += `; ${what} took ${formatMs(t.gcMs)} after that`;
+  }
   if (r.resumed) line += '; resumed an interrupted update';
   if (parts.length) line += `; ${parts.join('; ')}`;
   return line;

@@ -20,6 +20,7 @@ import { leaseHolders } from './leases.js';
 import { FileLock } from './lock.js';
 import { commitTime, listMetaIds } from './metadata.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
+import { collectStaleStaging } from './staging.js';
 
 export interface GcPolicy {
   spareSnapshots: number;
@@ -41,6 +42,8 @@ export interface GcDecision {
 export interface GcResult {
   decisions: GcDecision[];
   removed: number[];
+  /** Abandoned staging trees collected (stale base, or older than a day). */
+  removedStaging: string[];
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -83,7 +86,8 @@ export async function collect(layout: StoreLayout, policy: GcPolicy): Promise<Gc
   }
   await emptyTrash(layout);
   await dropOrphans(layout);
-  return { decisions, removed };
+  const removedStaging = await collectStaleStaging(layout, (await latestId(layout)) ?? null);
+  return { decisions, removed, removedStaging };
 }
 
 /**

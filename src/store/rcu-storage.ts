@@ -20,7 +20,7 @@ import type { SnapshotBackend } from '../backends/backend.js';
 import { chooseBackend } from '../backends/select.js';
 import type { BackendName } from '../config/repos.js';
 import { BusyError, ReposnapError } from '../errors.js';
-import { fsyncDir, removeTree, syncFilesystem } from '../util/fs.js';
+import { fsyncDir, lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { publishSnapshot } from './commit.js';
 import { collect, type GcResult } from './gc.js';
 import { StoreLayout } from './layout.js';
@@ -190,8 +190,15 @@ export class RcuStorage implements RepoStorage {
    * snapshot's content and remove the store. Refused while readers hold
    * leases, unless forced (they then lose their snapshot).
    */
-  async revert(opts: { force?: boolean; wait?: boolean } = {}): Promise<{ id: number | null }> {
+  async revert(opts: { force?: boolean; wait?: boolean } = {}): Promise<{ id: number | null; reverted: boolean }> {
     const layout = this.layout;
+    if (!(await lstatOrUndefined(layout.storeDir))) {
+      const kind = await locationKind(layout.location);
+      if (kind === 'symlink') {
+        throw new ReposnapError('ESTORE', `repo ${this.opts.name}: the store ${layout.storeDir} is gone and the location is a dangling symlink; nothing to revert to`);
+      }
+      return { id: null, reverted: false };
+    }
     const syncLock = await FileLock.acquire(layout.syncLock, {
       wait: opts.wait ?? true,
       operation: 'revert',
@@ -228,7 +235,7 @@ export class RcuStorage implements RepoStorage {
         }
         // The location is a plain directory now: the store goes.
         await removeTree(layout.storeDir);
-        return { id: id ?? null };
+        return { id: id ?? null, reverted: true };
       });
     } finally {
       await syncLock.release();

@@ -174,26 +174,37 @@ async function readInfo(layout: StoreLayout, tx: string): Promise<StagingInfo | 
 }
 
 /**
+ * Whether abandoned staging is of no further use: nothing says what it was
+ * cloned from, it was cloned from a snapshot that is no longer latest, or it
+ * has been lying around for more than a day (unless it was prepared ahead of
+ * time for its base, which is still latest).
+ */
+export function isStaleStaging(info: StagingInfo | undefined, latest: number | null, now = Date.now()): boolean {
+  if (!info) return true;
+  if (info.base !== latest) return true;
+  const age = now - new Date(info.createdAt).getTime();
+  return !(age < STAGING_MAX_AGE_MS || info.state === 'prepared');
+}
+
+/**
  * Look at abandoned staging: take over the newest one cloned from `base`
- * (returned, locked) and delete the others that nobody holds.
+ * (returned, locked) and delete the stale ones that nobody holds.
  */
 async function sweepStaging(layout: StoreLayout, base: number | null): Promise<Staging | undefined> {
   let chosen: Staging | undefined;
   const entries = await listStaging(layout);
-  // Newest first: tx names start with the creation time in base 36.
+  // Newest first.
   entries.sort((a, b) => (a.info?.createdAt ?? '').localeCompare(b.info?.createdAt ?? '')).reverse();
   for (const entry of entries) {
     if (entry.locked) continue;
     const lock = await FileLock.tryAcquire(layout.stagingLock(entry.tx), { operation: 'stage' });
     if (!lock) continue; // someone took it meanwhile
     const info = await readInfo(layout, entry.tx);
-    const age = info ? Date.now() - new Date(info.createdAt).getTime() : Infinity;
     const exists = await fs
       .lstat(layout.staging(entry.tx))
       .then((st) => st.isDirectory())
       .catch(() => false);
-    const fresh = age < STAGING_MAX_AGE_MS || info?.state === 'prepared';
-    if (!chosen && info && exists && info.base === base && fresh) {
+    if (!chosen && info && exists && !isStaleStaging(info, base)) {
       info.pid = process.pid;
       chosen = Staging.adopt(layout, info, lock);
       continue;
@@ -201,6 +212,24 @@ async function sweepStaging(layout: StoreLayout, base: number | null): Promise<S
     await Staging.adopt(layout, info ?? stubInfo(entry.tx), lock).discard();
   }
   return chosen;
+}
+
+/** Delete stale abandoned staging (for collection); returns the tx names removed. */
+export async function collectStaleStaging(layout: StoreLayout, latest: number | null): Promise<string[]> {
+  const removed: string[] = [];
+  for (const entry of await listStaging(layout)) {
+    if (entry.locked || !isStaleStaging(entry.info, latest)) continue;
+    const lock = await FileLock.tryAcquire(layout.stagingLock(entry.tx), { operation: 'gc' });
+    if (!lock) continue;
+    const info = await readInfo(layout, entry.tx);
+    if (!isStaleStaging(info, latest)) {
+      await lock.release();
+      continue;
+    }
+    await Staging.adopt(layout, info ?? stubInfo(entry.tx), lock).discard();
+    removed.push(entry.tx);
+  }
+  return removed;
 }
 
 function stubInfo(tx: string): StagingInfo {
