@@ -12,7 +12,7 @@ import { readHolder, FileLock } from './store/lock.js';
 import { acquireLease, type Lease } from './store/leases.js';
 import { readMeta, type SnapshotMeta } from './store/metadata.js';
 import { openStorage } from './store/open.js';
-import { siblingLockPath } from './store/quarantine-storage.js';
+import { siblingLockPath } from './store/plain-location.js';
 import { RcuStorage } from './store/rcu-storage.js';
 import { latestId } from './store/snapshots.js';
 import { listStaging } from './store/staging.js';

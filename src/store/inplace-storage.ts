@@ -4,29 +4,10 @@
  * this mode exists because Portage has it and some setups forbid hardlinks.
  * Two updates still never run at once (the sibling lock).
  */
-import fs from 'node:fs/promises';
-import path from 'node:path';
 import { syncFilesystem } from '../util/fs.js';
-import { FileLock } from './lock.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { ensureLocationDir, siblingLockPath } from './quarantine-storage.js';
-import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
-
-class InPlaceUpdate implements Update {
-  readonly excludeTop = [QUARANTINE_DIR];
-  readonly base = null;
-  readonly resumed = false;
-  readonly mustCommit = false;
-  readonly migrated = undefined;
-  readonly backend = undefined;
-  get lockFds(): number[] {
-    return [this.lock.fd];
-  }
-  constructor(
-    readonly target: string,
-    readonly lock: FileLock,
-  ) {}
-}
+import { LocationUpdate, lockLocation } from './plain-location.js';
+import { type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
 export class InPlaceStorage implements RepoStorage {
   readonly mode = 'in-place' as const;
@@ -36,23 +17,13 @@ export class InPlaceStorage implements RepoStorage {
   ) {}
 
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
-    await fs.mkdir(path.dirname(this.location), { recursive: true, mode: 0o755 });
-    const lock = await FileLock.acquire(siblingLockPath(this.location), {
-      wait: opts.wait ?? true,
-      operation: 'sync',
-      busyMessage: busyMessage(this.name),
-    });
-    try {
-      await ensureLocationDir(this.name, this.location);
-    } catch (err) {
-      await lock.release();
-      throw err;
-    }
-    return new InPlaceUpdate(this.location, lock);
+    const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
+    // A quarantine left by Portage is not content.
+    return new LocationUpdate(this.location, [QUARANTINE_DIR], false, lock);
   }
 
   async commitUpdate(update: Update, _info: CommitInfo): Promise<CommitResult> {
-    const u = update as InPlaceUpdate;
+    const u = update as LocationUpdate;
     try {
       await syncFilesystem(this.location);
       return {};
@@ -62,7 +33,7 @@ export class InPlaceStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, _opts: AbortOptions = {}): Promise<void> {
-    await (update as InPlaceUpdate).lock.release();
+    await (update as LocationUpdate).lock.release();
   }
 
   garbageCollection(): Promise<undefined> {

@@ -10,51 +10,13 @@
  * wrote are new inodes private to the quarantine, so each is linked into the
  * location under a temporary name and renamed over the old file.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
 import { cloneTree } from '../util/tree.js';
 import { lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { syncTree } from '../sources/local.js';
-import { ReposnapError } from '../errors.js';
-import { FileLock } from './lock.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
-
-/** The lock of a repo without a store: beside the location, not inside it. */
-export function siblingLockPath(location: string): string {
-  return path.join(path.dirname(location), `.${path.basename(location)}.reposnap.lock`);
-}
-
-/** Create the location directory if needed; refuse a file or symlink. */
-export async function ensureLocationDir(name: string, location: string): Promise<void> {
-  const st = await lstatOrUndefined(location);
-  if (st === undefined) {
-    await fs.mkdir(location, { recursive: true, mode: 0o755 });
-    return;
-  }
-  if (st.isSymbolicLink()) {
-    // Left by an RCU store (sync-rcu was turned off): updating through the
-    // link would write into a snapshot.
-    throw new ReposnapError('ESTORE', `repo ${name}: location ${location} is a symlink (an RCU store?); run with sync-rcu = yes or revert the store first`);
-  }
-  if (!st.isDirectory()) throw new ReposnapError('ESTORE', `repo ${name}: location ${location} is not a directory`);
-}
-
-class QuarantineUpdate implements Update {
-  readonly excludeTop: string[] = [];
-  readonly base = null;
-  readonly mustCommit = false;
-  readonly migrated = undefined;
-  readonly backend = undefined;
-  get lockFds(): number[] {
-    return [this.lock.fd];
-  }
-  constructor(
-    readonly target: string,
-    readonly resumed: boolean,
-    readonly lock: FileLock,
-  ) {}
-}
+import { LocationUpdate, lockLocation } from './plain-location.js';
+import { type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
 export class QuarantineStorage implements RepoStorage {
   readonly mode = 'quarantine' as const;
@@ -68,14 +30,8 @@ export class QuarantineStorage implements RepoStorage {
   }
 
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
-    await fs.mkdir(path.dirname(this.location), { recursive: true, mode: 0o755 });
-    const lock = await FileLock.acquire(siblingLockPath(this.location), {
-      wait: opts.wait ?? true,
-      operation: 'sync',
-      busyMessage: busyMessage(this.name),
-    });
+    const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
     try {
-      await ensureLocationDir(this.name, this.location);
       // A quarantine left by an interrupted update is resumed: the source
       // brings it up to date like any other copy.
       const resumed = (await lstatOrUndefined(this.quarantine))?.isDirectory() ?? false;
@@ -87,7 +43,7 @@ export class QuarantineStorage implements RepoStorage {
           onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
         });
       }
-      return new QuarantineUpdate(this.quarantine, resumed, lock);
+      return new LocationUpdate(this.quarantine, [], resumed, lock);
     } catch (err) {
       await lock.release();
       throw err;
@@ -95,7 +51,7 @@ export class QuarantineStorage implements RepoStorage {
   }
 
   async commitUpdate(update: Update, _info: CommitInfo): Promise<CommitResult> {
-    const u = update as QuarantineUpdate;
+    const u = update as LocationUpdate;
     try {
       await syncFilesystem(u.target);
       await syncTree(u.target, this.location, { repo: this.name, excludeTop: [QUARANTINE_DIR], link: true });
@@ -108,7 +64,7 @@ export class QuarantineStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, _opts: AbortOptions = {}): Promise<void> {
-    const u = update as QuarantineUpdate;
+    const u = update as LocationUpdate;
     try {
       // The quarantine sits inside the location where readers can see it;
       // a failed download does not stay there.

@@ -1,0 +1,60 @@
+/**
+ * What the two storages without a store (quarantine and in-place) share: the
+ * location is a plain directory, updates are serialised by a lock file beside
+ * it (not inside it, where a sync would delete it), and an update is just a
+ * directory to fill.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ReposnapError } from '../errors.js';
+import { lstatOrUndefined } from '../util/fs.js';
+import { FileLock } from './lock.js';
+import { busyMessage, type Update } from './storage.js';
+
+export function siblingLockPath(location: string): string {
+  return path.join(path.dirname(location), `.${path.basename(location)}.reposnap.lock`);
+}
+
+/** Create the location directory if needed; refuse a file or a symlink. */
+export async function ensureLocationDir(name: string, location: string): Promise<void> {
+  const st = await lstatOrUndefined(location);
+  if (st === undefined) {
+    await fs.mkdir(location, { recursive: true, mode: 0o755 });
+    return;
+  }
+  if (st.isSymbolicLink()) {
+    // Left by an RCU store (sync-rcu was turned off): updating through the
+    // link would write into a snapshot.
+    throw new ReposnapError('ESTORE', `repo ${name}: location ${location} is a symlink (an RCU store?); run with sync-rcu = yes or revert the store first`);
+  }
+  if (!st.isDirectory()) throw new ReposnapError('ESTORE', `repo ${name}: location ${location} is not a directory`);
+}
+
+/** Take the repo's lock and make sure the location is a directory. */
+export async function lockLocation(name: string, location: string, wait: boolean): Promise<FileLock> {
+  await fs.mkdir(path.dirname(location), { recursive: true, mode: 0o755 });
+  const lock = await FileLock.acquire(siblingLockPath(location), { wait, operation: 'sync', busyMessage: busyMessage(name) });
+  try {
+    await ensureLocationDir(name, location);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+  return lock;
+}
+
+export class LocationUpdate implements Update {
+  readonly base = null;
+  readonly mustCommit = false;
+  readonly migrated = undefined;
+  readonly backend = undefined;
+  constructor(
+    readonly target: string,
+    readonly excludeTop: string[],
+    readonly resumed: boolean,
+    readonly lock: FileLock,
+  ) {}
+  get lockFds(): number[] {
+    return [this.lock.fd];
+  }
+}
