@@ -117,6 +117,9 @@ export class Repository {
         target: update.target,
         excludeTop: update.excludeTop,
         lockFds: update.lockFds,
+        cacheDir: update.cacheDir,
+        scratchDir: update.scratchDir,
+        ...(update.previous ? { previous: update.previous } : {}),
         ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
       });
     } catch (err) {
@@ -148,6 +151,7 @@ export class Repository {
       const committed = await this.storage.commitUpdate(update, {
         source: { type: source.type, uri: source.uri },
         ...(result.revision !== undefined ? { revision: result.revision } : {}),
+        ...(result.state !== undefined ? { state: result.state } : {}),
         changes: result.changes,
         tree: result.tree,
       });

@@ -27,7 +27,10 @@ export function renderStatus(s: RepoStatus): string {
   lines.push(`  source     ${s.syncType ? `${s.syncType} ${s.syncUri ?? ''}` : 'none (not synced)'}${s.autoSync ? '' : '  [auto-sync = no]'}`);
   if (s.busy) lines.push(`  busy       ${s.busy.pid === null ? 'locked by another process' : `pid ${s.busy.pid} (${s.busy.operation ?? 'update'} since ${s.busy.since ?? '?'})`}`);
   if (s.mode === 'rcu') {
-    if (s.current?.id != null) lines.push(`  current    snapshot ${s.current.id}, committed ${s.current.committedAt ?? '?'} (${formatAge(s.current.committedAt)})`);
+    if (s.current?.id != null) {
+      const rev = s.snapshots.find((x) => x.id === s.current?.id)?.revision;
+      lines.push(`  current    snapshot ${s.current.id}, committed ${s.current.committedAt ?? '?'} (${formatAge(s.current.committedAt)})${rev ? `, revision ${rev}` : ''}`);
+    }
     if (s.snapshots.length === 0) lines.push('  snapshots  none');
     else {
       lines.push('  snapshots');

@@ -12,7 +12,7 @@ import { ConfigError, type ConfigPosition } from '../errors.js';
 import { shellSplit } from '../util/shlex.js';
 import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
 
-export const SYNC_TYPES = ['local', 'rsync'] as const;
+export const SYNC_TYPES = ['local', 'rsync', 'git'] as const;
 export type SyncType = (typeof SYNC_TYPES)[number];
 
 export const BACKEND_NAMES = ['auto', 'hardlink', 'copy'] as const;
@@ -47,6 +47,10 @@ export interface RepoConfig {
   /** After a commit, clone the new snapshot into staging for the next sync. */
   prepareStaging: boolean;
   rsyncExtraOpts: string[];
+  /** git: the branch to follow (default: the remote's HEAD). */
+  gitBranch: string | undefined;
+  /** git: history depth to fetch; 0 = all of it. */
+  syncDepth: number;
   mode: StorageMode;
   /** Where the section starts, and where each key was set. */
   position: Position;
@@ -75,6 +79,8 @@ const OWN_KEYS = new Set([
   'sync-rcu-backend',
   'sync-rcu-prepare-staging',
   'sync-rsync-extra-opts',
+  'sync-depth',
+  'sync-git-branch',
 ]);
 
 /**
@@ -90,7 +96,6 @@ const PORTAGE_KEYS = new Set([
   'masters',
   'priority',
   'strict-misc-digests',
-  'sync-depth',
   'sync-hooks-only-on-change',
   'sync-umask',
   'sync-user',
@@ -190,7 +195,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     }
     if (syncUri !== undefined) {
       if (syncUri.includes('\n')) throw new ConfigError(at('sync-uri'), 'must be a single line');
-      syncUri = normaliseUri(syncUri, values.get('sync-uri') as IniValue);
+      syncUri = normaliseUri(syncUri, values.get('sync-uri') as IniValue, syncType);
       if (syncType === 'local' && !syncUri.startsWith('/')) {
         throw new ConfigError(at('sync-uri'), `sync-type = local needs a path or file:// URI, got "${syncUri}"`);
       }
@@ -237,6 +242,12 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       }
     }
 
+    const gitBranch = get('sync-git-branch')?.trim() || undefined;
+    if (gitBranch !== undefined && (!/^[^\s~^:?*[\\]+$/.test(gitBranch) || gitBranch.startsWith('-') || gitBranch.includes('..'))) {
+      throw new ConfigError(at('sync-git-branch'), `not a valid branch name: "${gitBranch}"`);
+    }
+    const syncDepth = count('sync-depth', 1);
+
     const keyPositions: Record<string, Position> = {};
     for (const [k, v] of values) keyPositions[k] = { file: v.file, line: v.line };
 
@@ -254,6 +265,8 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       backend,
       prepareStaging,
       rsyncExtraOpts,
+      gitBranch,
+      syncDepth,
       mode: syncRcu ? 'rcu' : syncAllowHardlinks ? 'quarantine' : 'in-place',
       position: { file: section.file, line: section.line },
       keyPositions,
@@ -283,11 +296,14 @@ export function refusedRsyncOption(opt: string): string | undefined {
   return undefined;
 }
 
-/** Make plain relative paths (and file:// URIs) absolute paths. */
-function normaliseUri(uri: string, v: IniValue): string {
+/**
+ * Make plain relative paths absolute, and file:// URIs absolute paths (git
+ * keeps the file:// form: a shallow fetch needs it).
+ */
+function normaliseUri(uri: string, v: IniValue, type: SyncType | undefined): string {
   if (uri.startsWith('file://')) {
-    const p = decodeURIComponent(uri.slice('file://'.length));
-    return path.resolve(path.dirname(v.file), p);
+    const p = path.resolve(path.dirname(v.file), decodeURIComponent(uri.slice('file://'.length)));
+    return type === 'git' ? `file://${p}` : p;
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(uri)) return uri; // rsync://, ssh://...
   if (/^[^/]*:/.test(uri)) return uri; // host:path (rsync over ssh)

@@ -1,6 +1,7 @@
 /** The sync source a repository's configuration asks for. */
 import type { RepoConfig } from '../config/repos.js';
 import { ReposnapError } from '../errors.js';
+import { GitSource } from './git.js';
 import { LocalSource } from './local.js';
 import { RsyncSource } from './rsync.js';
 import type { SyncSource } from './source.js';
@@ -14,5 +15,7 @@ export function createSource(repo: RepoConfig): SyncSource {
       return new LocalSource(repo.syncUri);
     case 'rsync':
       return new RsyncSource(repo.syncUri, { extraOpts: repo.rsyncExtraOpts });
+    case 'git':
+      return new GitSource(repo.syncUri, { depth: repo.syncDepth, ...(repo.gitBranch ? { branch: repo.gitBranch } : {}) });
   }
 }

@@ -28,8 +28,23 @@ export interface SourceResult {
   changed: boolean;
   changes: ChangeStats;
   tree: TreeStats;
-  /** An upstream revision, where the source has one. */
+  /** An upstream revision, where the source has one (a git commit, a tarball's sha256). */
   revision?: string;
+  /** Source-specific facts to remember with the result (HTTP validators...). */
+  state?: Record<string, string>;
+}
+
+/** What the tree being updated was made from. */
+export interface PreviousTree {
+  revision?: string;
+  state?: Record<string, string>;
+  /**
+   * True when the target is known to be exactly the tree of `revision` (an
+   * RCU staging clone of the snapshot made from it), possibly with part of an
+   * interrupted update toward the same upstream applied; false when it may
+   * have drifted (a plain location anyone can write to).
+   */
+  exact: boolean;
 }
 
 export interface SourceProgress {
@@ -52,6 +67,12 @@ export interface FillContext {
    * other update takes it over while an orphaned rsync still writes there.
    */
   lockFds?: number[];
+  /** A directory the source may keep between syncs (a git mirror...). */
+  cacheDir?: string;
+  /** A directory of this update's own (a download), kept with it for resume. */
+  scratchDir?: string;
+  /** What the target was made from, if known. */
+  previous?: PreviousTree;
   onProgress?: (p: SourceProgress) => void;
 }
 

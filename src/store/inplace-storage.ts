@@ -19,13 +19,14 @@ export class InPlaceStorage implements RepoStorage {
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
     const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
     // A quarantine left by Portage is not content.
-    return new LocationUpdate(this.location, [QUARANTINE_DIR], false, lock);
+    return await LocationUpdate.create(this.location, this.location, [QUARANTINE_DIR], false, lock);
   }
 
-  async commitUpdate(update: Update, _info: CommitInfo): Promise<CommitResult> {
+  async commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult> {
     const u = update as LocationUpdate;
     try {
       await syncFilesystem(this.location);
+      await u.finish(info);
       return {};
     } finally {
       await u.lock.release();

@@ -16,6 +16,8 @@
  *   reposnap/staging/<tx>/      the tree a transaction is building
  *   reposnap/staging/<tx>.lock  held by the transaction that owns <tx>/
  *   reposnap/staging/<tx>.json  what <tx>/ was cloned from
+ *   reposnap/staging/<tx>.scratch/  the transaction's own files (a download)
+ *   reposnap/cache/             source caches kept between syncs (git mirror)
  *   reposnap/trash/             snapshots moved out of sight, being deleted
  *   reposnap/leases/<N>.lock    readers of snapshot N hold a shared lock here
  */
@@ -53,6 +55,14 @@ export class StoreLayout {
   }
   get trashDir(): string {
     return path.join(this.ownDir, 'trash');
+  }
+
+  /** Source caches kept between syncs (the git mirror). */
+  get cacheDir(): string {
+    return path.join(this.ownDir, 'cache');
+  }
+  stagingScratch(tx: string): string {
+    return path.join(this.stagingDir, `${tx}.scratch`);
   }
 
   get leasesDir(): string {

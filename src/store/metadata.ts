@@ -19,6 +19,8 @@ export interface SnapshotMeta {
   source: { type: string; uri?: string };
   /** Upstream revision, where the source has one. */
   revision?: string;
+  /** Source facts for the next sync (HTTP validators...). */
+  sourceState?: Record<string, string>;
   /** Snapshot this one was cloned from, if any. */
   base?: number;
   backend: string;

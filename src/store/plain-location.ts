@@ -7,9 +7,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ReposnapError } from '../errors.js';
-import { lstatOrUndefined } from '../util/fs.js';
+import type { PreviousTree } from '../sources/source.js';
+import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from './lock.js';
-import { busyMessage, type Update } from './storage.js';
+import { busyMessage, type CommitInfo, type Update } from './storage.js';
 
 export function siblingLockPath(location: string): string {
   return path.join(path.dirname(location), `.${path.basename(location)}.reposnap.lock`);
@@ -43,18 +44,64 @@ export async function lockLocation(name: string, location: string, wait: boolean
   return lock;
 }
 
+/** Source caches of a repo without a store, beside the location. */
+export function siblingCacheDir(location: string): string {
+  return path.join(path.dirname(location), `.${path.basename(location)}.reposnap-cache`);
+}
+
+interface LastSync {
+  revision?: string;
+  state?: Record<string, string>;
+}
+
+/**
+ * What the last completed sync fetched. Only a hint: anyone may have changed
+ * a plain location since, so sources treat it as inexact.
+ */
+async function readLastSync(cacheDir: string): Promise<PreviousTree | undefined> {
+  try {
+    const last = JSON.parse(await fs.readFile(path.join(cacheDir, 'last.json'), 'utf8')) as LastSync;
+    return { exact: false, ...(last.revision ? { revision: last.revision } : {}), ...(last.state ? { state: last.state } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+export async function writeLastSync(cacheDir: string, info: CommitInfo): Promise<void> {
+  const last: LastSync = { ...(info.revision ? { revision: info.revision } : {}), ...(info.state ? { state: info.state } : {}) };
+  await fs.mkdir(cacheDir, { recursive: true, mode: 0o755 });
+  await atomicWriteFile(path.join(cacheDir, 'last.json'), `${JSON.stringify(last)}\n`);
+}
+
 export class LocationUpdate implements Update {
   readonly base = null;
   readonly mustCommit = false;
   readonly migrated = undefined;
   readonly backend = undefined;
-  constructor(
+  private constructor(
     readonly target: string,
     readonly excludeTop: string[],
     readonly resumed: boolean,
     readonly lock: FileLock,
+    readonly cacheDir: string,
+    readonly previous: PreviousTree | undefined,
   ) {}
+
+  static async create(location: string, target: string, excludeTop: string[], resumed: boolean, lock: FileLock): Promise<LocationUpdate> {
+    const cacheDir = siblingCacheDir(location);
+    return new LocationUpdate(target, excludeTop, resumed, lock, cacheDir, await readLastSync(cacheDir));
+  }
+
   get lockFds(): number[] {
     return [this.lock.fd];
+  }
+  get scratchDir(): string {
+    return path.join(this.cacheDir, 'scratch');
+  }
+
+  /** After a successful update: remember what it fetched, drop its scratch files. */
+  async finish(info: CommitInfo): Promise<void> {
+    await writeLastSync(this.cacheDir, info);
+    await removeTree(this.scratchDir);
   }
 }

@@ -43,20 +43,21 @@ export class QuarantineStorage implements RepoStorage {
           onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
         });
       }
-      return new LocationUpdate(this.quarantine, [], resumed, lock);
+      return await LocationUpdate.create(this.location, this.quarantine, [], resumed, lock);
     } catch (err) {
       await lock.release();
       throw err;
     }
   }
 
-  async commitUpdate(update: Update, _info: CommitInfo): Promise<CommitResult> {
+  async commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult> {
     const u = update as LocationUpdate;
     try {
       await syncFilesystem(u.target);
       await syncTree(u.target, this.location, { repo: this.name, excludeTop: [QUARANTINE_DIR], link: true });
       await syncFilesystem(this.location);
       await removeTree(u.target);
+      await u.finish(info);
       return {};
     } finally {
       await u.lock.release();

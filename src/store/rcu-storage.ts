@@ -27,7 +27,8 @@ import { StoreLayout } from './layout.js';
 import { ensureLeaseFile, leaseHolders } from './leases.js';
 import { ensureLocationLink, locationKind } from './location.js';
 import { FileLock, withLock } from './lock.js';
-import type { SnapshotMeta } from './metadata.js';
+import { readMeta, type SnapshotMeta } from './metadata.js';
+import type { PreviousTree } from '../sources/source.js';
 import { migrateLocation } from './migrate.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { Staging } from './staging.js';
@@ -51,7 +52,12 @@ class RcuUpdate implements Update {
     readonly syncLock: FileLock,
     readonly snapshotBackend: SnapshotBackend,
     readonly migrated: SnapshotMeta | undefined,
+    readonly cacheDir: string,
+    readonly previous: PreviousTree | undefined,
   ) {}
+  get scratchDir(): string {
+    return this.staging.scratchDir;
+  }
   get target(): string {
     return this.staging.dir;
   }
@@ -117,7 +123,15 @@ export class RcuStorage implements RepoStorage {
       const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend, (s) =>
         opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
       );
-      return new RcuUpdate(staging, syncLock, backend, migrated);
+      const baseMeta = base === undefined ? undefined : await readMeta(layout, base);
+      const previous: PreviousTree | undefined = baseMeta
+        ? {
+            exact: true,
+            ...(baseMeta.revision !== undefined ? { revision: baseMeta.revision } : {}),
+            ...(baseMeta.sourceState !== undefined ? { state: baseMeta.sourceState } : {}),
+          }
+        : undefined;
+      return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous);
     } catch (err) {
       await syncLock.release();
       throw err;
@@ -135,6 +149,7 @@ export class RcuStorage implements RepoStorage {
           {
             source: info.source,
             ...(info.revision !== undefined ? { revision: info.revision } : {}),
+            ...(info.state !== undefined ? { sourceState: info.state } : {}),
             ...(u.base !== null ? { base: u.base } : {}),
             files: info.tree.files,
             bytes: info.tree.bytes,

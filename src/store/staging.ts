@@ -60,6 +60,9 @@ export class Staging {
   get lockFd(): number {
     return this.lock.fd;
   }
+  get scratchDir(): string {
+    return this.layout.stagingScratch(this.info.tx);
+  }
 
   /**
    * Staging for an update on top of `base`: an abandoned one cloned from the
@@ -107,6 +110,7 @@ export class Staging {
 
   /** The tree is gone (committed or discarded): drop the bookkeeping and the lock. */
   async finish(): Promise<void> {
+    await removeTree(this.scratchDir);
     await fs.rm(this.layout.stagingInfo(this.tx), { force: true });
     // Remove the lock file while still holding it, so nobody can take a lock
     // on a file that describes nothing.
@@ -156,7 +160,7 @@ export async function listStaging(layout: StoreLayout): Promise<StagingEntry[]> 
   const txs = new Set<string>();
   for (const n of names) {
     if (n.startsWith('.')) continue;
-    txs.add(n.replace(/\.(lock|json)$/, ''));
+    txs.add(n.replace(/\.(lock|json|scratch)$/, ''));
   }
   const out: StagingEntry[] = [];
   for (const tx of [...txs].sort()) {

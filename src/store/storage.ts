@@ -5,7 +5,7 @@
  * hardlinked copy brought back into place) and in-place.
  */
 import type { StorageMode } from '../config/repos.js';
-import type { ChangeStats, TreeStats } from '../sources/source.js';
+import type { ChangeStats, PreviousTree, TreeStats } from '../sources/source.js';
 import type { GcResult } from './gc.js';
 import type { SnapshotMeta } from './metadata.js';
 
@@ -36,11 +36,18 @@ export interface Update {
   readonly backend: string | undefined;
   /** Descriptors of the locks that own the target (see FillContext.lockFds). */
   readonly lockFds: number[];
+  /** Kept between syncs for the source (see FillContext.cacheDir). */
+  readonly cacheDir: string;
+  /** This update's own working directory (see FillContext.scratchDir). */
+  readonly scratchDir: string;
+  /** What the target was made from. */
+  readonly previous: PreviousTree | undefined;
 }
 
 export interface CommitInfo {
   source: { type: string; uri?: string };
   revision?: string;
+  state?: Record<string, string>;
   changes: ChangeStats;
   tree: TreeStats;
 }

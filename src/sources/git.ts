@@ -1,0 +1,346 @@
+/**
+ * The `git` source. A bare mirror kept in the store's cache (outside
+ * snapshots/) is fetched with sync-depth; a new tree is made only when the
+ * fetched commit differs from the one the current tree was made from.
+ *
+ * Materialising: when the target is an exact clone of the previous commit's
+ * tree (RCU staging), only the difference between the two commits is applied
+ * (`git diff-tree`): changed blobs are written to new files and renamed into
+ * place, removed paths deleted, modes and symlinks set as git says. Otherwise
+ * (first sync, a mirror that lost the old commit, a plain location) the
+ * commit is checked out with git's own checkout-index into an empty directory,
+ * and that tree is synchronised into the target. Snapshots never contain .git.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { errnoCode, ReposnapError } from '../errors.js';
+import { trackChild } from '../util/children.js';
+import { lstatOrUndefined, removeTree } from '../util/fs.js';
+import { syncTree } from './local.js';
+import { emptyChanges, type ChangeStats, type FillContext, type SourceResult, type SyncSource } from './source.js';
+
+export interface GitSourceOptions {
+  branch?: string;
+  /** History depth to fetch; 0 = full history. */
+  depth: number;
+}
+
+interface RunResult {
+  stdout: Buffer;
+  stderr: string;
+}
+
+const GIT_ENV = {
+  // Never ask for a password or a host key: fail instead.
+  GIT_TERMINAL_PROMPT: '0',
+  GIT_SSH_COMMAND: process.env.GIT_SSH_COMMAND ?? 'ssh -o BatchMode=yes',
+  LC_ALL: 'C',
+};
+
+export class GitSource implements SyncSource {
+  readonly type = 'git' as const;
+  constructor(
+    readonly uri: string,
+    private readonly opts: GitSourceOptions,
+  ) {}
+
+  async fill(ctx: FillContext): Promise<SourceResult> {
+    if (!ctx.cacheDir || !ctx.scratchDir) throw new ReposnapError('EINTERNAL', 'git source needs a cache and a scratch directory');
+    const mirror = path.join(ctx.cacheDir, 'git');
+    const commit = await this.fetch(ctx.repo, mirror, ctx.lockFds ?? []);
+    const prev = ctx.previous?.revision;
+    const changes = emptyChanges();
+    if (prev === commit) {
+      return { changed: false, changes, tree: await treeStats(mirror, commit), revision: commit };
+    }
+
+    const canDiff = prev !== undefined && ctx.previous?.exact === true && (await hasTree(mirror, prev));
+    if (canDiff) {
+      await applyDiff(ctx.repo, mirror, prev, commit, ctx.target, changes);
+      return { changed: true, changes, tree: await treeStats(mirror, commit), revision: commit };
+    }
+
+    // Full checkout into an empty directory, then into the target.
+    const checkout = path.join(ctx.scratchDir, 'checkout');
+    await removeTree(checkout);
+    await fs.mkdir(checkout, { recursive: true, mode: 0o755 });
+    const index = path.join(ctx.scratchDir, 'index');
+    await fs.rm(index, { force: true });
+    const env = { GIT_INDEX_FILE: index };
+    await git(ctx.repo, ['--git-dir', mirror, 'read-tree', commit], { env });
+    await git(ctx.repo, ['--git-dir', mirror, '--work-tree', checkout, 'checkout-index', '-a', '-f'], { env });
+    const result = await syncTree(checkout, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true });
+    await removeTree(checkout);
+    await fs.rm(index, { force: true });
+    return { ...result, changed: true, revision: commit };
+  }
+
+  /** Bring the mirror up to date; return the fetched commit id. */
+  private async fetch(repo: string, mirror: string, lockFds: number[]): Promise<string> {
+    if (!(await lstatOrUndefined(path.join(mirror, 'HEAD')))) {
+      await removeTree(mirror);
+      await fs.mkdir(path.dirname(mirror), { recursive: true, mode: 0o755 });
+      await git(repo, ['init', '--bare', '-q', mirror]);
+      // Old commits must stay until the snapshot made from them is replaced:
+      // the next diff needs them. reposnap never runs gc on the mirror itself.
+      await git(repo, ['--git-dir', mirror, 'config', 'gc.auto', '0']);
+    }
+    await git(repo, ['--git-dir', mirror, 'config', 'remote.origin.url', this.uri]);
+    const src = this.opts.branch ? `refs/heads/${this.opts.branch}` : 'HEAD';
+    const args = ['--git-dir', mirror, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head'];
+    if (this.opts.depth > 0) args.push(`--depth=${this.opts.depth}`);
+    else if (await lstatOrUndefined(path.join(mirror, 'shallow'))) args.push('--unshallow');
+    args.push('origin', `+${src}:refs/reposnap/fetched`);
+    try {
+      await git(repo, args, { lockFds, timeoutMs: 30 * 60_000 });
+    } catch (err) {
+      throw this.explainFetchError(repo, err);
+    }
+    const out = await git(repo, ['--git-dir', mirror, 'rev-parse', '--verify', 'refs/reposnap/fetched^{commit}']);
+    return out.stdout.toString().trim();
+  }
+
+  private explainFetchError(repo: string, err: unknown): unknown {
+    if (!(err instanceof GitError)) return err;
+    const text = err.stderr;
+    let why: string;
+    if (/couldn't find remote ref|no such ref|not our ref/i.test(text)) {
+      why = this.opts.branch ? `branch "${this.opts.branch}" does not exist` : 'the remote has no HEAD';
+    } else if (/authentication failed|permission denied|could not read (username|password)|terminal prompts disabled|access denied|403/i.test(text)) {
+      why = `authentication failed (${err.firstFatal})`;
+    } else if (/could not resolve host|connection refused|unable to connect|unable to access|connection timed out|no route to host|network is unreachable|does not appear to be a git repository|not found/i.test(text)) {
+      why = `cannot reach the repository (${err.firstFatal})`;
+    } else {
+      why = err.firstFatal;
+    }
+    return new ReposnapError('ESOURCE', `repo ${repo}: git fetch from ${this.uri} failed: ${why}`, { cause: err });
+  }
+}
+
+class GitError extends Error {
+  constructor(
+    readonly args: string[],
+    readonly code: number | null,
+    readonly stderr: string,
+  ) {
+    super(`git ${args.join(' ')} failed (${code}): ${stderr.trim()}`);
+  }
+  /** The line git's own error is on. */
+  get firstFatal(): string {
+    const lines = this.stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+    return (lines.find((l) => /^fatal:/.test(l)) ?? lines[lines.length - 1] ?? `exit ${this.code}`).replace(/^fatal:\s*/, '');
+  }
+}
+
+async function git(repo: string, args: string[], opts: { env?: Record<string, string>; lockFds?: number[]; timeoutMs?: number } = {}): Promise<RunResult> {
+  const child = spawn('git', args, {
+    env: { ...process.env, ...GIT_ENV, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe', ...(opts.lockFds ?? [])],
+  });
+  trackChild(child);
+  const out: Buffer[] = [];
+  let stderr = '';
+  (child.stdout as Readable).on('data', (d: Buffer) => out.push(d));
+  (child.stderr as Readable).setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-8192)));
+  const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs) : undefined;
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', resolve);
+    });
+    if (code !== 0) throw new GitError(args, code, stderr);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') throw new ReposnapError('ESOURCE', `repo ${repo}: git is not installed (git not found in PATH)`);
+    throw err;
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+  return { stdout: Buffer.concat(out), stderr };
+}
+
+async function hasTree(mirror: string, rev: string): Promise<boolean> {
+  try {
+    await git('', ['--git-dir', mirror, 'cat-file', '-e', `${rev}^{tree}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Files and bytes in a commit's tree (one ls-tree, no checkout). */
+async function treeStats(mirror: string, commit: string): Promise<{ files: number; bytes: number }> {
+  const out = await git('', ['--git-dir', mirror, 'ls-tree', '-r', '-z', '-l', commit]);
+  let files = 0;
+  let bytes = 0;
+  for (const rec of out.stdout.toString('latin1').split('\0')) {
+    if (!rec) continue;
+    files++;
+    const m = /^\d+ \w+ [0-9a-f]+\s+(\d+|-)\t/.exec(rec);
+    if (m && m[1] !== '-') bytes += Number(m[1]);
+  }
+  return { files, bytes };
+}
+
+interface DiffEntry {
+  newMode: string;
+  newSha: string;
+  status: string;
+  path: Buffer;
+}
+
+/** Parse `git diff-tree -r -z --raw` output. */
+function parseRawDiff(buf: Buffer): DiffEntry[] {
+  const entries: DiffEntry[] = [];
+  let i = 0;
+  while (i < buf.length) {
+    const headEnd = buf.indexOf(0, i);
+    if (headEnd < 0) break;
+    const head = buf.subarray(i, headEnd).toString('latin1');
+    const pathEnd = buf.indexOf(0, headEnd + 1);
+    const p = buf.subarray(headEnd + 1, pathEnd < 0 ? buf.length : pathEnd);
+    i = pathEnd < 0 ? buf.length : pathEnd + 1;
+    const m = /^:(\d+) (\d+) ([0-9a-f]+) ([0-9a-f]+) ([A-Z])/.exec(head);
+    if (!m) continue;
+    entries.push({ newMode: m[2] as string, newSha: m[4] as string, status: m[5] as string, path: Buffer.from(p) });
+  }
+  return entries;
+}
+
+/** Refuse paths git would never check out (absolute, `..`, `.git`). */
+function checkedPath(repo: string, p: Buffer): string {
+  const s = p.toString();
+  const parts = s.split('/');
+  if (s.startsWith('/') || parts.some((x) => x === '..' || x === '' || x === '.' || x.toLowerCase() === '.git')) {
+    throw new ReposnapError('EUNSAFE', `repo ${repo}: refusing path ${JSON.stringify(s)} from git`);
+  }
+  return s;
+}
+
+/** Apply the difference between two commits to a tree that is the old one. */
+async function applyDiff(repo: string, mirror: string, from: string, to: string, target: string, changes: ChangeStats): Promise<void> {
+  const diff = await git(repo, ['--git-dir', mirror, 'diff-tree', '-r', '-z', '--raw', '--no-renames', from, to]);
+  const entries = parseRawDiff(diff.stdout);
+  // Deletions first: a path that changes from file to directory (or back) is
+  // a deletion and an addition.
+  const dirsTouched = new Set<string>();
+  for (const e of entries) {
+    if (e.status !== 'D' && e.status !== 'T') continue;
+    const rel = checkedPath(repo, e.path);
+    await fs.rm(path.join(target, rel), { recursive: true, force: true });
+    if (e.status === 'D') changes.deleted++;
+    dirsTouched.add(path.dirname(rel));
+  }
+  // Directories git no longer has a file in are gone from a checkout too.
+  for (const d of [...dirsTouched].sort((a, b) => b.length - a.length)) {
+    let dir = d;
+    while (dir !== '.' && dir !== '') {
+      try {
+        await fs.rmdir(path.join(target, dir));
+      } catch {
+        break; // not empty (or already gone)
+      }
+      dir = path.dirname(dir);
+    }
+  }
+  const writes = entries.filter((e) => e.status !== 'D');
+  if (writes.length === 0) return;
+  const reader = new BlobReader(mirror);
+  try {
+    for (const e of writes) {
+      const rel = checkedPath(repo, e.path);
+      const dest = path.join(target, rel);
+      await makeParents(target, rel);
+      if (e.newMode === '160000') {
+        // A submodule: git checks out an empty directory.
+        await fs.mkdir(dest, { recursive: true });
+        continue;
+      }
+      const content = await reader.read(e.newSha);
+      const tmp = path.join(path.dirname(dest), `.reposnap-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+      if (e.newMode === '120000') {
+        await fs.symlink(content, tmp);
+      } else {
+        await fs.writeFile(tmp, content, { mode: e.newMode === '100755' ? 0o755 : 0o644, flag: 'wx' });
+      }
+      const old = await lstatOrUndefined(dest);
+      if (old?.isDirectory()) await fs.rm(dest, { recursive: true, force: true });
+      await fs.rename(tmp, dest);
+      changes.bytesTransferred += content.length;
+      if (e.status === 'A' || e.status === 'T') changes.added++;
+      else changes.updated++;
+    }
+  } finally {
+    reader.close();
+  }
+}
+
+/** Create the parent directories of `rel` under `root`, replacing files in the way. */
+async function makeParents(root: string, rel: string): Promise<void> {
+  const parts = rel.split('/').slice(0, -1);
+  let cur = root;
+  for (const part of parts) {
+    cur = path.join(cur, part);
+    const st = await lstatOrUndefined(cur);
+    if (st?.isDirectory()) continue;
+    if (st) await fs.rm(cur, { force: true });
+    await fs.mkdir(cur, { mode: 0o755 });
+  }
+}
+
+/** Blobs by id through one `git cat-file --batch` process. */
+class BlobReader {
+  private readonly child;
+  private buf: Buffer = Buffer.alloc(0);
+  private waiting: Array<{ resolve: (b: Buffer) => void; reject: (e: Error) => void }> = [];
+  private failed: Error | undefined;
+
+  constructor(mirror: string) {
+    this.child = spawn('git', ['--git-dir', mirror, 'cat-file', '--batch'], { stdio: ['pipe', 'pipe', 'ignore'], env: { ...process.env, ...GIT_ENV } });
+    trackChild(this.child);
+    (this.child.stdout as Readable).on('data', (d: Buffer) => {
+      this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+      this.drain();
+    });
+    this.child.on('close', () => this.fail(new Error('git cat-file exited')));
+    this.child.on('error', (err) => this.fail(err));
+  }
+
+  read(sha: string): Promise<Buffer> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      (this.child.stdin as Writable).write(`${sha}\n`);
+    });
+  }
+
+  private drain(): void {
+    for (;;) {
+      const nl = this.buf.indexOf(10);
+      if (nl < 0 || this.waiting.length === 0) return;
+      const header = this.buf.subarray(0, nl).toString();
+      const m = /^[0-9a-f]+ (\w+) (\d+)$/.exec(header);
+      if (!m) {
+        this.buf = this.buf.subarray(nl + 1);
+        this.waiting.shift()?.reject(new Error(`git cat-file: ${header}`));
+        continue;
+      }
+      const size = Number(m[2]);
+      if (this.buf.length < nl + 1 + size + 1) return;
+      const content = Buffer.from(this.buf.subarray(nl + 1, nl + 1 + size));
+      this.buf = this.buf.subarray(nl + 1 + size + 1);
+      this.waiting.shift()?.resolve(content);
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failed ??= err;
+    for (const w of this.waiting.splice(0)) w.reject(err);
+  }
+
+  close(): void {
+    (this.child.stdin as Writable).end();
+  }
+}
