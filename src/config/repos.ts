@@ -12,7 +12,7 @@ import { ConfigError, type ConfigPosition } from '../errors.js';
 import { shellSplit } from '../util/shlex.js';
 import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
 
-export const SYNC_TYPES = ['local', 'rsync', 'git'] as const;
+export const SYNC_TYPES = ['local', 'rsync', 'git', 'tarball'] as const;
 export type SyncType = (typeof SYNC_TYPES)[number];
 
 export const BACKEND_NAMES = ['auto', 'hardlink', 'copy'] as const;
@@ -51,6 +51,9 @@ export interface RepoConfig {
   gitBranch: string | undefined;
   /** git: history depth to fetch; 0 = all of it. */
   syncDepth: number;
+  /** tarball: the archive's expected sha256, or where to read it. */
+  tarballSha256: string | undefined;
+  tarballChecksumUri: string | undefined;
   mode: StorageMode;
   /** Where the section starts, and where each key was set. */
   position: Position;
@@ -81,6 +84,8 @@ const OWN_KEYS = new Set([
   'sync-rsync-extra-opts',
   'sync-depth',
   'sync-git-branch',
+  'sync-tarball-sha256',
+  'sync-tarball-checksum-uri',
 ]);
 
 /**
@@ -199,6 +204,9 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       if (syncType === 'local' && !syncUri.startsWith('/')) {
         throw new ConfigError(at('sync-uri'), `sync-type = local needs a path or file:// URI, got "${syncUri}"`);
       }
+      if (syncType === 'tarball' && !/^https?:\/\/[^/]/.test(syncUri)) {
+        throw new ConfigError(at('sync-uri'), `sync-type = tarball needs an http:// or https:// URL, got "${syncUri}"`);
+      }
     }
 
     const autoSync = bool('auto-sync', true);
@@ -247,6 +255,14 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       throw new ConfigError(at('sync-git-branch'), `not a valid branch name: "${gitBranch}"`);
     }
     const syncDepth = count('sync-depth', 1);
+    const tarballSha256 = get('sync-tarball-sha256')?.trim().toLowerCase() || undefined;
+    if (tarballSha256 !== undefined && !/^[0-9a-f]{64}$/.test(tarballSha256)) {
+      throw new ConfigError(at('sync-tarball-sha256'), 'expected 64 hexadecimal digits');
+    }
+    const tarballChecksumUri = get('sync-tarball-checksum-uri')?.trim() || undefined;
+    if (tarballChecksumUri !== undefined && !/^https?:\/\/[^/]/.test(tarballChecksumUri)) {
+      throw new ConfigError(at('sync-tarball-checksum-uri'), `expected an http:// or https:// URL, got "${tarballChecksumUri}"`);
+    }
 
     const keyPositions: Record<string, Position> = {};
     for (const [k, v] of values) keyPositions[k] = { file: v.file, line: v.line };
@@ -267,6 +283,8 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       rsyncExtraOpts,
       gitBranch,
       syncDepth,
+      tarballSha256,
+      tarballChecksumUri,
       mode: syncRcu ? 'rcu' : syncAllowHardlinks ? 'quarantine' : 'in-place',
       position: { file: section.file, line: section.line },
       keyPositions,

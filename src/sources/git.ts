@@ -72,7 +72,7 @@ export class GitSource implements SyncSource {
     const env = { GIT_INDEX_FILE: index };
     await git(ctx.repo, ['--git-dir', mirror, 'read-tree', commit], { env });
     await git(ctx.repo, ['--git-dir', mirror, '--work-tree', checkout, 'checkout-index', '-a', '-f'], { env });
-    const result = await syncTree(checkout, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true });
+    const result = await syncTree(checkout, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true, compare: 'content-any-mtime' });
     await removeTree(checkout);
     await fs.rm(index, { force: true });
     return { ...result, changed: true, revision: commit };

@@ -4,6 +4,7 @@ import { ReposnapError } from '../errors.js';
 import { GitSource } from './git.js';
 import { LocalSource } from './local.js';
 import { RsyncSource } from './rsync.js';
+import { TarballSource } from './tarball.js';
 import type { SyncSource } from './source.js';
 
 export function createSource(repo: RepoConfig): SyncSource {
@@ -17,5 +18,10 @@ export function createSource(repo: RepoConfig): SyncSource {
       return new RsyncSource(repo.syncUri, { extraOpts: repo.rsyncExtraOpts });
     case 'git':
       return new GitSource(repo.syncUri, { depth: repo.syncDepth, ...(repo.gitBranch ? { branch: repo.gitBranch } : {}) });
+    case 'tarball':
+      return new TarballSource(repo.syncUri, {
+        ...(repo.tarballSha256 ? { sha256: repo.tarballSha256 } : {}),
+        ...(repo.tarballChecksumUri ? { checksumUri: repo.tarballChecksumUri } : {}),
+      });
   }
 }

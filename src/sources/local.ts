@@ -45,6 +45,15 @@ export interface SyncTreeOptions {
   excludeTop: string[];
   /** Link new files from the source instead of copying them. */
   link: boolean;
+  /**
+   * How files are judged unchanged. "quick" (default): size, mtime, mode and
+   * owner, like rsync. "content": also equal bytes; for sources whose mtimes
+   * are coarse (tar stores whole seconds), where a same-size rewrite within a
+   * second would otherwise be missed. "content-any-mtime": size, mode, owner
+   * and bytes; for trees whose mtimes mean nothing (a git checkout), so that
+   * unchanged files are still shared with the previous snapshot.
+   */
+  compare?: 'quick' | 'content' | 'content-any-mtime';
   onProgress?: (p: SourceProgress) => void;
 }
 
@@ -79,7 +88,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     if (sst.isFile()) {
       tree.files++;
       tree.bytes += sst.size;
-      if (dst && dst.isFile() && sameFile(sst, dst)) return;
+      if (dst && dst.isFile() && (await unchanged(s, d, sst, dst))) return;
       const tmp = tmpIn(dDir);
       try {
         if (opts.link) {
@@ -186,6 +195,13 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     await limiter.run(() => copyAttributes(d, sst));
   };
 
+  const compare = opts.compare ?? 'quick';
+  const unchanged = async (s: BPath, d: BPath, a: Stats, b: Stats): Promise<boolean> => {
+    if (compare === 'content-any-mtime') return a.size === b.size && sameOwnerMode(a, b) && (await sameBytes(s, d));
+    if (!sameFile(a, b)) return false;
+    return compare === 'quick' || (await sameBytes(s, d));
+  };
+
   const rootStat = await fs.stat(src);
   const dRoot = await fs.lstat(dst);
   if (!sameOwnerMode(rootStat, dRoot)) note('updated');
@@ -201,6 +217,23 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
  */
 function sameFile(a: Stats, b: Stats): boolean {
   return a.size === b.size && Math.abs(a.mtimeMs - b.mtimeMs) < 1 && sameOwnerMode(a, b);
+}
+
+/** Whether two files hold the same bytes (their sizes are known to be equal). */
+async function sameBytes(a: BPath, b: BPath): Promise<boolean> {
+  const [fa, fb] = await Promise.all([fs.open(a, 'r'), fs.open(b, 'r')]);
+  try {
+    const ba = Buffer.alloc(64 * 1024);
+    const bb = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const [ra, rb] = await Promise.all([fa.read(ba, 0, ba.length), fb.read(bb, 0, bb.length)]);
+      if (ra.bytesRead !== rb.bytesRead) return false;
+      if (ra.bytesRead === 0) return true;
+      if (!ba.subarray(0, ra.bytesRead).equals(bb.subarray(0, rb.bytesRead))) return false;
+    }
+  } finally {
+    await Promise.all([fa.close(), fb.close()]);
+  }
 }
 
 function sameOwnerMode(a: Stats, b: Stats): boolean {

@@ -1,0 +1,156 @@
+/**
+ * A resumable, conditional HTTP download into a file.
+ *
+ * - Conditional GET: with the validators of the last download (ETag,
+ *   Last-Modified), an unchanged resource costs one small request (304).
+ * - Resume: the partial file and the validators of the response it came from
+ *   are kept beside each other; the next attempt asks for the rest with
+ *   Range + If-Range, so a changed resource is sent whole instead of spliced.
+ */
+import { createWriteStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { errnoCode, ReposnapError } from '../errors.js';
+import { atomicWriteFile } from '../util/fs.js';
+
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
+}
+
+interface PartialInfo extends Validators {
+  url: string;
+  /** Total size announced by the server, if it did. */
+  total?: number;
+}
+
+export type DownloadResult =
+  | { status: 'not-modified' }
+  | { status: 'downloaded'; validators: Validators; bytesReceived: number; resumed: boolean };
+
+export interface DownloadOptions {
+  repo: string;
+  url: string;
+  /** Where the body goes; `${file}.json` keeps what a resume needs. */
+  file: string;
+  /** Validators of the copy we already have, for a conditional GET. */
+  have?: Validators;
+  timeoutMs?: number;
+}
+
+export async function download(opts: DownloadOptions): Promise<DownloadResult> {
+  const infoFile = `${opts.file}.json`;
+  const partial = await readPartial(infoFile, opts.url);
+  const have = partial ? await fileSize(opts.file) : 0;
+  const headers: Record<string, string> = { 'user-agent': 'reposnap', 'accept-encoding': 'identity' };
+  const validator = partial?.etag ?? partial?.lastModified;
+  const resuming = partial !== undefined && have > 0 && validator !== undefined;
+  if (resuming) {
+    headers.range = `bytes=${have}-`;
+    headers['if-range'] = validator;
+  } else {
+    if (opts.have?.etag) headers['if-none-match'] = opts.have.etag;
+    if (opts.have?.lastModified) headers['if-modified-since'] = opts.have.lastModified;
+  }
+
+  let res: Response;
+  try {
+    res = await fetch(opts.url, { headers, redirect: 'follow', signal: AbortSignal.timeout(opts.timeoutMs ?? 30 * 60_000) });
+  } catch (err) {
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}: ${networkReason(err)}`, { cause: err });
+  }
+
+  if (res.status === 304 && !resuming) return { status: 'not-modified' };
+  if (res.status === 416 && resuming && partial?.total === have) {
+    // We had it all already (killed between the last byte and the check).
+    return { status: 'downloaded', validators: pick(partial), bytesReceived: 0, resumed: true };
+  }
+  const append = res.status === 206 && resuming && contentRangeStart(res.headers.get('content-range')) === have;
+  if (res.status !== 200 && !append) {
+    await res.body?.cancel().catch(() => undefined);
+    if (res.status === 206 || res.status === 416) {
+      // A range we did not ask for, or one the server no longer has: start over.
+      await fs.rm(infoFile, { force: true });
+      await fs.rm(opts.file, { force: true });
+      return download({ ...opts });
+    }
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}: HTTP ${res.status} ${res.statusText}`);
+  }
+
+  const validators: Validators = {
+    ...(res.headers.get('etag') ? { etag: res.headers.get('etag') as string } : {}),
+    ...(res.headers.get('last-modified') ? { lastModified: res.headers.get('last-modified') as string } : {}),
+  };
+  const length = Number(res.headers.get('content-length') ?? NaN);
+  const total = append ? have + length : length;
+  const info: PartialInfo = { url: opts.url, ...validators, ...(Number.isFinite(total) ? { total } : {}) };
+  await atomicWriteFile(infoFile, JSON.stringify(info));
+
+  let received = 0;
+  const counter = new TransformCounter((n) => (received += n));
+  try {
+    if (!res.body) throw new Error('empty response');
+    await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), counter, createWriteStream(opts.file, { flags: append ? 'a' : 'w' }));
+  } catch (err) {
+    const got = (append ? have : 0) + received;
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: download of ${opts.url} interrupted after ${got} bytes${Number.isFinite(total) ? ` of ${total}` : ''} (${networkReason(err)}); the next sync resumes it`, { cause: err });
+  }
+  const size = await fileSize(opts.file);
+  if (Number.isFinite(total) && size !== total) {
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: download of ${opts.url} is truncated (${size} of ${total} bytes); the next sync resumes it`);
+  }
+  return { status: 'downloaded', validators, bytesReceived: received, resumed: append };
+}
+
+/** Forget a partial download (after it was used or found bad). */
+export async function dropDownload(file: string): Promise<void> {
+  await fs.rm(`${file}.json`, { force: true });
+  await fs.rm(file, { force: true });
+}
+
+async function readPartial(infoFile: string, url: string): Promise<PartialInfo | undefined> {
+  try {
+    const info = JSON.parse(await fs.readFile(infoFile, 'utf8')) as PartialInfo;
+    return info.url === url ? info : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function fileSize(file: string): Promise<number> {
+  try {
+    return (await fs.stat(file)).size;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return 0;
+    throw err;
+  }
+}
+
+function contentRangeStart(h: string | null): number | undefined {
+  const m = h ? /^bytes (\d+)-/.exec(h) : null;
+  return m ? Number(m[1]) : undefined;
+}
+
+function pick(v: Validators): Validators {
+  return { ...(v.etag ? { etag: v.etag } : {}), ...(v.lastModified ? { lastModified: v.lastModified } : {}) };
+}
+
+function networkReason(err: unknown): string {
+  const cause = (err as { cause?: unknown }).cause;
+  const code = errnoCode(cause) ?? errnoCode(err);
+  const msg = cause instanceof Error ? cause.message : err instanceof Error ? err.message : String(err);
+  return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
+}
+
+
+class TransformCounter extends Transform {
+  constructor(private readonly onBytes: (n: number) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err: Error | null, data?: Buffer) => void): void {
+    this.onBytes(chunk.length);
+    cb(null, chunk);
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The `tarball` source (like emerge-webrsync): an http(s) URL of a .tar,
+ * .tar.gz, .tar.xz or .tar.zst snapshot.
+ *
+ * 1. Download into the update's scratch directory: conditional on the
+ *    validators the current tree was made from (an unchanged snapshot costs
+ *    one small request and makes no new snapshot), resumed with Range +
+ *    If-Range when an earlier sync was cut off.
+ * 2. Check the sha256 (sync-tarball-sha256, or a checksum file at
+ *    sync-tarball-checksum-uri) before anything is extracted. The same sha256
+ *    as the current tree's means nothing changed.
+ * 3. Extract into an empty directory with every safety check on.
+ * 4. Bring the target up to date from it with links: files whose content and
+ *    attributes equal the previous snapshot's stay the previous snapshot's
+ *    files (hardlinks), so snapshots share storage.
+ *
+ * An archive whose only top-level entry is a directory (webrsync's
+ * "gentoo-YYYYMMDD/" or "portage/") is unwrapped: its content is the tree.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { ReposnapError } from '../errors.js';
+import { removeTree } from '../util/fs.js';
+import { download, dropDownload } from './http-download.js';
+import { syncTree } from './local.js';
+import { emptyChanges, type FillContext, type SourceResult, type SyncSource } from './source.js';
+import { extractArchive } from './tar-extract.js';
+
+export interface TarballOptions {
+  sha256?: string;
+  checksumUri?: string;
+}
+
+export class TarballSource implements SyncSource {
+  readonly type = 'tarball' as const;
+  constructor(
+    readonly uri: string,
+    private readonly opts: TarballOptions = {},
+  ) {}
+
+  async fill(ctx: FillContext): Promise<SourceResult> {
+    if (!ctx.scratchDir) throw new ReposnapError('EINTERNAL', 'tarball source needs a scratch directory');
+    await fs.mkdir(ctx.scratchDir, { recursive: true, mode: 0o700 });
+    const archive = path.join(ctx.scratchDir, 'archive');
+    const prev = ctx.previous;
+    const have = prev?.state ? { ...(prev.state.etag ? { etag: prev.state.etag } : {}), ...(prev.state.lastModified ? { lastModified: prev.state.lastModified } : {}) } : undefined;
+
+    const got = await download({ repo: ctx.repo, url: this.uri, file: archive, ...(have ? { have } : {}) });
+    if (got.status === 'not-modified') {
+      return { changed: false, changes: emptyChanges(), tree: { files: 0, bytes: 0 }, ...(prev?.revision ? { revision: prev.revision } : {}), ...(prev?.state ? { state: prev.state } : {}) };
+    }
+    const state: Record<string, string> = {
+      ...(got.validators.etag ? { etag: got.validators.etag } : {}),
+      ...(got.validators.lastModified ? { lastModified: got.validators.lastModified } : {}),
+      downloadedBytes: String(got.bytesReceived),
+    };
+
+    const sha256 = await hashFile(archive);
+    const expected = await this.expectedSha256(ctx.repo);
+    if (expected !== undefined && expected !== sha256) {
+      await dropDownload(archive);
+      throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: checksum mismatch for ${this.uri}: expected sha256 ${expected}, got ${sha256}`);
+    }
+    if (prev?.revision === sha256 && prev.exact) {
+      await dropDownload(archive);
+      return { changed: false, changes: emptyChanges(), tree: { files: 0, bytes: 0 }, revision: sha256, state };
+    }
+
+    const unpacked = path.join(ctx.scratchDir, 'tree');
+    await removeTree(unpacked);
+    await fs.mkdir(unpacked, { mode: 0o755 });
+    try {
+      await extractArchive(ctx.repo, archive, unpacked);
+    } catch (err) {
+      // A bad archive is not worth resuming: the next sync fetches it afresh.
+      await dropDownload(archive);
+      await removeTree(unpacked);
+      throw err;
+    }
+    const root = await unwrapSingleDir(unpacked);
+    const result = await syncTree(root, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true, compare: 'content' });
+    await removeTree(unpacked);
+    await dropDownload(archive);
+    return { ...result, changed: result.changed || prev?.revision !== sha256, revision: sha256, state };
+  }
+
+  private async expectedSha256(repo: string): Promise<string | undefined> {
+    if (this.opts.sha256) return this.opts.sha256.toLowerCase();
+    if (!this.opts.checksumUri) return undefined;
+    let res: Response;
+    try {
+      res = await fetch(this.opts.checksumUri, { signal: AbortSignal.timeout(60_000) });
+    } catch (err) {
+      throw new ReposnapError('ESOURCE', `repo ${repo}: cannot fetch the checksum file ${this.opts.checksumUri}: ${(err as Error).message}`);
+    }
+    if (!res.ok) throw new ReposnapError('ESOURCE', `repo ${repo}: cannot fetch the checksum file ${this.opts.checksumUri}: HTTP ${res.status}`);
+    const text = await res.text();
+    const name = path.posix.basename(new URL(this.uri).pathname);
+    const lines = text.split('\n').map((l) => l.trim()).filter((l) => /^[0-9a-fA-F]{64}\b/.test(l));
+    const line = lines.find((l) => l.split(/\s+\*?/)[1] === name) ?? (lines.length === 1 ? lines[0] : undefined);
+    if (!line) throw new ReposnapError('ESOURCE', `repo ${repo}: the checksum file ${this.opts.checksumUri} has no sha256 for ${name}`);
+    return line.slice(0, 64).toLowerCase();
+  }
+}
+
+async function hashFile(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** The tree inside an archive whose only top-level entry is a directory. */
+async function unwrapSingleDir(dir: string): Promise<string> {
+  const entries = await fs.readdir(dir, { withFileTypes: true });
+  if (entries.length === 1 && entries[0]?.isDirectory()) return path.join(dir, entries[0].name);
+  return dir;
+}
