@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'ESOURCE' // the sync source failed (missing, unreadable, rsync error)
   | 'ESTORE' // the store is in a state reposnap will not touch
   | 'EUNSAFE' // hostile or unsafe input was refused
+  | 'EVERIFY' // sync-verify-command rejected the update
+  | 'EHOOK' // a post-sync hook failed
   | 'ENOREPO' // no such repo in the configuration
   | 'EINTERNAL';
 

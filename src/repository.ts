@@ -6,6 +6,9 @@ import fs from 'node:fs/promises';
 import type { RepoConfig, StorageMode } from './config/repos.js';
 import { errnoCode, ReposnapError, type LockHolder } from './errors.js';
 import { createSource } from './sources/index.js';
+import { fill } from './sync/fill.js';
+import { runHooks, type HookResult } from './sync/hooks.js';
+import { runVerifyCommand } from './sync/verify.js';
 import type { ChangeStats, SourceProgress, TreeStats } from './sources/source.js';
 import { planCollection, type GcResult, type KeepReason } from './store/gc.js';
 import { readHolder, FileLock } from './store/lock.js';
@@ -28,7 +31,7 @@ export interface SyncOptions {
 export type SyncProgress =
   | ({ repo: string; phase: 'migrate' | 'clone' } & Pick<StorageProgress, 'done'>)
   | ({ repo: string; phase: 'fetch' } & SourceProgress)
-  | { repo: string; phase: 'commit' | 'gc' };
+  | { repo: string; phase: 'verify' | 'commit' | 'gc' | 'hooks' };
 
 export interface SyncReport {
   repo: string;
@@ -51,7 +54,9 @@ export interface SyncReport {
    * visible after prepareMs + fetchMs + commitMs.
    */
   timings: { prepareMs: number; fetchMs: number; commitMs: number; gcMs: number; prepareNextMs: number; totalMs: number };
-  /** Problems that did not fail the sync (a collection that failed...). */
+  /** Post-sync hooks that ran, with how they ended. */
+  hooks: HookResult[];
+  /** Problems that did not undo the sync (a collection or a hook that failed...). */
   warnings: string[];
 }
 
@@ -112,7 +117,7 @@ export class Repository {
 
     let result;
     try {
-      result = await source.fill({
+      result = await fill(this.config, source, {
         repo: name,
         target: update.target,
         excludeTop: update.excludeTop,
@@ -141,12 +146,22 @@ export class Repository {
       tree: result.tree,
       collected: [],
       timings: { prepareMs: t1 - t0, fetchMs: t2 - t1, commitMs: 0, gcMs: 0, prepareNextMs: 0, totalMs: 0 },
+      hooks: [],
       warnings: [],
     };
 
     if (!result.changed && !update.mustCommit) {
       await this.storage.abortUpdate(update, { unchanged: true });
     } else {
+      if (this.config.verifyCommand !== undefined) {
+        progress?.({ repo: name, phase: 'verify' });
+        try {
+          await runVerifyCommand(name, this.config.verifyCommand, update.target);
+        } catch (err) {
+          await this.storage.abortUpdate(update, { inspect: true });
+          throw err;
+        }
+      }
       progress?.({ repo: name, phase: 'commit' });
       const committed = await this.storage.commitUpdate(update, {
         source: { type: source.type, uri: source.uri },
@@ -188,8 +203,23 @@ export class Repository {
     }
     const t5 = performance.now();
     report.timings.prepareNextMs = t5 - t4;
-    report.timings.totalMs = t5 - t0;
+
+    if (this.config.hooksDir !== undefined && (report.outcome === 'updated' || !this.config.hooksOnlyOnChange)) {
+      progress?.({ repo: name, phase: 'hooks' });
+      report.hooks = await this.runPostSyncHooks(this.config.hooksDir);
+      for (const h of report.hooks) {
+        if (h.status !== 0) report.warnings.push(`repo ${name}: post-sync hook ${h.hook} failed (${h.signal ? `killed by ${h.signal}` : `exit ${h.status}`})`);
+      }
+    }
+    report.timings.totalMs = performance.now() - t0;
     return report;
+  }
+
+  private async runPostSyncHooks(dir: string): Promise<HookResult[]> {
+    const args = [this.name, this.config.syncUri ?? '', this.config.location];
+    const env = { REPOSNAP_REPO: this.name };
+    if (!(this.storage instanceof RcuStorage)) return runHooks(dir, args, env);
+    return this.withLease((lease) => runHooks(dir, args, { ...env, REPOSNAP_SNAPSHOT: lease.path, REPOSNAP_SNAPSHOT_ID: String(lease.id) }));
   }
 
   private rcu(what: string): RcuStorage {

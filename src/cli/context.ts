@@ -1,6 +1,6 @@
 /** What every command needs: the configuration, output, and exit statuses. */
 import { Repos } from '../repos.js';
-import { BusyError, EXIT_BUSY, EXIT_FAILURE, EXIT_OK } from '../errors.js';
+import { BusyError, EXIT_BUSY, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ReposnapError } from '../errors.js';
 import { Output } from './output.js';
 
 export interface GlobalOptions {
@@ -28,8 +28,13 @@ export function makeContext(global: GlobalOptions, json: boolean): CommandContex
   };
 }
 
-/** The exit status for per-repo failures: busy only if every failure was busy. */
+/**
+ * The exit status for per-repo failures: busy (75) or a configuration error
+ * (2) only when every failure was of that kind; otherwise failure (1).
+ */
 export function combinedExit(errors: unknown[]): number {
   if (errors.length === 0) return EXIT_OK;
-  return errors.every((e) => e instanceof BusyError) ? EXIT_BUSY : EXIT_FAILURE;
+  if (errors.every((e) => e instanceof BusyError)) return EXIT_BUSY;
+  if (errors.every((e) => e instanceof ReposnapError && e.exitCode === EXIT_USAGE)) return EXIT_USAGE;
+  return EXIT_FAILURE;
 }

@@ -33,6 +33,9 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
       results.push(s.value);
       ctx.out.info(describeReport(s.value));
       for (const w of s.value.warnings) ctx.out.warn(w);
+      // A failed hook fails the sync (as in Portage); the snapshot stays.
+      const failed = s.value.hooks.find((h) => h.status !== 0);
+      if (failed) errors.push(new ReposnapError('EHOOK', `repo ${name}: post-sync hook ${failed.hook} failed`));
     } else {
       errors.push(s.reason);
       const code = s.reason instanceof ReposnapError ? s.reason.code : 'EINTERNAL';
@@ -52,8 +55,12 @@ function describeProgress(e: SyncProgress): string {
       return `${e.repo}: cloning latest snapshot (${e.done} entries)`;
     case 'fetch':
       return `${e.repo}: syncing (${e.scanned} checked, ${e.changed} changed)`;
+    case 'verify':
+      return `${e.repo}: running sync-verify-command`;
     case 'commit':
       return `${e.repo}: publishing`;
+    case 'hooks':
+      return `${e.repo}: running post-sync hooks`;
     case 'gc':
       return `${e.repo}: collecting old snapshots`;
   }

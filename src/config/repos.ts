@@ -54,6 +54,15 @@ export interface RepoConfig {
   /** tarball: the archive's expected sha256, or where to read it. */
   tarballSha256: string | undefined;
   tarballChecksumUri: string | undefined;
+  /** A shell command run in the finished update before commit; non-zero stops it. */
+  verifyCommand: string | undefined;
+  /** Executables run after a sync (Portage's repo.postsync.d), in lexical order. */
+  hooksDir: string | undefined;
+  hooksOnlyOnChange: boolean;
+  /** The umask fetching runs with (Portage's sync-umask), or undefined to inherit. */
+  umask: number | undefined;
+  /** Who fetching runs as when reposnap runs as root (Portage's sync-user). */
+  syncUser: { user: string; group?: string } | undefined;
   mode: StorageMode;
   /** Where the section starts, and where each key was set. */
   position: Position;
@@ -86,6 +95,11 @@ const OWN_KEYS = new Set([
   'sync-git-branch',
   'sync-tarball-sha256',
   'sync-tarball-checksum-uri',
+  'sync-verify-command',
+  'sync-hooks-dir',
+  'sync-hooks-only-on-change',
+  'sync-umask',
+  'sync-user',
 ]);
 
 /**
@@ -101,9 +115,6 @@ const PORTAGE_KEYS = new Set([
   'masters',
   'priority',
   'strict-misc-digests',
-  'sync-hooks-only-on-change',
-  'sync-umask',
-  'sync-user',
   'volatile',
   'repo-name',
 ]);
@@ -264,6 +275,23 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       throw new ConfigError(at('sync-tarball-checksum-uri'), `expected an http:// or https:// URL, got "${tarballChecksumUri}"`);
     }
 
+    const verifyCommand = get('sync-verify-command')?.trim() || undefined;
+    const hooksDir = values.has('sync-hooks-dir') ? pathValue('sync-hooks-dir') : undefined;
+    const hooksOnlyOnChange = bool('sync-hooks-only-on-change', false);
+    let umask: number | undefined;
+    const rawUmask = get('sync-umask')?.trim();
+    if (rawUmask !== undefined && rawUmask !== '') {
+      if (!/^[0-7]{1,4}$/.test(rawUmask)) throw new ConfigError(at('sync-umask'), `expected an octal umask such as 022, got "${rawUmask}"`);
+      umask = parseInt(rawUmask, 8);
+    }
+    let syncUser: RepoConfig['syncUser'];
+    const rawUser = get('sync-user')?.trim();
+    if (rawUser !== undefined && rawUser !== '') {
+      const m = /^([A-Za-z0-9_.][A-Za-z0-9_.-]*\$?)(?::([A-Za-z0-9_.][A-Za-z0-9_.-]*))?$/.exec(rawUser);
+      if (!m) throw new ConfigError(at('sync-user'), `expected user or user:group, got "${rawUser}"`);
+      syncUser = { user: m[1] as string, ...(m[2] ? { group: m[2] } : {}) };
+    }
+
     const keyPositions: Record<string, Position> = {};
     for (const [k, v] of values) keyPositions[k] = { file: v.file, line: v.line };
 
@@ -285,6 +313,11 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       syncDepth,
       tarballSha256,
       tarballChecksumUri,
+      verifyCommand,
+      hooksDir,
+      hooksOnlyOnChange,
+      umask,
+      syncUser,
       mode: syncRcu ? 'rcu' : syncAllowHardlinks ? 'quarantine' : 'in-place',
       position: { file: section.file, line: section.line },
       keyPositions,

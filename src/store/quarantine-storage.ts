@@ -64,12 +64,13 @@ export class QuarantineStorage implements RepoStorage {
     }
   }
 
-  async abortUpdate(update: Update, _opts: AbortOptions = {}): Promise<void> {
+  async abortUpdate(update: Update, opts: AbortOptions = {}): Promise<void> {
     const u = update as LocationUpdate;
     try {
       // The quarantine sits inside the location where readers can see it;
-      // a failed download does not stay there.
-      await removeTree(u.target);
+      // a failed download does not stay there. One that failed verification
+      // does, for inspection, as Portage keeps it.
+      if (!opts.inspect) await removeTree(u.target);
     } finally {
       await u.lock.release();
     }

@@ -172,7 +172,7 @@ export class RcuStorage implements RepoStorage {
     const u = this.own(update);
     try {
       if (opts.unchanged && this.opts.prepareStaging && u.base !== null) await u.staging.keepPrepared();
-      else if (opts.keep) await u.staging.keep();
+      else if (opts.keep || opts.inspect) await u.staging.keep();
       else await u.staging.discard();
     } finally {
       await u.syncLock.release();

@@ -62,6 +62,8 @@ export interface AbortOptions {
   keep?: boolean;
   /** Nothing changed: the target is still an exact clone of its base (rcu). */
   unchanged?: boolean;
+  /** Leave the update where it is for a person to look at (failed verification). */
+  inspect?: boolean;
 }
 
 export interface RepoStorage {

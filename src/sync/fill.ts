@@ -1,0 +1,136 @@
+/**
+ * Running a source's fill step: in this process, or, when the repository
+ * sets sync-user (and we are root) or sync-umask, in a worker process that
+ * runs as that user with that umask (Portage's sync-user and sync-umask).
+ *
+ * For a worker running as another user, the directories it must write in are
+ * handed over first: the target's directories (private to the update: a
+ * staging clone's directories are never shared with a snapshot), the scratch
+ * and cache directories. Files shared with snapshots keep their owner; the
+ * source replaces them by renaming new files over them, which needs only the
+ * directory.
+ */
+import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { RepoConfig } from '../config/repos.js';
+import { errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
+import type { FillContext, SourceResult, SyncSource } from '../sources/source.js';
+import { trackChild } from '../util/children.js';
+import type { WorkerReply, WorkerRequest } from './fill-worker.js';
+
+const execFileP = promisify(execFile);
+const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fill-worker.js');
+const isRoot = process.getuid?.() === 0;
+
+export interface Account {
+  uid: number;
+  gid: number;
+  name: string;
+}
+
+/** Resolve sync-user's user[:group] to numbers, with clear errors. */
+export async function resolveAccount(repo: string, spec: { user: string; group?: string }): Promise<Account> {
+  const run = async (cmd: string, args: string[], what: string): Promise<string> => {
+    try {
+      return (await execFileP(cmd, args)).stdout.trim();
+    } catch {
+      throw new ReposnapError('ECONFIG', `repo ${repo}: sync-user: no such ${what}`);
+    }
+  };
+  const uid = Number(await run('id', ['-u', spec.user], `user "${spec.user}"`));
+  const gid = spec.group
+    ? Number((await run('getent', ['group', spec.group], `group "${spec.group}"`)).split(':')[2])
+    : Number(await run('id', ['-g', spec.user], `user "${spec.user}"`));
+  return { uid, gid, name: spec.user };
+}
+
+export function needsWorker(config: RepoConfig): boolean {
+  return (config.syncUser !== undefined && isRoot) || config.umask !== undefined;
+}
+
+export async function fill(config: RepoConfig, source: SyncSource, ctx: FillContext): Promise<SourceResult> {
+  if (!needsWorker(config)) return source.fill(ctx);
+  const account = config.syncUser !== undefined && isRoot ? await resolveAccount(config.name, config.syncUser) : undefined;
+  if (account) await handOver(ctx, account);
+
+  const req: WorkerRequest = {
+    config,
+    ctx: {
+      repo: ctx.repo,
+      target: ctx.target,
+      excludeTop: ctx.excludeTop,
+      ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}),
+      ...(ctx.scratchDir ? { scratchDir: ctx.scratchDir } : {}),
+      ...(ctx.previous ? { previous: ctx.previous } : {}),
+    },
+    lockFdCount: ctx.lockFds?.length ?? 0,
+  };
+  // setpriv (user, groups, parent-death signal) -> sh (umask) -> node worker.
+  let argv = [process.execPath, WORKER];
+  if (config.umask !== undefined) argv = ['/bin/sh', '-c', `umask ${config.umask.toString(8).padStart(3, '0')} && exec "$@"`, 'sh', ...argv];
+  const priv = ['--pdeathsig', 'TERM'];
+  if (account) priv.push(`--reuid=${account.uid}`, `--regid=${account.gid}`, '--init-groups');
+  argv = ['setpriv', ...priv, '--', ...argv];
+
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    stdio: ['pipe', 'pipe', 'inherit', ...(ctx.lockFds ?? [])],
+    cwd: '/',
+    env: account ? { ...process.env, HOME: await homeOf(account) } : process.env,
+  });
+  trackChild(child);
+  child.stdin?.end(JSON.stringify(req));
+  const out: Buffer[] = [];
+  child.stdout?.on('data', (d: Buffer) => out.push(d));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  }).catch((err: unknown) => {
+    throw new ReposnapError('ESOURCE', `repo ${config.name}: cannot start the sync worker: ${errnoCode(err) ?? String(err)}`);
+  });
+  let reply: WorkerReply;
+  try {
+    reply = JSON.parse(Buffer.concat(out).toString('utf8')) as WorkerReply;
+  } catch {
+    throw new ReposnapError('ESOURCE', `repo ${config.name}: the sync worker${account ? ` (running as ${account.name})` : ''} failed (exit ${code})`);
+  }
+  if (!reply.ok) throw new ReposnapError(reply.code as ErrorCode, reply.message);
+  return reply.result as SourceResult;
+}
+
+async function homeOf(account: Account): Promise<string> {
+  try {
+    return (await execFileP('getent', ['passwd', String(account.uid)])).stdout.split(':')[5] ?? '/';
+  } catch {
+    return '/';
+  }
+}
+
+/** Give the worker's user the directories it writes in. */
+async function handOver(ctx: FillContext, account: Account): Promise<void> {
+  const chownDirs = async (dir: string): Promise<void> => {
+    await fs.lchown(dir, account.uid, account.gid);
+    for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) await chownDirs(path.join(dir, e.name));
+    }
+  };
+  await chownDirs(ctx.target);
+  for (const d of [ctx.cacheDir, ctx.scratchDir]) {
+    if (!d) continue;
+    await fs.mkdir(d, { recursive: true, mode: 0o755 });
+    await chownTree(d, account);
+  }
+}
+
+async function chownTree(dir: string, account: Account): Promise<void> {
+  const st = await fs.lstat(dir);
+  if (st.uid === account.uid && st.gid === account.gid) return; // handed over before
+  await fs.lchown(dir, account.uid, account.gid);
+  for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, account);
+    else await fs.lchown(p, account.uid, account.gid);
+  }
+}

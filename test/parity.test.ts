@@ -1,0 +1,136 @@
+/**
+ * Portage repos.conf parity: sync-verify-command, post-sync hooks with
+ * sync-hooks-only-on-change, sync-umask, sync-user, auto-sync.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isRoot, rcuConf, readTree, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
+
+async function setup(extra: string, type = 'local') {
+  const dir = tmpdir();
+  const up = path.join(dir, 'upstream');
+  await writeTree(up, { 'metadata/timestamp.chk': 'T1\n', 'cat/pkg/pkg-1.ebuild': 'EAPI=8\n' });
+  const conf = await writeConf(dir, rcuConf(dir, extra, type, up));
+  return { dir, up, conf };
+}
+
+describe('sync-verify-command', () => {
+  it('runs in the update before commit; non-zero commits nothing, keeps the update, exits 1', async () => {
+    const { dir, up, conf } = await setup('sync-verify-command = test -f metadata/timestamp.chk && ! grep -q BAD metadata/timestamp.chk');
+    const ok = await runCli(['-c', conf, 'sync']);
+    expect(ok.code).toBe(0);
+
+    await fs.writeFile(path.join(up, 'metadata/timestamp.chk'), 'BAD\n');
+    const bad = await runCli(['-c', conf, 'sync']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^reposnap: repo test: sync-verify-command failed \(exit 1\); nothing committed, the update is kept in (\S+) for inspection\n$/);
+    const kept = /kept in (\S+) for/.exec(bad.stderr)?.[1] as string;
+    expect(await fs.readFile(path.join(kept, 'metadata/timestamp.chk'), 'utf8')).toBe('BAD\n');
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+    expect(await fs.readFile(path.join(dir, 'repo', 'metadata/timestamp.chk'), 'utf8')).toBe('T1\n');
+  });
+
+  it('keeps a quarantine that failed verification', async () => {
+    const dir = tmpdir();
+    const up = path.join(dir, 'upstream');
+    await writeTree(up, { f: 'x\n' });
+    const conf = await writeConf(dir, `[test]\nlocation = ${dir}/repo\nsync-type = local\nsync-uri = ${up}\nsync-verify-command = false\n`);
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(1);
+    expect(await fs.readFile(path.join(dir, 'repo', '.tmp-unverified-download-quarantine', 'f'), 'utf8')).toBe('x\n');
+    await expect(fs.lstat(path.join(dir, 'repo', 'f'))).rejects.toThrow();
+  });
+});
+
+describe('post-sync hooks', () => {
+  async function hooks(dir: string): Promise<string> {
+    const d = path.join(dir, 'postsync.d');
+    const log = path.join(dir, 'hooks.log');
+    await writeTree(d, {
+      '10-first': { content: `#!/bin/sh\necho "first $1 $2 $3 $REPOSNAP_SNAPSHOT_ID $(cat "$REPOSNAP_SNAPSHOT/metadata/timestamp.chk")" >> ${log}\n`, mode: 0o755 },
+      '20-second': { content: `#!/bin/sh\necho "second $1" >> ${log}\n`, mode: 0o755 },
+      'README': { content: 'not executable\n', mode: 0o644 },
+      '.hidden': { content: `#!/bin/sh\necho hidden >> ${log}\n`, mode: 0o755 },
+    });
+    return log;
+  }
+
+  it('run in lexical order with repo, sync-uri and location, holding a lease on the new snapshot', async () => {
+    const { dir, up, conf } = await setup('');
+    const log = await hooks(dir);
+    await fs.appendFile(conf, `sync-hooks-dir = ${dir}/postsync.d\n`);
+    expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
+    expect(await fs.readFile(log, 'utf8')).toBe(`first test ${up} ${dir}/repo 1 T1\nsecond test\n`);
+    // Without sync-hooks-only-on-change they run after a no-op sync too.
+    expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
+    expect((await fs.readFile(log, 'utf8')).split('\n').filter(Boolean)).toHaveLength(4);
+  });
+
+  it('with sync-hooks-only-on-change run only when something changed; a failing hook fails the sync', async () => {
+    const { dir, up, conf } = await setup('sync-hooks-only-on-change = yes');
+    const log = await hooks(dir);
+    await fs.appendFile(conf, `sync-hooks-dir = ${dir}/postsync.d\n`);
+    await runCli(['-c', conf, 'sync']);
+    await runCli(['-c', conf, 'sync']);
+    expect((await fs.readFile(log, 'utf8')).split('\n').filter(Boolean)).toHaveLength(2);
+
+    await writeTree(path.join(dir, 'postsync.d'), { '30-fails': { content: '#!/bin/sh\nexit 3\n', mode: 0o755 } });
+    await fs.writeFile(path.join(up, 'metadata/timestamp.chk'), 'T2\n');
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/updated to snapshot 2/);
+    expect(r.stderr).toMatch(/post-sync hook .*30-fails failed \(exit 3\)/);
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/2');
+  });
+});
+
+describe('sync-umask and sync-user', () => {
+  it('sync-umask applies to what the source creates (git checkout)', async () => {
+    const dir = tmpdir();
+    const work = path.join(dir, 'work');
+    await writeTree(work, { 'a/f': 'x\n', 'run.sh': { content: '#!/bin/sh\n', mode: 0o755 } });
+    const git = (...a: string[]) => execFileSync('git', ['-c', 'user.name=T', '-c', 'user.email=t@e', ...a], { cwd: work });
+    git('init', '-q');
+    git('add', '-A');
+    git('commit', '-qm', 'x');
+    const conf = await writeConf(dir, rcuConf(dir, 'sync-umask = 027', 'git', `file://${work}`));
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const t = await readTree(`${dir}/repo/`);
+    expect(t['a/f']?.mode).toBe(0o640);
+    expect(t['run.sh']?.mode).toBe(0o750);
+    expect(t.a?.mode).toBe(0o750);
+  });
+
+  it.skipIf(!isRoot)('sync-user fetches as that user; new files are owned by it', async () => {
+    const dir = tmpdir();
+    await fs.chmod(dir, 0o755);
+    const up = path.join(dir, 'upstream');
+    await writeTree(up, { 'metadata/timestamp.chk': 'T1\n', 'open/f': 'x\n' });
+    const conf = await writeConf(dir, rcuConf(dir, 'sync-user = nobody:nogroup', 'rsync', up));
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const st = await fs.stat(path.join(dir, 'store', 'snapshots', '1', 'open', 'f'));
+    expect([st.uid, st.gid]).toEqual([65534, 65534]);
+
+    // A file only root may read: rsync running as nobody cannot fetch it.
+    await writeTree(up, { 'secret/key': 'k\n' });
+    await fs.chmod(path.join(up, 'secret/key'), 0o600);
+    const denied = await runCli(['-c', conf, 'sync']);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/rsync failed \(exit 23.*Permission denied/);
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+  });
+
+  it('refuses an unknown sync-user with a clear error', async () => {
+    if (!isRoot) return;
+    const { conf } = await setup('sync-user = no-such-user-here');
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/repo test: sync-user: no such user "no-such-user-here"/);
+  });
+});
