@@ -5,7 +5,7 @@
  */
 import type { CloneStats } from '../util/tree.js';
 
-export type ConcreteBackendName = 'hardlink' | 'copy';
+export type ConcreteBackendName = 'btrfs' | 'reflink' | 'hardlink' | 'copy';
 
 export interface SnapshotBackend {
   readonly name: ConcreteBackendName;
@@ -17,6 +17,12 @@ export interface SnapshotBackend {
   createEmpty(to: string): Promise<void>;
   /** Make the tree at `dir` durable before it is published. */
   seal(dir: string): Promise<void>;
+  /**
+   * Make a snapshot immutable, once it is in snapshots/ and before `latest`
+   * points at it (btrfs: a read-only subvolume cannot be moved between
+   * directories, so this comes after the rename).
+   */
+  freeze?(dir: string): Promise<void>;
   /** Delete a tree made by this backend (already out of readers' sight). */
   remove(dir: string): Promise<void>;
 }

@@ -4,19 +4,35 @@
  * the life of the process.
  */
 import type { BackendName } from '../config/repos.js';
+import { ReposnapError } from '../errors.js';
 import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
+import { btrfsBackend } from './btrfs.js';
 import { copyBackend } from './copy.js';
 import { hardlinkBackend } from './hardlink.js';
+import { reflinkBackend } from './reflink.js';
 
 const BACKENDS: Record<ConcreteBackendName, SnapshotBackend> = {
+  btrfs: btrfsBackend,
+  reflink: reflinkBackend,
   hardlink: hardlinkBackend,
   copy: copyBackend,
 };
 
-/** Cheapest first. */
-const AUTO_ORDER: ConcreteBackendName[] = ['hardlink', 'copy'];
+/**
+ * btrfs subvolume snapshots cost the same whatever the tree's size; reflinks
+ * cost a clone call per file but share no inodes; hardlinks one link per
+ * file; copies everything.
+ */
+const AUTO_ORDER: ConcreteBackendName[] = ['btrfs', 'reflink', 'hardlink', 'copy'];
 
 const probed = new Map<string, ConcreteBackendName>();
+
+const WHY: Record<ConcreteBackendName, string> = {
+  btrfs: ' (it needs the store on btrfs, btrfs-progs, and root to create subvolumes)',
+  reflink: ' (its filesystem cannot clone files: it needs btrfs, xfs with reflink=1 or similar)',
+  hardlink: ' (hardlinks cannot be made there)',
+  copy: '',
+};
 
 export function backendByName(name: ConcreteBackendName): SnapshotBackend {
   return BACKENDS[name];
@@ -27,8 +43,15 @@ export function backendByName(name: ConcreteBackendName): SnapshotBackend {
  * no) takes hardlinks out of the automatic choice.
  */
 export async function chooseBackend(wanted: BackendName, storeDir: string, allowHardlinks: boolean): Promise<SnapshotBackend> {
-  if (wanted !== 'auto') return BACKENDS[wanted];
-  const key = `${storeDir}\0${allowHardlinks}`;
+  const key = `${storeDir}\0${allowHardlinks}\0${wanted}`;
+  if (wanted !== 'auto') {
+    if (probed.get(key) === wanted) return BACKENDS[wanted];
+    if (!(await BACKENDS[wanted].probe(storeDir))) {
+      throw new ReposnapError('ESTORE', `sync-rcu-backend = ${wanted} does not work for the store ${storeDir}${WHY[wanted]}`);
+    }
+    probed.set(key, wanted);
+    return BACKENDS[wanted];
+  }
   const known = probed.get(key);
   if (known) return BACKENDS[known];
   for (const name of AUTO_ORDER) {

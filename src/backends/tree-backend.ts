@@ -7,7 +7,7 @@ import { removeTree, syncFilesystem } from '../util/fs.js';
 import { cloneTree } from '../util/tree.js';
 import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
 
-export function treeBackend(name: ConcreteBackendName, method: 'link' | 'copy', probe: (storeDir: string) => Promise<boolean>): SnapshotBackend {
+export function treeBackend(name: ConcreteBackendName, method: 'link' | 'reflink' | 'copy', probe: (storeDir: string) => Promise<boolean>): SnapshotBackend {
   return {
     name,
     probe,

@@ -15,7 +15,7 @@ import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
 export const SYNC_TYPES = ['local', 'rsync', 'git', 'tarball'] as const;
 export type SyncType = (typeof SYNC_TYPES)[number];
 
-export const BACKEND_NAMES = ['auto', 'hardlink', 'copy'] as const;
+export const BACKEND_NAMES = ['auto', 'btrfs', 'reflink', 'hardlink', 'copy'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 /**

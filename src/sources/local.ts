@@ -94,7 +94,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
         if (opts.link) {
           await fs.link(s, tmp);
         } else {
-          await fs.copyFile(s, tmp, fsc.COPYFILE_EXCL);
+          await fs.copyFile(s, tmp, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
           await copyAttributes(tmp, sst);
         }
         await replace(tmp, d, dst);

@@ -7,7 +7,8 @@
  *   1. seal: make the staging tree durable (syncfs);
  *   2. under the store lock, pick N (never reused);
  *   3. write reposnap/meta/N.json (atomic);
- *   4. rename staging/<tx> -> snapshots/N, fsync snapshots/;
+ *   4. rename staging/<tx> -> snapshots/N (btrfs: then make it read-only),
+ *      fsync snapshots/;
  *   5. point latest.new at snapshots/N, rename it over latest, fsync the store;
  *   6. record N in reposnap/last-id;
  *   7. make the location a symlink to <store>/latest if it is not.
@@ -42,6 +43,7 @@ export async function publishSnapshot(
   await writeMeta(layout, meta);
   await ensureLeaseFile(layout, id); // before anyone can resolve N
   await fs.rename(dir, layout.snapshot(id));
+  await backend.freeze?.(layout.snapshot(id));
   await fsyncDir(layout.snapshotsDir);
   await pointLatestAt(layout, id);
   await atomicWriteFile(layout.lastIdFile, `${id}\n`);

@@ -8,12 +8,15 @@
  *
  * Deletion is made to look atomic to readers: the snapshot is moved out of
  * snapshots/ in one rename (into reposnap/trash/), and only then removed file
- * by file. A reader resolving paths sees the whole snapshot or none of it.
+ * by file; a btrfs subvolume is deleted in one call, which takes it out of
+ * the namespace at once. A reader resolving paths sees the whole snapshot or
+ * none of it.
  * The caller holds the store lock.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
+import { deleteSubvolume, isSubvolume } from '../util/btrfs.js';
 import { fsyncDir, removeTree } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 import { leaseHolders } from './leases.js';
@@ -100,19 +103,27 @@ export async function removeSnapshot(layout: StoreLayout, id: number): Promise<b
   const lock = await FileLock.tryAcquire(layout.lease(id), { operation: 'gc' });
   if (!lock) return false;
   const aside = `${layout.trashDir}/${id}-${randomBytes(3).toString('hex')}`;
+  let movedAside = false;
   try {
-    await fs.mkdir(layout.trashDir, { recursive: true, mode: 0o700 });
-    try {
-      await fs.rename(layout.snapshot(id), aside);
-      await fsyncDir(layout.snapshotsDir);
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
+    if (await isSubvolume(layout.snapshot(id))) {
+      // A btrfs snapshot leaves the namespace at once when deleted (and a
+      // read-only subvolume cannot be moved to another directory).
+      await deleteSubvolume(layout.snapshot(id));
+    } else {
+      await fs.mkdir(layout.trashDir, { recursive: true, mode: 0o700 });
+      try {
+        await fs.rename(layout.snapshot(id), aside);
+        movedAside = true;
+      } catch (err) {
+        if (errnoCode(err) !== 'ENOENT') throw err;
+      }
     }
+    await fsyncDir(layout.snapshotsDir);
     await fs.rm(layout.lease(id), { force: true });
   } finally {
     await lock.release();
   }
-  await removeTree(aside);
+  if (movedAside) await removeTree(aside);
   await fs.rm(layout.meta(id), { force: true });
   return true;
 }

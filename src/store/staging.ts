@@ -14,6 +14,7 @@
  * abandoned for more than a day is collected.
  */
 import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
 import { atomicWriteFile, removeTree } from '../util/fs.js';
@@ -204,11 +205,12 @@ async function sweepStaging(layout: StoreLayout, base: number | null): Promise<S
     const lock = await FileLock.tryAcquire(layout.stagingLock(entry.tx), { operation: 'stage' });
     if (!lock) continue; // someone took it meanwhile
     const info = await readInfo(layout, entry.tx);
-    const exists = await fs
-      .lstat(layout.staging(entry.tx))
-      .then((st) => st.isDirectory())
+    // A tree sealed read-only (a btrfs commit cut short) cannot be resumed.
+    const usable = await fs
+      .access(layout.staging(entry.tx), fsc.W_OK)
+      .then(() => true)
       .catch(() => false);
-    if (!chosen && info && exists && !isStaleStaging(info, base)) {
+    if (!chosen && info && usable && !isStaleStaging(info, base)) {
       info.pid = process.pid;
       chosen = Staging.adopt(layout, info, lock);
       continue;

@@ -10,6 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { errnoCode } from '../errors.js';
+import { deleteNestedSubvolumes, deleteSubvolume, isOnBtrfs, isSubvolume } from './btrfs.js';
 
 const execFileP = promisify(execFile);
 
@@ -120,7 +121,23 @@ export async function isEmptyDir(p: string): Promise<boolean> {
   }
 }
 
-/** Remove a tree without following symlinks; missing is fine. */
+/**
+ * Remove a tree without following symlinks; missing is fine. btrfs
+ * subvolumes in it (snapshots made by the btrfs backend, read-only ones
+ * included) are deleted as subvolumes, so any backend's trees, or a store
+ * mixing them, are removed by the same call.
+ */
 export async function removeTree(p: string): Promise<void> {
-  await fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+  if (await isSubvolume(p)) {
+    await deleteSubvolume(p);
+    return;
+  }
+  try {
+    await fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+  } catch (err) {
+    const code = errnoCode(err);
+    if ((code !== 'EROFS' && code !== 'EPERM' && code !== 'ENOTEMPTY') || !(await isOnBtrfs(p))) throw err;
+    await deleteNestedSubvolumes(p);
+    await fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+  }
 }

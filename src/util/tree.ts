@@ -42,8 +42,15 @@ export interface CloneStats {
 }
 
 export interface CloneOptions {
-  /** Hardlink regular files (falling back to a copy per file) or copy them. */
-  method: 'link' | 'copy';
+  /**
+   * Regular files are hardlinked (falling back per file to a reflink or a
+   * copy where a link is impossible, e.g. across btrfs subvolumes), cloned
+   * with FICLONE (reflink: shared blocks, own inode; fails where the
+   * filesystem cannot), or copied (with a reflink where one is possible).
+   */
+  method: 'link' | 'reflink' | 'copy';
+  /** `to` exists already (an empty btrfs subvolume): fill it. */
+  intoExisting?: boolean;
   /** Names to skip at the top level of the source. */
   excludeTop?: string[];
   /** Called after each entry, for progress. */
@@ -64,9 +71,10 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
   const limiter = new Limiter(FS_CONCURRENCY);
   const exclude = new Set(opts.excludeTop ?? []);
 
+  const copyFlags = fsc.COPYFILE_EXCL | (opts.method === 'reflink' ? fsc.COPYFILE_FICLONE_FORCE : fsc.COPYFILE_FICLONE);
   const copyFile = async (src: BPath, dst: BPath, st?: Stats): Promise<void> => {
     const s = st ?? (await fs.lstat(src));
-    await fs.copyFile(src, dst, fsc.COPYFILE_EXCL);
+    await fs.copyFile(src, dst, copyFlags);
     await copyAttributes(dst, s);
     stats.copied++;
     stats.bytesCopied += s.size;
@@ -93,8 +101,8 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
       await fs.lutimes(dst, st.atime, st.mtime);
       if (isRoot) await fs.lchown(dst, st.uid, st.gid);
     } else if (opts.method === 'link') {
-      // FIFOs, sockets and devices already in a snapshot (made by another tool)
-      // are linked as they are; nothing new of that kind is ever created.
+      // FIFOs, sockets and devices already in a snapshot (made by another
+      // tool) are linked as they are; nothing new of that kind is created.
       stats.files++;
       await fs.link(src, dst);
       stats.linked++;
@@ -106,7 +114,7 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
 
   const cloneDir = async (src: BPath, dst: BPath, top: boolean): Promise<void> => {
     const st = await limiter.run(() => fs.lstat(src));
-    await limiter.run(() => fs.mkdir(dst, { mode: 0o700 }));
+    if (!(top && opts.intoExisting)) await limiter.run(() => fs.mkdir(dst, { mode: 0o700 }));
     stats.dirs++;
     const entries = await limiter.run(() => fs.readdir(src, { withFileTypes: true, encoding: 'buffer' }));
     const subdirs: Array<Promise<void>> = [];

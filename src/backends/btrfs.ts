@@ -1,0 +1,60 @@
+/**
+ * btrfs backend: every snapshot is a read-only subvolume; a staging tree is a
+ * writable snapshot of the latest one, made in constant time whatever the
+ * tree's size; sealing makes it read-only; deletion is a subvolume delete.
+ * Readers see ordinary directories.
+ *
+ * A store whose older snapshots came from another backend keeps working: a
+ * plain-directory snapshot is cloned into a new subvolume with reflinks, and
+ * collection deletes each tree by the method it needs (util/fs removeTree).
+ * Needs btrfs-progs and root (creating and deleting subvolumes).
+ */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { createSubvolume, deleteSubvolume, hasBtrfsTool, isOnBtrfs, isSubvolume, setReadOnly, snapshotSubvolume } from '../util/btrfs.js';
+import { removeTree, syncFilesystem } from '../util/fs.js';
+import { cloneTree, type CloneStats } from '../util/tree.js';
+import type { SnapshotBackend } from './backend.js';
+
+export const btrfsBackend: SnapshotBackend = {
+  name: 'btrfs',
+
+  async probe(storeDir) {
+    if (!(await isOnBtrfs(storeDir)) || !(await hasBtrfsTool())) return false;
+    const p = path.join(storeDir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      await createSubvolume(p);
+      await deleteSubvolume(p);
+      return true;
+    } catch {
+      await removeTree(p).catch(() => undefined);
+      return false;
+    }
+  },
+
+  async clone(from, to, onEntry) {
+    if (await isSubvolume(from)) {
+      await snapshotSubvolume(from, to);
+      return { dirs: 0, files: 0, symlinks: 0, linked: 0, copied: 0, bytesCopied: 0 } satisfies CloneStats;
+    }
+    // A tree another backend made (or a location being migrated).
+    await createSubvolume(to);
+    return cloneTree(from, to, { method: 'copy', intoExisting: true, ...(onEntry ? { onEntry } : {}) });
+  },
+
+  createEmpty(to) {
+    return createSubvolume(to);
+  },
+
+  seal(dir) {
+    return syncFilesystem(dir);
+  },
+
+  async freeze(dir) {
+    if (await isSubvolume(dir)) await setReadOnly(dir);
+  },
+
+  remove(dir) {
+    return removeTree(dir);
+  },
+};

@@ -1,0 +1,22 @@
+/**
+ * Keeps the backend benchmark working: its quick version runs here (no
+ * timing is asserted; the numbers go to a scratch file, not to docs/).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ROOT, tmpdir } from './helpers.js';
+
+describe('bench/backend-scaling --quick', () => {
+  it('runs and writes a table for every backend that works here', async () => {
+    const out = path.join(tmpdir(), 'perf.md');
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
+    execFileSync(process.execPath, ['dist-bench/backend-scaling.js', '--quick', '--out', out], { cwd: ROOT, stdio: 'ignore', timeout: 300_000 });
+    const md = await fs.readFile(out, 'utf8');
+    expect(md).toMatch(/\| filesystem \| backend \| files \| clone ms \| seal ms \| delete ms \|/);
+    expect(md).toMatch(/\| hardlink \| 1000 \|/);
+    const json = JSON.parse(await fs.readFile(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: unknown[] };
+    expect(json.rows.length).toBeGreaterThanOrEqual(2);
+  }, 300_000);
+});
