@@ -24,3 +24,8 @@ export type { SnapshotMeta } from './store/metadata.js';
 export type { SyncSource, SourceResult } from './sources/source.js';
 export { LocalSource } from './sources/local.js';
 export { RsyncSource } from './sources/rsync.js';
+export { modify, readStamp, Modification, STAMP_FILE } from './stamp/stamp.js';
+export type { Stamp, StampContent } from './stamp/stamp.js';
+export { StampedCache, stampGeneration, snapshotGeneration } from './stamp/cache.js';
+export type { Generation, CacheResult } from './stamp/cache.js';
+export type { Lease } from './store/leases.js';

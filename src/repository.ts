@@ -9,6 +9,8 @@ import { createSource } from './sources/index.js';
 import { fill } from './sync/fill.js';
 import { runHooks, type HookResult } from './sync/hooks.js';
 import { runVerifyCommand } from './sync/verify.js';
+import { readStamp } from './stamp/stamp.js';
+import { snapshotGeneration, stampGeneration, StampedCache } from './stamp/cache.js';
 import type { ChangeStats, SourceProgress, TreeStats } from './sources/source.js';
 import { planCollection, type GcResult, type KeepReason } from './store/gc.js';
 import { readHolder, FileLock } from './store/lock.js';
@@ -90,6 +92,11 @@ export interface RepoStatus {
   staging: Array<{ tx: string; base: number | null; createdAt: string | null; locked: boolean }>;
   /** The process updating the repo right now, if any. */
   busy: LockHolder | { pid: null } | null;
+  /**
+   * What a cache of this repo's content is keyed on: the current snapshot's
+   * id (rcu), or the modification stamp's counter (trees changed in place).
+   */
+  generation: { kind: 'snapshot' | 'stamp'; value: number | null; inProgress: boolean };
 }
 
 export class Repository {
@@ -247,6 +254,15 @@ export class Repository {
     }
   }
 
+  /**
+   * A cache of data derived from this repository's tree, trusted again after
+   * one cheap check of its generation (see StampedCache).
+   */
+  cache<T>(compute: () => Promise<T>, file?: string): StampedCache<T> {
+    const gen = this.storage instanceof RcuStorage ? snapshotGeneration(this.storage.layout.storeDir) : stampGeneration(this.config.location);
+    return new StampedCache(gen, compute, file);
+  }
+
   /** Collect old snapshots now, or with dryRun only say what would go and why. */
   async gc(opts: { dryRun?: boolean } = {}): Promise<GcResult> {
     const storage = this.rcu('gc');
@@ -293,10 +309,15 @@ export class Repository {
       snapshots: [],
       staging: [],
       busy: null,
+      generation: { kind: c.mode === 'rcu' ? 'snapshot' : 'stamp', value: null, inProgress: false },
     };
     if (!(this.storage instanceof RcuStorage)) {
       const path = await fs.realpath(c.location).catch(() => undefined);
-      if (path !== undefined) status.current = { id: null, path, committedAt: null };
+      if (path !== undefined) {
+        status.current = { id: null, path, committedAt: null };
+        const stamp = await readStamp(path);
+        status.generation = { kind: 'stamp', value: stamp.counter, inProgress: stamp.inProgress };
+      }
       status.busy = await holderOf(siblingLockPath(c.location));
       return status;
     }
@@ -321,6 +342,7 @@ export class Repository {
     const latest = await latestId(layout);
     const cur = status.snapshots.find((s) => s.id === latest);
     if (cur) status.current = { id: cur.id, path: cur.path, committedAt: cur.committedAt };
+    status.generation = { kind: 'snapshot', value: cur?.id ?? null, inProgress: false };
     // The backend that made the current snapshot; before the first sync, the
     // configured choice (status never probes: it must not write).
     status.backend = cur?.backend ?? c.backend;

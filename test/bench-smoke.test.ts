@@ -8,6 +8,15 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, tmpdir } from './helpers.js';
 
+describe('bench/stamp-validation --quick', () => {
+  it('runs and reports one stat against stat-every-package', async () => {
+    const out = path.join(tmpdir(), 'stamps.md');
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
+    execFileSync(process.execPath, ['dist-bench/stamp-validation.js', '--quick', '--out', out], { cwd: ROOT, stdio: 'ignore', timeout: 300_000 });
+    expect(await fs.readFile(out, 'utf8')).toMatch(/\| 1000 \| [\d.]+ \| [\d.]+ \| \d+× \|/);
+  }, 300_000);
+});
+
 describe('bench/backend-scaling --quick', () => {
   it('runs and writes a table for every backend that works here', async () => {
     const out = path.join(tmpdir(), 'perf.md');

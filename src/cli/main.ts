@@ -15,6 +15,7 @@ import { revertCommand } from './revert.js';
 import { installStopHandlers } from './signals.js';
 import { Output } from './output.js';
 import { pathCommand } from './path.js';
+import { stampRun, stampShow, stampTouch } from './stamp.js';
 import { statusCommand } from './status.js';
 import { syncCommand } from './sync.js';
 
@@ -101,6 +102,27 @@ export async function main(argv: string[]): Promise<number> {
     .action((name: string, o: { wait: boolean; json?: boolean }) =>
       run(() => migrateCommand(makeContext(globals(), o.json === true), name, { wait: o.wait, json: o.json === true }))(),
     );
+
+  const stamp = program.command('stamp').description('modification stamps for trees changed in place (an installed-package database...)');
+  stamp
+    .command('touch')
+    .description('record a modification of DIR (stamp before and after)')
+    .argument('<dir>', 'the tree')
+    .action((dir: string) => run(() => stampTouch(makeContext(globals(), false), dir))());
+  stamp
+    .command('show')
+    .description("show DIR's stamp: counter, whether a modification is in progress and by whom")
+    .argument('<dir>', 'the tree')
+    .option('--json', 'print {"counter","inProgress","pid","time",...} as JSON')
+    .action((dir: string, o: { json?: boolean }) => run(() => stampShow(makeContext(globals(), o.json === true), dir, { json: o.json === true }))());
+  stamp
+    .command('run')
+    .description('stamp DIR, run CMD, stamp DIR again; the exit status is CMD\'s')
+    .argument('<dir>', 'the tree CMD modifies')
+    .argument('<command...>', 'the command and its arguments (put -- before it)')
+    .passThroughOptions()
+    .action((dir: string, argv: string[]) => run(() => stampRun(makeContext(globals(), false), dir, argv))());
+  for (const sub of stamp.commands) sub.exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
 
   for (const cmd of program.commands) cmd.version(VERSION, '-V, --version', 'print the version').exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
 

@@ -25,6 +25,9 @@ export function renderStatus(s: RepoStatus): string {
   lines.push(`  location   ${s.location}${s.current ? ` -> ${s.current.path}` : ' (not synced yet)'}`);
   if (s.storeDir) lines.push(`  store      ${s.storeDir}`);
   lines.push(`  source     ${s.syncType ? `${s.syncType} ${s.syncUri ?? ''}` : 'none (not synced)'}${s.autoSync ? '' : '  [auto-sync = no]'}`);
+  if (s.generation.value !== null) {
+    lines.push(`  generation ${s.generation.kind === 'snapshot' ? `snapshot ${s.generation.value}` : `stamp ${s.generation.value}${s.generation.inProgress ? ' (modification in progress)' : ''}`}`);
+  }
   if (s.busy) lines.push(`  busy       ${s.busy.pid === null ? 'locked by another process' : `pid ${s.busy.pid} (${s.busy.operation ?? 'update'} since ${s.busy.since ?? '?'})`}`);
   if (s.mode === 'rcu') {
     if (s.current?.id != null) {

@@ -5,6 +5,7 @@
  * Two updates still never run at once (the sibling lock).
  */
 import { syncFilesystem } from '../util/fs.js';
+import { Modification, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
 import { LocationUpdate, lockLocation } from './plain-location.js';
 import { type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
@@ -18,8 +19,17 @@ export class InPlaceStorage implements RepoStorage {
 
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
     const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
-    // A quarantine left by Portage is not content.
-    return await LocationUpdate.create(this.location, this.location, [QUARANTINE_DIR], false, lock);
+    try {
+      // Readers can see the tree change from now on: stamp it "in progress".
+      const modification = await Modification.begin(this.location);
+      // A quarantine left by Portage, and the stamp, are not content.
+      const u = await LocationUpdate.create(this.location, this.location, [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK], false, lock);
+      u.modification = modification;
+      return u;
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
   }
 
   async commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult> {
@@ -27,6 +37,7 @@ export class InPlaceStorage implements RepoStorage {
     try {
       await syncFilesystem(this.location);
       await u.finish(info);
+      await u.modification?.end();
       return {};
     } finally {
       await u.lock.release();
@@ -34,7 +45,13 @@ export class InPlaceStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, _opts: AbortOptions = {}): Promise<void> {
-    await (update as LocationUpdate).lock.release();
+    const u = update as LocationUpdate;
+    try {
+      // Whatever the source wrote before failing is in place: the tree did change.
+      await u.modification?.end();
+    } finally {
+      await u.lock.release();
+    }
   }
 
   garbageCollection(): Promise<undefined> {

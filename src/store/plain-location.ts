@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ReposnapError } from '../errors.js';
 import type { PreviousTree } from '../sources/source.js';
+import type { Modification } from '../stamp/stamp.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from './lock.js';
 import { busyMessage, type CommitInfo, type Update } from './storage.js';
@@ -74,6 +75,8 @@ export async function writeLastSync(cacheDir: string, info: CommitInfo): Promise
 }
 
 export class LocationUpdate implements Update {
+  /** The stamp's open modification, while the location is being changed. */
+  modification: Modification | undefined;
   readonly base = null;
   readonly mustCommit = false;
   readonly migrated = undefined;

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { cloneTree } from '../util/tree.js';
 import { lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { syncTree } from '../sources/local.js';
+import { modify, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
 import { LocationUpdate, lockLocation } from './plain-location.js';
 import { type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
@@ -39,7 +40,7 @@ export class QuarantineStorage implements RepoStorage {
         await removeTree(this.quarantine);
         await cloneTree(this.location, this.quarantine, {
           method: 'link',
-          excludeTop: [QUARANTINE_DIR],
+          excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK],
           onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
         });
       }
@@ -54,7 +55,10 @@ export class QuarantineStorage implements RepoStorage {
     const u = update as LocationUpdate;
     try {
       await syncFilesystem(u.target);
-      await syncTree(u.target, this.location, { repo: this.name, excludeTop: [QUARANTINE_DIR], link: true });
+      // Bringing the update into place is the modification readers can see.
+      await modify(this.location, () =>
+        syncTree(u.target, this.location, { repo: this.name, excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK], link: true }),
+      );
       await syncFilesystem(this.location);
       await removeTree(u.target);
       await u.finish(info);
