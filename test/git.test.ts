@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import { StoreLayout } from '../src/store/layout.js';
 import { readMeta } from '../src/store/metadata.js';
-import { rcuConf, readTree, runCli, sleep, tmpdir, writeConf, writeTree } from './helpers.js';
+import { freePort, rcuConf, readTree, runCli, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 
 const procs: ChildProcess[] = [];
 afterAll(() => {
@@ -62,30 +62,6 @@ async function upstream(dir: string) {
   return { work, bare, commit, checkout, head: () => g(work, 'rev-parse', 'HEAD') };
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 describe('git source', () => {
   it('checks out the first commit, then applies only the difference; no .git; commit id recorded', async () => {

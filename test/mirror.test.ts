@@ -18,7 +18,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import type { Lease } from '../src/store/leases.js';
-import { isRoot, rcuConf, runCli, sleep, tmpdir, wholeVersion, writeConf, writeVersionedTree } from './helpers.js';
+import { isRoot, rcuConf, runCli, sleep, tmpdir, wholeVersion, writeConf, writeVersionedTree, freePort, waitForPort } from './helpers.js';
 
 const N = 400;
 const procs: ChildProcess[] = [];
@@ -26,30 +26,6 @@ afterAll(() => {
   for (const p of procs) p.kill('SIGTERM');
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(50);
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 /** Commit new versions upstream every few ms until `done` resolves. */
 async function keepSyncing(conf: string, up: string, done: Promise<unknown>): Promise<number> {

@@ -4,26 +4,15 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
-import { isRoot, rcuConf, readTree, runCli, sleep, tmpdir, writeConf, writeTree } from './helpers.js';
+import { freePort, isRoot, rcuConf, readTree, runCli, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 
 const daemons: ChildProcess[] = [];
 afterAll(() => {
   for (const d of daemons) d.kill('SIGTERM');
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 /** Start `rsync --daemon` on 127.0.0.1 serving `dir` as module "repo". */
 async function startDaemon(dir: string, work: string): Promise<number> {
@@ -42,18 +31,8 @@ read only = yes
   );
   const d = spawn('rsync', ['--daemon', '--no-detach', `--address=127.0.0.1`, `--port=${port}`, `--config=${conf}`], { stdio: 'ignore' });
   daemons.push(d);
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.end();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return port;
-    await sleep(50);
-  }
-  throw new Error('rsync daemon did not start');
+  await waitForPort(port);
+  return port;
 }
 
 async function upstream(dir: string): Promise<string> {

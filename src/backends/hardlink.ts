@@ -4,25 +4,7 @@
  * --inplace) writes into an existing file: a changed file is always written
  * under a new name and renamed over the link.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
-import path from 'node:path';
-import { treeBackend } from './tree-backend.js';
+import { probeWith, treeBackend } from './tree-backend.js';
 
-/** Whether a hardlink can be made inside the store. */
-async function canLink(storeDir: string): Promise<boolean> {
-  const a = path.join(storeDir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const b = `${a}.link`;
-  try {
-    await fs.writeFile(a, '');
-    await fs.link(a, b);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await fs.rm(a, { force: true });
-    await fs.rm(b, { force: true });
-  }
-}
-
-export const hardlinkBackend = treeBackend('hardlink', 'link', canLink);
+export const hardlinkBackend = treeBackend('hardlink', 'link', (storeDir) => probeWith(storeDir, (a, b) => fs.link(a, b)));

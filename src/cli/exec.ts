@@ -5,10 +5,9 @@
  * (REPOSNAP_LEASE_FD), so the lease lasts as long as CMD runs even if
  * reposnap itself is killed. Signals are forwarded; the exit status is CMD's.
  */
-import { spawn } from 'node:child_process';
-import { errnoCode, ReposnapError } from '../errors.js';
+import { ReposnapError } from '../errors.js';
 import type { CommandContext } from './context.js';
-import { exitLike, forwardSignals } from './signals.js';
+import { exitLike, runForwarding } from './signals.js';
 
 export async function execCommand(ctx: CommandContext, name: string, args: string[]): Promise<number> {
   // `--` separates reposnap's arguments from the command's; commander passes it on.
@@ -17,7 +16,7 @@ export async function execCommand(ctx: CommandContext, name: string, args: strin
   const repo = ctx.repos().get(name);
   const lease = await repo.lease();
   try {
-    const child = spawn(argv[0] as string, argv.slice(1), {
+    const end = await runForwarding(argv, {
       stdio: ['inherit', 'inherit', 'inherit', lease.fd],
       env: {
         ...process.env,
@@ -26,21 +25,8 @@ export async function execCommand(ctx: CommandContext, name: string, args: strin
         REPOSNAP_LEASE_FD: '3',
       },
     });
-    const stopForwarding = forwardSignals(child);
-    const result = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('exit', (code, signal) => resolve({ code, signal }));
-    })
-      .catch((err: unknown) => {
-        const code = errnoCode(err);
-        throw new ReposnapError('EUSAGE', `cannot run ${argv[0]}: ${code === 'ENOENT' ? 'command not found' : (code ?? String(err))}`, {
-          // 127/126 as shells do for "not found" / "not executable".
-          exitCode: code === 'ENOENT' ? 127 : 126,
-        });
-      })
-      .finally(stopForwarding);
     await lease.release();
-    return exitLike(result.code, result.signal);
+    return exitLike(end.code, end.signal);
   } finally {
     await lease.release();
   }

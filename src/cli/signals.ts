@@ -4,8 +4,9 @@
  * the kernel drops our locks as we exit. While `exec` runs a command, signals
  * are forwarded to the command instead, and reposnap waits for it.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { constants } from 'node:os';
+import { errnoCode, ReposnapError } from '../errors.js';
 import { signalChildren } from '../util/children.js';
 
 const STOPPING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
@@ -49,4 +50,34 @@ export function exitLike(code: number | null, signal: NodeJS.Signals | null): nu
   process.removeAllListeners(signal);
   process.kill(process.pid, signal);
   return 128 + (constants.signals[signal] ?? 1);
+}
+
+/** A command reposnap runs on the user's behalf (exec, stamp run), and how it ended. */
+export interface CommandEnd {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/**
+ * Run argv[0] with signals forwarded to it, until it exits. A command that
+ * cannot be started is a usage error with the shells' statuses: 127 not
+ * found, 126 not executable.
+ */
+export async function runForwarding(argv: string[], opts: SpawnOptions): Promise<CommandEnd> {
+  if (argv.length === 0) throw new ReposnapError('EUSAGE', 'no command given');
+  const child = spawn(argv[0] as string, argv.slice(1), opts);
+  const stop = forwardSignals(child);
+  try {
+    return await new Promise<CommandEnd>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (code, signal) => resolve({ code, signal }));
+    });
+  } catch (err) {
+    const code = errnoCode(err);
+    throw new ReposnapError('EUSAGE', `cannot run ${argv[0]}: ${code === 'ENOENT' ? 'command not found' : (code ?? String(err))}`, {
+      exitCode: code === 'ENOENT' ? 127 : 126,
+    });
+  } finally {
+    stop();
+  }
 }

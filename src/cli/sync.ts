@@ -52,7 +52,7 @@ function describeProgress(e: SyncProgress): string {
     case 'migrate':
       return `${e.repo}: preparing`;
     case 'clone':
-      return `${e.repo}: cloning latest snapshot (${e.done} entries)`;
+      return e.done > 0 ? `${e.repo}: cloning latest snapshot (${e.done} entries)` : `${e.repo}: cloning latest snapshot`;
     case 'fetch':
       return `${e.repo}: syncing (${e.scanned} checked, ${e.changed} changed)`;
     case 'verify':

@@ -16,12 +16,11 @@
  * modifier that dies leaves "in progress" behind; a reader sees that the lock
  * is free and reports the writer dead, and the next modification clears it.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { FileLock } from '../store/lock.js';
-import { fsyncDir } from '../util/fs.js';
+import { atomicWriteFile } from '../util/fs.js';
 
 export const STAMP_FILE = '.modification_time';
 export const STAMP_LOCK = '.modification_time.lock';
@@ -85,23 +84,9 @@ function parseStamp(text: string): StampContent {
   }
 }
 
-async function writeStamp(root: string, content: StampContent): Promise<void> {
-  const target = path.join(root, STAMP_FILE);
-  const tmp = path.join(root, `${STAMP_FILE}.${process.pid}.${randomBytes(4).toString('hex')}`);
-  const fh = await fs.open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(`${JSON.stringify(content)}\n`);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await fs.rename(tmp, target);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await fsyncDir(root);
+function writeStamp(root: string, content: StampContent): Promise<void> {
+  // A new file renamed over the old one: a new inode, so a new signature.
+  return atomicWriteFile(path.join(root, STAMP_FILE), `${JSON.stringify(content)}\n`);
 }
 
 /** An open modification of a tree: stamped "in progress" until ended. */

@@ -14,6 +14,7 @@
 import path from 'node:path';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { removeTree } from '../util/fs.js';
+import { countEntries } from '../util/tree.js';
 import { publishSnapshot } from './commit.js';
 import type { StoreLayout } from './layout.js';
 import { locationKind, swapDirForSymlink } from './location.js';
@@ -38,9 +39,10 @@ export async function migrateLocation(layout: StoreLayout, backend: SnapshotBack
   let files: number;
   try {
     await removeTree(staging.dir);
-    files = (await backend.clone(layout.location, staging.dir)).files;
+    await backend.clone(layout.location, staging.dir);
     // Portage's quarantine copy, if one was left inside the location, is not content.
     await removeTree(path.join(staging.dir, QUARANTINE_DIR));
+    files = await countEntries(staging.dir);
   } catch (err) {
     await staging.discard().catch(() => undefined);
     throw err;

@@ -120,9 +120,9 @@ export class RcuStorage implements RepoStorage {
         if (base !== undefined) await ensureLocationLink(layout);
         return { migrated, base };
       });
-      const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend, (s) =>
-        opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
-      );
+      // The clone reports no per-file progress: cp does it faster than any walk that could.
+      opts.onProgress?.({ phase: 'clone', done: 0 });
+      const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend);
       const baseMeta = base === undefined ? undefined : await readMeta(layout, base);
       const previous: PreviousTree | undefined = baseMeta
         ? {

@@ -10,6 +10,7 @@
 import { constants as fsc, type Dirent, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
+import { cpClone } from './cp-clone.js';
 import { FS_CONCURRENCY, Limiter } from './limit.js';
 
 export type BPath = Buffer;
@@ -68,6 +69,9 @@ const LINK_FALLBACK = new Set(['EXDEV', 'EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUP
  */
 export async function cloneTree(from: string, to: string, opts: CloneOptions): Promise<CloneStats> {
   const stats: CloneStats = { dirs: 0, files: 0, symlinks: 0, linked: 0, copied: 0, bytesCopied: 0 };
+  // GNU cp first where nothing is excluded and no per-entry progress is
+  // wanted; it reports no counts.
+  if (!opts.excludeTop?.length && !opts.onEntry && (await cpClone(from, to, opts.method, opts.intoExisting === true))) return stats;
   const limiter = new Limiter(FS_CONCURRENCY);
   const exclude = new Set(opts.excludeTop ?? []);
 
@@ -150,4 +154,20 @@ export async function copyAttributes(dst: BPath | string, st: Stats): Promise<vo
 export async function settleAll(promises: Array<Promise<unknown>>): Promise<void> {
   const results = await Promise.allSettled(promises);
   for (const r of results) if (r.status === 'rejected') throw r.reason;
+}
+
+/** Entries that are not directories below `root` (names only: no stat per file). */
+export async function countEntries(root: string): Promise<number> {
+  let n = 0;
+  const walk = async (dir: BPath): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+    const subdirs: Array<Promise<void>> = [];
+    for (const e of entries) {
+      if (e.isDirectory()) subdirs.push(walk(bjoin(dir, e.name)));
+      else n++;
+    }
+    await Promise.all(subdirs);
+  };
+  await walk(bpath(root));
+  return n;
 }
