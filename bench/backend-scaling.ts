@@ -11,6 +11,7 @@
  *   npm run bench:backends              sizes 10k and 200k files
  *   npm run bench:backends -- --quick   sizes 1k and 5k (what CI runs)
  *   --out FILE                          where the markdown goes (default docs/performance-backends.md)
+ *   --only btrfs,tmp                    only these filesystems (tmp, btrfs, xfs)
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -27,6 +28,8 @@ const out = outIdx >= 0 ? (args[outIdx + 1] as string) : path.join(path.dirname(
 const SIZES = quick ? [1000, 5000] : [10_000, 200_000];
 const RUNS = quick ? 1 : 3;
 const isRoot = process.getuid?.() === 0;
+const onlyIdx = args.indexOf('--only');
+const ONLY = onlyIdx >= 0 ? (args[onlyIdx + 1] as string).split(',') : ['tmp', 'btrfs', 'xfs'];
 
 interface Row {
   fs: string;
@@ -78,8 +81,8 @@ function mount(kind: 'btrfs' | 'xfs', base: string): string | undefined {
 
 async function main(): Promise<void> {
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'reposnap-bench-'));
-  const filesystems: Array<{ name: string; dir: string; umount?: () => void }> = [{ name: `tmp (${fsType(base)})`, dir: base }];
-  for (const kind of ['btrfs', 'xfs'] as const) {
+  const filesystems: Array<{ name: string; dir: string; umount?: () => void }> = ONLY.includes('tmp') ? [{ name: `tmp (${fsType(base)})`, dir: base }] : [];
+  for (const kind of (['btrfs', 'xfs'] as const).filter((k) => ONLY.includes(k))) {
     const dir = mount(kind, base);
     if (dir) filesystems.push({ name: kind === 'xfs' ? 'xfs (reflink=1)' : 'btrfs', dir, umount: () => execFileSync('umount', [dir]) });
   }

@@ -8,6 +8,19 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, tmpdir } from './helpers.js';
 
+describe('bench/sync-compare --quick', () => {
+  it('runs every scenario on a small tree and writes the table and the targets', async () => {
+    const out = path.join(tmpdir(), 'performance.md');
+    execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
+    execFileSync(process.execPath, ['dist-bench/sync-compare.js', '--quick', '--scales', '0.01', '--out', out], { cwd: ROOT, stdio: 'ignore', timeout: 400_000 });
+    const md = await fs.readFile(out, 'utf8');
+    for (const row of ["Portage's sync-rcu pipeline", 'in-place rsync (tears readers)', 'reposnap hardlink (cold)', 'reposnap hardlink + prepared staging', 'no-op: reposnap hardlink (git source)', 'no-op: reposnap hardlink (tarball source, 304)']) {
+      expect(md).toContain(`| ${row} |`);
+    }
+    expect(md).toMatch(/## Targets/);
+  }, 400_000);
+});
+
 describe('bench/stamp-validation --quick', () => {
   it('runs and reports one stat against stat-every-package', async () => {
     const out = path.join(tmpdir(), 'stamps.md');
