@@ -18,6 +18,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { removeTree } from '../dist/util/fs.js';
 import { applyUpdate, generateTree } from './gentoo-tree.js';
 
 const args = process.argv.slice(2);
@@ -122,7 +123,7 @@ async function scenarioReposnap(scale: number, fsName: string, work: string, up:
   results.push({ scale, fs: fsName, scenario: name, ...m });
   const noop = await measure([process.execPath, CLI, '-q', '-c', conf, 'sync']);
   results.push({ scale, fs: fsName, scenario: `no-op: ${name} (rsync source)`, ...noop });
-  await fs.rm(dir, { recursive: true, force: true }).catch(() => sh('rm', ['-rf', dir]));
+  await removeTree(dir); // btrfs snapshots are read-only subvolumes: rm -rf cannot
 }
 
 async function scenarioPortage(scale: number, fsName: string, work: string, up: string, v1: string, v2: string): Promise<void> {
