@@ -6,12 +6,12 @@ import fs from 'node:fs/promises';
 import type { RepoConfig, StorageMode } from './config/repos.js';
 import { errnoCode, ReposnapError, type LockHolder } from './errors.js';
 import { createSource } from './sources/index.js';
-import { fill } from './sync/fill.js';
+import { fill, needsWorker } from './sync/fill.js';
 import { runHooks, type HookResult } from './sync/hooks.js';
 import { runVerifyCommand } from './sync/verify.js';
 import { readStamp } from './stamp/stamp.js';
 import { snapshotGeneration, stampGeneration, StampedCache } from './stamp/cache.js';
-import type { ChangeStats, SourceProgress, TreeStats } from './sources/source.js';
+import { emptyChanges, type ChangeStats, type SourceProgress, type SourceResult, type TreeStats } from './sources/source.js';
 import { planCollection, type GcResult, type KeepReason } from './store/gc.js';
 import { readHolder, FileLock } from './store/lock.js';
 import { acquireLease, type Lease } from './store/leases.js';
@@ -46,6 +46,8 @@ export interface SyncReport {
   migrated: number | null;
   backend: string | null;
   resumed: boolean;
+  /** Upstream was found unchanged (git commit id, HTTP 304) before any tree was cloned. */
+  unchangedBeforeClone: boolean;
   changes: ChangeStats;
   tree: TreeStats;
   /** Snapshot ids collected after the commit. */
@@ -116,28 +118,38 @@ export class Repository {
     const name = this.name;
     const progress = opts.onProgress;
     const t0 = performance.now();
+    // A source that can tell "unchanged" without a tree (git, tarball) is
+    // asked before anything is cloned. Not when fetching must run as
+    // sync-user: the check fetches too.
+    const precheck = source.precheck && !needsWorker(this.config) ? source.precheck.bind(source) : undefined;
     const update = await this.storage.initUpdate({
       wait: opts.wait ?? true,
       ...(progress ? { onProgress: (p: StorageProgress) => progress({ repo: name, ...p }) } : {}),
+      ...(precheck ? { precheck: (c) => precheck({ repo: name, ...c }) } : {}),
     });
     const t1 = performance.now();
 
-    let result;
-    try {
-      result = await fill(this.config, source, {
-        repo: name,
-        target: update.target,
-        excludeTop: update.excludeTop,
-        lockFds: update.lockFds,
-        cacheDir: update.cacheDir,
-        scratchDir: update.scratchDir,
-        ...(update.previous ? { previous: update.previous } : {}),
-        ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
-      });
-    } catch (err) {
-      // Keep what was fetched: the next sync resumes from it.
-      await this.storage.abortUpdate(update, { keep: true });
-      throw err;
+    let result: SourceResult;
+    if (update.unchanged) {
+      await this.storage.abortUpdate(update, { unchanged: true });
+      result = { changed: false, changes: emptyChanges(), tree: { files: 0, bytes: 0 } };
+    } else {
+      try {
+        result = await fill(this.config, source, {
+          repo: name,
+          target: update.target,
+          excludeTop: update.excludeTop,
+          lockFds: update.lockFds,
+          cacheDir: update.cacheDir,
+          scratchDir: update.scratchDir,
+          ...(update.previous ? { previous: update.previous } : {}),
+          ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
+        });
+      } catch (err) {
+        // Keep what was fetched: the next sync resumes from it.
+        await this.storage.abortUpdate(update, { keep: true });
+        throw err;
+      }
     }
     const t2 = performance.now();
 
@@ -149,6 +161,7 @@ export class Repository {
       migrated: update.migrated?.id ?? null,
       backend: update.backend ?? null,
       resumed: update.resumed,
+      unchangedBeforeClone: update.unchanged === true,
       changes: result.changes,
       tree: result.tree,
       collected: [],
@@ -157,7 +170,9 @@ export class Repository {
       warnings: [],
     };
 
-    if (!result.changed && !update.mustCommit) {
+    if (update.unchanged) {
+      // Nothing was made, and the lock is released already.
+    } else if (!result.changed && !update.mustCommit) {
       await this.storage.abortUpdate(update, { unchanged: true });
     } else {
       if (this.config.verifyCommand !== undefined) {

@@ -79,8 +79,10 @@ describe('git source', () => {
     // The mirror lives in the store, outside snapshots/.
     expect(await fs.readdir(path.join(dir, 'store', 'reposnap', 'cache', 'git'))).toContain('HEAD');
 
-    // Same commit upstream: no new snapshot.
-    expect((await repo.sync()).outcome).toBe('up-to-date');
+    // Same commit upstream: no new snapshot, and no tree cloned to find out.
+    const same = await repo.sync();
+    expect(same.outcome).toBe('up-to-date');
+    expect(same.unchangedBeforeClone).toBe(true);
 
     // Change, add, delete, chmod, retarget a symlink, turn a file into a directory.
     await fs.writeFile(path.join(up.work, 'metadata/timestamp.chk'), 'T2\n');

@@ -59,6 +59,7 @@ describe('RCU store with the local source', () => {
     await repo.sync();
     const r = await repo.sync();
     expect(r.outcome).toBe('up-to-date');
+    expect(r.unchangedBeforeClone).toBe(false); // a local tree is compared, not asked
     expect(r.snapshot?.id).toBe(1);
     expect(await fs.readdir(layout.snapshotsDir)).toEqual(['1']);
     // The discarded staging tree is gone.

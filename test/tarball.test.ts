@@ -153,6 +153,7 @@ describe('tarball source', () => {
     const before = srv.log.length;
     const r2 = await repo.sync();
     expect(r2.outcome).toBe('up-to-date');
+    expect(r2.unchangedBeforeClone).toBe(true);
     expect(srv.log.slice(before)).toEqual([expect.objectContaining({ status: 304, bytes: 0 })]);
     expect(srv.log[before]?.headers['if-none-match']).toBe(srv.files.get('/gentoo.tar.gz')?.etag);
 

@@ -20,7 +20,7 @@ import { errnoCode, ReposnapError } from '../errors.js';
 import { trackChild } from '../util/children.js';
 import { lstatOrUndefined, removeTree } from '../util/fs.js';
 import { syncTree } from './local.js';
-import { emptyChanges, type ChangeStats, type FillContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 export interface GitSourceOptions {
   branch?: string;
@@ -46,6 +46,12 @@ export class GitSource implements SyncSource {
     readonly uri: string,
     private readonly opts: GitSourceOptions,
   ) {}
+
+  /** Fetch now; unchanged when the fetched commit is the one the current tree came from. */
+  async precheck(ctx: PrecheckContext): Promise<boolean> {
+    if (ctx.previous?.revision === undefined) return false;
+    return (await this.fetch(ctx.repo, path.join(ctx.cacheDir, 'git'), ctx.lockFds)) === ctx.previous.revision;
+  }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     if (!ctx.cacheDir || !ctx.scratchDir) throw new ReposnapError('EINTERNAL', 'git source needs a cache and a scratch directory');

@@ -154,3 +154,18 @@ class TransformCounter extends Transform {
     cb(null, chunk);
   }
 }
+
+/** Whether the resource is unchanged since `have` (a conditional GET answered 304). */
+export async function notModified(url: string, have: Validators): Promise<boolean> {
+  const headers: Record<string, string> = { 'user-agent': 'reposnap' };
+  if (have.etag) headers['if-none-match'] = have.etag;
+  if (have.lastModified) headers['if-modified-since'] = have.lastModified;
+  if (Object.keys(headers).length === 1) return false;
+  try {
+    const res = await fetch(url, { headers, redirect: 'follow', signal: AbortSignal.timeout(60_000) });
+    await res.body?.cancel().catch(() => undefined);
+    return res.status === 304;
+  } catch {
+    return false; // the fill reports the error properly
+  }
+}

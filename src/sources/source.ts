@@ -76,10 +76,23 @@ export interface FillContext {
   onProgress?: (p: SourceProgress) => void;
 }
 
+export interface PrecheckContext {
+  repo: string;
+  cacheDir: string;
+  previous: PreviousTree | undefined;
+  lockFds: number[];
+}
+
 export interface SyncSource {
   readonly type: SyncType;
   readonly uri: string;
   fill(ctx: FillContext): Promise<SourceResult>;
+  /**
+   * Whether upstream is known to be unchanged since `previous`, found
+   * without a target (a git commit id, an HTTP 304): then no staging tree is
+   * made at all. Sources that can only tell by comparing trees have none.
+   */
+  precheck?(ctx: PrecheckContext): Promise<boolean>;
 }
 
 export function emptyChanges(): ChangeStats {

@@ -23,9 +23,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ReposnapError } from '../errors.js';
 import { removeTree } from '../util/fs.js';
-import { download, dropDownload } from './http-download.js';
+import { download, dropDownload, notModified } from './http-download.js';
 import { syncTree } from './local.js';
-import { emptyChanges, type FillContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { extractArchive } from './tar-extract.js';
 
 export interface TarballOptions {
@@ -39,6 +39,13 @@ export class TarballSource implements SyncSource {
     readonly uri: string,
     private readonly opts: TarballOptions = {},
   ) {}
+
+  /** One conditional GET: 304 means the snapshot we have is current. */
+  async precheck(ctx: PrecheckContext): Promise<boolean> {
+    const st = ctx.previous?.state;
+    if (!st?.etag && !st?.lastModified) return false;
+    return notModified(this.uri, { ...(st.etag ? { etag: st.etag } : {}), ...(st.lastModified ? { lastModified: st.lastModified } : {}) });
+  }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     if (!ctx.scratchDir) throw new ReposnapError('EINTERNAL', 'tarball source needs a scratch directory');

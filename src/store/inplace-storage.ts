@@ -7,8 +7,8 @@
 import { syncFilesystem } from '../util/fs.js';
 import { Modification, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { LocationUpdate, lockLocation } from './plain-location.js';
-import { type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
+import { LocationUpdate, lockLocation, readLastSync, siblingCacheDir } from './plain-location.js';
+import { UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
 export class InPlaceStorage implements RepoStorage {
   readonly mode = 'in-place' as const;
@@ -20,6 +20,11 @@ export class InPlaceStorage implements RepoStorage {
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
     const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
     try {
+      const cacheDir = siblingCacheDir(this.location);
+      const previous = await readLastSync(cacheDir);
+      if (opts.precheck && (await opts.precheck({ previous, cacheDir, lockFds: [lock.fd] }))) {
+        return new UnchangedUpdate(null, lock, cacheDir, previous);
+      }
       // Readers can see the tree change from now on: stamp it "in progress".
       const modification = await Modification.begin(this.location);
       // A quarantine left by Portage, and the stamp, are not content.
@@ -45,6 +50,7 @@ export class InPlaceStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, _opts: AbortOptions = {}): Promise<void> {
+    if (update instanceof UnchangedUpdate) return update.lock.release();
     const u = update as LocationUpdate;
     try {
       // Whatever the source wrote before failing is in place: the tree did change.

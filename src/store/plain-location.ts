@@ -59,7 +59,7 @@ interface LastSync {
  * What the last completed sync fetched. Only a hint: anyone may have changed
  * a plain location since, so sources treat it as inexact.
  */
-async function readLastSync(cacheDir: string): Promise<PreviousTree | undefined> {
+export async function readLastSync(cacheDir: string): Promise<PreviousTree | undefined> {
   try {
     const last = JSON.parse(await fs.readFile(path.join(cacheDir, 'last.json'), 'utf8')) as LastSync;
     return { exact: false, ...(last.revision ? { revision: last.revision } : {}), ...(last.state ? { state: last.state } : {}) };

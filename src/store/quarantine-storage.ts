@@ -16,8 +16,8 @@ import { lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { syncTree } from '../sources/local.js';
 import { modify, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { LocationUpdate, lockLocation } from './plain-location.js';
-import { type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
+import { LocationUpdate, lockLocation, readLastSync, siblingCacheDir } from './plain-location.js';
+import { UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
 export class QuarantineStorage implements RepoStorage {
   readonly mode = 'quarantine' as const;
@@ -33,6 +33,11 @@ export class QuarantineStorage implements RepoStorage {
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
     const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
     try {
+      const cacheDir = siblingCacheDir(this.location);
+      const previous = await readLastSync(cacheDir);
+      if (opts.precheck && (await opts.precheck({ previous, cacheDir, lockFds: [lock.fd] }))) {
+        return new UnchangedUpdate(null, lock, cacheDir, previous);
+      }
       // A quarantine left by an interrupted update is resumed: the source
       // brings it up to date like any other copy.
       const resumed = (await lstatOrUndefined(this.quarantine))?.isDirectory() ?? false;
@@ -69,6 +74,7 @@ export class QuarantineStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, opts: AbortOptions = {}): Promise<void> {
+    if (update instanceof UnchangedUpdate) return update.lock.release();
     const u = update as LocationUpdate;
     try {
       // The quarantine sits inside the location where readers can see it;

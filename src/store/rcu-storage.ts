@@ -32,7 +32,7 @@ import type { PreviousTree } from '../sources/source.js';
 import { migrateLocation } from './migrate.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { Staging } from './staging.js';
-import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
+import { busyMessage, UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
 export interface RcuOptions {
   name: string;
@@ -120,9 +120,6 @@ export class RcuStorage implements RepoStorage {
         if (base !== undefined) await ensureLocationLink(layout);
         return { migrated, base };
       });
-      // The clone reports no per-file progress: cp does it faster than any walk that could.
-      opts.onProgress?.({ phase: 'clone', done: 0 });
-      const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend);
       const baseMeta = base === undefined ? undefined : await readMeta(layout, base);
       const previous: PreviousTree | undefined = baseMeta
         ? {
@@ -131,6 +128,12 @@ export class RcuStorage implements RepoStorage {
             ...(baseMeta.sourceState !== undefined ? { state: baseMeta.sourceState } : {}),
           }
         : undefined;
+      if (base !== undefined && !migrated && opts.precheck && (await opts.precheck({ previous, cacheDir: layout.cacheDir, lockFds: [syncLock.fd] }))) {
+        return new UnchangedUpdate(base, syncLock, layout.cacheDir, previous);
+      }
+      // The clone reports no per-file progress: cp does it faster than any walk that could.
+      opts.onProgress?.({ phase: 'clone', done: 0 });
+      const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend);
       return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous);
     } catch (err) {
       await syncLock.release();
@@ -169,6 +172,7 @@ export class RcuStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, opts: AbortOptions = {}): Promise<void> {
+    if (update instanceof UnchangedUpdate) return update.lock.release();
     const u = this.own(update);
     try {
       if (opts.unchanged && this.opts.prepareStaging && u.base !== null) await u.staging.keepPrepared();

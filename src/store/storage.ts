@@ -13,6 +13,12 @@ export interface InitOptions {
   /** Wait for another update of the same repo to finish (default) or fail busy. */
   wait?: boolean;
   onProgress?: (p: StorageProgress) => void;
+  /**
+   * Asked, once the repo is locked and before any tree is cloned, whether
+   * upstream is unchanged since `previous`; if so the update is `unchanged`
+   * and has no target.
+   */
+  precheck?: (ctx: { previous: PreviousTree | undefined; cacheDir: string; lockFds: number[] }) => Promise<boolean>;
 }
 
 export interface StorageProgress {
@@ -22,6 +28,8 @@ export interface StorageProgress {
 
 /** An update in progress: a directory for the source to fill. */
 export interface Update {
+  /** Upstream was found unchanged before any target was made (see InitOptions.precheck). */
+  readonly unchanged?: boolean;
   readonly target: string;
   /** Names at the top of the target that are not content. */
   readonly excludeTop: string[];
@@ -80,4 +88,25 @@ export function busyMessage(repo: string) {
     holder
       ? `repo ${repo} is busy: pid ${holder.pid} holds it (${holder.operation ?? 'update'} since ${holder.since ?? '?'})`
       : `repo ${repo} is busy: another process holds it`;
+}
+
+/** An update that found nothing to do before making a target: it only holds the lock. */
+export class UnchangedUpdate implements Update {
+  readonly unchanged = true;
+  readonly target = '';
+  readonly excludeTop: string[] = [];
+  readonly resumed = false;
+  readonly mustCommit = false;
+  readonly migrated = undefined;
+  readonly backend = undefined;
+  readonly scratchDir = '';
+  constructor(
+    readonly base: number | null,
+    readonly lock: { release(): Promise<void>; fd: number },
+    readonly cacheDir: string,
+    readonly previous: PreviousTree | undefined,
+  ) {}
+  get lockFds(): number[] {
+    return [this.lock.fd];
+  }
 }
