@@ -10,7 +10,7 @@
 import { constants as fsc, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
-import { FS_CONCURRENCY, Limiter } from '../util/limit.js';
+import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
 import { bjoin, bpath, copyAttributes, settleAll, showPath, type BPath } from '../util/tree.js';
 import { randomBytes } from 'node:crypto';
 import { emptyChanges, type FillContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
@@ -142,6 +142,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
       dNames.set(key, e.name);
     }
     const work: Array<Promise<void>> = [];
+    const subdirs: Array<{ sp: BPath; dp: BPath; st: Stats }> = [];
     for (const e of sEntries) {
       const key = e.name.toString('latin1');
       if (top && exclude.has(e.name.toString())) continue;
@@ -171,7 +172,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
             } else if (dst2 && !sameOwnerMode(sst2, dst2)) {
               note('updated');
             }
-            await syncDir(sp, dp, sst2, false);
+            subdirs.push({ sp, dp, st: sst2 });
           } else {
             await limiter.run(() => syncEntry(sp, dp, d, sst2, dst2));
           }
@@ -190,6 +191,9 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     }
     await settleAll(work);
     opts.onProgress?.(progress);
+    // A few subdirectories at a time: a walk that opened them all at once
+    // would hold the whole tree's listings in memory.
+    await mapLimit(subdirs, DIR_CONCURRENCY, (x) => syncDir(x.sp, x.dp, x.st, false));
     // Directories are private to the target (never shared with a snapshot),
     // so their attributes are set in place, after their contents.
     await limiter.run(() => copyAttributes(d, sst));

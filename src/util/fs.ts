@@ -133,11 +133,31 @@ export async function removeTree(p: string): Promise<void> {
     return;
   }
   try {
-    await fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+    await rmRecursive(p);
   } catch (err) {
     const code = errnoCode(err);
     if ((code !== 'EROFS' && code !== 'EPERM' && code !== 'ENOTEMPTY') || !(await isOnBtrfs(p))) throw err;
     await deleteNestedSubvolumes(p);
-    await fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+    await rmRecursive(p);
+  }
+}
+
+/**
+ * `rm -rf` for directories: GNU rm removes a 100k-entry tree in constant
+ * memory, where fs.rm's recursion holds the whole listing (measured at
+ * hundreds of MB). Files and small cases go through fs.rm directly.
+ */
+async function rmRecursive(p: string): Promise<void> {
+  const st = await lstatOrUndefined(p);
+  if (!st) return;
+  if (!st.isDirectory()) return fs.rm(p, { force: true });
+  try {
+    await execFileP('rm', ['-rf', '--', p]);
+  } catch (err) {
+    const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+    if (errnoCode(err) === 'ENOENT') return fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+    const e = new Error(`cannot remove ${p}: ${stderr.trim().split('\n')[0] ?? ''}`) as Error & { code?: string };
+    e.code = /Read-only file system/.test(stderr) ? 'EROFS' : /Operation not permitted/.test(stderr) ? 'EPERM' : /Directory not empty/.test(stderr) ? 'ENOTEMPTY' : 'EIO';
+    throw e;
   }
 }

@@ -29,3 +29,28 @@ export class Limiter {
 
 /** The default bound for filesystem work: enough to keep libuv's pool busy. */
 export const FS_CONCURRENCY = 32;
+
+/**
+ * Run `fn` over `items` with at most `n` in flight; wait for all, then throw
+ * the first failure. Used for directory recursion, where unbounded fan-out
+ * would hold the whole tree's listings in memory at once.
+ */
+export async function mapLimit<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: unknown;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
+  if (failure !== undefined) throw failure;
+}
+
+/** Directories walked at once per level of a tree walk. */
+export const DIR_CONCURRENCY = 4;

@@ -11,7 +11,7 @@ import { constants as fsc, type Dirent, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { cpClone } from './cp-clone.js';
-import { FS_CONCURRENCY, Limiter } from './limit.js';
+import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from './limit.js';
 
 export type BPath = Buffer;
 
@@ -121,16 +121,17 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
     if (!(top && opts.intoExisting)) await limiter.run(() => fs.mkdir(dst, { mode: 0o700 }));
     stats.dirs++;
     const entries = await limiter.run(() => fs.readdir(src, { withFileTypes: true, encoding: 'buffer' }));
-    const subdirs: Array<Promise<void>> = [];
+    const subdirs: Array<[BPath, BPath]> = [];
     const others: Array<Promise<void>> = [];
     for (const ent of entries) {
       if (top && exclude.has(ent.name.toString())) continue;
       const s = bjoin(src, ent.name);
       const d = bjoin(dst, ent.name);
-      if (ent.isDirectory()) subdirs.push(cloneDir(s, d, false));
+      if (ent.isDirectory()) subdirs.push([s, d]);
       else others.push(limiter.run(() => cloneEntry(s, d, ent)));
     }
-    await settleAll([...others, ...subdirs]);
+    await settleAll(others);
+    await mapLimit(subdirs, DIR_CONCURRENCY, ([s, d]) => cloneDir(s, d, false));
     await limiter.run(() => copyAttributes(dst, st));
   };
 
