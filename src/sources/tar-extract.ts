@@ -120,6 +120,12 @@ export async function extractArchive(repo: string, file: string, dest: string): 
       await pipeline(createReadStream(file), unpack);
     }
   } catch (err) {
+    // node-tar may still be finishing writes it had started; let them land
+    // before anyone removes the directory.
+    await new Promise((resolve) => {
+      unpack.once('close', resolve);
+      setTimeout(resolve, 200);
+    });
     if (err instanceof ReposnapError) throw err;
     if (refused) throw new ReposnapError('EUNSAFE', `repo ${repo}: refusing archive entry ${refused}`);
     throw new ReposnapError('ESOURCE', `repo ${repo}: the archive is corrupt or truncated (${describeTarError(err)})`, { cause: err });

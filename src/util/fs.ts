@@ -151,13 +151,23 @@ async function rmRecursive(p: string): Promise<void> {
   const st = await lstatOrUndefined(p);
   if (!st) return;
   if (!st.isDirectory()) return fs.rm(p, { force: true });
-  try {
-    await execFileP('rm', ['-rf', '--', p]);
-  } catch (err) {
-    const stderr = String((err as { stderr?: unknown }).stderr ?? '');
-    if (errnoCode(err) === 'ENOENT') return fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
-    const e = new Error(`cannot remove ${p}: ${stderr.trim().split('\n')[0] ?? ''}`) as Error & { code?: string };
-    e.code = /Read-only file system/.test(stderr) ? 'EROFS' : /Operation not permitted/.test(stderr) ? 'EPERM' : /Directory not empty/.test(stderr) ? 'ENOTEMPTY' : 'EIO';
-    throw e;
+  // A few tries, as fs.rm's maxRetries: something still finishing its writes
+  // in the tree (an aborted extraction) makes a pass fail with ENOTEMPTY.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await execFileP('rm', ['-rf', '--', p]);
+      return;
+    } catch (err) {
+      const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+      if (errnoCode(err) === 'ENOENT') return fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
+      const code = /Read-only file system/.test(stderr) ? 'EROFS' : /Operation not permitted/.test(stderr) ? 'EPERM' : /Directory not empty/.test(stderr) ? 'ENOTEMPTY' : 'EIO';
+      if (code === 'ENOTEMPTY' && attempt < 4) {
+        await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+        continue;
+      }
+      const e = new Error(`cannot remove ${p}: ${stderr.trim().split('\n')[0] ?? ''}`) as Error & { code?: string };
+      e.code = code;
+      throw e;
+    }
   }
 }
