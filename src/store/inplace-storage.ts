@@ -7,7 +7,7 @@
 import { syncFilesystem } from '../util/fs.js';
 import { Modification, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { LocationUpdate, lockLocation, readLastSync, siblingCacheDir } from './plain-location.js';
+import { beginLocationUpdate, LocationUpdate } from './plain-location.js';
 import { UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
 export class InPlaceStorage implements RepoStorage {
@@ -17,24 +17,15 @@ export class InPlaceStorage implements RepoStorage {
     readonly location: string,
   ) {}
 
-  async initUpdate(opts: InitOptions = {}): Promise<Update> {
-    const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
-    try {
-      const cacheDir = siblingCacheDir(this.location);
-      const previous = await readLastSync(cacheDir);
-      if (opts.precheck && (await opts.precheck({ previous, cacheDir, lockFds: [lock.fd] }))) {
-        return new UnchangedUpdate(null, lock, cacheDir, previous);
-      }
+  initUpdate(opts: InitOptions = {}): Promise<Update> {
+    return beginLocationUpdate(this.name, this.location, opts, async (lock) => {
       // Readers can see the tree change from now on: stamp it "in progress".
       const modification = await Modification.begin(this.location);
       // A quarantine left by Portage, and the stamp, are not content.
       const u = await LocationUpdate.create(this.location, this.location, [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK], false, lock);
       u.modification = modification;
       return u;
-    } catch (err) {
-      await lock.release();
-      throw err;
-    }
+    });
   }
 
   async commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult> {

@@ -11,7 +11,7 @@ import type { PreviousTree } from '../sources/source.js';
 import type { Modification } from '../stamp/stamp.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from './lock.js';
-import { busyMessage, type CommitInfo, type Update } from './storage.js';
+import { busyMessage, UnchangedUpdate, type CommitInfo, type InitOptions, type Update } from './storage.js';
 
 export function siblingLockPath(location: string): string {
   return path.join(path.dirname(location), `.${path.basename(location)}.reposnap.lock`);
@@ -30,6 +30,32 @@ export async function ensureLocationDir(name: string, location: string): Promise
     throw new ReposnapError('ESTORE', `repo ${name}: location ${location} is a symlink (an RCU store?); run with sync-rcu = yes or revert the store first`);
   }
   if (!st.isDirectory()) throw new ReposnapError('ESTORE', `repo ${name}: location ${location} is not a directory`);
+}
+
+/**
+ * The start both plain-location storages share: take the repo's lock, and
+ * ask the source whether upstream is unchanged since the last sync (then the
+ * update is an UnchangedUpdate and nothing else happens). `prepare` makes
+ * the real update; the lock is released if anything fails.
+ */
+export async function beginLocationUpdate(
+  name: string,
+  location: string,
+  opts: InitOptions,
+  prepare: (lock: FileLock) => Promise<Update>,
+): Promise<Update> {
+  const lock = await lockLocation(name, location, opts.wait ?? true);
+  try {
+    const cacheDir = siblingCacheDir(location);
+    const previous = await readLastSync(cacheDir);
+    if (opts.precheck && (await opts.precheck({ previous, cacheDir, lockFds: [lock.fd] }))) {
+      return new UnchangedUpdate(null, lock, cacheDir, previous);
+    }
+    return await prepare(lock);
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
 }
 
 /** Take the repo's lock and make sure the location is a directory. */

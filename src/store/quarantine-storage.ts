@@ -16,7 +16,7 @@ import { lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { syncTree } from '../sources/local.js';
 import { modify, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { LocationUpdate, lockLocation, readLastSync, siblingCacheDir } from './plain-location.js';
+import { beginLocationUpdate, LocationUpdate } from './plain-location.js';
 import { UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
 
 export class QuarantineStorage implements RepoStorage {
@@ -30,14 +30,8 @@ export class QuarantineStorage implements RepoStorage {
     return path.join(this.location, QUARANTINE_DIR);
   }
 
-  async initUpdate(opts: InitOptions = {}): Promise<Update> {
-    const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
-    try {
-      const cacheDir = siblingCacheDir(this.location);
-      const previous = await readLastSync(cacheDir);
-      if (opts.precheck && (await opts.precheck({ previous, cacheDir, lockFds: [lock.fd] }))) {
-        return new UnchangedUpdate(null, lock, cacheDir, previous);
-      }
+  initUpdate(opts: InitOptions = {}): Promise<Update> {
+    return beginLocationUpdate(this.name, this.location, opts, async (lock) => {
       // A quarantine left by an interrupted update is resumed: the source
       // brings it up to date like any other copy.
       const resumed = (await lstatOrUndefined(this.quarantine))?.isDirectory() ?? false;
@@ -49,11 +43,8 @@ export class QuarantineStorage implements RepoStorage {
           onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
         });
       }
-      return await LocationUpdate.create(this.location, this.quarantine, [], resumed, lock);
-    } catch (err) {
-      await lock.release();
-      throw err;
-    }
+      return LocationUpdate.create(this.location, this.quarantine, [], resumed, lock);
+    });
   }
 
   async commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult> {
