@@ -13,7 +13,7 @@ import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
 import { bjoin, bpath, copyAttributes, settleAll, showPath, type BPath } from '../util/tree.js';
 import { randomBytes } from 'node:crypto';
-import { emptyChanges, type FillContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
+import { emptyChanges, requireSourceDir, type FillContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
@@ -22,15 +22,7 @@ export class LocalSource implements SyncSource {
   constructor(readonly uri: string) {}
 
   async fill(ctx: FillContext): Promise<SourceResult> {
-    let st: Stats;
-    try {
-      st = await fs.stat(this.uri);
-    } catch (err) {
-      const code = errnoCode(err);
-      const why = code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(err)})`;
-      throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: source ${this.uri} ${why}`);
-    }
-    if (!st.isDirectory()) throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: source ${this.uri} is not a directory`);
+    await requireSourceDir(ctx.repo, this.uri);
     return syncTree(this.uri, ctx.target, {
       repo: ctx.repo,
       excludeTop: ctx.excludeTop,

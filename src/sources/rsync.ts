@@ -12,10 +12,9 @@
  */
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { trackChild } from '../util/children.js';
-import { emptyChanges, type FillContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, requireSourceDir, type FillContext, type SourceResult, type SyncSource } from './source.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
   1: 'syntax or usage error',
@@ -68,16 +67,7 @@ export class RsyncSource implements SyncSource {
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     const src = this.sourceArg();
-    if (src.local !== undefined) {
-      try {
-        const st = await fs.stat(src.local);
-        if (!st.isDirectory()) throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: source ${src.local} is not a directory`);
-      } catch (err) {
-        if (err instanceof ReposnapError) throw err;
-        const why = errnoCode(err) === 'ENOENT' ? 'does not exist' : `cannot be read (${errnoCode(err) ?? String(err)})`;
-        throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: source ${src.local} ${why}`);
-      }
-    }
+    if (src.local !== undefined) await requireSourceDir(ctx.repo, src.local);
     const args = [
       '-a',
       '--delete',

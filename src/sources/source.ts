@@ -7,7 +7,9 @@
  * shares inodes with published snapshots, so a changed file is written under
  * a new name and renamed over the old one.
  */
+import fs from 'node:fs/promises';
 import type { SyncType } from '../config/repos.js';
+import { errnoCode, ReposnapError } from '../errors.js';
 
 export interface TreeStats {
   /** Entries in the resulting tree that are not directories. */
@@ -97,4 +99,17 @@ export interface SyncSource {
 
 export function emptyChanges(): ChangeStats {
   return { added: 0, updated: 0, deleted: 0, bytesTransferred: 0 };
+}
+
+/** Fail clearly unless `dir`, a source on this machine, is a readable directory. */
+export async function requireSourceDir(repo: string, dir: string): Promise<void> {
+  let isDir: boolean;
+  try {
+    isDir = (await fs.stat(dir)).isDirectory();
+  } catch (err) {
+    const code = errnoCode(err);
+    const why = code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(err)})`;
+    throw new ReposnapError('ESOURCE', `repo ${repo}: source ${dir} ${why}`);
+  }
+  if (!isDir) throw new ReposnapError('ESOURCE', `repo ${repo}: source ${dir} is not a directory`);
 }

@@ -19,7 +19,6 @@ import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
 import { atomicWriteFile, removeTree } from '../util/fs.js';
 import type { SnapshotBackend } from '../backends/backend.js';
-import type { CloneStats } from '../util/tree.js';
 import type { StoreLayout } from './layout.js';
 import { FileLock } from './lock.js';
 
@@ -75,7 +74,6 @@ export class Staging {
     base: number | null,
     baseDir: string | null,
     backend: SnapshotBackend,
-    onClone?: (s: CloneStats) => void,
   ): Promise<Staging> {
     await fs.mkdir(layout.stagingDir, { recursive: true, mode: 0o755 });
     const reused = await sweepStaging(layout, base);
@@ -95,7 +93,7 @@ export class Staging {
     try {
       await staging.writeInfo();
       if (baseDir === null) await backend.createEmpty(staging.dir);
-      else await backend.clone(baseDir, staging.dir, onClone);
+      else await backend.clone(baseDir, staging.dir);
       info.state = 'cloned';
       await staging.writeInfo();
     } catch (err) {
