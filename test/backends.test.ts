@@ -153,6 +153,24 @@ for (const kind of ['btrfs', 'xfs'] as const) {
         await sync('hardlink', 'D'); // collects the read-only subvolume 2
         expect(await fs.readdir(layout.snapshotsDir).then((n) => n.sort())).toEqual(['3', '4']);
       });
+
+      it('prepared staging is a writable snapshot the next sync writes into', async (ctx) => {
+        if (typeof mounted === 'string') return ctx.skip();
+        const root = await fs.mkdtemp(path.join(mounted.dir, 'prepared-'));
+        const up = path.join(root, 'upstream');
+        await writeTree(up, { 'metadata/timestamp.chk': 'T1\n', 'a/b/c': 'c\n' });
+        const repo = Repos.fromText(confFor(root, 'btrfs', 'sync-rcu-prepare-staging = yes'), path.join(root, 'r.conf')).get('test');
+        await repo.sync();
+        const st = await repo.status();
+        expect(st.staging).toEqual([expect.objectContaining({ base: 1, locked: false })]);
+        const staged = path.join(root, 'store', 'reposnap', 'staging', st.staging[0]?.tx as string);
+        expect((await fs.stat(staged)).ino).toBe(256); // a subvolume, not a copied tree
+        await fs.writeFile(path.join(up, 'metadata/timestamp.chk'), 'T2\n');
+        const r = await repo.sync();
+        expect(r.resumed).toBe(true);
+        expect(await readTree(path.join(root, 'repo'))).toEqual(await readTree(up));
+        expect(await fs.readFile(path.join(root, 'store', 'snapshots', '1', 'metadata/timestamp.chk'), 'utf8')).toBe('T1\n');
+      });
     }
 
     if (kind === 'xfs') {

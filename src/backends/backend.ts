@@ -13,6 +13,11 @@ export interface SnapshotBackend {
   probe(storeDir: string): Promise<boolean>;
   /** Make `to` (which must not exist) a writable clone of the tree `from`. */
   clone(from: string, to: string, onEntry?: (s: CloneStats) => void): Promise<CloneStats>;
+  /**
+   * Make a clone prepared ahead of time cheap to write into (optional). Runs
+   * off the critical path, after the previous update became visible.
+   */
+  warm?(dir: string): Promise<void>;
   /** Make `to` an empty writable tree. */
   createEmpty(to: string): Promise<void>;
   /** Make the tree at `dir` durable before it is published. */

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createSubvolume, deleteSubvolume, hasBtrfsTool, isOnBtrfs, isSubvolume, setReadOnly, snapshotSubvolume } from '../util/btrfs.js';
 import { removeTree, syncFilesystem } from '../util/fs.js';
-import { cloneTree, type CloneStats } from '../util/tree.js';
+import { cloneTree, statWalk, type CloneStats } from '../util/tree.js';
 import type { SnapshotBackend } from './backend.js';
 
 export const btrfsBackend: SnapshotBackend = {
@@ -40,6 +40,15 @@ export const btrfsBackend: SnapshotBackend = {
     // A tree another backend made (or a location being migrated).
     await createSubvolume(to);
     return cloneTree(from, to, { method: 'copy', intoExisting: true, ...(onEntry ? { onEntry } : {}) });
+  },
+
+  // A fresh snapshot shares the b-tree but none of its inodes are in memory:
+  // the first stat of each costs a lookup, which made rsync into a snapshot
+  // 1.6-1.8x slower than into its origin at 121k files (measured with the
+  // bench tree). Stat-walking a prepared snapshot moves that cost off the
+  // next sync's critical path.
+  async warm(dir) {
+    await statWalk(dir);
   },
 
   createEmpty(to) {

@@ -195,9 +195,14 @@ export class RcuStorage implements RepoStorage {
     try {
       const base = await latestId(this.layout);
       if (base === undefined) return false;
-      const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), await this.backend());
+      const backend = await this.backend();
+      const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), backend);
       const made = !staging.resumed;
-      await staging.keepPrepared();
+      try {
+        if (made) await backend.warm?.(staging.dir);
+      } finally {
+        await staging.keepPrepared();
+      }
       return made;
     } finally {
       await lock.release();

@@ -7,6 +7,7 @@
  * modes, times and (as root) owners are reproduced after their contents are
  * filled in, so filling them does not disturb the times.
  */
+import { spawn } from 'node:child_process';
 import { constants as fsc, type Dirent, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
@@ -171,4 +172,17 @@ export async function countEntries(root: string): Promise<number> {
   };
   await walk(bpath(root));
   return n;
+}
+
+/**
+ * Stat every entry below `root` once, so the kernel has their inodes in
+ * memory. GNU du does it from C (an fstatat per entry), far faster than a
+ * Node walk. Best effort: a missing or failing du only loses the speed-up.
+ */
+export async function statWalk(root: string): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const child = spawn('du', ['-s', '-x', '--', root], { stdio: 'ignore' });
+    child.on('error', () => resolve());
+    child.on('close', () => resolve());
+  });
 }
