@@ -9,10 +9,9 @@
  * collection deletes each tree by the method it needs (util/fs removeTree).
  * Needs btrfs-progs and root (creating and deleting subvolumes).
  */
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { createSubvolume, deleteSubvolume, hasBtrfsTool, isOnBtrfs, isSubvolume, setReadOnly, snapshotSubvolume } from '../util/btrfs.js';
-import { removeTree, syncFilesystem } from '../util/fs.js';
+import { removeTree, syncFilesystem, tempName } from '../util/fs.js';
 import { cloneTree, statWalk, type CloneStats } from '../util/tree.js';
 import type { SnapshotBackend } from './backend.js';
 
@@ -21,7 +20,7 @@ export const btrfsBackend: SnapshotBackend = {
 
   async probe(storeDir) {
     if (!(await isOnBtrfs(storeDir)) || !(await hasBtrfsTool())) return false;
-    const p = path.join(storeDir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const p = tempName(path.join(storeDir, 'backend'), 'probe');
     try {
       await createSubvolume(p);
       await deleteSubvolume(p);

@@ -2,10 +2,9 @@
  * Backends whose snapshots are ordinary directory trees (hardlink, copy):
  * they differ only in how a clone is made and whether they work on a store.
  */
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeTree, syncFilesystem } from '../util/fs.js';
+import { removeTree, syncFilesystem, tempName } from '../util/fs.js';
 import { cloneTree } from '../util/tree.js';
 import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
 
@@ -33,8 +32,8 @@ export function treeBackend(name: ConcreteBackendName, method: 'link' | 'reflink
  * it, which is removed again.
  */
 export async function probeWith(storeDir: string, op: (from: string, to: string) => Promise<void>): Promise<boolean> {
-  const a = path.join(storeDir, `.probe-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const b = `${a}.2`;
+  const a = tempName(path.join(storeDir, 'backend'), 'probe');
+  const b = tempName(path.join(storeDir, 'backend-clone'), 'probe');
   try {
     await fs.writeFile(a, 'probe');
     await op(a, b);

@@ -15,9 +15,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { deleteSubvolume, isSubvolume } from '../util/btrfs.js';
-import { fsyncDir, removeTree } from '../util/fs.js';
+import { fsyncDir, removeDeadTemporaries, removeTree } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 import { leaseHolders } from './leases.js';
 import { FileLock } from './lock.js';
@@ -89,6 +90,7 @@ export async function collect(layout: StoreLayout, policy: GcPolicy): Promise<Gc
   }
   await emptyTrash(layout);
   await dropOrphans(layout);
+  await dropDeadTemporaries(layout);
   const removedStaging = await collectStaleStaging(layout, (await latestId(layout)) ?? null);
   return { decisions, removed, removedStaging };
 }
@@ -144,6 +146,12 @@ async function emptyTrash(layout: StoreLayout): Promise<void> {
  * Metadata and lease files of snapshots that no longer exist (a commit or a
  * collection cut short, a reader that lost the race with collection).
  */
+/** Half-written files of killed writers (atomic writes not yet renamed). */
+async function dropDeadTemporaries(layout: StoreLayout): Promise<void> {
+  for (const dir of [layout.storeDir, layout.ownDir, layout.metaDir, layout.stagingDir, layout.leasesDir]) await removeDeadTemporaries(dir);
+  await removeDeadTemporaries(path.dirname(layout.location), `.${path.basename(layout.location)}.reposnap-`);
+}
+
 async function dropOrphans(layout: StoreLayout): Promise<void> {
   const present = new Set(await listSnapshotIds(layout));
   for (const id of await listMetaIds(layout)) {

@@ -19,6 +19,39 @@ export function tempName(target: string, tag = 'tmp'): string {
   return path.join(path.dirname(target), `.${path.basename(target)}.reposnap-${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+/**
+ * Remove temporaries (made by tempName) in `dir` whose writer is dead: a
+ * process killed between creating one and renaming it leaves it behind.
+ * `prefix` limits the sweep to temporaries of one name (beside a location,
+ * whose directory holds other people's files). Returns how many went.
+ */
+export async function removeDeadTemporaries(dir: string, prefix = ''): Promise<number> {
+  let names: string[];
+  try {
+    names = await fs.readdir(dir);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return 0;
+    throw err;
+  }
+  let n = 0;
+  for (const name of names) {
+    const m = /^\..*\.reposnap-[a-z]+-(\d+)-[0-9a-f]{8}$/.exec(name);
+    if (!m || !name.startsWith(prefix) || isAlive(Number(m[1]))) continue;
+    await removeTree(path.join(dir, name)); // a btrfs probe is a subvolume
+    n++;
+  }
+  return n;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errnoCode(err) === 'EPERM';
+  }
+}
+
 export async function fsyncPath(p: string): Promise<void> {
   const fh = await fs.open(p, fsc.O_RDONLY);
   try {
