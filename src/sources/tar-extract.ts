@@ -91,6 +91,11 @@ export async function extractArchive(repo: string, file: string, dest: string): 
     },
   });
 
+  // Two zero blocks end every tar archive. Without them, an uncompressed
+  // archive cut short at a header boundary would extract "fine" as a
+  // smaller tree, and the commit would delete everything after the cut.
+  let sawEnd = false;
+  unpack.on('eof', () => (sawEnd = true));
   const compression = await detectCompression(file);
   try {
     if (compression === 'xz' || compression === 'zstd') {
@@ -132,6 +137,7 @@ export async function extractArchive(repo: string, file: string, dest: string): 
   }
   if (refused) throw new ReposnapError('EUNSAFE', `repo ${repo}: refusing archive entry ${refused}`);
   if (entries === 0) throw new ReposnapError('ESOURCE', `repo ${repo}: the archive is empty or not a tar archive`);
+  if (!sawEnd) throw new ReposnapError('ESOURCE', `repo ${repo}: the archive is corrupt or truncated (it has no end-of-archive marker)`);
   return { entries };
 }
 
