@@ -142,6 +142,30 @@ describe('rsync source', () => {
     expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
   });
 
+  it('refuses a FIFO upstream (as the local source does) and commits nothing', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const conf = await writeConf(dir, rcuConf(dir, '', 'rsync', up));
+    expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
+    await new Promise<void>((resolve, reject) => spawn('mkfifo', [path.join(up, 'cat', 'fifo')]).on('close', (c) => (c === 0 ? resolve() : reject(new Error('mkfifo')))));
+    const r = await runCli(['-c', conf, 'sync']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('reposnap: repo test: refusing special file (device, FIFO or socket) cat/fifo');
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+  });
+
+  it('gives no snapshot entry group or world write permission', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    await fs.chmod(path.join(up, 'cat'), 0o777);
+    await fs.writeFile(path.join(up, 'open'), 'x\n', { mode: 0o666 });
+    await fs.chmod(path.join(up, 'open'), 0o666);
+    const conf = await writeConf(dir, rcuConf(dir, '', 'rsync', up));
+    expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
+    expect((await fs.stat(path.join(dir, 'repo', 'cat'))).mode & 0o777).toBe(0o755);
+    expect((await fs.stat(path.join(dir, 'repo', 'open'))).mode & 0o777).toBe(0o644);
+  });
+
   it('refuses extra options that would write through hardlinks', async () => {
     const dir = tmpdir();
     const conf = await writeConf(dir, rcuConf(dir, 'sync-rsync-extra-opts = --checksum --append-verify', 'rsync', dir));

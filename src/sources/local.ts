@@ -11,7 +11,7 @@ import { constants as fsc, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
-import { bjoin, bpath, copyAttributes, settleAll, showPath, type BPath } from '../util/tree.js';
+import { bjoin, bpath, copyAttributes, settleAll, showPath, SNAPSHOT_MODE_BITS, type BPath } from '../util/tree.js';
 import { randomBytes } from 'node:crypto';
 import { emptyChanges, requireSourceDir, type FillContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
 
@@ -233,6 +233,6 @@ async function sameBytes(a: BPath, b: BPath): Promise<boolean> {
 }
 
 function sameOwnerMode(a: Stats, b: Stats): boolean {
-  if ((a.mode & 0o7777) !== (b.mode & 0o7777)) return false;
+  if ((a.mode & SNAPSHOT_MODE_BITS) !== (b.mode & SNAPSHOT_MODE_BITS)) return false;
   return !isRoot || (a.uid === b.uid && a.gid === b.gid);
 }

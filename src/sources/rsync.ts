@@ -72,6 +72,8 @@ export class RsyncSource implements SyncSource {
       '-a',
       '--delete',
       '--no-D',
+      // Snapshots are never writable by group or others (see SNAPSHOT_MODE_BITS).
+      '--chmod=go-w',
       '--itemize-changes',
       '--stats',
       '--no-human-readable',
@@ -118,6 +120,7 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
   let bytes = 0;
   let stderr = '';
   let buffered = '';
+  let specialFile: string | undefined;
 
   const onLine = (line: string): void => {
     const m = /^([<>ch.*][fdLDS ]\S*)\s/.exec(line);
@@ -140,6 +143,14 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
     if (line.startsWith('*deleting')) {
       changes.deleted++;
       changed = true;
+      return;
+    }
+    // --no-D makes rsync skip devices, FIFOs and sockets; the local source
+    // refuses them, and so does this one rather than commit a tree that
+    // silently lacks entries upstream has.
+    const special = /^skipping non-regular file "(.*)"$/.exec(line);
+    if (special) {
+      specialFile ??= special[1] as string;
       return;
     }
     const num = (re: RegExp): number | undefined => {
@@ -193,6 +204,7 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
     const detail = lastMeaningfulLine(stderr);
     throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: rsync failed (${meaning})${detail ? `: ${detail}` : ''}`);
   }
+  if (specialFile !== undefined) throw new ReposnapError('EUNSAFE', `repo ${ctx.repo}: refusing special file (device, FIFO or socket) ${specialFile}`);
   return { changed, changes, tree: { files, bytes } };
 }
 

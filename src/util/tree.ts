@@ -140,11 +140,18 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
   return stats;
 }
 
-/** Mode, times and (as root) owner of `st`, applied to `dst` (not a symlink). */
+/**
+ * The permission bits a snapshot entry may have: never writable by group or
+ * others, whatever the source says, so that nobody but the owner can change
+ * a published tree (and, through hardlinks, older ones).
+ */
+export const SNAPSHOT_MODE_BITS = 0o7755;
+
+/** Mode (less group/other write), times and (as root) owner of `st`, applied to `dst` (not a symlink). */
 export async function copyAttributes(dst: BPath | string, st: Stats): Promise<void> {
   if (isRoot) await fs.chown(dst, st.uid, st.gid);
   // chown may clear set-id bits, so the mode comes after it.
-  await fs.chmod(dst, st.mode & 0o7777);
+  await fs.chmod(dst, st.mode & SNAPSHOT_MODE_BITS);
   await fs.utimes(dst, st.atime, st.mtime);
 }
 
