@@ -102,6 +102,20 @@ export function errnoCode(err: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether an error (or what caused it, or the tool output quoted in it) says
+ * the filesystem is out of space or inodes.
+ */
+export function isOutOfSpace(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const code = errnoCode(e);
+    if (code === 'ENOSPC' || code === 'EDQUOT') return true;
+    if (e instanceof Error && /\b(ENOSPC|EDQUOT)\b|No space left on device|Disk quota exceeded/.test(e.message)) return true;
+    e = e instanceof Error ? e.cause : undefined;
+  }
+  return false;
+}
+
 /** A short human description of any thrown value, for one-line messages. */
 export function describe(err: unknown): string {
   if (err instanceof Error) return err.message;

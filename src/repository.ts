@@ -4,9 +4,9 @@
  */
 import fs from 'node:fs/promises';
 import type { RepoConfig, StorageMode } from './config/repos.js';
-import { errnoCode, ReposnapError, type LockHolder } from './errors.js';
+import { errnoCode, isOutOfSpace, ReposnapError, type LockHolder } from './errors.js';
 import { createSource } from './sources/index.js';
-import { fill, needsWorker } from './sync/fill.js';
+import { checkSyncUser, fill, needsWorker } from './sync/fill.js';
 import { runHooks, type HookResult } from './sync/hooks.js';
 import { runVerifyCommand } from './sync/verify.js';
 import { readStamp } from './stamp/stamp.js';
@@ -122,6 +122,8 @@ export class Repository {
     // asked before anything is cloned. Not when fetching must run as
     // sync-user: the check fetches too.
     const precheck = source.precheck && !needsWorker(this.config) ? source.precheck.bind(source) : undefined;
+    // An unknown sync-user is a configuration error: find it before anything is touched.
+    await checkSyncUser(this.config);
     const update = await this.storage.initUpdate({
       wait: opts.wait ?? true,
       ...(progress ? { onProgress: (p: StorageProgress) => progress({ repo: name, ...p }) } : {}),
@@ -146,8 +148,10 @@ export class Repository {
           ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
         });
       } catch (err) {
-        // Keep what was fetched: the next sync resumes from it.
-        await this.storage.abortUpdate(update, { keep: true });
+        // Keep what was fetched: the next sync resumes from it. Unless the
+        // filesystem is full: then what was fetched is what fills it, and
+        // keeping it would make the next sync fail too.
+        await this.storage.abortUpdate(update, { keep: !isOutOfSpace(err) });
         throw err;
       }
     }

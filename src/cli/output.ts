@@ -45,9 +45,12 @@ export class Output {
     this.stderr.write(`reposnap: warning: ${message}\n`);
   }
 
-  error(err: unknown): void {
+  /** One line for `err`; `repo` names the repository when the error itself does not. */
+  error(err: unknown, repo?: string): void {
     this.clearProgress();
-    this.stderr.write(`reposnap: ${errorMessage(err)}\n`);
+    const msg = errorMessage(err);
+    const named = repo === undefined || err instanceof ReposnapError || msg.startsWith(`repo ${repo}`) ? msg : `repo ${repo}: ${msg}`;
+    this.stderr.write(`reposnap: ${named}\n`);
   }
 
   /** Redraw the progress line, at most ten times a second. */
@@ -73,7 +76,9 @@ export function errorMessage(err: unknown): string {
   if (err instanceof ReposnapError) return err.message.split('\n')[0] ?? err.message;
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return `${typeof code === 'string' ? `${code}: ` : ''}${err.message}`.split('\n')[0] ?? '';
+    // Node's own errors already start with their code ("EROFS: read-only ...").
+    const prefix = typeof code === 'string' && !err.message.startsWith(code) ? `${code}: ` : '';
+    return `${prefix}${err.message}`.split('\n')[0] ?? '';
   }
   return String(err);
 }

@@ -40,7 +40,7 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
       errors.push(s.reason);
       const code = s.reason instanceof ReposnapError ? s.reason.code : 'EINTERNAL';
       results.push({ repo: name, error: { code, message: errorMessage(s.reason) } });
-      ctx.out.error(s.reason);
+      ctx.out.error(s.reason, name);
     }
   });
   if (opts.json) ctx.out.json({ results });

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { RepoConfig } from '../config/repos.js';
-import { errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
+import { ConfigError, errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
 import type { FillContext, SourceResult, SyncSource } from '../sources/source.js';
 import { trackChild } from '../util/children.js';
 import type { WorkerReply, WorkerRequest } from './fill-worker.js';
@@ -31,13 +31,18 @@ export interface Account {
   name: string;
 }
 
-/** Resolve sync-user's user[:group] to numbers, with clear errors. */
-export async function resolveAccount(repo: string, spec: { user: string; group?: string }): Promise<Account> {
+/**
+ * Resolve sync-user's user[:group] to numbers. An unknown account is a
+ * configuration error, reported at the line that names it.
+ */
+export async function resolveAccount(config: RepoConfig, spec: { user: string; group?: string }): Promise<Account> {
+  const pos = config.keyPositions['sync-user'];
   const run = async (cmd: string, args: string[], what: string): Promise<string> => {
     try {
       return (await execFileP(cmd, args)).stdout.trim();
     } catch {
-      throw new ReposnapError('ECONFIG', `repo ${repo}: sync-user: no such ${what}`);
+      if (pos) throw new ConfigError({ ...pos, section: config.name, key: 'sync-user' }, `no such ${what}`);
+      throw new ReposnapError('ECONFIG', `repo ${config.name}: sync-user: no such ${what}`);
     }
   };
   const uid = Number(await run('id', ['-u', spec.user], `user "${spec.user}"`));
@@ -47,13 +52,18 @@ export async function resolveAccount(repo: string, spec: { user: string; group?:
   return { uid, gid, name: spec.user };
 }
 
+/** Fail with a configuration error now if sync-user names no account (checked before anything is touched). */
+export async function checkSyncUser(config: RepoConfig): Promise<void> {
+  if (config.syncUser !== undefined && isRoot) await resolveAccount(config, config.syncUser);
+}
+
 export function needsWorker(config: RepoConfig): boolean {
   return (config.syncUser !== undefined && isRoot) || config.umask !== undefined;
 }
 
 export async function fill(config: RepoConfig, source: SyncSource, ctx: FillContext): Promise<SourceResult> {
   if (!needsWorker(config)) return source.fill(ctx);
-  const account = config.syncUser !== undefined && isRoot ? await resolveAccount(config.name, config.syncUser) : undefined;
+  const account = config.syncUser !== undefined && isRoot ? await resolveAccount(config, config.syncUser) : undefined;
   if (account) await handOver(ctx, account);
 
   const req: WorkerRequest = {
