@@ -107,6 +107,20 @@ describe('git source', () => {
     expect(await readTree(layout.snapshot(1))).toEqual(await readTree(await up.checkout(first)));
   });
 
+  it('keeps names that are not UTF-8 byte for byte when it applies a difference', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const repo = Repos.fromText(rcuConf(dir, '', 'git', `file://${up.bare}`), path.join(dir, 'repos.conf')).get('test');
+    await repo.sync();
+    const odd = Buffer.concat([Buffer.from('d-'), Buffer.from([0xff, 0xfe])]);
+    await fs.mkdir(Buffer.concat([Buffer.from(`${up.work}/`), odd]));
+    await fs.writeFile(Buffer.concat([Buffer.from(`${up.work}/`), odd, Buffer.from('/f-\x80')]), 'odd\n');
+    await up.commit('odd names');
+    await repo.sync();
+    const names = await fs.readdir(Buffer.concat([Buffer.from(`${dir}/repo/`), odd]), { encoding: 'buffer' });
+    expect(names.map((n) => n.toString('hex'))).toEqual([Buffer.from('f-\x80').toString('hex')]);
+  });
+
   it('follows sync-git-branch and fails clearly for a branch that does not exist', async () => {
     const dir = tmpdir();
     const up = await upstream(dir);

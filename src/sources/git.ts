@@ -215,14 +215,23 @@ function parseRawDiff(buf: Buffer): DiffEntry[] {
   return entries;
 }
 
-/** Refuse paths git would never check out (absolute, `..`, `.git`). */
+/**
+ * Refuse paths git would never check out (absolute, `..`, `.git`). The path
+ * comes back as a latin1 string: one character per byte, so that names that
+ * are not UTF-8 survive (onDisk turns it back into the same bytes).
+ */
 function checkedPath(repo: string, p: Buffer): string {
-  const s = p.toString();
+  const s = p.toString('latin1');
   const parts = s.split('/');
   if (s.startsWith('/') || parts.some((x) => x === '..' || x === '' || x === '.' || x.toLowerCase() === '.git')) {
-    throw new ReposnapError('EUNSAFE', `repo ${repo}: refusing path ${JSON.stringify(s)} from git`);
+    throw new ReposnapError('EUNSAFE', `repo ${repo}: refusing path ${JSON.stringify(p.toString())} from git`);
   }
   return s;
+}
+
+/** `root`/`rel` as the bytes a filesystem call needs (rel is a latin1 string from checkedPath). */
+function onDisk(root: string, rel: string): Buffer {
+  return Buffer.concat([Buffer.from(root), Buffer.from('/'), Buffer.from(rel, 'latin1')]);
 }
 
 /** Apply the difference between two commits to a tree that is the old one. */
@@ -235,7 +244,7 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
   for (const e of entries) {
     if (e.status !== 'D' && e.status !== 'T') continue;
     const rel = checkedPath(repo, e.path);
-    await fs.rm(path.join(target, rel), { recursive: true, force: true });
+    await fs.rm(onDisk(target, rel), { recursive: true, force: true });
     if (e.status === 'D') changes.deleted++;
     dirsTouched.add(path.dirname(rel));
   }
@@ -244,7 +253,7 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
     let dir = d;
     while (dir !== '.' && dir !== '') {
       try {
-        await fs.rmdir(path.join(target, dir));
+        await fs.rmdir(onDisk(target, dir));
       } catch {
         break; // not empty (or already gone)
       }
@@ -257,7 +266,7 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
   try {
     for (const e of writes) {
       const rel = checkedPath(repo, e.path);
-      const dest = path.join(target, rel);
+      const dest = onDisk(target, rel);
       await makeParents(target, rel);
       if (e.newMode === '160000') {
         // A submodule: git checks out an empty directory.
@@ -265,7 +274,7 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
         continue;
       }
       const content = await reader.read(e.newSha);
-      const tmp = path.join(path.dirname(dest), `.reposnap-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+      const tmp = onDisk(target, path.posix.join(path.posix.dirname(rel), `.reposnap-tmp-${process.pid}-${randomBytes(4).toString('hex')}`));
       if (e.newMode === '120000') {
         await fs.symlink(content, tmp);
       } else {
@@ -286,13 +295,14 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
 /** Create the parent directories of `rel` under `root`, replacing files in the way. */
 async function makeParents(root: string, rel: string): Promise<void> {
   const parts = rel.split('/').slice(0, -1);
-  let cur = root;
+  let cur = '';
   for (const part of parts) {
-    cur = path.join(cur, part);
-    const st = await lstatOrUndefined(cur);
+    cur = cur ? `${cur}/${part}` : part;
+    const at = onDisk(root, cur);
+    const st = await lstatOrUndefined(at);
     if (st?.isDirectory()) continue;
-    if (st) await fs.rm(cur, { force: true });
-    await fs.mkdir(cur, { mode: 0o755 });
+    if (st) await fs.rm(at, { force: true });
+    await fs.mkdir(at, { mode: 0o755 });
   }
 }
 

@@ -126,7 +126,7 @@ export async function syncFilesystem(p: string): Promise<void> {
   }
 }
 
-export async function lstatOrUndefined(p: string): Promise<import('node:fs').Stats | undefined> {
+export async function lstatOrUndefined(p: string | Buffer): Promise<import('node:fs').Stats | undefined> {
   try {
     return await fs.lstat(p);
   } catch (err) {
