@@ -3,6 +3,7 @@
  * immutability of published snapshots, change detection, collection policy,
  * metadata, and taking over a store another tool made.
  */
+import { spawn } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -118,6 +119,25 @@ describe('RCU store with the local source', () => {
       [3, ['spare']],
       [4, ['latest']],
     ]);
+  });
+
+  it('collection removes temporaries whose writer died, and only those', async () => {
+    const { repo, layout } = await setup();
+    await repo.sync();
+    // A pid that existed and is gone: a child that has exited.
+    const dead = await new Promise<number>((resolve) => {
+      const c = spawn('true');
+      c.on('close', () => resolve(c.pid as number));
+    });
+    const deadTmp = path.join(layout.ownDir, `.last-id.reposnap-tmp-${dead}-0123abcd`);
+    const liveTmp = path.join(layout.ownDir, `.last-id.reposnap-tmp-${process.pid}-0123abcd`);
+    const deadLink = path.join(layout.storeDir, `.latest.reposnap-new-${dead}-89abcdef`);
+    for (const f of [deadTmp, liveTmp]) await fs.writeFile(f, '1\n');
+    await fs.symlink('snapshots/1', deadLink);
+    await repo.gc();
+    expect(await fs.readdir(layout.ownDir)).toContain(path.basename(liveTmp));
+    expect(await fs.readdir(layout.ownDir)).not.toContain(path.basename(deadTmp));
+    expect(await fs.readdir(layout.storeDir)).not.toContain(path.basename(deadLink));
   });
 
   it('makes the new snapshot visible before collection starts, and times both', async () => {
