@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'dist-bench/', 'node_modules/', 'example/var/', 'coverage/'] },
+  { ignores: ['dist/', 'dist-bench/', 'dist-torture/', 'node_modules/', 'example/var/', 'coverage/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
