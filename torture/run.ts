@@ -69,6 +69,22 @@ async function main(): Promise<number> {
   return failures.length === 0 ? 0 : 1;
 }
 
+/**
+ * What the suite found while it was being written, and what became of it.
+ * Kept here so every report carries it; a new finding is added when found.
+ */
+const FINDINGS = [
+  ['kill -9 during commit left `.last-id.reposnap-tmp-*` (an atomic write not yet renamed), and during the backend probe `.probe-*`, in the store; nothing removed them', 'fixed: collection removes temporaries whose writer pid is gone; probes use the same temporary names'],
+  ['the out-of-inodes store: the failed sync kept its staging for resume, which held the inodes, so every later sync failed too (3 of 3)', 'fixed: a fill that fails for lack of space or inodes discards its staging'],
+  ['an unknown sync-user was reported without file and line, after staging had been created (1 of 36 bad configurations)', 'fixed: checked before anything is touched, reported at its line, exit 2'],
+  ['upstream 0666 files and 0777 directories were published as they were: nobody could write into every snapshot (and, through hardlinks, older ones)', 'fixed: snapshot entries never get group or other write permission (local and rsync sources; tar and git already applied the umask)'],
+  ['the rsync source skipped FIFOs and devices silently (--no-D), committing a tree without them', 'fixed: refused, as the local source does'],
+  ['an uncompressed archive cut short at an entry boundary was committed as a smaller tree', 'fixed: the end-of-archive marker is required'],
+  ['the git source wrote names that are not UTF-8 as U+FFFD when applying a difference (the first checkout was right)', 'fixed: paths stay bytes'],
+  ['a path longer than PATH_MAX (500 nested directories) is refused by the local source (ENAMETOOLONG) and by rsync (exit 23)', 'open, by choice: refused cleanly with the previous snapshot current; supporting it would need every walk to work relative to directory descriptors'],
+  ['readers that resolve the location without a lease are protected only by spare snapshots and the TTL; with both at 0 a collection can remove a tree under them', 'by design: readers who need a snapshot to stay take a lease (`reposnap exec`, Repository.withLease)'],
+];
+
 async function write(reports: Array<CaseReport & { id: string; seconds: number }>, seconds: number): Promise<void> {
   const commit = (() => {
     try {
@@ -92,6 +108,9 @@ async function write(reports: Array<CaseReport & { id: string; seconds: number }
     `In all: ${tried} attempts, ${bad} bad.`,
     '',
   ];
+  lines.push('## What the suite found', '', '| finding | what became of it |', '|---|---|');
+  for (const [what, fate] of FINDINGS) lines.push(`| ${esc(what as string)} | ${esc(fate as string)} |`);
+  lines.push('');
   for (const r of reports) {
     lines.push(`## ${r.title}`, '', `${r.seconds.toFixed(0)} s.`, '', '| what was tried | times | what happened | bad |', '|---|---:|---|---:|');
     for (const row of r.rows) lines.push(`| ${esc(row.what)} | ${row.tried} | ${esc(row.outcome)} | ${row.baseline ? `${row.bad} (baseline)` : row.bad} |`);
