@@ -14,6 +14,7 @@ import { Repos } from '../src/repos.js';
 import { StoreLayout } from '../src/store/layout.js';
 import { readMeta } from '../src/store/metadata.js';
 import { rcuConf, readTree, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
+import { tarEntry, tarOf } from '../torture/lib.js';
 
 interface Served {
   body: Buffer;
@@ -261,34 +262,6 @@ describe('tarball source', () => {
     expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
   });
 });
-
-/** One ustar header + data block, written by hand so that hostile entries are possible. */
-function tarEntry(name: string, opts: { type?: string; data?: string; link?: string; mode?: number } = {}): Buffer {
-  const data = Buffer.from(opts.data ?? '');
-  const h = Buffer.alloc(512, 0);
-  const put = (off: number, len: number, s: string): void => void h.write(s.slice(0, len), off, len, 'utf8');
-  const oct = (off: number, len: number, n: number): void => put(off, len, `${n.toString(8).padStart(len - 1, '0')}\0`);
-  put(0, 100, name);
-  oct(100, 8, opts.mode ?? 0o644);
-  oct(108, 8, 0);
-  oct(116, 8, 0);
-  oct(124, 12, data.length);
-  oct(136, 12, 1700000000);
-  h.fill(0x20, 148, 156);
-  put(156, 1, opts.type ?? '0');
-  put(157, 100, opts.link ?? '');
-  put(257, 6, 'ustar\0');
-  put(263, 2, '00');
-  let sum = 0;
-  for (const b of h) sum += b;
-  put(148, 8, `${sum.toString(8).padStart(6, '0')}\0 `);
-  const pad = Buffer.alloc((512 - (data.length % 512)) % 512);
-  return Buffer.concat([h, data, pad]);
-}
-
-function tarOf(...entries: Buffer[]): Buffer {
-  return Buffer.concat([...entries, Buffer.alloc(1024)]);
-}
 
 describe('hostile archives are refused, nothing is committed or written outside', () => {
   const ok = tarEntry('metadata/timestamp.chk', { data: 'hostile\n' });

@@ -296,7 +296,7 @@ export async function unmount(dir: string): Promise<void> {
   if (r.code !== 0) await run('umount', ['-l', dir]);
 }
 
-/** One ustar header + data block, so hostile entries can be made. */
+/** One ustar header + data block, so hostile entries can be made (also used by test/tarball.test.ts). */
 export function tarEntry(name: string, opts: { type?: string; data?: string; link?: string; mode?: number } = {}): Buffer {
   const data = Buffer.from(opts.data ?? '');
   const h = Buffer.alloc(512, 0);
