@@ -13,7 +13,7 @@
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { errnoCode, ReposnapError } from '../errors.js';
-import { trackChild } from '../util/children.js';
+import { dyingWithUs, trackChild } from '../util/children.js';
 import { emptyChanges, requireSourceDir, type FillContext, type SourceResult, type SyncSource } from './source.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
@@ -90,28 +90,11 @@ function withSlash(p: string): string {
   return p.endsWith('/') ? p : `${p}/`;
 }
 
-let pdeathsig: Promise<boolean> | undefined;
-
-/**
- * Whether util-linux setpriv can give rsync a parent-death signal. With it, a
- * reposnap killed with SIGKILL takes its rsync down too (rsync removes its
- * temporary file on SIGTERM); without it, the orphan runs until it next writes
- * to its closed output, still holding the staging lock it inherited.
- */
-function canUsePdeathsig(): Promise<boolean> {
-  pdeathsig ??= new Promise((resolve) => {
-    const probe = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore' });
-    probe.on('error', () => resolve(false));
-    probe.on('close', (code) => resolve(code === 0));
-  });
-  return pdeathsig;
-}
-
 async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<SourceResult> {
   const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe', ...(ctx.lockFds ?? [])];
-  const child = (await canUsePdeathsig())
-    ? spawn('setpriv', ['--pdeathsig', 'TERM', '--', bin, ...args], { stdio })
-    : spawn(bin, args, { stdio });
+  // TERM, not KILL: rsync removes its temporary file on TERM.
+  const [cmd, argv] = await dyingWithUs('TERM', bin, args);
+  const child = spawn(cmd, argv, { stdio });
   trackChild(child);
   const changes = emptyChanges();
   let changed = false;

@@ -3,7 +3,7 @@
  * an orphaned rsync would go on writing into a staging tree that the next
  * sync may take over.
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 const children = new Set<ChildProcess>();
 
@@ -14,4 +14,26 @@ export function trackChild(child: ChildProcess): void {
 
 export function signalChildren(signal: NodeJS.Signals): void {
   for (const child of children) child.kill(signal);
+}
+
+let pdeathsig: Promise<boolean> | undefined;
+
+/**
+ * Whether util-linux setpriv can give a child a parent-death signal. With
+ * it, a reposnap killed with SIGKILL takes its rsync or cp down too; without
+ * it, the orphan goes on writing into a staging tree the next sync may
+ * take over or delete.
+ */
+export function canUsePdeathsig(): Promise<boolean> {
+  pdeathsig ??= new Promise((resolve) => {
+    const probe = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore' });
+    probe.on('error', () => resolve(false));
+    probe.on('close', (code) => resolve(code === 0));
+  });
+  return pdeathsig;
+}
+
+/** `cmd args` prefixed so that the child gets `signal` when reposnap dies (where setpriv can). */
+export async function dyingWithUs(signal: 'TERM' | 'KILL', cmd: string, args: string[]): Promise<[string, string[]]> {
+  return (await canUsePdeathsig()) ? ['setpriv', ['--pdeathsig', signal, '--', cmd, ...args]] : [cmd, args];
 }

@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { trackChild } from './children.js';
+import { dyingWithUs, trackChild } from './children.js';
 import { removeTree } from './fs.js';
 
 const execFileP = promisify(execFile);
@@ -28,7 +28,10 @@ export async function cpClone(from: string, to: string, method: 'link' | 'reflin
   if (!(await haveGnuCp())) return false;
   const mode = method === 'link' ? ['-l'] : method === 'reflink' ? ['--reflink=always'] : ['--reflink=auto'];
   const args = ['-R', '-P', '--preserve=mode,ownership,timestamps', ...mode];
-  const run = intoExisting ? execFileP('cp', [...args, '-T', `${from}/.`, to]) : execFileP('cp', [...args, '-T', from, to]);
+  // An orphaned cp would go on filling a staging tree that the next sync
+  // may delete (it holds no lock): it dies with us.
+  const [cmd, argv] = await dyingWithUs('KILL', 'cp', [...args, '-T', intoExisting ? `${from}/.` : from, to]);
+  const run = execFileP(cmd, argv);
   trackChild(run.child);
   try {
     await run;
