@@ -61,6 +61,25 @@ describe('revert', () => {
     expect(m2.stdout).toMatch(/nothing to migrate/);
   });
 
+  it('finishes a revert killed after its swap: the old symlink beside the location goes too', async () => {
+    const { dir, up, conf } = await synced();
+    // What a revert killed between the exchange and its clean-up leaves:
+    // the location a plain directory, the symlink aside, the store still there.
+    const location = path.join(dir, 'repo');
+    const aside = path.join(dir, '.repo.reposnap-old');
+    await fs.cp(await fs.realpath(location), path.join(dir, 'plain'), { recursive: true, preserveTimestamps: true });
+    await fs.rename(location, aside);
+    await fs.rename(path.join(dir, 'plain'), location);
+    const before = await readTree(location);
+    const r = await runCli(['-c', conf, 'revert', 'test']);
+    expect(r.code).toBe(0);
+    expect((await fs.lstat(location)).isDirectory()).toBe(true);
+    expect(await readTree(location)).toEqual(before);
+    expect(Object.keys(before).sort()).toEqual(Object.keys(await readTree(up)).sort());
+    await expect(fs.lstat(aside)).rejects.toThrow();
+    await expect(fs.lstat(path.join(dir, 'store'))).rejects.toThrow();
+  });
+
   it('is refused for a repository without a store', async () => {
     const dir = tmpdir();
     const conf = await writeConf(dir, `[plain]\nlocation = ${dir}/repo\n`);

@@ -257,7 +257,9 @@ export class RcuStorage implements RepoStorage {
         } else if (kind === 'symlink' || kind === 'missing') {
           throw new ReposnapError('ESTORE', `repo ${this.opts.name}: no current snapshot to revert to (location ${layout.location} is ${kind === 'missing' ? 'missing' : 'a dangling symlink'})`);
         }
-        // The location is a plain directory now: the store goes.
+        // The location is a plain directory now. What an interrupted revert
+        // (or migration) left beside it goes, then the store.
+        await removeTree(layout.locationAside);
         await removeTree(layout.storeDir);
         return { id: id ?? null, reverted: true };
       });
