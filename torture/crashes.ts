@@ -35,10 +35,12 @@ interface Series {
   wrongTree: number;
   retryFailed: number;
   leftovers: string[];
+  /** What the runs after a kill said when they failed. */
+  messages: Set<string>;
 }
 
 function newSeries(): Series {
-  return { kills: 0, afterVisible: 0, exitedFirst: 0, wrongTree: 0, retryFailed: 0, leftovers: [] };
+  return { kills: 0, afterVisible: 0, exitedFirst: 0, wrongTree: 0, retryFailed: 0, leftovers: [], messages: new Set() };
 }
 
 /** How long `args` takes uninterrupted, so kill instants cover all of it. */
@@ -121,7 +123,10 @@ async function syncSeries(opts: CaseOptions, n: number, seed: number, atCommit: 
     if (now !== want && !committed.has(now)) s.wrongTree++;
     committed.add(want);
     const again = await cli(['-q', '-c', conf, 'sync']);
-    if (again.code !== 0 || (await locationDigest(location)) !== want) s.retryFailed++;
+    if (again.code !== 0 || (await locationDigest(location)) !== want) {
+      s.retryFailed++;
+      s.messages.add(`exit ${again.code}: ${again.stderr.trim().split('\n')[0]}`);
+    }
   }
   await cli(['-q', '-c', conf, 'gc']);
   s.leftovers = await leftovers(store, location);
@@ -158,7 +163,10 @@ async function gcSeries(opts: CaseOptions, n: number, seed: number): Promise<Ser
     if ((await locationDigest(location)) !== want) s.wrongTree++;
     const again = await cli(['-q', '-c', collect, 'gc']);
     const ids = await fs.readdir(path.join(store, 'snapshots'));
-    if (again.code !== 0 || ids.length !== 1 || (await locationDigest(location)) !== want) s.retryFailed++;
+    if (again.code !== 0 || ids.length !== 1 || (await locationDigest(location)) !== want) {
+      s.retryFailed++;
+      s.messages.add(`exit ${again.code}, ${ids.length} snapshots: ${again.stderr.trim().split('\n')[0]}`);
+    }
   }
   s.leftovers = await leftovers(store, location);
   await fs.rm(dir, { recursive: true, force: true });
@@ -194,7 +202,10 @@ async function moveSeries(opts: CaseOptions, op: 'migrate' | 'revert', n: number
     const again = await cli(['-q', '-c', conf, op, 'c']);
     const st = await fs.lstat(location).catch(() => undefined);
     const shapeOk = op === 'migrate' ? st?.isSymbolicLink() : st?.isDirectory() && !(await exists(store));
-    if (again.code !== 0 || !shapeOk || (await locationDigest(location)) !== want) s.retryFailed++;
+    if (again.code !== 0 || !shapeOk || (await locationDigest(location)) !== want) {
+      s.retryFailed++;
+      s.messages.add(`exit ${again.code}: ${again.stderr.trim().split('\n')[0]}`);
+    }
     if (op === 'migrate') {
       await cli(['-q', '-c', conf, 'gc']);
       s.leftovers.push(...(await leftovers(store, location)));
@@ -210,7 +221,7 @@ function row(what: string, s: Series): Row {
   return {
     what,
     tried: s.kills,
-    outcome: `${s.kills - s.exitedFirst} killed mid-run (${s.afterVisible} after the new tree was visible), ${s.exitedFirst} finished first; location not a whole committed tree: ${s.wrongTree}; next run failed or wrong: ${s.retryFailed}; leftovers after a final gc: ${s.leftovers.length}${s.leftovers.length ? ` (${[...new Set(s.leftovers)].slice(0, 3).join(', ')})` : ''}`,
+    outcome: `${s.kills - s.exitedFirst} killed mid-run (${s.afterVisible} after the new tree was visible), ${s.exitedFirst} finished first; location not a whole committed tree: ${s.wrongTree}; next run failed or wrong: ${s.retryFailed}; leftovers after a final gc: ${s.leftovers.length}${s.leftovers.length ? ` (${[...new Set(s.leftovers)].slice(0, 3).join(', ')})` : ''}${s.messages.size ? `; failures said: ${[...s.messages].slice(0, 3).join(' / ')}` : ''}`,
     bad: s.wrongTree + s.retryFailed + s.leftovers.length,
   };
 }
