@@ -7,11 +7,7 @@
  *   are kept beside each other; the next attempt asks for the rest with
  *   Range + If-Range, so a changed resource is sent whole instead of spliced.
  */
-import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { atomicWriteFile } from '../util/fs.js';
 
@@ -89,13 +85,21 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   await atomicWriteFile(infoFile, JSON.stringify(info));
 
   let received = 0;
-  const counter = new TransformCounter((n) => (received += n));
+  // Each chunk is written before the next is read: when the connection
+  // breaks, every byte received is on disk for the resume (a piped write
+  // stream is destroyed with its buffered writes still pending).
+  const fh = await fs.open(opts.file, append ? 'a' : 'w');
   try {
     if (!res.body) throw new Error('empty response');
-    await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), counter, createWriteStream(opts.file, { flags: append ? 'a' : 'w' }));
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      await fh.write(chunk);
+      received += chunk.length;
+    }
   } catch (err) {
     const got = (append ? have : 0) + received;
     throw new ReposnapError('ESOURCE', `repo ${opts.repo}: download of ${opts.url} interrupted after ${got} bytes${Number.isFinite(total) ? ` of ${total}` : ''} (${networkReason(err)}); the next sync resumes it`, { cause: err });
+  } finally {
+    await fh.close();
   }
   const size = await fileSize(opts.file);
   if (Number.isFinite(total) && size !== total) {
@@ -144,16 +148,6 @@ function networkReason(err: unknown): string {
   return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
 }
 
-
-class TransformCounter extends Transform {
-  constructor(private readonly onBytes: (n: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err: Error | null, data?: Buffer) => void): void {
-    this.onBytes(chunk.length);
-    cb(null, chunk);
-  }
-}
 
 /** Whether the resource is unchanged since `have` (a conditional GET answered 304). */
 export async function notModified(url: string, have: Validators): Promise<boolean> {
