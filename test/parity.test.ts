@@ -126,11 +126,12 @@ describe('sync-umask and sync-user', () => {
     expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
   });
 
-  it('refuses an unknown sync-user with a clear error', async () => {
+  it('refuses an unknown sync-user as a configuration error at its line, before touching anything', async () => {
     if (!isRoot) return;
     const { conf } = await setup('sync-user = no-such-user-here');
     const r = await runCli(['-c', conf, 'sync']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/repo test: sync-user: no such user "no-such-user-here"/);
+    expect(r.stderr).toMatch(/repos\.conf:\d+: \[test\] sync-user: no such user "no-such-user-here"/);
+    await expect(fs.lstat(path.join(path.dirname(conf), 'store'))).rejects.toThrow();
   });
 });
