@@ -2,17 +2,29 @@
  * Keeps the backend benchmark working: its quick version runs here (no
  * timing is asserted; the numbers go to a scratch file, not to docs/).
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, tmpdir } from './helpers.js';
 
+/**
+ * Run a compiled bench script and fail unless it exits 0. Asynchronously: a
+ * test worker blocked in execFileSync for minutes misses vitest's messages.
+ */
+function runScript(args: string[], timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: ROOT, stdio: 'ignore', timeout: timeoutMs });
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${args.join(' ')} exited ${code}`))));
+  });
+}
+
 describe('bench/sync-compare --quick', () => {
   it('runs every scenario on a small tree and writes the table and the targets', async () => {
     const out = path.join(tmpdir(), 'performance.md');
     execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
-    execFileSync(process.execPath, ['dist-bench/sync-compare.js', '--quick', '--scales', '0.01', '--out', out], { cwd: ROOT, stdio: 'ignore', timeout: 400_000 });
+    await runScript(['dist-bench/sync-compare.js', '--quick', '--scales', '0.01', '--out', out], 400_000);
     const md = await fs.readFile(out, 'utf8');
     for (const row of ["Portage's sync-rcu pipeline", 'in-place rsync (tears readers)', 'reposnap hardlink (cold)', 'reposnap hardlink + prepared staging', 'no-op: reposnap hardlink (git source)', 'no-op: reposnap hardlink (tarball source, 304)']) {
       expect(md).toContain(`| ${row} |`);
@@ -25,7 +37,7 @@ describe('bench/stamp-validation --quick', () => {
   it('runs and reports one stat against stat-every-package', async () => {
     const out = path.join(tmpdir(), 'stamps.md');
     execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
-    execFileSync(process.execPath, ['dist-bench/stamp-validation.js', '--quick', '--out', out], { cwd: ROOT, stdio: 'ignore', timeout: 300_000 });
+    await runScript(['dist-bench/stamp-validation.js', '--quick', '--out', out], 300_000);
     expect(await fs.readFile(out, 'utf8')).toMatch(/\| 1000 \| [\d.]+ \| [\d.]+ \| \d+× \|/);
   }, 300_000);
 });
@@ -34,7 +46,7 @@ describe('bench/backend-scaling --quick', () => {
   it('runs and writes a table for every backend that works here', async () => {
     const out = path.join(tmpdir(), 'perf.md');
     execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
-    execFileSync(process.execPath, ['dist-bench/backend-scaling.js', '--quick', '--out', out], { cwd: ROOT, stdio: 'ignore', timeout: 300_000 });
+    await runScript(['dist-bench/backend-scaling.js', '--quick', '--out', out], 300_000);
     const md = await fs.readFile(out, 'utf8');
     expect(md).toMatch(/\| filesystem \| backend \| files \| clone ms \| seal ms \| delete ms \|/);
     expect(md).toMatch(/\| hardlink \| 1000 \|/);
