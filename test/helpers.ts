@@ -2,12 +2,13 @@
  * Test helpers: temporary directories, trees written and read back, and the
  * real reposnap CLI run as a separate process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { startCli as startTortureCli } from '../torture/lib.js';
 import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
 
@@ -93,24 +94,8 @@ export interface RunOptions {
 
 /** Spawn the CLI; the child is returned so tests can signal it. */
 export function startCli(args: string[], opts: RunOptions = {}): { child: ChildProcess; done: Promise<RunResult> } {
-  const argv = [CLI, ...args];
-  const [cmd, cmdArgs] = opts.asUser
-    ? ['setpriv', [`--reuid=${opts.asUser.uid}`, `--regid=${opts.asUser.gid}`, '--clear-groups', process.execPath, ...argv]]
-    : [process.execPath, argv];
-  const child = spawn(cmd, cmdArgs, {
-    cwd: opts.cwd ?? ROOT,
-    env: { ...process.env, REPOSNAP_CONFIG: '', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const done = new Promise<RunResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return { child, done };
+  // One way of running the CLI for the tests and the torture suite.
+  return startTortureCli(args, { ...opts, cwd: opts.cwd ?? ROOT });
 }
 
 export function runCli(args: string[], opts: RunOptions = {}): Promise<RunResult> {

@@ -12,6 +12,7 @@ import {
   cli,
   exists,
   leftovers,
+  locationDigest,
   random,
   repoSection,
   sleep,
@@ -86,15 +87,6 @@ function snapshotNames(store: string): string {
     /* not yet */
   }
   return names;
-}
-
-/** The digest of what the location resolves to now ('' if it does not resolve). */
-async function locationDigest(location: string): Promise<string> {
-  try {
-    return await treeDigest(await fs.realpath(location));
-  } catch {
-    return '';
-  }
 }
 
 async function syncSeries(opts: CaseOptions, n: number, seed: number, atCommit: boolean): Promise<Series> {

@@ -10,6 +10,7 @@ import path from 'node:path';
 import {
   cli,
   isRoot,
+  locationDigest,
   mountTmpfs,
   oneLine,
   random,
@@ -49,10 +50,6 @@ function faultRow(what: string, t: FaultTally): Row {
     outcome: `${t.cleanErrors} clean errors${msg ? ` ("${msg}")` : ''}, ${t.unclean} unclean; previous snapshot not current or partial tree visible: ${t.visibleDamage}; next sync failed: ${t.noRecovery}`,
     bad: t.unclean + t.visibleDamage + t.noRecovery,
   };
-}
-
-async function locationDigest(location: string): Promise<string> {
-  return treeDigest(await fs.realpath(location)).catch(() => '');
 }
 
 /** A store on a small tmpfs: `fault` makes the next sync fail; `heal` undoes it. */

@@ -52,12 +52,12 @@ export interface Started {
 }
 
 /** Start the CLI (optionally as another user through setpriv). */
-export function startCli(args: string[], opts: { asUser?: { uid: number; gid: number }; env?: NodeJS.ProcessEnv } = {}): Started {
+export function startCli(args: string[], opts: { asUser?: { uid: number; gid: number }; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Started {
   const argv = [CLI, ...args];
   const [cmd, cmdArgs] = opts.asUser
     ? ['setpriv', [`--reuid=${opts.asUser.uid}`, `--regid=${opts.asUser.gid}`, '--clear-groups', process.execPath, ...argv]]
     : [process.execPath, argv];
-  const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REPOSNAP_CONFIG: '', ...opts.env }, cwd: '/' });
+  const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REPOSNAP_CONFIG: '', ...opts.env }, cwd: opts.cwd ?? '/' });
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -226,6 +226,11 @@ export async function treeDigest(root: string): Promise<string> {
   };
   await walk(Buffer.from(root), '');
   return h.digest('hex');
+}
+
+/** The digest of the tree a location resolves to now ('' if it does not resolve). */
+export async function locationDigest(location: string): Promise<string> {
+  return treeDigest(await fs.realpath(location)).catch(() => '');
 }
 
 /** A listing of everything below `root` with sizes and mtimes, to prove it untouched. */
