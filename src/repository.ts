@@ -118,9 +118,10 @@ export class Repository {
     const name = this.name;
     const progress = opts.onProgress;
     const t0 = performance.now();
-    // A source that can tell "unchanged" without a tree (git, tarball) is
-    // asked before anything is cloned. Not when fetching must run as
-    // sync-user: the check fetches too.
+    // A source that can tell "unchanged" without a tree of its own (git and
+    // tarball ask upstream; local and rsync compare upstream with the current
+    // snapshot, read-only) is asked before anything is cloned. Not when
+    // fetching must run as sync-user: the check reads upstream too.
     const precheck = source.precheck && !needsWorker(this.config) ? source.precheck.bind(source) : undefined;
     // An unknown sync-user is a configuration error: find it before anything is touched.
     await checkSyncUser(this.config);

@@ -128,10 +128,11 @@ describe('prepared staging (sync-rcu-prepare-staging)', () => {
     let st = await repo.status();
     expect(st.staging).toEqual([expect.objectContaining({ base: 1, locked: false })]);
 
-    // Nothing changed: the prepared clone stays ready.
+    // Nothing changed (found by comparing with the snapshot, before the
+    // prepared clone is even opened): the prepared clone stays ready.
     const r2 = await repo.sync();
     expect(r2.outcome).toBe('up-to-date');
-    expect(r2.resumed).toBe(true);
+    expect(r2.unchangedBeforeClone).toBe(true);
     st = await repo.status();
     expect(st.staging).toEqual([expect.objectContaining({ base: 1 })]);
 

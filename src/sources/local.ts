@@ -7,19 +7,30 @@
  * `link` set: there the new files are private to the quarantine, so they can
  * be linked into the location instead of copied.
  */
-import { constants as fsc, type Stats } from 'node:fs';
+import { constants as fsc, lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
 import { bjoin, bpath, copyAttributes, settleAll, showPath, SNAPSHOT_MODE_BITS, type BPath } from '../util/tree.js';
 import { randomBytes } from 'node:crypto';
-import { emptyChanges, requireSourceDir, type FillContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
+import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 export class LocalSource implements SyncSource {
   readonly type = 'local' as const;
   constructor(readonly uri: string) {}
+
+  /**
+   * Compare the source with the current snapshot, read-only, stopping at the
+   * first difference: a no-op sync then costs one walk instead of a clone, a
+   * walk and a discard, and a sync with changes finds one within a few
+   * entries.
+   */
+  async precheck(ctx: PrecheckContext): Promise<boolean> {
+    if (ctx.current === undefined) return false;
+    return !(await treesDiffer(this.uri, ctx.current));
+  }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     await requireSourceDir(ctx.repo, this.uri);
@@ -203,6 +214,60 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   if (!sameOwnerMode(rootStat, dRoot)) note('updated');
   await syncDir(bpath(src), bpath(dst), rootStat, true);
   return { changed: progress.changed > 0, changes, tree };
+}
+
+/**
+ * Whether syncTree(src, dst) with the quick check would change anything,
+ * found without writing and stopping at the first difference. It judges
+ * entries exactly as syncTree does (directory times and sizes do not count,
+ * symlinks by target and owner). Anything it cannot read, and any special
+ * file, counts as a difference: the fill that follows then does the work
+ * and reports it.
+ *
+ * One directory at a time with synchronous calls, as rsync walks: on a
+ * cached tree that is 2.5 times faster than the same walk through the
+ * thread pool (1.4 s against 3.4 s for 121k files), and a cold one is read
+ * in order. It yields to the event loop every few milliseconds.
+ */
+export async function treesDiffer(src: string, dst: string): Promise<boolean> {
+  let lastYield = performance.now();
+  const sameEntry = (s: BPath, d: BPath, a: Stats, b: Stats): boolean => {
+    if (a.isDirectory()) return b.isDirectory() && sameOwnerMode(a, b);
+    if (a.isFile()) return b.isFile() && sameFile(a, b);
+    if (a.isSymbolicLink()) {
+      if (!b.isSymbolicLink() || (isRoot && (a.uid !== b.uid || a.gid !== b.gid))) return false;
+      return readlinkSync(s, { encoding: 'buffer' }).equals(readlinkSync(d, { encoding: 'buffer' }));
+    }
+    return false; // a special file: syncTree refuses it
+  };
+  const differs = async (s: BPath, d: BPath): Promise<boolean> => {
+    if (performance.now() - lastYield > 10) {
+      await new Promise((r) => setImmediate(r));
+      lastYield = performance.now();
+    }
+    const sNames = readdirSync(s, { encoding: 'buffer' });
+    const dNames = readdirSync(d, { encoding: 'buffer' });
+    if (sNames.length !== dNames.length) return true;
+    const present = new Set(dNames.map((n) => n.toString('latin1')));
+    const subdirs: BPath[] = [];
+    for (const name of sNames) {
+      if (!present.has(name.toString('latin1'))) return true;
+      const sp = bjoin(s, name);
+      const dp = bjoin(d, name);
+      const a = lstatSync(sp);
+      if (!sameEntry(sp, dp, a, lstatSync(dp))) return true;
+      if (a.isDirectory()) subdirs.push(name);
+    }
+    for (const name of subdirs) if (await differs(bjoin(s, name), bjoin(d, name))) return true;
+    return false;
+  };
+  try {
+    const [rootSrc, rootDst] = [statSync(src), lstatSync(dst)];
+    if (!rootSrc.isDirectory() || !rootDst.isDirectory() || !sameOwnerMode(rootSrc, rootDst)) return true;
+    return await differs(bpath(src), bpath(dst));
+  } catch {
+    return true;
+  }
 }
 
 /**

@@ -9,12 +9,14 @@
  *
  * Whether anything changed comes from `--itemize-changes`: one line per item
  * rsync touched. Lines that only say a directory's time was set do not count.
+ * Before any clone, the same rsync with --dry-run against the current
+ * snapshot tells a no-op sync from one with changes (see precheck).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { dyingWithUs, trackChild } from '../util/children.js';
-import { emptyChanges, requireSourceDir, type FillContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
   1: 'syntax or usage error',
@@ -65,9 +67,9 @@ export class RsyncSource implements SyncSource {
     return { arg: withSlash(uri) }; // host:path
   }
 
-  async fill(ctx: FillContext): Promise<SourceResult> {
+  /** The arguments that make `target` equal to upstream (with `dryRun`, that say what would change). */
+  private args(target: string, excludeTop: string[], dryRun: boolean): string[] {
     const src = this.sourceArg();
-    if (src.local !== undefined) await requireSourceDir(ctx.repo, src.local);
     const args = [
       '-a',
       '--delete',
@@ -77,13 +79,117 @@ export class RsyncSource implements SyncSource {
       '--itemize-changes',
       '--stats',
       '--no-human-readable',
-      ...ctx.excludeTop.map((n) => `--exclude=/${n}`),
+      ...excludeTop.map((n) => `--exclude=/${n}`),
     ];
+    if (dryRun) args.push('--dry-run');
     if (src.local === undefined) args.push('--timeout=180');
     if (src.remoteShell) args.push('-e', src.remoteShell);
-    args.push(...(this.opts.extraOpts ?? []), src.arg, withSlash(ctx.target));
-    return await runRsync(this.opts.rsync ?? 'rsync', args, ctx);
+    args.push(...(this.opts.extraOpts ?? []), src.arg, withSlash(target));
+    return args;
   }
+
+  /**
+   * rsync --dry-run from upstream against the current snapshot (which it
+   * only reads), stopped at the first line that itemizes a change: a no-op
+   * sync then costs what rsync's own no-op costs, instead of a clone, an
+   * rsync and a discard; a sync with changes pays for a few entries of
+   * file list. A failure to reach upstream fails the sync now, as the fill
+   * would; any other trouble counts as a change, for the fill to report.
+   */
+  async precheck(ctx: PrecheckContext): Promise<boolean> {
+    if (ctx.current === undefined) return false;
+    const local = this.sourceArg().local;
+    if (local !== undefined) await requireSourceDir(ctx.repo, local);
+    const bin = this.opts.rsync ?? 'rsync';
+    const [cmd, argv] = await dyingWithUs('TERM', bin, this.args(ctx.current, [], true));
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    trackChild(child);
+    let found = false;
+    let stderr = '';
+    const lines = new LineReader((line) => {
+      const item = classify(line);
+      if (found || item === undefined || item.kind === 'dir-time') return;
+      found = true;
+      child.kill('SIGTERM');
+    });
+    (child.stdout as Readable).setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
+    (child.stderr as Readable).setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
+    const status = await exitOf(child, ctx.repo, bin);
+    lines.end();
+    if (found) return false;
+    if (status.code === 0) return true;
+    if (status.code !== null && UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
+    return false;
+  }
+
+  async fill(ctx: FillContext): Promise<SourceResult> {
+    const local = this.sourceArg().local;
+    if (local !== undefined) await requireSourceDir(ctx.repo, local);
+    return await runRsync(this.opts.rsync ?? 'rsync', this.args(ctx.target, ctx.excludeTop, false), ctx);
+  }
+}
+
+/** Exits that mean upstream could not be reached or spoken to: a fill would fail the same way. */
+const UNREACHABLE = new Set([5, 10, 12, 30, 35]);
+
+/** What one line of `--itemize-changes` output says, or undefined when it is not an item. */
+export function classify(line: string): { kind: 'added' | 'updated' | 'deleted' | 'dir-time' } | { kind: 'special'; path: string } | undefined {
+  if (line.startsWith('*deleting')) return { kind: 'deleted' };
+  const m = /^([<>ch.*][fdLDS ]\S*)\s/.exec(line);
+  if (m) {
+    const code = m[1] as string;
+    // Only a directory time was set: not a change of content.
+    if (code[1] === 'd' && /^\.d[.t]+$/.test(code)) return { kind: 'dir-time' };
+    return { kind: code.includes('+++++') ? 'added' : 'updated' };
+  }
+  // --no-D makes rsync skip devices, FIFOs and sockets; they are refused
+  // rather than leave a tree that silently lacks entries upstream has.
+  const special = /^skipping non-regular file "(.*)"$/.exec(line);
+  if (special) return { kind: 'special', path: special[1] as string };
+  return undefined;
+}
+
+/** Splits a stream of text into lines. */
+class LineReader {
+  private buffered = '';
+  constructor(private readonly onLine: (line: string) => void) {}
+  push(chunk: string): void {
+    this.buffered += chunk;
+    let nl;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      this.onLine(this.buffered.slice(0, nl));
+      this.buffered = this.buffered.slice(nl + 1);
+    }
+  }
+  end(): void {
+    if (this.buffered) this.onLine(this.buffered);
+    this.buffered = '';
+  }
+}
+
+interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+async function exitOf(child: ChildProcess, repo: string, bin: string): Promise<ExitStatus> {
+  return await new Promise<ExitStatus>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal }));
+  }).catch((err: unknown) => {
+    if (errnoCode(err) === 'ENOENT') throw notInstalled(repo, bin);
+    throw err;
+  });
+}
+
+function notInstalled(repo: string, bin: string): ReposnapError {
+  return new ReposnapError('ESOURCE', `repo ${repo}: rsync is not installed (${bin} not found in PATH)`);
+}
+
+function rsyncFailed(repo: string, status: ExitStatus, stderr: string): ReposnapError {
+  const meaning = status.code === null ? `killed by ${status.signal ?? 'a signal'}` : `exit ${status.code}: ${RSYNC_EXIT_MEANINGS[status.code] ?? 'unknown error'}`;
+  const detail = lastMeaningfulLine(stderr);
+  return new ReposnapError('ESOURCE', `repo ${repo}: rsync failed (${meaning})${detail ? `: ${detail}` : ''}`);
 }
 
 function withSlash(p: string): string {
@@ -102,38 +208,21 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
   let files = 0;
   let bytes = 0;
   let stderr = '';
-  let buffered = '';
   let specialFile: string | undefined;
 
-  const onLine = (line: string): void => {
-    const m = /^([<>ch.*][fdLDS ]\S*)\s/.exec(line);
-    if (m) {
-      const code = m[1] as string;
+  const lines = new LineReader((line: string): void => {
+    const item = classify(line);
+    if (item?.kind === 'special') {
+      specialFile ??= item.path;
+      return;
+    }
+    if (item) {
       scanned++;
-      if (code.startsWith('*deleting')) {
-        changes.deleted++;
+      if (item.kind !== 'dir-time') {
         changed = true;
-      } else if (code[1] === 'd' && /^\.d[.t]+$/.test(code)) {
-        // Only a directory time was set: not a change of content.
-      } else {
-        changed = true;
-        if (code.includes('+++++')) changes.added++;
-        else changes.updated++;
+        changes[item.kind]++;
       }
       if (scanned % 200 === 0) ctx.onProgress?.({ scanned, changed: changes.added + changes.updated + changes.deleted });
-      return;
-    }
-    if (line.startsWith('*deleting')) {
-      changes.deleted++;
-      changed = true;
-      return;
-    }
-    // --no-D makes rsync skip devices, FIFOs and sockets; the local source
-    // refuses them, and so does this one rather than commit a tree that
-    // silently lacks entries upstream has.
-    const special = /^skipping non-regular file "(.*)"$/.exec(line);
-    if (special) {
-      specialFile ??= special[1] as string;
       return;
     }
     const num = (re: RegExp): number | undefined => {
@@ -149,44 +238,19 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
     if (size !== undefined) bytes = size;
     const sent = num(/^Total transferred file size: ([\d,]+)/);
     if (sent !== undefined) changes.bytesTransferred = sent;
-  };
-
-  const stdout = child.stdout as Readable;
-  const stderrStream = child.stderr as Readable;
-  stdout.setEncoding('utf8');
-  stdout.on('data', (chunk: string) => {
-    buffered += chunk;
-    let nl;
-    while ((nl = buffered.indexOf('\n')) >= 0) {
-      onLine(buffered.slice(0, nl));
-      buffered = buffered.slice(nl + 1);
-    }
   });
-  stderrStream.setEncoding('utf8');
-  stderrStream.on('data', (chunk: string) => {
+
+  (child.stdout as Readable).setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
+  (child.stderr as Readable).setEncoding('utf8').on('data', (chunk: string) => {
     // Keep the tail only: rsync can complain about every file.
     stderr = (stderr + chunk).slice(-8192);
   });
 
-  const status = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  }).catch((err: unknown) => {
-    if (errnoCode(err) === 'ENOENT') {
-      throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: rsync is not installed (${bin} not found in PATH)`);
-    }
-    throw err;
-  });
-  if (buffered) onLine(buffered);
+  const status = await exitOf(child, ctx.repo, bin);
+  lines.end();
 
-  if (status.code === 127 && /failed to execute/.test(stderr)) {
-    throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: rsync is not installed (${bin} not found in PATH)`);
-  }
-  if (status.code !== 0) {
-    const meaning = status.code === null ? `killed by ${status.signal ?? 'a signal'}` : `exit ${status.code}: ${RSYNC_EXIT_MEANINGS[status.code] ?? 'unknown error'}`;
-    const detail = lastMeaningfulLine(stderr);
-    throw new ReposnapError('ESOURCE', `repo ${ctx.repo}: rsync failed (${meaning})${detail ? `: ${detail}` : ''}`);
-  }
+  if (status.code === 127 && /failed to execute/.test(stderr)) throw notInstalled(ctx.repo, bin);
+  if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
   if (specialFile !== undefined) throw new ReposnapError('EUNSAFE', `repo ${ctx.repo}: refusing special file (device, FIFO or socket) ${specialFile}`);
   return { changed, changes, tree: { files, bytes } };
 }

@@ -83,6 +83,13 @@ export interface PrecheckContext {
   cacheDir: string;
   previous: PreviousTree | undefined;
   lockFds: number[];
+  /**
+   * The tree an update would start from (the current snapshot), to be read
+   * and never written. Sources that can only tell "unchanged" by comparing
+   * trees compare upstream with it, stopping at the first difference; without
+   * it (a plain location, which is itself the target) they do not precheck.
+   */
+  current?: string;
 }
 
 export interface SyncSource {
@@ -91,8 +98,10 @@ export interface SyncSource {
   fill(ctx: FillContext): Promise<SourceResult>;
   /**
    * Whether upstream is known to be unchanged since `previous`, found
-   * without a target (a git commit id, an HTTP 304): then no staging tree is
-   * made at all. Sources that can only tell by comparing trees have none.
+   * without a target (a git commit id, an HTTP 304, a read-only comparison
+   * with the current snapshot): then no staging tree is made at all. It must
+   * never say "unchanged" when fill would change something; any doubt is a
+   * change, and fill then does the work and reports any error.
    */
   precheck?(ctx: PrecheckContext): Promise<boolean>;
 }

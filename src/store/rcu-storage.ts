@@ -128,7 +128,7 @@ export class RcuStorage implements RepoStorage {
             ...(baseMeta.sourceState !== undefined ? { state: baseMeta.sourceState } : {}),
           }
         : undefined;
-      if (base !== undefined && !migrated && opts.precheck && (await opts.precheck({ previous, cacheDir: layout.cacheDir, lockFds: [syncLock.fd] }))) {
+      if (base !== undefined && !migrated && opts.precheck && (await opts.precheck({ previous, cacheDir: layout.cacheDir, lockFds: [syncLock.fd], current: layout.snapshot(base) }))) {
         return new UnchangedUpdate(base, syncLock, layout.cacheDir, previous);
       }
       // The clone reports no per-file progress: cp does it faster than any walk that could.

@@ -18,7 +18,7 @@ export interface InitOptions {
    * upstream is unchanged since `previous`; if so the update is `unchanged`
    * and has no target.
    */
-  precheck?: (ctx: { previous: PreviousTree | undefined; cacheDir: string; lockFds: number[] }) => Promise<boolean>;
+  precheck?: (ctx: { previous: PreviousTree | undefined; cacheDir: string; lockFds: number[]; current?: string }) => Promise<boolean>;
 }
 
 export interface StorageProgress {
