@@ -213,26 +213,41 @@ async function scenarioInPlace(scale: number, fsName: string, work: string, up: 
   sh('rm', ['-rf', dest]);
 }
 
-/** No-op syncs for the local, git and tarball sources (rsync's is measured above). */
-async function noopSources(scale: number, fsName: string, work: string, v2: string): Promise<void> {
+/**
+ * No-op syncs for the local, git and tarball sources (rsync's is measured per
+ * scenario). The sources and their first syncs are built once per scale, which
+ * is slow (a git commit and a tar of the whole tree); each round then times
+ * one more sync against the unchanged source.
+ */
+async function noopSources(scale: number, fsName: string, work: string, v2: string): Promise<{ round(): Promise<void>; close(): Promise<void> }> {
   const dir = await fs.mkdtemp(path.join(work, 'noop-'));
+  const sub = async (name: string) => {
+    const d = path.join(dir, name);
+    await fs.mkdir(d);
+    return d;
+  };
+  const confs: { scenario: string; conf: string }[] = [];
+  const firstSync = (conf: string) =>
+    new Promise<void>((resolve, reject) => {
+      // Asynchronous: the tarball's HTTP server runs in this process.
+      const c = spawn(process.execPath, [CLI, '-q', '-c', conf, 'sync'], { stdio: 'ignore' });
+      c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`no-op setup sync failed (${code}): ${conf}`))));
+    });
   // local
-  let conf = await reposnapConf(dir, 'local', v2, 'hardlink', false);
-  sh(process.execPath, [CLI, '-q', '-c', conf, 'sync']);
-  raw.push({ scale, fs: fsName, scenario: 'no-op: reposnap hardlink (local source)', ...(await measure([process.execPath, CLI, '-q', '-c', conf, 'sync'])) });
-  sh('rm', ['-rf', path.join(dir, 'store'), path.join(dir, 'repo')]);
+  const localConf = await reposnapConf(await sub('local'), 'local', v2, 'hardlink', false);
+  await firstSync(localConf);
+  confs.push({ scenario: 'no-op: reposnap hardlink (local source)', conf: localConf });
   // git
-  const gitDir = path.join(dir, 'git');
+  const gitDir = path.join(dir, 'git-upstream');
   sh('cp', ['-a', v2, gitDir]);
   const g = (...a: string[]) => sh('git', ['-C', gitDir, '-c', 'user.name=b', '-c', 'user.email=b@b', ...a]);
   g('init', '-q');
   g('add', '-A');
   g('commit', '-qm', 'tree');
-  conf = await reposnapConf(dir, 'git', `file://${gitDir}`, 'hardlink', false);
-  sh(process.execPath, [CLI, '-q', '-c', conf, 'sync']);
-  raw.push({ scale, fs: fsName, scenario: 'no-op: reposnap hardlink (git source)', ...(await measure([process.execPath, CLI, '-q', '-c', conf, 'sync'])) });
-  sh('rm', ['-rf', path.join(dir, 'store'), path.join(dir, 'repo'), gitDir]);
-  // tarball over HTTP on 127.0.0.1 (conditional GET answers 304)
+  const gitConf = await reposnapConf(await sub('git'), 'git', `file://${gitDir}`, 'hardlink', false);
+  await firstSync(gitConf);
+  confs.push({ scenario: 'no-op: reposnap hardlink (git source)', conf: gitConf });
+  // tarball over HTTP on 127.0.0.1 (the conditional GET answers 304)
   const tarball = path.join(dir, 'snap.tar.gz');
   sh('tar', ['-czf', tarball, '-C', v2, '.']);
   const body = await fs.readFile(tarball);
@@ -241,18 +256,25 @@ async function noopSources(scale: number, fsName: string, work: string, v2: stri
     res.writeHead(200, { etag: '"v2"', 'content-length': body.length }).end(body);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  try {
-    conf = await reposnapConf(dir, 'tarball', `http://127.0.0.1:${(server.address() as AddressInfo).port}/snap.tar.gz`, 'hardlink', false);
-    await new Promise<void>((resolve, reject) => {
-      const c = spawn(process.execPath, [CLI, '-q', '-c', conf, 'sync'], { stdio: 'ignore' });
-      c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`tarball setup sync failed (${code})`))));
-    });
-    // measure() runs the CLI in a child while this process serves HTTP.
-    raw.push({ scale, fs: fsName, scenario: 'no-op: reposnap hardlink (tarball source, 304)', ...(await measure([process.execPath, CLI, '-q', '-c', conf, 'sync'])) });
-  } finally {
+  const close = async () => {
     server.close();
+    await removeTree(dir);
+  };
+  try {
+    const tarConf = await reposnapConf(await sub('tarball'), 'tarball', `http://127.0.0.1:${(server.address() as AddressInfo).port}/snap.tar.gz`, 'hardlink', false);
+    await firstSync(tarConf);
+    confs.push({ scenario: 'no-op: reposnap hardlink (tarball source, 304)', conf: tarConf });
+  } catch (err) {
+    await close();
+    throw err;
   }
-  sh('rm', ['-rf', dir]);
+  return {
+    async round() {
+      // measure() runs the CLI in a child while this process serves HTTP.
+      for (const { scenario, conf } of confs) raw.push({ scale, fs: fsName, scenario, ...(await measure([process.execPath, CLI, '-q', '-c', conf, 'sync'])) });
+    },
+    close,
+  };
 }
 
 function mountImage(kind: 'btrfs' | 'xfs', base: string, gb: number): string | undefined {
@@ -278,6 +300,7 @@ async function runScale(scale: number, work: string, fsName: string, backends: s
   sh('cp', ['-a', v1, v2]);
   await applyUpdate(v2);
   console.error(`bench: scale ${scale} on ${fsName}: ${info.files} files, ${info.dirs} directories, ${(info.bytes / 2 ** 20).toFixed(0)} MiB`);
+  const noop = withNoopSources ? await noopSources(scale, fsName, work, v2) : undefined;
   for (let round = 0; round < REPEAT; round++) {
     await scenarioInPlace(scale, fsName, work, up, v1, v2);
     await scenarioPortage(scale, fsName, work, up, v1, v2);
@@ -285,8 +308,9 @@ async function runScale(scale: number, work: string, fsName: string, backends: s
     // Prepared staging: the clone (a snapshot for btrfs) is made after the
     // previous sync, off the critical path.
     for (const b of backends.filter((b) => b === 'hardlink' || b === 'btrfs')) await scenarioReposnap(scale, fsName, work, up, v1, v2, b, true);
-    if (withNoopSources) await noopSources(scale, fsName, work, v2);
+    await noop?.round();
   }
+  await noop?.close();
   sh('rm', ['-rf', v1, v2, up]);
   return info.files;
 }
