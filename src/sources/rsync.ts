@@ -81,7 +81,8 @@ export class RsyncSource implements SyncSource {
       '--no-human-readable',
       ...excludeTop.map((n) => `--exclude=/${n}`),
     ];
-    if (dryRun) args.push('--dry-run');
+    // Line-buffered output, so that the first change is seen as rsync finds it.
+    if (dryRun) args.push('--dry-run', '--outbuf=L');
     if (src.local === undefined) args.push('--timeout=180');
     if (src.remoteShell) args.push('-e', src.remoteShell);
     args.push(...(this.opts.extraOpts ?? []), src.arg, withSlash(target));
@@ -102,7 +103,11 @@ export class RsyncSource implements SyncSource {
     if (local !== undefined) await requireSourceDir(ctx.repo, local);
     const bin = this.opts.rsync ?? 'rsync';
     const [cmd, argv] = await dyingWithUs('TERM', bin, this.args(ctx.current, [], true));
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so that all of it can be stopped at once:
+    // rsync forks its receiver, which would otherwise walk on to the end
+    // (measured: the whole no-op time) holding the output pipe open. A dry
+    // run writes nothing, so KILL loses nothing.
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     trackChild(child);
     let found = false;
     let stderr = '';
@@ -110,7 +115,11 @@ export class RsyncSource implements SyncSource {
       const item = classify(line);
       if (found || item === undefined || item.kind === 'dir-time') return;
       found = true;
-      child.kill('SIGTERM');
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
     });
     (child.stdout as Readable).setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
     (child.stderr as Readable).setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
