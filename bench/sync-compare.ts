@@ -361,7 +361,7 @@ async function print(files?: Record<string, number>): Promise<void> {
     '',
     `Measured ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}, ${execFileSync('rsync', ['--version'], { encoding: 'utf8' }).split('\n')[0]}.`,
     `Code: commit ${gitCommit()}. Command: \`npm run bench${quick ? ' -- --quick' : ''}\` (bench/sync-compare.ts). Trees from bench/gentoo-tree.ts; the update rewrites 1% of the files, removes 10, adds 10 and bumps timestamp.chk.`,
-    files ? `Files per scale: ${Object.entries(files).map(([s, n]) => `${s}: ${n}`).join(', ')}.` : '',
+    files ? `Files per scale: ${Object.entries(files).sort((a, b) => Number(a[0]) - Number(b[0])).map(([s, n]) => `${s}: ${n}`).join(', ')}.` : '',
     '',
     'visible = from start until a reader resolving the location sees the new tree (for in-place rsync: its exit; readers see a mix before);',
     'exit = until the process exits (reposnap includes collection and, with prepared staging, the clone for the next sync); RSS = peak resident size (GNU time).',
