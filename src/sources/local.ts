@@ -112,7 +112,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
       const target = await fs.readlink(s, { encoding: 'buffer' }).catch((err: unknown) => fail('read link', s, err));
       if (dst?.isSymbolicLink()) {
         const old = await fs.readlink(d, { encoding: 'buffer' });
-        if (old.equals(target) && (!isRoot || (dst.uid === sst.uid && dst.gid === sst.gid))) return;
+        if (old.equals(target) && sameOwner(sst, dst)) return;
       }
       const tmp = tmpIn(dDir);
       try {
@@ -235,7 +235,7 @@ export async function treesDiffer(src: string, dst: string): Promise<boolean> {
     if (a.isDirectory()) return b.isDirectory() && sameOwnerMode(a, b);
     if (a.isFile()) return b.isFile() && sameFile(a, b);
     if (a.isSymbolicLink()) {
-      if (!b.isSymbolicLink() || (isRoot && (a.uid !== b.uid || a.gid !== b.gid))) return false;
+      if (!b.isSymbolicLink() || !sameOwner(a, b)) return false;
       return readlinkSync(s, { encoding: 'buffer' }).equals(readlinkSync(d, { encoding: 'buffer' }));
     }
     return false; // a special file: syncTree refuses it
@@ -249,16 +249,16 @@ export async function treesDiffer(src: string, dst: string): Promise<boolean> {
     const dNames = readdirSync(d, { encoding: 'buffer' });
     if (sNames.length !== dNames.length) return true;
     const present = new Set(dNames.map((n) => n.toString('latin1')));
-    const subdirs: BPath[] = [];
+    const subdirs: Array<[BPath, BPath]> = [];
     for (const name of sNames) {
       if (!present.has(name.toString('latin1'))) return true;
       const sp = bjoin(s, name);
       const dp = bjoin(d, name);
       const a = lstatSync(sp);
       if (!sameEntry(sp, dp, a, lstatSync(dp))) return true;
-      if (a.isDirectory()) subdirs.push(name);
+      if (a.isDirectory()) subdirs.push([sp, dp]);
     }
-    for (const name of subdirs) if (await differs(bjoin(s, name), bjoin(d, name))) return true;
+    for (const [sp, dp] of subdirs) if (await differs(sp, dp)) return true;
     return false;
   };
   try {
@@ -298,6 +298,10 @@ async function sameBytes(a: BPath, b: BPath): Promise<boolean> {
 }
 
 function sameOwnerMode(a: Stats, b: Stats): boolean {
-  if ((a.mode & SNAPSHOT_MODE_BITS) !== (b.mode & SNAPSHOT_MODE_BITS)) return false;
+  return (a.mode & SNAPSHOT_MODE_BITS) === (b.mode & SNAPSHOT_MODE_BITS) && sameOwner(a, b);
+}
+
+/** Owners count only as root, the only one who can set them. */
+function sameOwner(a: Stats, b: Stats): boolean {
   return !isRoot || (a.uid === b.uid && a.gid === b.gid);
 }

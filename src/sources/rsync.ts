@@ -99,19 +99,13 @@ export class RsyncSource implements SyncSource {
    */
   async precheck(ctx: PrecheckContext): Promise<boolean> {
     if (ctx.current === undefined) return false;
-    const local = this.sourceArg().local;
-    if (local !== undefined) await requireSourceDir(ctx.repo, local);
-    const bin = this.opts.rsync ?? 'rsync';
-    const [cmd, argv] = await dyingWithUs('TERM', bin, this.args(ctx.current, [], true));
+    await this.requireLocalSource(ctx.repo);
+    let found = false;
     // Its own process group, so that all of it can be stopped at once:
     // rsync forks its receiver, which would otherwise walk on to the end
     // (measured: the whole no-op time) holding the output pipe open. A dry
     // run writes nothing, so KILL loses nothing.
-    const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    trackChild(child);
-    let found = false;
-    let stderr = '';
-    const lines = new LineReader((line) => {
+    const { status, stderr } = await spawnRsync(this.opts.rsync ?? 'rsync', this.args(ctx.current, [], true), ctx.repo, { ownGroup: true }, (line, child) => {
       const item = classify(line);
       if (found || item === undefined || item.kind === 'dir-time') return;
       found = true;
@@ -121,10 +115,6 @@ export class RsyncSource implements SyncSource {
         // Gone already.
       }
     });
-    (child.stdout as Readable).setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
-    (child.stderr as Readable).setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)));
-    const status = await exitOf(child, ctx.repo, bin);
-    lines.end();
     if (found) return false;
     if (status.code === 0) return true;
     if (status.code !== null && UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
@@ -132,9 +122,14 @@ export class RsyncSource implements SyncSource {
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
-    const local = this.sourceArg().local;
-    if (local !== undefined) await requireSourceDir(ctx.repo, local);
+    await this.requireLocalSource(ctx.repo);
     return await runRsync(this.opts.rsync ?? 'rsync', this.args(ctx.target, ctx.excludeTop, false), ctx);
+  }
+
+  /** A source on this machine must be a readable directory (a clear error otherwise). */
+  private async requireLocalSource(repo: string): Promise<void> {
+    const local = this.sourceArg().local;
+    if (local !== undefined) await requireSourceDir(repo, local);
   }
 }
 
@@ -181,14 +176,38 @@ interface ExitStatus {
   signal: NodeJS.Signals | null;
 }
 
-async function exitOf(child: ChildProcess, repo: string, bin: string): Promise<ExitStatus> {
-  return await new Promise<ExitStatus>((resolve, reject) => {
+/**
+ * Run rsync (dying with us), handing each line of its output to `onLine`;
+ * resolves with its exit and the tail of its complaints. `fds` are passed on
+ * (lock descriptors); `ownGroup` puts it in a process group of its own.
+ */
+async function spawnRsync(
+  bin: string,
+  args: string[],
+  repo: string,
+  opts: { fds?: number[]; ownGroup?: boolean },
+  onLine: (line: string, child: ChildProcess) => void,
+): Promise<{ status: ExitStatus; stderr: string }> {
+  // TERM, not KILL: rsync removes its temporary file on TERM.
+  const [cmd, argv] = await dyingWithUs('TERM', bin, args);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', ...(opts.fds ?? [])], detached: opts.ownGroup === true });
+  trackChild(child);
+  const lines = new LineReader((line) => onLine(line, child));
+  let stderr = '';
+  (child.stdout as Readable).setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
+  (child.stderr as Readable).setEncoding('utf8').on('data', (chunk: string) => {
+    // Keep the tail only: rsync can complain about every file.
+    stderr = (stderr + chunk).slice(-8192);
+  });
+  const status = await new Promise<ExitStatus>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', (code, signal) => resolve({ code, signal }));
   }).catch((err: unknown) => {
     if (errnoCode(err) === 'ENOENT') throw notInstalled(repo, bin);
     throw err;
   });
+  lines.end();
+  return { status, stderr };
 }
 
 function notInstalled(repo: string, bin: string): ReposnapError {
@@ -206,20 +225,14 @@ function withSlash(p: string): string {
 }
 
 async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<SourceResult> {
-  const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe', ...(ctx.lockFds ?? [])];
-  // TERM, not KILL: rsync removes its temporary file on TERM.
-  const [cmd, argv] = await dyingWithUs('TERM', bin, args);
-  const child = spawn(cmd, argv, { stdio });
-  trackChild(child);
   const changes = emptyChanges();
   let changed = false;
   let scanned = 0;
   let files = 0;
   let bytes = 0;
-  let stderr = '';
   let specialFile: string | undefined;
 
-  const lines = new LineReader((line: string): void => {
+  const { status, stderr } = await spawnRsync(bin, args, ctx.repo, { fds: ctx.lockFds ?? [] }, (line) => {
     const item = classify(line);
     if (item?.kind === 'special') {
       specialFile ??= item.path;
@@ -248,15 +261,6 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
     const sent = num(/^Total transferred file size: ([\d,]+)/);
     if (sent !== undefined) changes.bytesTransferred = sent;
   });
-
-  (child.stdout as Readable).setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
-  (child.stderr as Readable).setEncoding('utf8').on('data', (chunk: string) => {
-    // Keep the tail only: rsync can complain about every file.
-    stderr = (stderr + chunk).slice(-8192);
-  });
-
-  const status = await exitOf(child, ctx.repo, bin);
-  lines.end();
 
   if (status.code === 127 && /failed to execute/.test(stderr)) throw notInstalled(ctx.repo, bin);
   if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
