@@ -21,7 +21,9 @@ import { siblingLockPath } from './store/plain-location.js';
 import { RcuStorage } from './store/rcu-storage.js';
 import { latestId } from './store/snapshots.js';
 import { listStaging } from './store/staging.js';
-import type { RepoStorage, StorageProgress } from './store/storage.js';
+import type { RepoStorage, StorageProgress, Update } from './store/storage.js';
+import type { SyncSource } from './sources/source.js';
+import { failpoint } from './util/failpoint.js';
 
 export interface SyncOptions {
   /** Wait for a concurrent update of the same repo (default true). */
@@ -91,7 +93,20 @@ export interface RepoStatus {
   autoSync: boolean;
   current: { id: number | null; path: string; committedAt: string | null } | null;
   snapshots: SnapshotStatus[];
-  staging: Array<{ tx: string; base: number | null; createdAt: string | null; locked: boolean }>;
+  /**
+   * Staging trees: what each was cloned from, what fills did to it
+   * ("none", "partial", "complete"), the revision it heads for, and why
+   * verification refused it (kept for inspection, never resumed).
+   */
+  staging: Array<{
+    tx: string;
+    base: number | null;
+    createdAt: string | null;
+    locked: boolean;
+    fill: string | null;
+    heading: string | null;
+    rejected: { at: string; reason: string } | null;
+  }>;
   /** The process updating the repo right now, if any. */
   busy: LockHolder | { pid: null } | null;
   /**
@@ -133,21 +148,18 @@ export class Repository {
     const t1 = performance.now();
 
     let result: SourceResult;
+    let changed = false;
     if (update.unchanged) {
       await this.storage.abortUpdate(update, { unchanged: true });
       result = { changed: false, changes: emptyChanges(), tree: { files: 0, bytes: 0 } };
     } else {
+      await failpoint('staged');
       try {
-        result = await fill(this.config, source, {
-          repo: name,
-          target: update.target,
-          excludeTop: update.excludeTop,
-          lockFds: update.lockFds,
-          cacheDir: update.cacheDir,
-          scratchDir: update.scratchDir,
-          ...(update.previous ? { previous: update.previous } : {}),
-          ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
-        });
+        result = await this.fillUpdate(update, source, progress);
+        // What the target holds now decides, not only what this fill did: a
+        // resumed target may hold the work of an earlier, interrupted fill.
+        changed = result.changed || update.mustCommit || (update.dirty && (await update.differsFromBase()));
+        await update.endFill(changed, result.revision);
       } catch (err) {
         // Keep what was fetched: the next sync resumes from it. Unless the
         // filesystem is full: then what was fetched is what fills it, and
@@ -155,6 +167,7 @@ export class Repository {
         await this.storage.abortUpdate(update, { keep: !isOutOfSpace(err) });
         throw err;
       }
+      await failpoint('filled');
     }
     const t2 = performance.now();
 
@@ -177,7 +190,7 @@ export class Repository {
 
     if (update.unchanged) {
       // Nothing was made, and the lock is released already.
-    } else if (!result.changed && !update.mustCommit) {
+    } else if (!changed) {
       await this.storage.abortUpdate(update, { unchanged: true });
     } else {
       if (this.config.verifyCommand !== undefined) {
@@ -185,7 +198,7 @@ export class Repository {
         try {
           await runVerifyCommand(name, this.config.verifyCommand, update.target);
         } catch (err) {
-          await this.storage.abortUpdate(update, { inspect: true });
+          await this.storage.abortUpdate(update, { inspect: true, reason: err instanceof Error ? err.message : String(err) });
           throw err;
         }
       }
@@ -242,6 +255,35 @@ export class Repository {
     return report;
   }
 
+  /**
+   * Run the source's fill into the update's target, holding it to the
+   * resume contract: every write is announced first (and recorded by the
+   * storage), so a fill that reports changes without having announced any
+   * is a bug, caught here rather than by a wrong resume later.
+   */
+  private async fillUpdate(update: Update, source: SyncSource, progress: SyncOptions['onProgress']): Promise<SourceResult> {
+    const name = this.name;
+    let announced = false;
+    const result = await fill(this.config, source, {
+      repo: name,
+      target: update.target,
+      excludeTop: update.excludeTop,
+      lockFds: update.lockFds,
+      cacheDir: update.cacheDir,
+      scratchDir: update.scratchDir,
+      ...(update.previous ? { previous: update.previous } : {}),
+      beginWriting: async (revision?: string) => {
+        announced = true;
+        await update.beginWriting(revision);
+      },
+      ...(progress ? { onProgress: (p: SourceProgress) => progress({ repo: name, phase: 'fetch', ...p }) } : {}),
+    });
+    if (result.changed && !announced) {
+      throw new ReposnapError('EINTERNAL', `repo ${name}: the ${source.type} source changed the tree without announcing it (resume contract)`);
+    }
+    return result;
+  }
+
   private async runPostSyncHooks(dir: string): Promise<HookResult[]> {
     const args = [this.name, this.config.syncUri ?? '', this.config.location];
     const env = { REPOSNAP_REPO: this.name };
@@ -281,6 +323,12 @@ export class Repository {
   cache<T>(compute: () => Promise<T>, file?: string): StampedCache<T> {
     const gen = this.storage instanceof RcuStorage ? snapshotGeneration(this.storage.layout.storeDir) : stampGeneration(this.config.location);
     return new StampedCache(gen, compute, file);
+  }
+
+  /** Whether the repository has been synced (or migrated) at least once: it has a store. */
+  async synced(): Promise<boolean> {
+    if (this.storage instanceof RcuStorage) return this.storage.exists();
+    return (await fs.lstat(this.config.location).catch(() => undefined)) !== undefined;
   }
 
   /** Collect old snapshots now, or with dryRun only say what would go and why. */
@@ -371,6 +419,9 @@ export class Repository {
       base: s.info?.base ?? null,
       createdAt: s.info?.createdAt ?? null,
       locked: s.locked,
+      fill: s.info ? (s.info.fill ?? 'partial') : null,
+      heading: s.info?.heading ?? null,
+      rejected: s.info?.rejected ?? null,
     }));
     status.busy = await holderOf(layout.syncLock);
     return status;

@@ -69,6 +69,34 @@ export function startCli(args: string[], opts: { asUser?: { uid: number; gid: nu
   return { child, done };
 }
 
+/**
+ * Run the CLI with REPOSNAP_FAILPOINT=`point` (see src/util/failpoint.ts),
+ * send `signal` once it reports standing there, and wait for it to end.
+ * Resolves with how it ended and whether the failpoint was reached (a run
+ * that had nothing to do there ends by itself).
+ */
+export async function interruptAt(
+  args: string[],
+  point: string,
+  signal: NodeJS.Signals,
+  opts: Parameters<typeof startCli>[1] = {},
+): Promise<RunResult & { reached: boolean }> {
+  const p = startCli(args, { ...opts, env: { ...opts.env, REPOSNAP_FAILPOINT: point } });
+  const marker = `reposnap: failpoint ${point}\n`;
+  let reached = false;
+  await new Promise<void>((resolve) => {
+    const onData = (d: Buffer | string): void => {
+      if (reached || !String(d).includes(marker)) return;
+      reached = true;
+      p.child.kill(signal);
+      resolve();
+    };
+    p.child.stderr?.on('data', onData);
+    void p.done.then(() => resolve());
+  });
+  return { ...(await p.done), reached };
+}
+
 export function cli(args: string[], opts: Parameters<typeof startCli>[1] = {}): Promise<RunResult> {
   return startCli(args, opts).done;
 }
@@ -210,7 +238,7 @@ export async function readVersions(root: string): Promise<TreeRead> {
 }
 
 /** A digest of a tree: every path, type, mode and content (symlinks by target). Names as bytes. */
-export async function treeDigest(root: string): Promise<string> {
+export async function treeDigest(root: string, opts: { owners?: boolean } = {}): Promise<string> {
   const h = createHash('sha256');
   const walk = async (dir: Buffer, rel: string): Promise<void> => {
     const names = (await fs.readdir(dir, { encoding: 'buffer' })).sort(Buffer.compare);
@@ -218,7 +246,7 @@ export async function treeDigest(root: string): Promise<string> {
       const p = Buffer.concat([dir, Buffer.from('/'), name]);
       const r = `${rel}/${name.toString('hex')}`;
       const st = await fs.lstat(p);
-      h.update(`${r} ${st.mode.toString(8)}\n`);
+      h.update(`${r} ${st.mode.toString(8)}${opts.owners ? ` ${st.uid}:${st.gid}` : ''}\n`);
       if (st.isDirectory()) await walk(p, r);
       else if (st.isSymbolicLink()) h.update(await fs.readlink(p, { encoding: 'buffer' }));
       else if (st.isFile()) h.update(await fs.readFile(p));
@@ -229,8 +257,8 @@ export async function treeDigest(root: string): Promise<string> {
 }
 
 /** The digest of the tree a location resolves to now ('' if it does not resolve). */
-export async function locationDigest(location: string): Promise<string> {
-  return treeDigest(await fs.realpath(location)).catch(() => '');
+export async function locationDigest(location: string, opts: { owners?: boolean } = {}): Promise<string> {
+  return treeDigest(await fs.realpath(location), opts).catch(() => '');
 }
 
 /** A listing of everything below `root` with sizes and mtimes, to prove it untouched. */

@@ -4,7 +4,8 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeTree, syncFilesystem, tempName } from '../util/fs.js';
+import { removeTree, syncFilesystem } from '../util/fs.js';
+import { tempName } from '../util/temp-name.js';
 import { cloneTree } from '../util/tree.js';
 import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
 

@@ -6,6 +6,12 @@ export async function gcCommand(ctx: CommandContext, names: string[], opts: { dr
   const repos = ctx.repos().select(names).filter((r) => names.length > 0 || r.config.mode === 'rcu');
   const results = [];
   for (const repo of repos) {
+    if (!(await repo.synced())) {
+      // Not an error: a repo configured today and synced by tonight's timer.
+      ctx.out.info(`${repo.name}: not synced yet, nothing to collect`);
+      results.push({ repo: repo.name, dryRun: opts.dryRun, synced: false, removed: [], removedStaging: [], decisions: [] });
+      continue;
+    }
     const r = await repo.gc({ dryRun: opts.dryRun });
     results.push({ repo: repo.name, dryRun: opts.dryRun, removed: r.removed, removedStaging: r.removedStaging, decisions: r.decisions });
     if (!opts.json) {

@@ -47,7 +47,14 @@ export function renderStatus(s: RepoStatus): string {
     if (s.staging.length > 0) {
       lines.push('  staging');
       for (const st of s.staging) {
-        lines.push(`    ${st.tx}  base ${st.base ?? 'none'}  ${st.locked ? 'in use' : 'abandoned (resumable)'}  ${st.createdAt ?? ''}`);
+        const state = st.locked
+          ? 'in use'
+          : st.rejected
+            ? `rejected, kept for inspection (${st.rejected.reason})`
+            : st.fill === 'none'
+              ? 'abandoned, a clean clone (resumable)'
+              : `abandoned, ${st.fill === 'complete' ? 'filled' : 'partly filled'}${st.heading ? ` toward ${st.heading.slice(0, 12)}` : ''} (resumable)`;
+        lines.push(`    ${st.tx}  base ${st.base ?? 'none'}  ${state}  ${st.createdAt ?? ''}`);
       }
     }
   }

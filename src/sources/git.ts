@@ -12,13 +12,14 @@
  * and that tree is synchronised into the target. Snapshots never contain .git.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { trackChild } from '../util/children.js';
+import { failpoint } from '../util/failpoint.js';
 import { lstatOrUndefined, removeTree } from '../util/fs.js';
+import { isAlive, tempNameBytes, temporaryWriter } from '../util/temp-name.js';
 import { syncTree } from './local.js';
 import { emptyChanges, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
@@ -58,14 +59,21 @@ export class GitSource implements SyncSource {
     const mirror = path.join(ctx.cacheDir, 'git');
     const commit = await this.fetch(ctx.repo, mirror, ctx.lockFds ?? []);
     const prev = ctx.previous?.revision;
+    const exact = ctx.previous?.exact === true;
     const changes = emptyChanges();
-    if (prev === commit) {
+    if (prev === commit && exact) {
       return { changed: false, changes, tree: await treeStats(mirror, commit), revision: commit };
     }
 
-    const canDiff = prev !== undefined && ctx.previous?.exact === true && (await hasTree(mirror, prev));
+    // The difference from the previous commit applies to a tree that is that
+    // commit's (exact), or that commit's plus part of this very difference
+    // (an interrupted fill heading for the same commit: applying it again is
+    // idempotent). A tree holding anything else gets a full checkout.
+    const resumingSame = !exact && ctx.previous?.toward === commit;
+    const canDiff = prev !== undefined && (exact || resumingSame) && (await hasTree(mirror, prev));
+    await ctx.beginWriting(commit);
     if (canDiff) {
-      await applyDiff(ctx.repo, mirror, prev, commit, ctx.target, changes);
+      await applyDiff(ctx.repo, mirror, prev, commit, ctx.target, changes, resumingSame);
       return { changed: true, changes, tree: await treeStats(mirror, commit), revision: commit };
     }
 
@@ -78,7 +86,13 @@ export class GitSource implements SyncSource {
     const env = { GIT_INDEX_FILE: index };
     await git(ctx.repo, ['--git-dir', mirror, 'read-tree', commit], { env });
     await git(ctx.repo, ['--git-dir', mirror, '--work-tree', checkout, 'checkout-index', '-a', '-f'], { env });
-    const result = await syncTree(checkout, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true, compare: 'content-any-mtime' });
+    const result = await syncTree(checkout, ctx.target, {
+      repo: ctx.repo,
+      excludeTop: ctx.excludeTop,
+      link: true,
+      compare: 'content-any-mtime',
+      midway: () => failpoint('fill-midway'),
+    });
     await removeTree(checkout);
     await fs.rm(index, { force: true });
     return { ...result, changed: true, revision: commit };
@@ -234,10 +248,15 @@ function onDisk(root: string, rel: string): Buffer {
   return Buffer.concat([Buffer.from(root), Buffer.from('/'), Buffer.from(rel, 'latin1')]);
 }
 
-/** Apply the difference between two commits to a tree that is the old one. */
-async function applyDiff(repo: string, mirror: string, from: string, to: string, target: string, changes: ChangeStats): Promise<void> {
+/**
+ * Apply the difference between two commits to a tree that is the old one
+ * (`again`: the old one plus part of this same difference, left by an
+ * interrupted fill, whose dead temporaries are swept first).
+ */
+async function applyDiff(repo: string, mirror: string, from: string, to: string, target: string, changes: ChangeStats, again: boolean): Promise<void> {
   const diff = await git(repo, ['--git-dir', mirror, 'diff-tree', '-r', '-z', '--raw', '--no-renames', from, to]);
   const entries = parseRawDiff(diff.stdout);
+  if (again) await sweepTemporaries(repo, mirror, to, target, entries);
   // Deletions first: a path that changes from file to directory (or back) is
   // a deletion and an addition.
   const dirsTouched = new Set<string>();
@@ -263,6 +282,7 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
   const writes = entries.filter((e) => e.status !== 'D');
   if (writes.length === 0) return;
   const reader = new BlobReader(mirror);
+  let midway = true;
   try {
     for (const e of writes) {
       const rel = checkedPath(repo, e.path);
@@ -274,11 +294,16 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
         continue;
       }
       const content = await reader.read(e.newSha);
-      const tmp = onDisk(target, path.posix.join(path.posix.dirname(rel), `.reposnap-tmp-${process.pid}-${randomBytes(4).toString('hex')}`));
+      const tmp = tempNameBytes(onDisk(target, path.posix.dirname(rel)), Buffer.from(path.posix.basename(rel), 'latin1'));
       if (e.newMode === '120000') {
         await fs.symlink(content, tmp);
       } else {
         await fs.writeFile(tmp, content, { mode: e.newMode === '100755' ? 0o755 : 0o644, flag: 'wx' });
+      }
+      if (midway) {
+        // Interrupted here, the tree holds a temporary of ours.
+        midway = false;
+        await failpoint('fill-midway');
       }
       const old = await lstatOrUndefined(dest);
       if (old?.isDirectory()) await fs.rm(dest, { recursive: true, force: true });
@@ -290,6 +315,37 @@ async function applyDiff(repo: string, mirror: string, from: string, to: string,
   } finally {
     reader.close();
   }
+}
+
+/**
+ * Remove what an interrupted applyDiff of the same difference left: our
+ * temporaries whose writer is dead, in the directories the difference
+ * writes to (the only places it makes them). A name that the commit itself
+ * has is content, however it looks.
+ */
+async function sweepTemporaries(repo: string, mirror: string, commit: string, target: string, entries: DiffEntry[]): Promise<void> {
+  const dirs = new Set<string>();
+  for (const e of entries) if (e.status !== 'D') dirs.add(path.posix.dirname(checkedPath(repo, e.path)));
+  for (const dir of dirs) {
+    let names: Buffer[];
+    try {
+      names = await fs.readdir(onDisk(target, dir), { encoding: 'buffer' });
+    } catch {
+      continue; // not made yet
+    }
+    for (const name of names) {
+      const writer = temporaryWriter(name);
+      if (writer === undefined || isAlive(writer)) continue;
+      const rel = dir === '.' ? name.toString('latin1') : `${dir}/${name.toString('latin1')}`;
+      if (await inTree(mirror, commit, rel)) continue;
+      await fs.rm(onDisk(target, rel), { recursive: true, force: true });
+    }
+  }
+}
+
+async function inTree(mirror: string, commit: string, rel: string): Promise<boolean> {
+  const out = await git('', ['--git-dir', mirror, 'ls-tree', '-z', '--name-only', commit, '--', Buffer.from(rel, 'latin1').toString()]);
+  return out.stdout.length > 0;
 }
 
 /** Create the parent directories of `rel` under `root`, replacing files in the way. */

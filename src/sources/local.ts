@@ -12,7 +12,8 @@ import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
 import { bjoin, bpath, copyAttributes, settleAll, showPath, SNAPSHOT_MODE_BITS, type BPath } from '../util/tree.js';
-import { randomBytes } from 'node:crypto';
+import { failpoint } from '../util/failpoint.js';
+import { tempNameBytes } from '../util/temp-name.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
 
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -34,10 +35,12 @@ export class LocalSource implements SyncSource {
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     await requireSourceDir(ctx.repo, this.uri);
+    await ctx.beginWriting();
     return syncTree(this.uri, ctx.target, {
       repo: ctx.repo,
       excludeTop: ctx.excludeTop,
       link: false,
+      midway: () => failpoint('fill-midway'),
       ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
     });
   }
@@ -58,6 +61,8 @@ export interface SyncTreeOptions {
    */
   compare?: 'quick' | 'content' | 'content-any-mtime';
   onProgress?: (p: SourceProgress) => void;
+  /** Awaited once, right after the first change is in place (a failpoint). */
+  midway?: () => Promise<void>;
 }
 
 /** Make the tree at `dst` equal to the tree at `src`. */
@@ -67,9 +72,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   const tree: TreeStats = { files: 0, bytes: 0 };
   const progress: SourceProgress = { scanned: 0, changed: 0 };
   const exclude = new Set(opts.excludeTop);
-  const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
-  let tmpCounter = 0;
-  const tmpIn = (dir: BPath): BPath => bjoin(dir, Buffer.from(`.reposnap-tmp-${tag}-${tmpCounter++}`));
+  let midway = opts.midway;
 
   const fail = (what: string, p: BPath, err: unknown): never => {
     if (err instanceof ReposnapError) throw err;
@@ -85,14 +88,19 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   const replace = async (tmp: BPath, d: BPath, old: Stats | undefined): Promise<void> => {
     if (old?.isDirectory()) await fs.rm(d, { recursive: true, force: true });
     await fs.rename(tmp, d);
+    if (midway) {
+      const m = midway;
+      midway = undefined;
+      await m();
+    }
   };
 
-  const syncEntry = async (s: BPath, d: BPath, dDir: BPath, sst: Stats, dst: Stats | undefined): Promise<void> => {
+  const syncEntry = async (s: BPath, d: BPath, dDir: BPath, name: BPath, sst: Stats, dst: Stats | undefined): Promise<void> => {
     if (sst.isFile()) {
       tree.files++;
       tree.bytes += sst.size;
       if (dst && dst.isFile() && (await unchanged(s, d, sst, dst))) return;
-      const tmp = tmpIn(dDir);
+      const tmp = tempNameBytes(dDir, name);
       try {
         if (opts.link) {
           await fs.link(s, tmp);
@@ -114,7 +122,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
         const old = await fs.readlink(d, { encoding: 'buffer' });
         if (old.equals(target) && sameOwner(sst, dst)) return;
       }
-      const tmp = tmpIn(dDir);
+      const tmp = tempNameBytes(dDir, name);
       try {
         await fs.symlink(target, tmp);
         await fs.lutimes(tmp, sst.atime, sst.mtime);
@@ -177,7 +185,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
             }
             subdirs.push({ sp, dp, st: sst2 });
           } else {
-            await limiter.run(() => syncEntry(sp, dp, d, sst2, dst2));
+            await limiter.run(() => syncEntry(sp, dp, d, e.name, sst2, dst2));
           }
         })(),
       );
@@ -229,8 +237,9 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
  * thread pool (1.4 s against 3.4 s for 121k files), and a cold one is read
  * in order. It yields to the event loop every few milliseconds.
  */
-export async function treesDiffer(src: string, dst: string): Promise<boolean> {
+export async function treesDiffer(src: string, dst: string, opts: { excludeTop?: string[] } = {}): Promise<boolean> {
   let lastYield = performance.now();
+  const exclude = new Set((opts.excludeTop ?? []).map((n) => Buffer.from(n).toString('latin1')));
   const sameEntry = (s: BPath, d: BPath, a: Stats, b: Stats): boolean => {
     if (a.isDirectory()) return b.isDirectory() && sameOwnerMode(a, b);
     if (a.isFile()) return b.isFile() && sameFile(a, b);
@@ -240,13 +249,14 @@ export async function treesDiffer(src: string, dst: string): Promise<boolean> {
     }
     return false; // a special file: syncTree refuses it
   };
-  const differs = async (s: BPath, d: BPath): Promise<boolean> => {
+  const differs = async (s: BPath, d: BPath, top: boolean): Promise<boolean> => {
     if (performance.now() - lastYield > 10) {
       await new Promise((r) => setImmediate(r));
       lastYield = performance.now();
     }
-    const sNames = readdirSync(s, { encoding: 'buffer' });
-    const dNames = readdirSync(d, { encoding: 'buffer' });
+    const kept = (n: Buffer): boolean => !top || !exclude.has(n.toString('latin1'));
+    const sNames = readdirSync(s, { encoding: 'buffer' }).filter(kept);
+    const dNames = readdirSync(d, { encoding: 'buffer' }).filter(kept);
     if (sNames.length !== dNames.length) return true;
     const present = new Set(dNames.map((n) => n.toString('latin1')));
     const subdirs: Array<[BPath, BPath]> = [];
@@ -258,13 +268,13 @@ export async function treesDiffer(src: string, dst: string): Promise<boolean> {
       if (!sameEntry(sp, dp, a, lstatSync(dp))) return true;
       if (a.isDirectory()) subdirs.push([sp, dp]);
     }
-    for (const [sp, dp] of subdirs) if (await differs(sp, dp)) return true;
+    for (const [sp, dp] of subdirs) if (await differs(sp, dp, false)) return true;
     return false;
   };
   try {
     const [rootSrc, rootDst] = [statSync(src), lstatSync(dst)];
     if (!rootSrc.isDirectory() || !rootDst.isDirectory() || !sameOwnerMode(rootSrc, rootDst)) return true;
-    return await differs(bpath(src), bpath(dst));
+    return await differs(bpath(src), bpath(dst), true);
   } catch {
     return true;
   }

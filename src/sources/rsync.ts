@@ -16,6 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { dyingWithUs, trackChild } from '../util/children.js';
+import { failpoint, failpointArmed } from '../util/failpoint.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
@@ -123,6 +124,7 @@ export class RsyncSource implements SyncSource {
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     await this.requireLocalSource(ctx.repo);
+    await ctx.beginWriting();
     return await runRsync(this.opts.rsync ?? 'rsync', this.args(ctx.target, ctx.excludeTop, false), ctx);
   }
 
@@ -231,6 +233,7 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
   let files = 0;
   let bytes = 0;
   let specialFile: string | undefined;
+  let midway = failpointArmed('fill-midway');
 
   const { status, stderr } = await spawnRsync(bin, args, ctx.repo, { fds: ctx.lockFds ?? [] }, (line) => {
     const item = classify(line);
@@ -243,6 +246,11 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
       if (item.kind !== 'dir-time') {
         changed = true;
         changes[item.kind]++;
+        if (midway) {
+          // rsync goes on meanwhile; what an interruption finds is partly written.
+          midway = false;
+          void failpoint('fill-midway');
+        }
       }
       if (scanned % 200 === 0) ctx.onProgress?.({ scanned, changed: changes.added + changes.updated + changes.deleted });
       return;

@@ -44,9 +44,17 @@ export interface PreviousTree {
    * True when the target is known to be exactly the tree of `revision` (an
    * RCU staging clone of the snapshot made from it), possibly with part of an
    * interrupted update toward the same upstream applied; false when it may
-   * have drifted (a plain location anyone can write to).
+   * have drifted (a plain location anyone can write to) or holds part of an
+   * earlier update (a resumed staging tree, see `toward`).
    */
   exact: boolean;
+  /**
+   * Set when the target is the tree of `revision` plus some of the writes
+   * toward this revision and nothing else (an interrupted fill heading
+   * there): redoing the same update from `revision` is safe, an update
+   * toward any other revision must treat the target as inexact.
+   */
+  toward?: string;
 }
 
 export interface SourceProgress {
@@ -75,6 +83,13 @@ export interface FillContext {
   scratchDir?: string;
   /** What the target was made from, if known. */
   previous?: PreviousTree;
+  /**
+   * The resume contract: a source calls this before its first write into
+   * the target (after finding the revision it heads for, where it has
+   * one), and not at all when it writes nothing. What it records is what
+   * lets an interrupted update resume correctly.
+   */
+  beginWriting(revision?: string): Promise<void>;
   onProgress?: (p: SourceProgress) => void;
 }
 

@@ -22,6 +22,7 @@ import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ReposnapError } from '../errors.js';
+import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
 import { download, dropDownload, notModified } from './http-download.js';
 import { syncTree } from './local.js';
@@ -52,7 +53,9 @@ export class TarballSource implements SyncSource {
     await fs.mkdir(ctx.scratchDir, { recursive: true, mode: 0o700 });
     const archive = path.join(ctx.scratchDir, 'archive');
     const prev = ctx.previous;
-    const have = prev?.state ? { ...(prev.state.etag ? { etag: prev.state.etag } : {}), ...(prev.state.lastModified ? { lastModified: prev.state.lastModified } : {}) } : undefined;
+    // Validators describe the base tree; a target holding part of another
+    // update must be rebuilt whatever upstream says, so ask unconditionally.
+    const have = prev?.exact && prev.state ? { ...(prev.state.etag ? { etag: prev.state.etag } : {}), ...(prev.state.lastModified ? { lastModified: prev.state.lastModified } : {}) } : undefined;
 
     const got = await download({ repo: ctx.repo, url: this.uri, file: archive, ...(have ? { have } : {}) });
     if (got.status === 'not-modified') {
@@ -87,7 +90,8 @@ export class TarballSource implements SyncSource {
       throw err;
     }
     const root = await unwrapSingleDir(unpacked);
-    const result = await syncTree(root, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true, compare: 'content' });
+    await ctx.beginWriting(sha256);
+    const result = await syncTree(root, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true, compare: 'content', midway: () => failpoint('fill-midway') });
     await removeTree(unpacked);
     await dropDownload(archive);
     return { ...result, changed: result.changed || prev?.revision !== sha256, revision: sha256, state };

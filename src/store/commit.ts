@@ -4,7 +4,8 @@
  * Order matters for crash safety; every step is a rename, and what a step
  * depends on is durable before the step:
  *
- *   1. seal: make the staging tree durable (syncfs);
+ *   1. give the tree's top folder the commit time as its mtime, then seal:
+ *      make the staging tree durable (syncfs);
  *   2. under the store lock, pick N (never reused);
  *   3. write reposnap/meta/N.json (atomic);
  *   4. rename staging/<tx> -> snapshots/N (btrfs: then make it read-only),
@@ -19,6 +20,7 @@
  */
 import fs from 'node:fs/promises';
 import type { SnapshotBackend } from '../backends/backend.js';
+import { failpoint } from '../util/failpoint.js';
 import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 import { ensureLeaseFile } from './leases.js';
@@ -36,15 +38,24 @@ export async function publishSnapshot(
   draft: MetaDraft,
   opts: { fixLocation: boolean },
 ): Promise<SnapshotMeta> {
+  // Portage's collection ages a snapshot by its folder's mtime, and a fill
+  // copies upstream's (rsync -a: days old) onto it: without this, an
+  // `emerge --sync` on the same store deletes a snapshot made seconds ago.
+  // Our own collection reads the commit time from the metadata, and no
+  // comparison counts folder times, so this costs nothing else.
+  const committedAt = new Date();
+  await fs.utimes(dir, committedAt, committedAt);
   await backend.seal(dir);
   await fs.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o755 });
   const id = await nextSnapshotId(layout);
-  const meta: SnapshotMeta = { id, committedAt: new Date().toISOString(), backend: backend.name, ...draft };
+  const meta: SnapshotMeta = { id, committedAt: committedAt.toISOString(), backend: backend.name, ...draft };
   await writeMeta(layout, meta);
   await ensureLeaseFile(layout, id); // before anyone can resolve N
+  await failpoint('sealed');
   await fs.rename(dir, layout.snapshot(id));
   await backend.freeze?.(layout.snapshot(id));
   await fsyncDir(layout.snapshotsDir);
+  await failpoint('renamed');
   await pointLatestAt(layout, id);
   await atomicWriteFile(layout.lastIdFile, `${id}\n`);
   if (opts.fixLocation) await ensureLocationLink(layout);

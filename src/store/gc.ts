@@ -142,16 +142,16 @@ async function emptyTrash(layout: StoreLayout): Promise<void> {
   for (const n of names) await removeTree(`${layout.trashDir}/${n}`);
 }
 
-/**
- * Metadata and lease files of snapshots that no longer exist (a commit or a
- * collection cut short, a reader that lost the race with collection).
- */
 /** Half-written files of killed writers (atomic writes not yet renamed). */
 async function dropDeadTemporaries(layout: StoreLayout): Promise<void> {
   for (const dir of [layout.storeDir, layout.ownDir, layout.metaDir, layout.stagingDir, layout.leasesDir]) await removeDeadTemporaries(dir);
   await removeDeadTemporaries(path.dirname(layout.location), `.${path.basename(layout.location)}.reposnap-`);
 }
 
+/**
+ * Metadata and lease files of snapshots that no longer exist (a commit or a
+ * collection cut short, a reader that lost the race with collection).
+ */
 async function dropOrphans(layout: StoreLayout): Promise<void> {
   const present = new Set(await listSnapshotIds(layout));
   for (const id of await listMetaIds(layout)) {

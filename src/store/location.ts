@@ -10,7 +10,8 @@ import fsx from 'fs-native-extensions';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, ReposnapError } from '../errors.js';
-import { atomicSymlink, fsyncDir, isEmptyDir, lstatOrUndefined, readlinkOrUndefined, removeTree, tempName } from '../util/fs.js';
+import { atomicSymlink, fsyncDir, isEmptyDir, lstatOrUndefined, readlinkOrUndefined, removeTree } from '../util/fs.js';
+import { tempName } from '../util/temp-name.js';
 import type { StoreLayout } from './layout.js';
 
 /**

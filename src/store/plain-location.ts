@@ -8,6 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ReposnapError } from '../errors.js';
 import type { PreviousTree } from '../sources/source.js';
+import { treesDiffer } from '../sources/local.js';
 import type { Modification } from '../stamp/stamp.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from './lock.js';
@@ -114,11 +115,39 @@ export class LocationUpdate implements Update {
     readonly lock: FileLock,
     readonly cacheDir: string,
     readonly previous: PreviousTree | undefined,
+    /** The tree a separate target (a quarantine) was made from, and what at its top is not content. */
+    private readonly copyOf: { dir: string; excludeTop: string[] } | undefined,
   ) {}
 
-  static async create(location: string, target: string, excludeTop: string[], resumed: boolean, lock: FileLock): Promise<LocationUpdate> {
+  /**
+   * `target` is the location itself (in place), or a copy of it (`copyOf`
+   * says so) that an interrupted or rejected update may have left (resumed).
+   */
+  static async create(
+    location: string,
+    target: string,
+    excludeTop: string[],
+    resumed: boolean,
+    lock: FileLock,
+    copyOf?: { dir: string; excludeTop: string[] },
+  ): Promise<LocationUpdate> {
     const cacheDir = siblingCacheDir(location);
-    return new LocationUpdate(target, excludeTop, resumed, lock, cacheDir, await readLastSync(cacheDir));
+    return new LocationUpdate(target, excludeTop, resumed, lock, cacheDir, await readLastSync(cacheDir), copyOf);
+  }
+
+  /** A quarantine left by an earlier update may hold any part of it (it has no record of its own). */
+  get dirty(): boolean {
+    return this.resumed && this.copyOf !== undefined;
+  }
+  beginWriting(): Promise<void> {
+    return Promise.resolve();
+  }
+  endFill(): Promise<void> {
+    return Promise.resolve();
+  }
+  differsFromBase(): Promise<boolean> {
+    if (this.copyOf === undefined) return Promise.resolve(false);
+    return treesDiffer(this.target, this.copyOf.dir, { excludeTop: this.copyOf.excludeTop });
   }
 
   get lockFds(): number[] {

@@ -43,7 +43,10 @@ export class QuarantineStorage implements RepoStorage {
           onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
         });
       }
-      return LocationUpdate.create(this.location, this.quarantine, [], resumed, lock);
+      return LocationUpdate.create(this.location, this.quarantine, [], resumed, lock, {
+        dir: this.location,
+        excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK],
+      });
     });
   }
 

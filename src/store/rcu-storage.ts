@@ -29,6 +29,7 @@ import { ensureLocationLink, locationKind } from './location.js';
 import { FileLock, withLock } from './lock.js';
 import { readMeta, type SnapshotMeta } from './metadata.js';
 import type { PreviousTree } from '../sources/source.js';
+import { treesDiffer } from '../sources/local.js';
 import { migrateLocation } from './migrate.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { Staging } from './staging.js';
@@ -53,8 +54,32 @@ class RcuUpdate implements Update {
     readonly snapshotBackend: SnapshotBackend,
     readonly migrated: SnapshotMeta | undefined,
     readonly cacheDir: string,
-    readonly previous: PreviousTree | undefined,
+    /** What the base snapshot was made from. */
+    private readonly basePrevious: PreviousTree | undefined,
+    /** The base snapshot's tree, to compare a dirty staging tree with. */
+    private readonly baseDir: string | null,
   ) {}
+  get dirty(): boolean {
+    return this.staging.fillState !== 'none';
+  }
+  get previous(): PreviousTree | undefined {
+    if (!this.dirty) return this.basePrevious;
+    const heading = this.staging.info.heading;
+    return { ...this.basePrevious, exact: false, ...(heading !== undefined ? { toward: heading } : {}) };
+  }
+  beginWriting(revision?: string): Promise<void> {
+    return this.staging.beginWriting(revision);
+  }
+  endFill(differs: boolean, revision?: string): Promise<void> {
+    return this.staging.endFill(differs, revision);
+  }
+  async differsFromBase(): Promise<boolean> {
+    // A fill that finished found the tree different; one that found nothing
+    // since has not changed that.
+    if (this.staging.fillState === 'complete') return true;
+    if (this.baseDir === null) return true;
+    return treesDiffer(this.staging.dir, this.baseDir);
+  }
   get scratchDir(): string {
     return this.staging.scratchDir;
   }
@@ -134,7 +159,7 @@ export class RcuStorage implements RepoStorage {
       // The clone reports no per-file progress: cp does it faster than any walk that could.
       opts.onProgress?.({ phase: 'clone', done: 0 });
       const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend);
-      return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous);
+      return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, base === undefined ? null : layout.snapshot(base));
     } catch (err) {
       await syncLock.release();
       throw err;
@@ -176,7 +201,8 @@ export class RcuStorage implements RepoStorage {
     const u = this.own(update);
     try {
       if (opts.unchanged && this.opts.prepareStaging && u.base !== null) await u.staging.keepPrepared();
-      else if (opts.keep || opts.inspect) await u.staging.keep();
+      else if (opts.inspect) await u.staging.reject(opts.reason ?? 'verification failed');
+      else if (opts.keep) await u.staging.keep();
       else await u.staging.discard();
     } finally {
       await u.syncLock.release();
@@ -288,7 +314,14 @@ export class RcuStorage implements RepoStorage {
     }
   }
 
-  garbageCollection(): Promise<GcResult> {
+  /** Whether the store has been made (by a first sync or migration). */
+  async exists(): Promise<boolean> {
+    return (await lstatOrUndefined(this.layout.ownDir)) !== undefined;
+  }
+
+  async garbageCollection(): Promise<GcResult> {
+    // A repo never synced has nothing to collect (and no lock file to take).
+    if (!(await this.exists())) return { decisions: [], removed: [], removedStaging: [] };
     return this.withStoreLock('gc', () =>
       collect(this.layout, { spareSnapshots: this.opts.spareSnapshots, ttlDays: this.opts.ttlDays }),
     );

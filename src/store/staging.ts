@@ -2,16 +2,30 @@
  * Staging directories: the private tree a transaction builds before commit.
  *
  * Each lives at reposnap/staging/<tx>/ with an exclusive kernel lock on
- * <tx>.lock held by its owner for as long as it works on it, and <tx>.json
- * saying which snapshot it was cloned from. No two writers ever share one.
+ * <tx>.lock held by its owner for as long as it works on it, and a record,
+ * <tx>.json, saying what the tree holds. No two writers ever share one.
  *
- * An update that dies leaves its staging behind, unlocked. The next update
- * reuses it when it was cloned from the snapshot that is still latest: every
- * file in it is either the base snapshot's (a link), or a complete new file
- * renamed into place, or a leftover temporary that the source deletes, so
- * bringing it up to date transfers only what the dead update had not yet
- * fetched. Staging cloned from an older snapshot is discarded; staging
- * abandoned for more than a day is collected.
+ * The record (see StagingInfo) is the resume contract. It is rewritten
+ * atomically, and durably, before each step that changes what the tree
+ * holds:
+ *   - `base`: the snapshot the tree was cloned from; `state`: whether the
+ *     clone is complete ("cloning" until it is);
+ *   - `fill`: "none" while the tree is still an exact clone of its base;
+ *     "partial" from just before a fill's first write until that fill is
+ *     done (the tree may then hold any part of the update); "complete" once
+ *     a fill finished and left the tree different from its base;
+ *   - `heading`: the upstream revision (git commit, tarball sha256) the
+ *     writes lead to, when every write since the clone led there;
+ *   - `rejected`: verification refused the tree.
+ *
+ * An update that dies leaves its staging behind, unlocked, and the next
+ * update of the same base takes it over: "dirty" (fill is not "none") means
+ * the source is told the tree is not its base (PreviousTree.exact false,
+ * `toward` the heading), and the update is committed if the tree differs
+ * from its base even when the resumed fill has nothing left to do. A clone
+ * that never finished, a rejected tree and staging of an older base are
+ * never resumed; a rejected tree stays a day for inspection (the newest one
+ * per base), then collection takes it.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
@@ -35,7 +49,15 @@ export interface StagingInfo {
    * while its base is still latest).
    */
   state: 'cloning' | 'cloned' | 'prepared';
+  /** What fills did to the tree (absent in records of older versions: unknown, so "partial"). */
+  fill?: FillState;
+  /** The upstream revision every write so far leads to, where the source has revisions. */
+  heading?: string;
+  /** Verification refused this tree: kept for inspection, never resumed. */
+  rejected?: { at: string; reason: string };
 }
+
+export type FillState = 'none' | 'partial' | 'complete';
 
 export const STAGING_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 
@@ -88,6 +110,7 @@ export class Staging {
       createdAt: new Date().toISOString(),
       pid: process.pid,
       state: 'cloning',
+      fill: 'none',
     };
     const staging = new Staging(layout, info, lock, false);
     try {
@@ -105,6 +128,43 @@ export class Staging {
 
   private async writeInfo(): Promise<void> {
     await atomicWriteFile(this.layout.stagingInfo(this.tx), `${JSON.stringify(this.info)}\n`);
+  }
+
+  /** What fills did to the tree so far (see StagingInfo.fill). */
+  get fillState(): FillState {
+    return this.info.fill ?? 'partial';
+  }
+
+  /**
+   * Record, before a fill's first write, that the tree is about to change,
+   * heading for `revision` where the source has one. The heading survives
+   * only while every write leads to the same revision.
+   */
+  async beginWriting(revision?: string): Promise<void> {
+    const heading = this.fillState === 'none' || this.info.heading === revision ? revision : undefined;
+    if (this.info.fill === 'partial' && this.info.heading === heading) return;
+    this.info.fill = 'partial';
+    if (heading === undefined) delete this.info.heading;
+    else this.info.heading = heading;
+    await this.writeInfo();
+  }
+
+  /**
+   * Record that a fill finished: the tree now differs from its base (and is
+   * `revision`'s tree, where known), or it is an exact clone of it again.
+   */
+  async endFill(differs: boolean, revision?: string): Promise<void> {
+    this.info.fill = differs ? 'complete' : 'none';
+    if (differs && revision !== undefined) this.info.heading = revision;
+    else delete this.info.heading;
+    await this.writeInfo();
+  }
+
+  /** Verification refused the tree: keep it for a person to look at, never to resume. */
+  async reject(reason: string): Promise<void> {
+    this.info.rejected = { at: new Date().toISOString(), reason };
+    await this.writeInfo();
+    await this.lock.release();
   }
 
   /** The tree is gone (committed or discarded): drop the bookkeeping and the lock. */
@@ -178,12 +238,16 @@ async function readInfo(layout: StoreLayout, tx: string): Promise<StagingInfo | 
 
 /**
  * Whether abandoned staging is of no further use: nothing says what it was
- * cloned from, it was cloned from a snapshot that is no longer latest, or it
- * has been lying around for more than a day (unless it was prepared ahead of
- * time for its base, which is still latest).
+ * cloned from, its clone never finished, it was cloned from a snapshot that
+ * is no longer latest, or it has been lying around for more than a day
+ * (unless it was prepared ahead of time for its base, which is still
+ * latest). A rejected tree is kept a day from its rejection for a person to
+ * look at, whatever became of its base.
  */
 export function isStaleStaging(info: StagingInfo | undefined, latest: number | null, now = Date.now()): boolean {
   if (!info) return true;
+  if (info.state === 'cloning') return true;
+  if (info.rejected) return !(now - new Date(info.rejected.at).getTime() < STAGING_MAX_AGE_MS);
   if (info.base !== latest) return true;
   const age = now - new Date(info.createdAt).getTime();
   return !(age < STAGING_MAX_AGE_MS || info.state === 'prepared');
@@ -191,10 +255,12 @@ export function isStaleStaging(info: StagingInfo | undefined, latest: number | n
 
 /**
  * Look at abandoned staging: take over the newest one cloned from `base`
- * (returned, locked) and delete the stale ones that nobody holds.
+ * (returned, locked) and delete the stale ones that nobody holds. The newest
+ * rejected tree is left for inspection; older rejected ones go.
  */
 async function sweepStaging(layout: StoreLayout, base: number | null): Promise<Staging | undefined> {
   let chosen: Staging | undefined;
+  let keptRejected = false;
   const entries = await listStaging(layout);
   // Newest first.
   entries.sort((a, b) => (a.info?.createdAt ?? '').localeCompare(b.info?.createdAt ?? '')).reverse();
@@ -208,7 +274,12 @@ async function sweepStaging(layout: StoreLayout, base: number | null): Promise<S
       .access(layout.staging(entry.tx), fsc.W_OK)
       .then(() => true)
       .catch(() => false);
-    if (!chosen && info && usable && !isStaleStaging(info, base)) {
+    if (info?.rejected && !keptRejected && !isStaleStaging(info, base)) {
+      keptRejected = true;
+      await lock.release();
+      continue;
+    }
+    if (!chosen && info && !info.rejected && usable && !isStaleStaging(info, base)) {
       info.pid = process.pid;
       chosen = Staging.adopt(layout, info, lock);
       continue;

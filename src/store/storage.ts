@@ -48,8 +48,32 @@ export interface Update {
   readonly cacheDir: string;
   /** This update's own working directory (see FillContext.scratchDir). */
   readonly scratchDir: string;
-  /** What the target was made from. */
+  /**
+   * What the target was made from, as the source must see it: `exact` is
+   * false when the target is dirty, and `toward` names the revision an
+   * earlier fill was writing toward.
+   */
   readonly previous: PreviousTree | undefined;
+  /**
+   * The target holds writes of an earlier fill that was interrupted (or, for
+   * a quarantine, maybe rejected): it is not known to equal its base.
+   */
+  readonly dirty: boolean;
+  /**
+   * Record durably, before the fill's first write, that the target is about
+   * to change, heading for `revision` where the source has one.
+   */
+  beginWriting(revision?: string): Promise<void>;
+  /**
+   * Record that the fill finished and whether the target now differs from
+   * its base (and is `revision`'s tree, where known).
+   */
+  endFill(differs: boolean, revision?: string): Promise<void>;
+  /**
+   * Whether the target differs from the tree it was made from: asked when a
+   * dirty target's fill found nothing left to do.
+   */
+  differsFromBase(): Promise<boolean>;
 }
 
 export interface CommitInfo {
@@ -72,6 +96,8 @@ export interface AbortOptions {
   unchanged?: boolean;
   /** Leave the update where it is for a person to look at (failed verification). */
   inspect?: boolean;
+  /** Why it was refused, recorded with an update kept for inspection. */
+  reason?: string;
 }
 
 export interface RepoStorage {
@@ -100,6 +126,7 @@ export class UnchangedUpdate implements Update {
   readonly migrated = undefined;
   readonly backend = undefined;
   readonly scratchDir = '';
+  readonly dirty = false;
   constructor(
     readonly base: number | null,
     readonly lock: { release(): Promise<void>; fd: number },
@@ -108,5 +135,14 @@ export class UnchangedUpdate implements Update {
   ) {}
   get lockFds(): number[] {
     return [this.lock.fd];
+  }
+  beginWriting(): Promise<void> {
+    return Promise.reject(new Error('an unchanged update has no target to write'));
+  }
+  endFill(): Promise<void> {
+    return Promise.resolve();
+  }
+  differsFromBase(): Promise<boolean> {
+    return Promise.resolve(false);
   }
 }

@@ -13,13 +13,15 @@
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { RepoConfig } from '../config/repos.js';
 import { ConfigError, errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
 import type { FillContext, SourceResult, SyncSource } from '../sources/source.js';
 import { trackChild } from '../util/children.js';
-import type { WorkerReply, WorkerRequest } from './fill-worker.js';
+import type { WorkerAnswer, WorkerMessage, WorkerRequest } from './fill-worker.js';
 
 const execFileP = promisify(execFile);
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fill-worker.js');
@@ -91,22 +93,43 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
     env: account ? { ...process.env, HOME: await homeOf(account) } : process.env,
   });
   trackChild(child);
-  child.stdin?.end(JSON.stringify(req));
-  const out: Buffer[] = [];
-  child.stdout?.on('data', (d: Buffer) => out.push(d));
+  const answer = (a: WorkerAnswer): void => {
+    child.stdin?.write(`${JSON.stringify(a)}\n`);
+  };
+  child.stdin?.on('error', () => undefined); // a worker that died is reported below
+  child.stdin?.write(`${JSON.stringify(req)}\n`);
+  let reply: Exclude<WorkerMessage, { type: 'writing' }> | undefined;
+  const talk = (async () => {
+    for await (const line of createInterface({ input: child.stdout as Readable })) {
+      let m: WorkerMessage;
+      try {
+        m = JSON.parse(line) as WorkerMessage;
+      } catch {
+        continue;
+      }
+      if (m.type === 'writing') {
+        try {
+          await ctx.beginWriting(m.revision);
+          answer({ ok: true });
+        } catch (err) {
+          answer({ ok: false, message: err instanceof Error ? err.message : String(err) });
+        }
+      } else {
+        reply = m;
+      }
+    }
+  })();
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', reject);
     child.on('close', resolve);
   }).catch((err: unknown) => {
     throw new ReposnapError('ESOURCE', `repo ${config.name}: cannot start the sync worker: ${errnoCode(err) ?? String(err)}`);
   });
-  let reply: WorkerReply;
-  try {
-    reply = JSON.parse(Buffer.concat(out).toString('utf8')) as WorkerReply;
-  } catch {
+  await talk;
+  if (reply === undefined) {
     throw new ReposnapError('ESOURCE', `repo ${config.name}: the sync worker${account ? ` (running as ${account.name})` : ''} failed (exit ${code})`);
   }
-  if (!reply.ok) throw new ReposnapError(reply.code as ErrorCode, reply.message);
+  if (reply.type === 'error') throw new ReposnapError(reply.code as ErrorCode, reply.message);
   return reply.result as SourceResult;
 }
 

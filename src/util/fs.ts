@@ -4,20 +4,16 @@
  * directory holding the new name is fsynced so the rename survives a power cut.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { errnoCode } from '../errors.js';
+import { isAlive, tempName, temporaryWriter } from './temp-name.js';
 import { deleteNestedSubvolumes, deleteSubvolume, isOnBtrfs, isSubvolume } from './btrfs.js';
 
 const execFileP = promisify(execFile);
 
-/** A name beside `target` that no other writer uses. */
-export function tempName(target: string, tag = 'tmp'): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.reposnap-${tag}-${process.pid}-${randomBytes(4).toString('hex')}`);
-}
 
 /**
  * Remove temporaries (made by tempName) in `dir` whose writer is dead: a
@@ -35,21 +31,12 @@ export async function removeDeadTemporaries(dir: string, prefix = ''): Promise<n
   }
   let n = 0;
   for (const name of names) {
-    const m = /^\..*\.reposnap-[a-z]+-(\d+)-[0-9a-f]{8}$/.exec(name);
-    if (!m || !name.startsWith(prefix) || isAlive(Number(m[1]))) continue;
+    const writer = temporaryWriter(name);
+    if (writer === undefined || !name.startsWith(prefix) || isAlive(writer)) continue;
     await removeTree(path.join(dir, name)); // a btrfs probe is a subvolume
     n++;
   }
   return n;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === 'EPERM';
-  }
 }
 
 export async function fsyncPath(p: string): Promise<void> {
