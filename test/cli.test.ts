@@ -87,6 +87,25 @@ describe('reposnap CLI', () => {
     expect(r.stderr).toBe(`reposnap: repo test: location ${path.join(dir, 'repo')} has not been synced yet (or its store is gone)\n`);
   });
 
+  it('gc skips a repo that was never synced with a note, beside one that was', async () => {
+    const dir = tmpdir();
+    await writeTree(path.join(dir, 'upstream'), { f: 'x\n' });
+    const fresh = rcuConf(dir).replace('[test]', '[fresh]').replace(`${path.join(dir, 'repo')}`, path.join(dir, 'fresh')).replace(`${path.join(dir, 'store')}`, path.join(dir, 'fresh-store'));
+    const conf = await writeConf(dir, `${rcuConf(dir)}\n${fresh}`);
+    expect((await runCli(['-c', conf, 'sync', 'test'])).code).toBe(0);
+    for (const args of [['gc'], ['gc', 'fresh'], ['gc', '--dry-run']]) {
+      const r = await runCli(['-c', conf, ...args]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('fresh: not synced yet, nothing to collect');
+    }
+    const j = JSON.parse((await runCli(['-c', conf, 'gc', '--json'])).stdout) as { results: Array<{ repo: string; synced?: boolean }> };
+    expect(j.results.map((x) => [x.repo, x.synced ?? true])).toEqual([
+      ['test', true],
+      ['fresh', false],
+    ]);
+  });
+
   it('reads $REPOSNAP_CONFIG when --config is not given', async () => {
     const dir = tmpdir();
     await writeTree(path.join(dir, 'upstream'), { f: 'x\n' });

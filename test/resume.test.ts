@@ -126,6 +126,33 @@ describe('the ways resuming went wrong', () => {
     });
   }
 
+  it('quarantine mode: killed while sync-verify-command runs, the next sync brings the quarantine into place', async () => {
+    for (const signal of SIGNALS) {
+      const dir = tmpdir('verify-quarantine');
+      const up = await makeUpstream('local', dir);
+      await up.serveA();
+      const ready = path.join(dir, 'verifying');
+      const c = await writeConf(
+        dir,
+        `[test]\nlocation = ${path.join(dir, 'repo')}\n${up.conf}sync-verify-command = touch '${ready}'; sleep 0.5\n`,
+      );
+      expect((await runCli(['-c', c, 'sync'])).code).toBe(0);
+      await fs.rm(ready);
+      await up.serveB();
+      const run = startCli(['-c', c, 'sync']);
+      while (!(await fs.stat(ready).catch(() => undefined))) await sleep(5);
+      run.child.kill(signal);
+      await run.done;
+      expect(await fs.stat(path.join(dir, 'repo', 'doomed')).catch(() => undefined)).toBeDefined();
+
+      expect((await runCli(['-c', c, 'sync'])).code).toBe(0);
+      const location = path.join(dir, 'repo');
+      await fs.rm(path.join(location, '.tmp-unverified-download-quarantine'), { recursive: true, force: true });
+      for (const stamp of await fs.readdir(location)) if (stamp.startsWith('.modification_time')) await fs.rm(path.join(location, stamp));
+      expect(await digest(location)).toBe(await up.expected());
+    }
+  });
+
   it('git: a rejected update toward C2 is never resumed toward C3', async () => {
     const dir = tmpdir('git-c3');
     const up = await makeUpstream('git', dir);
