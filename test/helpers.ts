@@ -28,27 +28,7 @@ export function tmpdir(tag = 'reposnap'): string {
   return d;
 }
 
-/** Files to write: path -> content (string), or { symlink } or { dir }. */
-export type TreeSpec = Record<string, string | { symlink: string } | { dir: true; mode?: number } | { content: string; mode: number }>;
-
-export async function writeTree(root: string, spec: TreeSpec): Promise<void> {
-  await fs.mkdir(root, { recursive: true });
-  for (const [rel, v] of Object.entries(spec)) {
-    const p = path.join(root, rel);
-    await fs.mkdir(path.dirname(p), { recursive: true });
-    if (typeof v === 'string') await fs.writeFile(p, v);
-    else if ('symlink' in v) {
-      await fs.rm(p, { force: true });
-      await fs.symlink(v.symlink, p);
-    } else if ('dir' in v) {
-      await fs.mkdir(p, { recursive: true });
-      if (v.mode !== undefined) await fs.chmod(p, v.mode);
-    } else {
-      await fs.writeFile(p, v.content);
-      await fs.chmod(p, v.mode);
-    }
-  }
-}
+export { writeTree, type TreeSpec } from '../torture/lib.js';
 
 export interface TreeEntry {
   type: 'file' | 'dir' | 'symlink' | 'other';

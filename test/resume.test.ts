@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { interruptAt } from '../torture/lib.js';
 import { runCli, sleep, startCli, tmpdir, writeConf } from './helpers.js';
-import { digest, makeUpstream, SOURCE_TYPES, type Upstream } from './upstreams.js';
+import { digest, makeUpstream, SOURCE_TYPES, type Upstream } from '../torture/upstreams.js';
 
 const PHASES = ['staged', 'fill-midway', 'filled', 'sealed', 'renamed'] as const;
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGKILL'];

@@ -147,6 +147,28 @@ export function random(seed: number): (n: number) => number {
   };
 }
 
+/** Files to write: path -> content (string), or { symlink } or { dir }. */
+export type TreeSpec = Record<string, string | { symlink: string } | { dir: true; mode?: number } | { content: string; mode: number }>;
+
+export async function writeTree(root: string, spec: TreeSpec): Promise<void> {
+  await fs.mkdir(root, { recursive: true });
+  for (const [rel, v] of Object.entries(spec)) {
+    const p = path.join(root, rel);
+    await fs.mkdir(path.dirname(p), { recursive: true });
+    if (typeof v === 'string') await fs.writeFile(p, v);
+    else if ('symlink' in v) {
+      await fs.rm(p, { force: true });
+      await fs.symlink(v.symlink, p);
+    } else if ('dir' in v) {
+      await fs.mkdir(p, { recursive: true });
+      if (v.mode !== undefined) await fs.chmod(p, v.mode);
+    } else {
+      await fs.writeFile(p, v.content);
+      await fs.chmod(p, v.mode);
+    }
+  }
+}
+
 /** An RCU repos.conf section for a local repo under `dir`. */
 export function repoSection(name: string, dir: string, extra = '', uri = path.join(dir, 'upstream')): string {
   return `[${name}]

@@ -16,7 +16,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { dyingWithUs, trackChild } from '../util/children.js';
-import { failpoint, failpointArmed } from '../util/failpoint.js';
+import { failpoint } from '../util/failpoint.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
@@ -233,7 +233,10 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
   let files = 0;
   let bytes = 0;
   let specialFile: string | undefined;
-  let midway = failpointArmed('fill-midway');
+  // rsync cannot be stopped halfway from here: the failpoint is reached
+  // when it has written everything, before the fill reports back (the
+  // record still says "partial").
+  let midway = false;
 
   const { status, stderr } = await spawnRsync(bin, args, ctx.repo, { fds: ctx.lockFds ?? [] }, (line) => {
     const item = classify(line);
@@ -246,11 +249,7 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
       if (item.kind !== 'dir-time') {
         changed = true;
         changes[item.kind]++;
-        if (midway) {
-          // rsync goes on meanwhile; what an interruption finds is partly written.
-          midway = false;
-          void failpoint('fill-midway');
-        }
+        midway = true;
       }
       if (scanned % 200 === 0) ctx.onProgress?.({ scanned, changed: changes.added + changes.updated + changes.deleted });
       return;
@@ -270,6 +269,7 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
     if (sent !== undefined) changes.bytesTransferred = sent;
   });
 
+  if (midway) await failpoint('fill-midway');
   if (status.code === 127 && /failed to execute/.test(stderr)) throw notInstalled(ctx.repo, bin);
   if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
   if (specialFile !== undefined) throw new ReposnapError('EUNSAFE', `repo ${ctx.repo}: refusing special file (device, FIFO or socket) ${specialFile}`);

@@ -11,16 +11,13 @@
  * a failpoint costs one comparison. Names used:
  *
  *   staged       the staging tree is open (cloned or resumed), nothing written yet
- *   fill-midway  a fill has written part of the update (a temporary may exist)
+ *   fill-midway  a fill has written part of the update (a temporary may exist;
+ *                rsync: it has exited, the fill has not reported back)
  *   filled       the fill finished and is recorded; verification is next
  *   sealed       the tree is durable and snapshot N's metadata written; not yet renamed
  *   renamed      snapshots/N exists; `latest` still names the previous snapshot
  */
 const wanted = process.env.REPOSNAP_FAILPOINT;
-
-export function failpointArmed(name: string): boolean {
-  return wanted === name;
-}
 
 export async function failpoint(name: string): Promise<void> {
   if (wanted !== name) return;

@@ -15,8 +15,7 @@ import fs from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { treeDigest } from '../torture/lib.js';
-import { isRoot, writeTree, type TreeSpec } from './helpers.js';
+import { isRoot, treeDigest, writeTree, type TreeSpec } from './lib.js';
 
 export type SourceType = 'local' | 'rsync' | 'git' | 'tarball';
 export const SOURCE_TYPES: SourceType[] = ['local', 'rsync', 'git', 'tarball'];
