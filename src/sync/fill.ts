@@ -66,7 +66,13 @@ export function needsWorker(config: RepoConfig): boolean {
 export async function fill(config: RepoConfig, source: SyncSource, ctx: FillContext): Promise<SourceResult> {
   if (!needsWorker(config)) return source.fill(ctx);
   const account = config.syncUser !== undefined && isRoot ? await resolveAccount(config, config.syncUser) : undefined;
-  if (account) await handOver(ctx, account);
+  if (account) {
+    // Handing the folders over changes the tree (their owners): that is a
+    // write, announced first. It costs git its heading (a resume checks out
+    // in full), never correctness.
+    await ctx.beginWriting();
+    await handOver(ctx, account);
+  }
 
   const req: WorkerRequest = {
     config,
