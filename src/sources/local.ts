@@ -7,11 +7,12 @@
  * `link` set: there the new files are private to the quarantine, so they can
  * be linked into the location instead of copied.
  */
-import { constants as fsc, lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
 import { bjoin, bpath, copyAttributes, settleAll, showPath, SNAPSHOT_MODE_BITS, type BPath } from '../util/tree.js';
+import { anchoredReader, trustedReader, type SourceDir, type SourceReader } from '../tree/source-reader.js';
 import { failpoint } from '../util/failpoint.js';
 import { tempNameBytes } from '../util/temp-name.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceProgress, type SourceResult, type SyncSource, type TreeStats, type ChangeStats } from './source.js';
@@ -40,6 +41,8 @@ export class LocalSource implements SyncSource {
       repo: ctx.repo,
       excludeTop: ctx.excludeTop,
       link: false,
+      // Upstream may belong to someone else: never follow what they can swap.
+      reader: anchoredReader,
       midway: () => failpoint('fill-midway'),
       ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
     });
@@ -63,10 +66,18 @@ export interface SyncTreeOptions {
   onProgress?: (p: SourceProgress) => void;
   /** Awaited once, right after the first change is in place (a failpoint). */
   midway?: () => Promise<void>;
+  /** How the source tree is read (default: by path, for trees reposnap made). */
+  reader?: SourceReader;
 }
 
-/** Make the tree at `dst` equal to the tree at `src`. */
+/**
+ * Make the tree at `dst` equal to the tree at `src`. `src` is read with
+ * `opts.reader`: by path for trees reposnap made, anchored to descriptors
+ * for a tree someone else controls (see tree/source-reader.ts).
+ */
 export async function syncTree(src: string, dst: string, opts: SyncTreeOptions): Promise<SourceResult> {
+  const reader = opts.reader ?? trustedReader;
+  if (opts.link && !reader.byPath) throw new ReposnapError('EINTERNAL', 'syncTree: linking needs a reader by path');
   const limiter = new Limiter(FS_CONCURRENCY);
   const changes: ChangeStats = emptyChanges();
   const tree: TreeStats = { files: 0, bytes: 0 };
@@ -75,7 +86,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   let midway = opts.midway;
 
   const fail = (what: string, p: BPath, err: unknown): never => {
-    if (err instanceof ReposnapError) throw err;
+    if (err instanceof ReposnapError) throw new ReposnapError(err.code, err.code === 'EUNSAFE' ? `repo ${opts.repo}: ${err.message}` : err.message, { cause: err });
     const code = errnoCode(err) ?? String(err);
     throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot ${what} ${showPath(p)}: ${code}`, { cause: err });
   };
@@ -95,29 +106,31 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     }
   };
 
-  const syncEntry = async (s: BPath, d: BPath, dDir: BPath, name: BPath, sst: Stats, dst: Stats | undefined): Promise<void> => {
+  const syncEntry = async (sDir: SourceDir, name: BPath, d: BPath, dDir: BPath, sst: Stats, dst: Stats | undefined): Promise<void> => {
+    const shown = bjoin(sDir.shown, name);
     if (sst.isFile()) {
       tree.files++;
       tree.bytes += sst.size;
-      if (dst && dst.isFile() && (await unchanged(s, d, sst, dst))) return;
+      if (dst && dst.isFile() && (await unchanged(sDir, name, d, sst, dst))) return;
       const tmp = tempNameBytes(dDir, name);
       try {
         if (opts.link) {
-          await fs.link(s, tmp);
+          await fs.link(sDir.path(name), tmp);
         } else {
-          await fs.copyFile(s, tmp, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
-          await copyAttributes(tmp, sst);
+          // The attributes are those of what was copied (the reader may
+          // have found the file to be another than the one looked at).
+          await copyAttributes(tmp, await sDir.copyFile(name, sst, tmp));
         }
         await replace(tmp, d, dst);
       } catch (err) {
         await fs.rm(tmp, { force: true }).catch(() => undefined);
-        fail('copy', s, err);
+        fail('copy', shown, err);
       }
       changes.bytesTransferred += sst.size;
       note(dst ? 'updated' : 'added');
     } else if (sst.isSymbolicLink()) {
       tree.files++;
-      const target = await fs.readlink(s, { encoding: 'buffer' }).catch((err: unknown) => fail('read link', s, err));
+      const target = await sDir.readlink(name).catch((err: unknown) => fail('read link', shown, err));
       if (dst?.isSymbolicLink()) {
         const old = await fs.readlink(d, { encoding: 'buffer' });
         if (old.equals(target) && sameOwner(sst, dst)) return;
@@ -130,20 +143,17 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
         await replace(tmp, d, dst);
       } catch (err) {
         await fs.rm(tmp, { force: true }).catch(() => undefined);
-        fail('copy symlink', s, err);
+        fail('copy symlink', shown, err);
       }
       note(dst ? 'updated' : 'added');
     } else {
-      throw new ReposnapError(
-        'EUNSAFE',
-        `repo ${opts.repo}: refusing special file (device, FIFO or socket) ${showPath(s)}`,
-      );
+      throw new ReposnapError('EUNSAFE', `repo ${opts.repo}: refusing special file (device, FIFO or socket) ${showPath(shown)}`);
     }
   };
 
-  const syncDir = async (s: BPath, d: BPath, sst: Stats, top: boolean): Promise<void> => {
-    const [sEntries, dEntries] = await Promise.all([
-      limiter.run(() => fs.readdir(s, { withFileTypes: true, encoding: 'buffer' })).catch((err: unknown) => fail('read directory', s, err)),
+  const syncDir = async (sDir: SourceDir, d: BPath, sst: Stats, top: boolean): Promise<void> => {
+    const [sNames, dEntries] = await Promise.all([
+      limiter.run(() => sDir.names()).catch((err: unknown) => fail('read directory', sDir.shown, err)),
       limiter.run(() => fs.readdir(d, { withFileTypes: true, encoding: 'buffer' })),
     ]);
     const dNames = new Map<string, BPath>();
@@ -153,19 +163,18 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
       dNames.set(key, e.name);
     }
     const work: Array<Promise<void>> = [];
-    const subdirs: Array<{ sp: BPath; dp: BPath; st: Stats }> = [];
-    for (const e of sEntries) {
-      const key = e.name.toString('latin1');
-      if (top && exclude.has(e.name.toString())) continue;
+    const subdirs: Array<{ name: BPath; dp: BPath; st: Stats }> = [];
+    for (const name of sNames) {
+      const key = name.toString('latin1');
+      if (top && exclude.has(name.toString())) continue;
       const present = dNames.has(key);
       dNames.delete(key);
-      const sp = bjoin(s, e.name);
-      const dp = bjoin(d, e.name);
+      const dp = bjoin(d, name);
       work.push(
         (async () => {
           const [sst2, dst2] = await limiter.run(() =>
             Promise.all([
-              fs.lstat(sp).catch((err: unknown) => fail('read', sp, err)),
+              sDir.lstat(name).catch((err: unknown) => fail('read', bjoin(sDir.shown, name), err)),
               present ? fs.lstat(dp) : Promise.resolve(undefined),
             ]),
           );
@@ -183,9 +192,9 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
             } else if (dst2 && !sameOwnerMode(sst2, dst2)) {
               note('updated');
             }
-            subdirs.push({ sp, dp, st: sst2 });
+            subdirs.push({ name, dp, st: sst2 });
           } else {
-            await limiter.run(() => syncEntry(sp, dp, d, e.name, sst2, dst2));
+            await limiter.run(() => syncEntry(sDir, name, dp, d, sst2, dst2));
           }
         })(),
       );
@@ -203,24 +212,35 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     await settleAll(work);
     opts.onProgress?.(progress);
     // A few subdirectories at a time: a walk that opened them all at once
-    // would hold the whole tree's listings in memory.
-    await mapLimit(subdirs, DIR_CONCURRENCY, (x) => syncDir(x.sp, x.dp, x.st, false));
+    // would hold the whole tree's listings (and descriptors) in memory.
+    await mapLimit(subdirs, DIR_CONCURRENCY, async (x) => {
+      const sub = await sDir.openDir(x.name, x.st).catch((err: unknown) => fail('read directory', bjoin(sDir.shown, x.name), err));
+      try {
+        await syncDir(sub, x.dp, x.st, false);
+      } finally {
+        await sub.close();
+      }
+    });
     // Directories are private to the target (never shared with a snapshot),
     // so their attributes are set in place, after their contents.
     await limiter.run(() => copyAttributes(d, sst));
   };
 
   const compare = opts.compare ?? 'quick';
-  const unchanged = async (s: BPath, d: BPath, a: Stats, b: Stats): Promise<boolean> => {
-    if (compare === 'content-any-mtime') return a.size === b.size && sameOwnerMode(a, b) && (await sameBytes(s, d));
+  const unchanged = async (sDir: SourceDir, name: BPath, d: BPath, a: Stats, b: Stats): Promise<boolean> => {
+    if (compare === 'content-any-mtime') return a.size === b.size && sameOwnerMode(a, b) && (await sameBytes(sDir.path(name), d));
     if (!sameFile(a, b)) return false;
-    return compare === 'quick' || (await sameBytes(s, d));
+    return compare === 'quick' || (await sameBytes(sDir.path(name), d));
   };
 
-  const rootStat = await fs.stat(src);
-  const dRoot = await fs.lstat(dst);
-  if (!sameOwnerMode(rootStat, dRoot)) note('updated');
-  await syncDir(bpath(src), bpath(dst), rootStat, true);
+  const root = await reader.openRoot(src).catch((err: unknown) => fail('read directory', bpath(src), err));
+  try {
+    const dRoot = await fs.lstat(dst);
+    if (!sameOwnerMode(root.stat, dRoot)) note('updated');
+    await syncDir(root.dir, bpath(dst), root.stat, true);
+  } finally {
+    await root.dir.close();
+  }
   return { changed: progress.changed > 0, changes, tree };
 }
 
