@@ -171,7 +171,7 @@ describe('rsync source', () => {
     const conf = await writeConf(dir, rcuConf(dir, 'sync-rsync-extra-opts = --checksum --append-verify', 'rsync', dir));
     const r = await runCli(['-c', conf, 'sync']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toMatch(/repos\.conf:7: \[test\] sync-rsync-extra-opts: rsync option --append-verify writes into existing files/);
+    expect(r.stderr).toMatch(/repos\.conf:7: \[test\] sync-rsync-extra-opts: rsync option --checksum changes existing files in place/);
   });
 
   it('passes sync-rsync-extra-opts to rsync', async () => {

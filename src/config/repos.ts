@@ -9,6 +9,7 @@
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, type ConfigPosition } from '../errors.js';
+import { refusedRsyncOptions } from '../sources/rsync-options.js';
 import { shellSplit } from '../util/shlex.js';
 import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
 
@@ -54,6 +55,8 @@ export interface RepoConfig {
   /** tarball: the archive's expected sha256, or where to read it. */
   tarballSha256: string | undefined;
   tarballChecksumUri: string | undefined;
+  /** tarball: the most a download may write, and an archive unpack to (bytes), and unpacked/archive. */
+  tarballLimits: TarballLimits;
   /** A shell command run in the finished update before commit; non-zero stops it. */
   verifyCommand: string | undefined;
   /** Executables run after a sync (Portage's repo.postsync.d), in lexical order. */
@@ -68,6 +71,20 @@ export interface RepoConfig {
   position: Position;
   keyPositions: Record<string, Position>;
 }
+
+export interface TarballLimits {
+  maxDownload: number;
+  maxUnpacked: number;
+  /** 0: no ratio limit. */
+  maxRatio: number;
+}
+
+/**
+ * Room to spare for a Gentoo snapshot (about 45 MB as .tar.xz, 700 MB
+ * unpacked, a ratio near 16), and nothing like a filesystem's worth from
+ * a hostile server or a small archive that decompresses without end.
+ */
+export const DEFAULT_TARBALL_LIMITS: TarballLimits = { maxDownload: 2 * 1024 ** 3, maxUnpacked: 16 * 1024 ** 3, maxRatio: 100 };
 
 export interface ReposConfig {
   /** The files read, in order. */
@@ -95,6 +112,9 @@ const OWN_KEYS = new Set([
   'sync-git-branch',
   'sync-tarball-sha256',
   'sync-tarball-checksum-uri',
+  'sync-tarball-max-size',
+  'sync-tarball-max-unpacked-size',
+  'sync-tarball-max-ratio',
   'sync-verify-command',
   'sync-hooks-dir',
   'sync-hooks-only-on-change',
@@ -188,12 +208,19 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       const p = v.value.trim();
       if (p === '') throw new ConfigError(at(key), 'must not be empty');
       if (p.includes('\n')) throw new ConfigError(at(key), 'must be a single line');
+      // Not expanded (Portage does not either): it would become a folder
+      // named "~" beside the configuration file.
+      if (p.startsWith('~')) throw new ConfigError(at(key), `"${p}": ~ is not expanded here; write the path in full`);
       // Relative paths are relative to the file that says them.
       return path.resolve(path.dirname(v.file), p);
     };
 
     const location = pathValue('location');
     if (location === undefined) throw new ConfigError({ ...sectionPos, key: 'location' }, 'missing (every repository needs a location)');
+    const systemLocation = systemFolderAt(location);
+    if (systemLocation !== undefined) {
+      throw new ConfigError(at('location'), `${location} is ${systemLocation}; a sync would replace what is there (use a folder of its own, such as /var/db/repos/${name})`);
+    }
 
     const rawType = get('sync-type')?.trim();
     let syncType: SyncType | undefined;
@@ -245,6 +272,10 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       if (relation === 'same') throw new ConfigError(at('sync-rcu-store-dir'), `must not be the location itself (${location})`);
       if (relation === 'inside') throw new ConfigError(at('sync-rcu-store-dir'), `must not be inside the location ${location}`);
       if (relation === 'contains') throw new ConfigError(at('sync-rcu-store-dir'), `must not contain the location ${location}`);
+      const systemStore = systemFolderWithin(storeDir);
+      if (systemStore !== undefined) {
+        throw new ConfigError(at('sync-rcu-store-dir'), `${storeDir} ${systemStore}; a store must be a folder of its own (such as /var/cache/reposnap/${name})`);
+      }
     }
 
     let rsyncExtraOpts: string[] = [];
@@ -255,10 +286,8 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       } catch (err) {
         throw new ConfigError(at('sync-rsync-extra-opts'), `cannot split into words: ${(err as Error).message}`);
       }
-      for (const opt of rsyncExtraOpts) {
-        const refused = refusedRsyncOption(opt);
-        if (refused) throw new ConfigError(at('sync-rsync-extra-opts'), refused);
-      }
+      const refused = refusedRsyncOptions(rsyncExtraOpts);
+      if (refused) throw new ConfigError(at('sync-rsync-extra-opts'), refused);
     }
 
     const gitBranch = get('sync-git-branch')?.trim() || undefined;
@@ -274,6 +303,19 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     if (tarballChecksumUri !== undefined && !/^https?:\/\/[^/]/.test(tarballChecksumUri)) {
       throw new ConfigError(at('sync-tarball-checksum-uri'), `expected an http:// or https:// URL, got "${tarballChecksumUri}"`);
     }
+
+    const size = (key: string, dflt: number): number => {
+      const raw = get(key);
+      if (raw === undefined || raw.trim() === '') return dflt;
+      const n = parseSize(raw);
+      if (n === undefined || n <= 0) throw new ConfigError(at(key), `expected a size such as 2G, 500M or 1048576, got "${raw}"`);
+      return n;
+    };
+    const tarballLimits: TarballLimits = {
+      maxDownload: size('sync-tarball-max-size', DEFAULT_TARBALL_LIMITS.maxDownload),
+      maxUnpacked: size('sync-tarball-max-unpacked-size', DEFAULT_TARBALL_LIMITS.maxUnpacked),
+      maxRatio: count('sync-tarball-max-ratio', DEFAULT_TARBALL_LIMITS.maxRatio),
+    };
 
     const verifyCommand = get('sync-verify-command')?.trim() || undefined;
     const hooksDir = values.has('sync-hooks-dir') ? pathValue('sync-hooks-dir') : undefined;
@@ -313,6 +355,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       syncDepth,
       tarballSha256,
       tarballChecksumUri,
+      tarballLimits,
       verifyCommand,
       hooksDir,
       hooksOnlyOnChange,
@@ -328,23 +371,18 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
   return { files, repos, warnings };
 }
 
+/** Bytes in "2G", "500M", "64KiB", "1048576" (binary units), or undefined. */
+export function parseSize(raw: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$/i.exec(raw);
+  if (!m) return undefined;
+  const n = Number(m[1]) * 1024 ** ' kmgt'.indexOf((m[2] || ' ').toLowerCase());
+  return Number.isSafeInteger(Math.floor(n)) ? Math.floor(n) : undefined;
+}
+
 function warnUnknown(warnings: string[], key: string, v: IniValue, section: string): void {
   if (OWN_KEYS.has(key) || PORTAGE_KEYS.has(key)) return;
   if (PORTAGE_KEY_PREFIXES.some((p) => key.startsWith(p))) return;
   warnings.push(`${v.file}:${v.line}: [${section}] ${key}: unknown key, ignored`);
-}
-
-/**
- * rsync options that make rsync write into existing files. Staging trees share
- * inodes with published snapshots, so such a write would change a snapshot
- * that readers are using.
- */
-export function refusedRsyncOption(opt: string): string | undefined {
-  const name = opt.split('=')[0] ?? opt;
-  if (['--inplace', '--append', '--append-verify', '--write-devices'].includes(name)) {
-    return `rsync option ${name} writes into existing files, which would modify published snapshots through shared hardlinks`;
-  }
-  return undefined;
 }
 
 /**
@@ -380,6 +418,40 @@ export function canonicalParent(p: string): string {
       existing = up;
     }
   }
+}
+
+/**
+ * Folders the system itself lives in. A location is replaced by a sync (in
+ * RCU mode by a symlink, otherwise its content by upstream's), and a store
+ * is created, cleaned and, on revert, removed: neither may be one of these,
+ * nor (a store) contain one.
+ */
+const SYSTEM_FOLDERS = [
+  '/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/media', '/mnt', '/opt',
+  '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/var',
+  '/usr/bin', '/usr/include', '/usr/lib', '/usr/lib64', '/usr/libexec', '/usr/local', '/usr/sbin', '/usr/share', '/usr/src',
+  '/var/cache', '/var/db', '/var/db/repos', '/var/lib', '/var/log', '/var/spool', '/var/tmp', '/var/run', '/var/mail',
+  '/etc/portage', '/etc/portage/repos.conf',
+];
+
+/** "the filesystem root" or "a system folder" when `p` (or what it resolves to) is one. */
+function systemFolderAt(p: string): string | undefined {
+  for (const candidate of new Set([path.resolve(p), canonicalParent(p)])) {
+    if (candidate === '/') return 'the filesystem root';
+    if (SYSTEM_FOLDERS.includes(candidate)) return 'a system folder';
+  }
+  return undefined;
+}
+
+/** Why a store at `p` would swallow a system folder: it is one, or contains one. */
+function systemFolderWithin(p: string): string | undefined {
+  const at = systemFolderAt(p);
+  if (at !== undefined) return `is ${at}`;
+  for (const candidate of new Set([path.resolve(p), canonicalParent(p)])) {
+    const inside = SYSTEM_FOLDERS.find((f) => f.startsWith(`${candidate}/`));
+    if (inside !== undefined) return `contains the system folder ${inside}`;
+  }
+  return undefined;
 }
 
 function relate(a: string, b: string): 'same' | 'inside' | 'contains' | 'apart' {

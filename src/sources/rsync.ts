@@ -19,6 +19,8 @@ import { dyingWithUs, trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
+const isRoot = process.getuid?.() === 0;
+
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
   1: 'syntax or usage error',
   2: 'protocol incompatibility',
@@ -68,25 +70,34 @@ export class RsyncSource implements SyncSource {
     return { arg: withSlash(uri) }; // host:path
   }
 
-  /** The arguments that make `target` equal to upstream (with `dryRun`, that say what would change). */
+  /**
+   * The arguments that make `target` equal to upstream (with `dryRun`, that
+   * say what would change). The user's options (allow-listed, see
+   * rsync-options.ts) come after the defaults they may change (the timeout)
+   * and before reposnap's own, so that where rsync lets the last one win,
+   * ours do.
+   */
   private args(target: string, excludeTop: string[], dryRun: boolean): string[] {
     const src = this.sourceArg();
-    const args = [
+    const args: string[] = [];
+    if (src.local === undefined) args.push('--timeout=180');
+    args.push(
+      ...(this.opts.extraOpts ?? []),
       '-a',
       '--delete',
       '--no-D',
-      // Snapshots are never writable by group or others (see SNAPSHOT_MODE_BITS).
-      '--chmod=go-w',
+      // Snapshots are never writable by group or others, and a fill that is
+      // not root's makes no set-id files (see SNAPSHOT_MODE_BITS).
+      isRoot ? '--chmod=go-w' : '--chmod=go-w,ug-s',
       '--itemize-changes',
       '--stats',
       '--no-human-readable',
       ...excludeTop.map((n) => `--exclude=/${n}`),
-    ];
+    );
     // Line-buffered output, so that the first change is seen as rsync finds it.
     if (dryRun) args.push('--dry-run', '--outbuf=L');
-    if (src.local === undefined) args.push('--timeout=180');
     if (src.remoteShell) args.push('-e', src.remoteShell);
-    args.push(...(this.opts.extraOpts ?? []), src.arg, withSlash(target));
+    args.push(src.arg, withSlash(target));
     return args;
   }
 

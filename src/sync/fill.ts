@@ -9,8 +9,18 @@
  * and cache directories. Files shared with snapshots keep their owner; the
  * source replaces them by renaming new files over them, which needs only the
  * directory.
+ *
+ * When the worker is done, everything is taken back before anything else
+ * looks at the tree (verification, commit): every folder, and every file the
+ * user made, goes to the store's owner, without set-id bits and never
+ * writable by group or others. A file the user made is not chowned but
+ * copied into a new inode, so that a descriptor the user still holds open
+ * on it writes into nothing that will be published. Otherwise the sync user
+ * could rewrite the published snapshot, and every older one, that root
+ * reads.
  */
 import { execFile, spawn } from 'node:child_process';
+import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -21,6 +31,9 @@ import type { RepoConfig } from '../config/repos.js';
 import { ConfigError, errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
 import type { FillContext, SourceResult, SyncSource } from '../sources/source.js';
 import { trackChild } from '../util/children.js';
+import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
+import { tempNameBytes } from '../util/temp-name.js';
+import { bjoin, settleAll, showPath } from '../util/tree.js';
 import type { WorkerAnswer, WorkerMessage, WorkerRequest } from './fill-worker.js';
 
 const execFileP = promisify(execFile);
@@ -136,8 +149,56 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
     throw new ReposnapError('ESOURCE', `repo ${config.name}: the sync worker${account ? ` (running as ${account.name})` : ''} failed (exit ${code})`);
   }
   if (reply.type === 'error') throw new ReposnapError(reply.code as ErrorCode, reply.message);
+  if (account) await takeBack(ctx.target, account);
   return reply.result as SourceResult;
 }
+
+/** Give the tree at `target` back to the owner of the folder it lives in (the store's), as described above. */
+export async function takeBack(target: string, account: Account): Promise<void> {
+  const owner = await fs.stat(path.dirname(target));
+  const limiter = new Limiter(FS_CONCURRENCY);
+  const walk = async (dir: Buffer): Promise<void> => {
+    const entries = await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
+    const subdirs: Buffer[] = [];
+    await settleAll(
+      entries.map((e) =>
+        limiter.run(async () => {
+          const p = bjoin(dir, e.name);
+          const st = await fs.lstat(p);
+          if (st.isDirectory()) {
+            subdirs.push(p);
+            return;
+          }
+          if (st.uid !== account.uid) return; // not the user's: a file shared with older snapshots
+          if (st.isSymbolicLink()) {
+            await fs.lchown(p, owner.uid, owner.gid);
+            return;
+          }
+          if (!st.isFile()) throw new ReposnapError('EUNSAFE', `the sync user left a special file ${showPath(p)}; refusing it`);
+          const tmp = tempNameBytes(dir, e.name);
+          try {
+            await fs.copyFile(p, tmp, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
+            await fs.chown(tmp, owner.uid, owner.gid);
+            await fs.chmod(tmp, st.mode & TAKEN_BACK_BITS);
+            await fs.utimes(tmp, st.atime, st.mtime);
+            await fs.rename(tmp, p);
+          } catch (err) {
+            await fs.rm(tmp, { force: true }).catch(() => undefined);
+            throw err;
+          }
+        }),
+      ),
+    );
+    await mapLimit(subdirs, DIR_CONCURRENCY, walk);
+    const st = await fs.lstat(dir);
+    await fs.lchown(dir, owner.uid, owner.gid);
+    await fs.chmod(dir, st.mode & TAKEN_BACK_BITS);
+  };
+  await walk(Buffer.from(target));
+}
+
+/** What a taken-back entry may keep of its mode: no set-id bits, nothing writable by group or others. */
+const TAKEN_BACK_BITS = 0o1755;
 
 async function homeOf(account: Account): Promise<string> {
   try {

@@ -143,9 +143,12 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
 /**
  * The permission bits a snapshot entry may have: never writable by group or
  * others, whatever the source says, so that nobody but the owner can change
- * a published tree (and, through hardlinks, older ones).
+ * a published tree (and, through hardlinks, older ones). A fill that does
+ * not run as root (sync-user) makes no set-id files either: what it made is
+ * given to the store's owner before commit, and a set-id bit would then be
+ * root's.
  */
-export const SNAPSHOT_MODE_BITS = 0o7755;
+export const SNAPSHOT_MODE_BITS = isRoot ? 0o7755 : 0o1755;
 
 /** Mode (less group/other write), times and (as root) owner of `st`, applied to `dst` (not a symlink). */
 export async function copyAttributes(dst: BPath | string, st: Stats): Promise<void> {
