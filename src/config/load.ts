@@ -5,7 +5,7 @@
  * Lookup order: an explicit path (--config), then $REPOSNAP_CONFIG, then
  * /etc/reposnap/repos.conf, then /etc/portage/repos.conf.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, errnoCode } from '../errors.js';
 import { emptyDocument, parseIniInto } from './ini.js';
@@ -48,15 +48,7 @@ export function loadConfig(opts: LoadOptions = {}): ReposConfig {
   const configPath = findConfigPath(opts);
   const files = listConfigFiles(configPath);
   const doc = emptyDocument();
-  for (const file of files) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError({ file, line: 0 }, `cannot read: ${errnoCode(err) ?? String(err)}`);
-    }
-    parseIniInto(doc, text, file);
-  }
+  for (const file of files) parseIniInto(doc, readConfigFile(file), file);
   return interpretRepos(doc, files);
 }
 
@@ -65,6 +57,39 @@ export function parseConfigText(text: string, file = '<string>'): ReposConfig {
   const doc = emptyDocument();
   parseIniInto(doc, text, file);
   return interpretRepos(doc, [file]);
+}
+
+/**
+ * Read one configuration file, refusing anything that is not a regular
+ * file. It is opened without blocking and checked on the open descriptor: a
+ * FIFO would otherwise block the read, and with it the event loop and the
+ * handling of SIGINT and SIGTERM, for as long as nobody writes to it.
+ */
+function readConfigFile(file: string): string {
+  let fd: number;
+  try {
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  } catch (err) {
+    throw new ConfigError({ file, line: 0 }, `cannot read: ${errnoCode(err) ?? String(err)}`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ConfigError({ file, line: 0 }, `not a regular file (${kindOf(st)}); refusing to read it`);
+    return readFileSync(fd, 'utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError({ file, line: 0 }, `cannot read: ${errnoCode(err) ?? String(err)}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function kindOf(st: import('node:fs').Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  if (st.isDirectory()) return 'a directory';
+  return 'not a file';
 }
 
 function listConfigFiles(configPath: string): string[] {

@@ -8,7 +8,7 @@
  *   Range + If-Range, so a changed resource is sent whole instead of spliced.
  */
 import fs from 'node:fs/promises';
-import { errnoCode, ReposnapError } from '../errors.js';
+import { errnoCode, isOutOfSpace, ReposnapError } from '../errors.js';
 import { atomicWriteFile } from '../util/fs.js';
 
 export interface Validators {
@@ -34,6 +34,8 @@ export interface DownloadOptions {
   /** Validators of the copy we already have, for a conditional GET. */
   have?: Validators;
   timeoutMs?: number;
+  /** The most the file may hold: a larger announced size is refused before any byte, a body that runs on is cut there. */
+  maxBytes?: number;
 }
 
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
@@ -81,6 +83,14 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   };
   const length = Number(res.headers.get('content-length') ?? NaN);
   const total = append ? have + length : length;
+  const max = opts.maxBytes ?? Number.POSITIVE_INFINITY;
+  const tooLarge = (what: string): ReposnapError =>
+    new ReposnapError('EUNSAFE', `repo ${opts.repo}: ${opts.url} is larger than sync-tarball-max-size (${what}, limit ${max} bytes); refusing it, nothing is kept`);
+  if (Number.isFinite(total) && total > max) {
+    await res.body?.cancel().catch(() => undefined);
+    await dropDownload(opts.file);
+    throw tooLarge(`${total} bytes announced`);
+  }
   const info: PartialInfo = { url: opts.url, ...validators, ...(Number.isFinite(total) ? { total } : {}) };
   await atomicWriteFile(infoFile, JSON.stringify(info));
 
@@ -92,15 +102,23 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   try {
     if (!res.body) throw new Error('empty response');
     for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      if ((append ? have : 0) + received + chunk.length > max) throw tooLarge(`more than ${max} bytes sent`);
       await fh.write(chunk);
       received += chunk.length;
     }
   } catch (err) {
-    const got = (append ? have : 0) + received;
-    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: download of ${opts.url} interrupted after ${got} bytes${Number.isFinite(total) ? ` of ${total}` : ''} (${networkReason(err)}); the next sync resumes it`, { cause: err });
-  } finally {
     await fh.close();
+    const got = (append ? have : 0) + received;
+    if (err instanceof ReposnapError || isOutOfSpace(err)) {
+      // Nothing to resume: the sync discards it (a full filesystem keeps
+      // nothing, or the next sync would fail the same way).
+      await dropDownload(opts.file);
+      if (err instanceof ReposnapError) throw err;
+      throw new ReposnapError('ESOURCE', `repo ${opts.repo}: the filesystem filled up after ${got} bytes of ${opts.url} (${networkReason(err)}); the partial download is discarded`, { cause: err });
+    }
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: download of ${opts.url} interrupted after ${got} bytes${Number.isFinite(total) ? ` of ${total}` : ''} (${networkReason(err)}); the next sync resumes it`, { cause: err });
   }
+  await fh.close();
   const size = await fileSize(opts.file);
   if (Number.isFinite(total) && size !== total) {
     throw new ReposnapError('ESOURCE', `repo ${opts.repo}: download of ${opts.url} is truncated (${size} of ${total} bytes); the next sync resumes it`);

@@ -22,6 +22,7 @@ export function createSource(repo: RepoConfig): SyncSource {
       return new TarballSource(repo.syncUri, {
         ...(repo.tarballSha256 ? { sha256: repo.tarballSha256 } : {}),
         ...(repo.tarballChecksumUri ? { checksumUri: repo.tarballChecksumUri } : {}),
+        limits: repo.tarballLimits,
       });
   }
 }

@@ -9,16 +9,21 @@
  * hardlink to outside the tree, an entry below a symlink the archive made, a
  * device file, a FIFO or any other special type.
  *
- * gzip and plain tar are read by node-tar; xz and zstd by the system's xz and
- * zstd (Node 20's zlib has neither), chosen by the file's magic bytes.
+ * gzip is unpacked by node:zlib, xz and zstd by the system's xz and zstd
+ * (Node 20's zlib has neither), chosen by the file's magic bytes. What the
+ * decompressor yields is counted before node-tar sees it: an archive that
+ * unpacks to more than the limits allow (an absolute size, and a ratio to
+ * the archive's size) is stopped there, before it fills the filesystem.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream } from 'node:fs';
 import { extract, type ReadEntry } from 'tar';
+import type { TarballLimits } from '../config/repos.js';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { trackChild } from '../util/children.js';
 
@@ -63,8 +68,32 @@ export function refusal(entryPath: string, type: string, linkpath: string | unde
   return undefined;
 }
 
+/** Whatever the ratio, an archive may always unpack to this much (small trees compress very well). */
+const RATIO_FLOOR = 64 * 1024 * 1024;
+
+/** The most `archiveBytes` of archive may unpack to under `limits`. */
+export function unpackLimit(archiveBytes: number, limits: TarballLimits): number {
+  const byRatio = limits.maxRatio > 0 ? Math.max(limits.maxRatio * archiveBytes, RATIO_FLOOR) : Number.POSITIVE_INFINITY;
+  return Math.min(limits.maxUnpacked, byRatio);
+}
+
+/** Counts what passes and fails once it exceeds `limit`. */
+function byteLimit(repo: string, limit: number, archiveBytes: number): Transform {
+  let total = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      total += chunk.length;
+      if (total > limit) {
+        done(new ReposnapError('EUNSAFE', `repo ${repo}: the archive (${archiveBytes} bytes) unpacks to more than ${limit} bytes (sync-tarball-max-unpacked-size, sync-tarball-max-ratio); refusing it, nothing is kept`));
+      } else {
+        done(null, chunk);
+      }
+    },
+  });
+}
+
 /** Extract `file` into the empty directory `dest`. */
-export async function extractArchive(repo: string, file: string, dest: string): Promise<{ entries: number }> {
+export async function extractArchive(repo: string, file: string, dest: string, limits: TarballLimits): Promise<{ entries: number }> {
   const symlinks = new Set<string>();
   let refused: string | undefined;
   let entries = 0;
@@ -97,6 +126,8 @@ export async function extractArchive(repo: string, file: string, dest: string): 
   let sawEnd = false;
   unpack.on('eof', () => (sawEnd = true));
   const compression = await detectCompression(file);
+  const archiveBytes = (await fs.stat(file)).size;
+  const counted = byteLimit(repo, unpackLimit(archiveBytes, limits), archiveBytes);
   try {
     if (compression === 'xz' || compression === 'zstd') {
       const tool = compression === 'xz' ? 'xz' : 'zstd';
@@ -109,7 +140,7 @@ export async function extractArchive(repo: string, file: string, dest: string): 
         child.on('close', resolve);
       });
       try {
-        await Promise.all([pipeline(createReadStream(file), child.stdin), pipeline(child.stdout as Readable, unpack)]);
+        await Promise.all([pipeline(createReadStream(file), child.stdin), pipeline(child.stdout as Readable, counted, unpack)]);
       } catch (err) {
         child.kill('SIGKILL');
         await exited.catch(() => undefined);
@@ -121,8 +152,10 @@ export async function extractArchive(repo: string, file: string, dest: string): 
         throw err;
       });
       if (code !== 0) throw new Error(`${tool}: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`);
+    } else if (compression === 'gzip') {
+      await pipeline(createReadStream(file), createGunzip(), counted, unpack);
     } else {
-      await pipeline(createReadStream(file), unpack);
+      await pipeline(createReadStream(file), counted, unpack);
     }
   } catch (err) {
     // node-tar may still be finishing writes it had started; let them land

@@ -21,10 +21,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { DEFAULT_TARBALL_LIMITS, type TarballLimits } from '../config/repos.js';
 import { ReposnapError } from '../errors.js';
 import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
-import { download, dropDownload, notModified } from './http-download.js';
+import { download, dropDownload, notModified, type Validators } from './http-download.js';
 import { syncTree } from './local.js';
 import { emptyChanges, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { extractArchive } from './tar-extract.js';
@@ -32,6 +33,8 @@ import { extractArchive } from './tar-extract.js';
 export interface TarballOptions {
   sha256?: string;
   checksumUri?: string;
+  /** Bounds on what a download may write and an archive unpack to. */
+  limits?: TarballLimits;
 }
 
 export class TarballSource implements SyncSource {
@@ -43,9 +46,19 @@ export class TarballSource implements SyncSource {
 
   /** One conditional GET: 304 means the snapshot we have is current. */
   async precheck(ctx: PrecheckContext): Promise<boolean> {
-    const st = ctx.previous?.state;
-    if (!st?.etag && !st?.lastModified) return false;
-    return notModified(this.uri, { ...(st.etag ? { etag: st.etag } : {}), ...(st.lastModified ? { lastModified: st.lastModified } : {}) });
+    const have = this.validatorsOf(ctx.previous?.state);
+    if (!have) return false;
+    return notModified(this.uri, have);
+  }
+
+  /**
+   * The validators the previous download left, if they came from this very
+   * URL: an ETag of another URL (sync-uri changed) says nothing here, and a
+   * 304 to it would keep the old tree as "up to date".
+   */
+  private validatorsOf(state: Record<string, string> | undefined): Validators | undefined {
+    if (!state || state.url !== this.uri || (!state.etag && !state.lastModified)) return undefined;
+    return { ...(state.etag ? { etag: state.etag } : {}), ...(state.lastModified ? { lastModified: state.lastModified } : {}) };
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
@@ -55,13 +68,15 @@ export class TarballSource implements SyncSource {
     const prev = ctx.previous;
     // Validators describe the base tree; a target holding part of another
     // update must be rebuilt whatever upstream says, so ask unconditionally.
-    const have = prev?.exact && prev.state ? { ...(prev.state.etag ? { etag: prev.state.etag } : {}), ...(prev.state.lastModified ? { lastModified: prev.state.lastModified } : {}) } : undefined;
+    const have = prev?.exact ? this.validatorsOf(prev.state) : undefined;
 
-    const got = await download({ repo: ctx.repo, url: this.uri, file: archive, ...(have ? { have } : {}) });
+    const limits = this.opts.limits ?? DEFAULT_TARBALL_LIMITS;
+    const got = await download({ repo: ctx.repo, url: this.uri, file: archive, maxBytes: limits.maxDownload, ...(have ? { have } : {}) });
     if (got.status === 'not-modified') {
       return { changed: false, changes: emptyChanges(), tree: { files: 0, bytes: 0 }, ...(prev?.revision ? { revision: prev.revision } : {}), ...(prev?.state ? { state: prev.state } : {}) };
     }
     const state: Record<string, string> = {
+      url: this.uri,
       ...(got.validators.etag ? { etag: got.validators.etag } : {}),
       ...(got.validators.lastModified ? { lastModified: got.validators.lastModified } : {}),
       downloadedBytes: String(got.bytesReceived),
@@ -82,7 +97,7 @@ export class TarballSource implements SyncSource {
     await removeTree(unpacked);
     await fs.mkdir(unpacked, { mode: 0o755 });
     try {
-      await extractArchive(ctx.repo, archive, unpacked);
+      await extractArchive(ctx.repo, archive, unpacked, limits);
     } catch (err) {
       // A bad archive is not worth resuming: the next sync fetches it afresh.
       await dropDownload(archive);

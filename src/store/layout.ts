@@ -12,6 +12,7 @@
  *   reposnap/sync.lock          held for a whole update of this repo
  *   reposnap/store.lock         held to commit, collect or change the layout
  *   reposnap/last-id            highest snapshot id ever assigned
+ *   reposnap/owner.json         the repository and location the store belongs to
  *   reposnap/meta/<N>.json      metadata of snapshot N
  *   reposnap/staging/<tx>/      the tree a transaction is building
  *   reposnap/staging/<tx>.lock  held by the transaction that owns <tx>/
@@ -97,11 +98,19 @@ export class StoreLayout {
   }
 }
 
-/** Snapshot ids are positive decimal integers without leading zeros. */
+/**
+ * The highest snapshot id reposnap assigns or accepts: a million syncs a
+ * day for two thousand years fit, and every id stays exact in a double
+ * (ids near 2^53 would round, and such a snapshot could never be found to
+ * collect).
+ */
+export const MAX_SNAPSHOT_ID = 1e12;
+
+/** Snapshot ids are positive decimal integers without leading zeros, up to MAX_SNAPSHOT_ID. */
 export function parseSnapshotId(name: string): number | undefined {
-  if (!/^[1-9]\d*$/.test(name)) return undefined;
+  if (!/^[1-9]\d{0,12}$/.test(name)) return undefined;
   const n = Number(name);
-  return Number.isSafeInteger(n) ? n : undefined;
+  return n <= MAX_SNAPSHOT_ID ? n : undefined;
 }
 
 /** Parse `latest`'s target ("snapshots/N", or an absolute path ending so). */

@@ -1,5 +1,4 @@
 /**
-// Node opens every file with O_CLOEXEC, so children never inherit a lock's descriptor.
  * Kernel file locks (Linux OFD locks through fs-native-extensions).
  *
  * Why OFD locks and not lock files or flock(2):
@@ -17,6 +16,15 @@
  *
  * Lock files are created 0644: readers that are not root can open them for
  * reading, which is all a shared lock needs, and nobody else can write them.
+ * Node opens every file with O_CLOEXEC, so children never inherit a lock's
+ * descriptor unless it is passed on explicitly.
+ *
+ * A lock file can be removed while someone waits on it (a staging tree's
+ * when it is committed, the whole store's on revert): a lock taken then
+ * locks nothing anyone else can find. So a lock is checked, once held, to
+ * be the file at its path still: if the path now names another file, the
+ * lock is taken again there; if the path is gone, acquire fails with an
+ * ENOENT error for the caller to explain.
  */
 import fsx from 'fs-native-extensions';
 import { constants as fsc } from 'node:fs';
@@ -52,23 +60,29 @@ export class FileLock {
   /** Take a lock on `path`, creating the file if needed. */
   static async acquire(path: string, opts: LockOptions = {}): Promise<FileLock> {
     const mode = opts.mode ?? 'exclusive';
-    const fh = await openLockFile(path, mode);
-    try {
-      const shared = mode === 'shared';
-      if (!fsx.tryLock(fh.fd, { shared })) {
-        if (opts.wait === false) {
-          const holder = await readHolder(path);
-          const msg = opts.busyMessage?.(holder) ?? defaultBusy(path, holder);
-          throw new BusyError(msg, holder);
+    for (;;) {
+      const fh = await openLockFile(path, mode);
+      try {
+        const shared = mode === 'shared';
+        if (!fsx.tryLock(fh.fd, { shared })) {
+          if (opts.wait === false) {
+            const holder = await readHolder(path);
+            const msg = opts.busyMessage?.(holder) ?? defaultBusy(path, holder);
+            throw new BusyError(msg, holder);
+          }
+          await fsx.waitForLock(fh.fd, { shared });
         }
-        await fsx.waitForLock(fh.fd, { shared });
+        if (!(await stillAt(fh, path))) {
+          await fh.close();
+          continue;
+        }
+        const lock = new FileLock(path, mode, fh);
+        if (!shared) await lock.recordHolder(opts.operation ?? 'lock');
+        return lock;
+      } catch (err) {
+        await fh.close().catch(() => undefined);
+        throw err;
       }
-      const lock = new FileLock(path, mode, fh);
-      if (!shared) await lock.recordHolder(opts.operation ?? 'lock');
-      return lock;
-    } catch (err) {
-      await fh.close().catch(() => undefined);
-      throw err;
     }
   }
 
@@ -128,6 +142,25 @@ export class FileLock {
       await this.fh.close();
     }
   }
+}
+
+/**
+ * Whether the locked file is still the one at `path`: false when another
+ * file took its place (lock that one instead); throws ENOENT when the path
+ * is gone (its folder removed: there is nothing left to lock).
+ */
+async function stillAt(fh: fs.FileHandle, path: string): Promise<boolean> {
+  const held = await fh.stat();
+  let now;
+  try {
+    now = await fs.stat(path);
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+    // Recreated by openLockFile if only the file went; if its folder went
+    // too, that fails with ENOENT, which is the answer.
+    return false;
+  }
+  return now.ino === held.ino && now.dev === held.dev;
 }
 
 async function openLockFile(path: string, mode: LockMode): Promise<fs.FileHandle> {

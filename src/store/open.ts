@@ -17,6 +17,7 @@ export function openStorage(repo: RepoConfig): RepoStorage {
         backend: repo.backend,
         allowHardlinks: repo.syncAllowHardlinks,
         prepareStaging: repo.prepareStaging,
+        ...(repo.keyPositions['sync-rcu-store-dir'] ? { storeDirPosition: repo.keyPositions['sync-rcu-store-dir'] } : {}),
       });
     case 'quarantine':
       return new QuarantineStorage(repo.name, repo.location);

@@ -19,14 +19,15 @@ import path from 'node:path';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { chooseBackend } from '../backends/select.js';
 import type { BackendName } from '../config/repos.js';
-import { BusyError, ReposnapError } from '../errors.js';
+import { BusyError, ConfigError, errnoCode, ReposnapError } from '../errors.js';
 import { fsyncDir, lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { publishSnapshot } from './commit.js';
 import { collect, type GcResult } from './gc.js';
 import { StoreLayout } from './layout.js';
 import { ensureLeaseFile, leaseHolders } from './leases.js';
 import { ensureLocationLink, locationKind } from './location.js';
-import { FileLock, withLock } from './lock.js';
+import { FileLock } from './lock.js';
+import { readOwner, writeOwner, type StoreOwner } from './owner.js';
 import { readMeta, type SnapshotMeta } from './metadata.js';
 import type { PreviousTree } from '../sources/source.js';
 import { treesDiffer } from '../sources/local.js';
@@ -44,6 +45,8 @@ export interface RcuOptions {
   backend: BackendName;
   allowHardlinks: boolean;
   prepareStaging?: boolean;
+  /** Where sync-rcu-store-dir is set, for errors about the store. */
+  storeDirPosition?: { file: string; line: number };
 }
 
 class RcuUpdate implements Update {
@@ -116,8 +119,54 @@ export class RcuStorage implements RepoStorage {
   }
 
   /** Take the store lock for `fn` (commit, collection, layout changes). */
-  withStoreLock<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    return withLock(this.layout.storeLock, { operation }, fn);
+  async withStoreLock<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    let lock: FileLock;
+    try {
+      lock = await FileLock.acquire(this.layout.storeLock, { operation });
+    } catch (err) {
+      throw this.explainLockGone(err);
+    }
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /** Take the repo's sync lock (a whole update, migrate, revert), waiting or not. */
+  private async lockRepo(operation: string, wait: boolean): Promise<FileLock> {
+    try {
+      return await FileLock.acquire(this.layout.syncLock, { wait, operation, busyMessage: busyMessage(this.opts.name) });
+    } catch (err) {
+      throw this.explainLockGone(err);
+    }
+  }
+
+  /** A lock whose file vanished while we waited: the store was removed under us (revert). */
+  private explainLockGone(err: unknown): unknown {
+    if (errnoCode(err) !== 'ENOENT') return err;
+    return new ReposnapError(
+      'ESTORE',
+      `repo ${this.opts.name}: the store ${this.opts.storeDir} was removed while this waited for it (reverted to a plain directory?); nothing was done`,
+    );
+  }
+
+  /**
+   * Make sure the store is this repository's: record its name and location
+   * in a store that has no owner yet, refuse one that another repository
+   * (another configuration file naming the same store) owns. Without this,
+   * each of two repositories would keep repointing the other's location.
+   */
+  private async claim(): Promise<void> {
+    const me: StoreOwner = { repo: this.opts.name, location: this.opts.location };
+    const owner = await readOwner(this.layout);
+    if (owner === undefined) return writeOwner(this.layout, me);
+    if (owner.repo === me.repo && owner.location === me.location) return;
+    const why =
+      `the store ${this.opts.storeDir} belongs to repository "${owner.repo}" (location ${owner.location})` +
+      `${owner.repo === me.repo ? `, not to location ${me.location}` : ''}; if it was moved on purpose, remove ${path.join(this.layout.ownDir, 'owner.json')}`;
+    if (this.opts.storeDirPosition) throw new ConfigError({ ...this.opts.storeDirPosition, section: this.opts.name, key: 'sync-rcu-store-dir' }, why);
+    throw new ReposnapError('ECONFIG', `repo ${this.opts.name}: ${why}`);
   }
 
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
@@ -126,12 +175,9 @@ export class RcuStorage implements RepoStorage {
       throw new ReposnapError('ESTORE', `repo ${this.opts.name}: location ${layout.location} is a file, not a directory or symlink; move it away`);
     }
     await fs.mkdir(layout.ownDir, { recursive: true, mode: 0o755 });
-    const syncLock = await FileLock.acquire(layout.syncLock, {
-      wait: opts.wait ?? true,
-      operation: 'sync',
-      busyMessage: busyMessage(this.opts.name),
-    });
+    const syncLock = await this.lockRepo('sync', opts.wait ?? true);
     try {
+      await this.claim();
       const backend = await this.backend();
       const { migrated, base } = await this.withStoreLock('prepare', async () => {
         opts.onProgress?.({ phase: 'migrate', done: 0 });
@@ -249,12 +295,9 @@ export class RcuStorage implements RepoStorage {
       }
       return { id: null, reverted: false };
     }
-    const syncLock = await FileLock.acquire(layout.syncLock, {
-      wait: opts.wait ?? true,
-      operation: 'revert',
-      busyMessage: busyMessage(this.opts.name),
-    });
+    const syncLock = await this.lockRepo('revert', opts.wait ?? true);
     try {
+      await this.claim();
       return await this.withStoreLock('revert', async () => {
         if (!opts.force) {
           for (const id of await listSnapshotIds(layout)) {
@@ -297,12 +340,9 @@ export class RcuStorage implements RepoStorage {
   /** Migrate a plain-directory location into the store now. */
   async migrate(opts: { wait?: boolean } = {}): Promise<SnapshotMeta | undefined> {
     await fs.mkdir(this.layout.ownDir, { recursive: true, mode: 0o755 });
-    const syncLock = await FileLock.acquire(this.layout.syncLock, {
-      wait: opts.wait ?? true,
-      operation: 'migrate',
-      busyMessage: busyMessage(this.opts.name),
-    });
+    const syncLock = await this.lockRepo('migrate', opts.wait ?? true);
     try {
+      await this.claim();
       const backend = await this.backend();
       return await this.withStoreLock('migrate', async () => {
         const meta = await migrateLocation(this.layout, backend);
@@ -322,6 +362,7 @@ export class RcuStorage implements RepoStorage {
   async garbageCollection(): Promise<GcResult> {
     // A repo never synced has nothing to collect (and no lock file to take).
     if (!(await this.exists())) return { decisions: [], removed: [], removedStaging: [] };
+    await this.claim();
     return this.withStoreLock('gc', () =>
       collect(this.layout, { spareSnapshots: this.opts.spareSnapshots, ttlDays: this.opts.ttlDays }),
     );

@@ -3,22 +3,27 @@
  * latest, and the next id to assign.
  */
 import fs from 'node:fs/promises';
-import { errnoCode } from '../errors.js';
+import { errnoCode, ReposnapError } from '../errors.js';
 import { lstatOrUndefined, readlinkOrUndefined } from '../util/fs.js';
-import { parseLatestTarget, parseSnapshotId, type StoreLayout } from './layout.js';
+import { MAX_SNAPSHOT_ID, parseLatestTarget, parseSnapshotId, type StoreLayout } from './layout.js';
 import { listMetaIds } from './metadata.js';
 
-/** Snapshot ids present in snapshots/, ascending. Other names are ignored. */
+/**
+ * Snapshot ids present in snapshots/, ascending: folders named by an id.
+ * Other names, and anything that is not a folder (a stray file named "7"
+ * would otherwise count as a snapshot and take a spare slot), are ignored.
+ */
 export async function listSnapshotIds(layout: StoreLayout): Promise<number[]> {
-  let names: string[];
+  let entries: import('node:fs').Dirent[];
   try {
-    names = await fs.readdir(layout.snapshotsDir);
+    entries = await fs.readdir(layout.snapshotsDir, { withFileTypes: true });
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return [];
     throw err;
   }
-  return names
-    .map(parseSnapshotId)
+  return entries
+    .filter((e) => e.isDirectory())
+    .map((e) => parseSnapshotId(e.name))
     .filter((n): n is number => n !== undefined)
     .sort((a, b) => a - b);
 }
@@ -45,11 +50,35 @@ export async function nextSnapshotId(layout: StoreLayout): Promise<number> {
   let max = 0;
   for (const id of await listSnapshotIds(layout)) max = Math.max(max, id);
   for (const id of await listMetaIds(layout)) max = Math.max(max, id);
+  let last: string | undefined;
   try {
-    const last = parseSnapshotId((await fs.readFile(layout.lastIdFile, 'utf8')).trim());
-    if (last !== undefined) max = Math.max(max, last);
+    last = (await fs.readFile(layout.lastIdFile, 'utf8')).trim();
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') throw err;
   }
+  const lastId = last === undefined ? undefined : parseSnapshotId(last);
+  if (lastId !== undefined) max = Math.max(max, lastId);
+  // An id past the bound is not ignored: ids must never be reused, and one
+  // of them may be the highest ever assigned.
+  const oversized = [
+    ...(last !== undefined && lastId === undefined && /^\d+$/.test(last) ? [`reposnap/last-id says ${last}`] : []),
+    ...(await namesOutOfRange(layout.snapshotsDir, /^(\d+)$/)).map((n) => `snapshots/${n}`),
+    ...(await namesOutOfRange(layout.metaDir, /^(\d+)\.json$/)).map((n) => `reposnap/meta/${n}`),
+  ];
+  if (oversized.length > 0 || max + 1 > MAX_SNAPSHOT_ID) {
+    throw new ReposnapError(
+      'ESTORE',
+      `store ${layout.storeDir}: snapshot ids past ${MAX_SNAPSHOT_ID} (${oversized[0] ?? `next would be ${max + 1}`}); the store is corrupt or was written by something else, refusing to add to it`,
+    );
+  }
   return max + 1;
+}
+
+/** Names in `dir` that look like snapshot ids but are past the bound. */
+async function namesOutOfRange(dir: string, re: RegExp): Promise<string[]> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  return names.filter((n) => {
+    const m = re.exec(n);
+    return m !== null && !/^0/.test(m[1] as string) && parseSnapshotId(m[1] as string) === undefined;
+  });
 }
