@@ -30,7 +30,7 @@ describe('torture suite (quick version)', () => {
     const failures = report.cases.flatMap((c) => c.rows.filter((row) => !row.baseline && row.bad > 0).map((row) => `${c.title}: ${row.what}: ${row.outcome}`));
     expect(failures).toEqual([]);
     expect(status).toBe(0);
-    expect(report.cases.map((c) => c.id)).toEqual(['torn-reads', 'crashes', 'concurrency', 'faults', 'bad-config', 'hostile-sources', 'permissions']);
+    expect(report.cases.map((c) => c.id)).toEqual(['torn-reads', 'crashes', 'concurrency', 'faults', 'bad-config', 'hostile-sources', 'permissions', 'hostile-races']);
     // The in-place baseline is there to show what RCU prevents: it must tear.
     const torn = report.cases.find((c) => c.id === 'torn-reads');
     expect(torn?.rows.find((row) => row.baseline && row.what.startsWith('in-place'))?.bad).toBeGreaterThan(0);
