@@ -10,7 +10,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
-import { treesDiffer } from '../src/sources/local.js';
+import { treesDiffer } from '../src/tree/compare.js';
 import { isRoot, rcuConf, readTree, tmpdir, writeTree } from './helpers.js';
 
 async function setup(type: 'local' | 'rsync') {

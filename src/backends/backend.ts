@@ -3,7 +3,7 @@
  * One small interface so that cheaper copy-on-write methods (reflink, btrfs
  * subvolumes) can sit beside hardlinks and plain copies.
  */
-import type { CloneStats } from '../util/tree.js';
+import type { CloneStats } from '../tree/clone.js';
 
 export type ConcreteBackendName = 'btrfs' | 'reflink' | 'hardlink' | 'copy';
 

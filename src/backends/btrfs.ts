@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createSubvolume, deleteSubvolume, hasBtrfsTool, isOnBtrfs, isSubvolume, setReadOnly, snapshotSubvolume } from '../util/btrfs.js';
 import { removeTree, syncFilesystem } from '../util/fs.js';
 import { tempName } from '../util/temp-name.js';
-import { cloneTree, statWalk, type CloneStats } from '../util/tree.js';
+import { cloneTree, statWalk, type CloneStats } from '../tree/clone.js';
 import type { SnapshotBackend } from './backend.js';
 
 export const btrfsBackend: SnapshotBackend = {

@@ -6,7 +6,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { removeTree, syncFilesystem } from '../util/fs.js';
 import { tempName } from '../util/temp-name.js';
-import { cloneTree } from '../util/tree.js';
+import { cloneTree } from '../tree/clone.js';
 import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
 
 export function treeBackend(name: ConcreteBackendName, method: 'link' | 'reflink' | 'copy', probe: (storeDir: string) => Promise<boolean>): SnapshotBackend {

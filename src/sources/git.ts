@@ -20,7 +20,7 @@ import { trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';
 import { lstatOrUndefined, removeTree } from '../util/fs.js';
 import { isAlive, tempNameBytes, temporaryWriter } from '../util/temp-name.js';
-import { syncTree } from './local.js';
+import { syncTree } from '../tree/mirror.js';
 import { emptyChanges, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 export interface GitSourceOptions {

@@ -18,8 +18,7 @@ import { errnoCode, ReposnapError } from '../errors.js';
 import { dyingWithUs, trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
-
-const isRoot = process.getuid?.() === 0;
+import { isRoot } from '../util/identity.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
   1: 'syntax or usage error',

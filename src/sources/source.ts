@@ -10,21 +10,9 @@
 import fs from 'node:fs/promises';
 import type { SyncType } from '../config/repos.js';
 import { errnoCode, ReposnapError } from '../errors.js';
+import type { ChangeStats, MirrorProgress, TreeStats } from '../tree/mirror.js';
 
-export interface TreeStats {
-  /** Entries in the resulting tree that are not directories. */
-  files: number;
-  /** Bytes in the resulting tree's regular files. */
-  bytes: number;
-}
-
-export interface ChangeStats {
-  added: number;
-  updated: number;
-  deleted: number;
-  /** Bytes of file content written into the target. */
-  bytesTransferred: number;
-}
+export { emptyChanges, type ChangeStats, type TreeStats } from '../tree/mirror.js';
 
 export interface SourceResult {
   changed: boolean;
@@ -57,12 +45,8 @@ export interface PreviousTree {
   toward?: string;
 }
 
-export interface SourceProgress {
-  /** Entries examined so far. */
-  scanned: number;
-  /** Entries changed so far. */
-  changed: number;
-}
+/** Progress of a fill: entries examined and changed so far. */
+export type SourceProgress = MirrorProgress;
 
 export interface FillContext {
   /** Repository name, for messages. */
@@ -119,10 +103,6 @@ export interface SyncSource {
    * change, and fill then does the work and reports any error.
    */
   precheck?(ctx: PrecheckContext): Promise<boolean>;
-}
-
-export function emptyChanges(): ChangeStats {
-  return { added: 0, updated: 0, deleted: 0, bytesTransferred: 0 };
 }
 
 /** Fail clearly unless `dir`, a source on this machine, is a readable directory. */

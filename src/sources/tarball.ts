@@ -26,7 +26,7 @@ import { ReposnapError } from '../errors.js';
 import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
 import { download, dropDownload, notModified, type Validators } from './http-download.js';
-import { syncTree } from './local.js';
+import { syncTree } from '../tree/mirror.js';
 import { emptyChanges, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { extractArchive } from './tar-extract.js';
 

@@ -14,7 +14,7 @@
 import path from 'node:path';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { removeTree } from '../util/fs.js';
-import { countEntries } from '../util/tree.js';
+import { countEntries } from '../tree/clone.js';
 import { publishSnapshot } from './commit.js';
 import type { StoreLayout } from './layout.js';
 import { locationKind, swapDirForSymlink } from './location.js';

@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ReposnapError } from '../errors.js';
 import type { PreviousTree } from '../sources/source.js';
-import { treesDiffer } from '../sources/local.js';
+import { treesDiffer } from '../tree/compare.js';
 import type { Modification } from '../stamp/stamp.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from './lock.js';

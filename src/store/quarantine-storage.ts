@@ -11,9 +11,9 @@
  * location under a temporary name and renamed over the old file.
  */
 import path from 'node:path';
-import { cloneTree } from '../util/tree.js';
+import { cloneTree } from '../tree/clone.js';
 import { lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
-import { syncTree } from '../sources/local.js';
+import { syncTree } from '../tree/mirror.js';
 import { modify, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
 import { beginLocationUpdate, LocationUpdate } from './plain-location.js';

@@ -30,7 +30,7 @@ import { FileLock } from './lock.js';
 import { readOwner, writeOwner, type StoreOwner } from './owner.js';
 import { readMeta, type SnapshotMeta } from './metadata.js';
 import type { PreviousTree } from '../sources/source.js';
-import { treesDiffer } from '../sources/local.js';
+import { treesDiffer } from '../tree/compare.js';
 import { migrateLocation } from './migrate.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { Staging } from './staging.js';

@@ -31,14 +31,14 @@ import type { RepoConfig } from '../config/repos.js';
 import { ConfigError, errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
 import type { FillContext, SourceResult, SyncSource } from '../sources/source.js';
 import { trackChild } from '../util/children.js';
-import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
+import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
 import { tempNameBytes } from '../util/temp-name.js';
-import { bjoin, settleAll, showPath } from '../util/tree.js';
+import { bjoin, showPath } from '../tree/bytes.js';
 import type { WorkerAnswer, WorkerMessage, WorkerRequest } from './fill-worker.js';
+import { isRoot } from '../util/identity.js';
 
 const execFileP = promisify(execFile);
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fill-worker.js');
-const isRoot = process.getuid?.() === 0;
 
 export interface Account {
   uid: number;

@@ -31,8 +31,8 @@
 import { constants as fsc, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
+import { bjoin, type BPath } from './bytes.js';
 
-export type BPath = Buffer;
 
 export interface SourceDir {
   /** The folder's real path, for messages. */
@@ -58,9 +58,6 @@ export interface SourceReader {
   readonly byPath: boolean;
 }
 
-function join(dir: BPath, name: BPath): BPath {
-  return Buffer.concat([dir, Buffer.from('/'), name]);
-}
 
 // ---------------------------------------------------------------- trusted
 
@@ -70,20 +67,20 @@ class PathDir implements SourceDir {
     return fs.readdir(this.shown, { encoding: 'buffer' });
   }
   lstat(name: BPath): Promise<Stats> {
-    return fs.lstat(join(this.shown, name));
+    return fs.lstat(bjoin(this.shown, name));
   }
   readlink(name: BPath): Promise<BPath> {
-    return fs.readlink(join(this.shown, name), { encoding: 'buffer' });
+    return fs.readlink(bjoin(this.shown, name), { encoding: 'buffer' });
   }
   openDir(name: BPath): Promise<SourceDir> {
-    return Promise.resolve(new PathDir(join(this.shown, name)));
+    return Promise.resolve(new PathDir(bjoin(this.shown, name)));
   }
   async copyFile(name: BPath, seen: Stats, to: BPath): Promise<Stats> {
-    await fs.copyFile(join(this.shown, name), to, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
+    await fs.copyFile(bjoin(this.shown, name), to, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
     return seen;
   }
   path(name: BPath): BPath {
-    return join(this.shown, name);
+    return bjoin(this.shown, name);
   }
   close(): Promise<void> {
     return Promise.resolve();
@@ -104,7 +101,7 @@ const FILE_FLAGS = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY
 
 function viaFd(fd: number, name?: BPath): BPath {
   const base = Buffer.from(`/proc/self/fd/${fd}`);
-  return name === undefined ? base : join(base, name);
+  return name === undefined ? base : bjoin(base, name);
 }
 
 function kind(st: Stats): string {
@@ -137,7 +134,7 @@ class AnchoredDir implements SourceDir {
     return fs.readlink(viaFd(this.fh.fd, name), { encoding: 'buffer' });
   }
   async openDir(name: BPath, seen: Stats): Promise<SourceDir> {
-    const shown = join(this.shown, name);
+    const shown = bjoin(this.shown, name);
     let fh: fs.FileHandle;
     try {
       fh = await fs.open(viaFd(this.fh.fd, name), DIR_FLAGS);
@@ -154,7 +151,7 @@ class AnchoredDir implements SourceDir {
     return new AnchoredDir(shown, fh);
   }
   async copyFile(name: BPath, seen: Stats, to: BPath): Promise<Stats> {
-    const shown = join(this.shown, name);
+    const shown = bjoin(this.shown, name);
     let fh: fs.FileHandle;
     try {
       fh = await fs.open(viaFd(this.fh.fd, name), FILE_FLAGS);

@@ -54,3 +54,13 @@ export async function mapLimit<T>(items: T[], n: number, fn: (item: T) => Promis
 
 /** Directories walked at once per level of a tree walk. */
 export const DIR_CONCURRENCY = 4;
+
+/**
+ * Wait for every promise, then throw the first failure. Promise.all would
+ * return at the first error while other operations still write into the tree
+ * that the caller is about to remove.
+ */
+export async function settleAll(promises: Array<Promise<unknown>>): Promise<void> {
+  const results = await Promise.allSettled(promises);
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}

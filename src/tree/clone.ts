@@ -1,38 +1,20 @@
 /**
- * Cloning a directory tree by hardlinks or by copies.
+ * Cloning a directory tree by hardlinks, reflinks or copies.
  *
- * Paths are handled as Buffers: file names on Linux are bytes, and Node's
- * default UTF-8 decoding would turn a name that is not valid UTF-8 into one
- * that does not exist. Symlinks are recreated, never followed. Directory
- * modes, times and (as root) owners are reproduced after their contents are
- * filled in, so filling them does not disturb the times.
+ * Symlinks are recreated, never followed. Directory modes, times and (as
+ * root) owners are reproduced after their contents are filled in, so
+ * filling them does not disturb the times. GNU cp does the common case (see
+ * cp-clone.ts); the walk here is the fallback with progress and exclusions.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsc, type Dirent, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
+import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
+import { copyAttributes } from './attributes.js';
+import { bjoin, bpath, showPath, type BPath } from './bytes.js';
 import { cpClone } from './cp-clone.js';
-import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from './limit.js';
-
-export type BPath = Buffer;
-
-export function bjoin(dir: BPath, name: BPath): BPath {
-  return Buffer.concat([dir, Buffer.from('/'), name]);
-}
-
-export function bpath(p: string): BPath {
-  return Buffer.from(p);
-}
-
-/** Render a byte path for messages (invalid UTF-8 shown as escapes). */
-export function showPath(p: BPath | string): string {
-  if (typeof p === 'string') return JSON.stringify(p).slice(1, -1);
-  let out = '';
-  const text = p.toString('utf8');
-  if (Buffer.from(text).equals(p)) return JSON.stringify(text).slice(1, -1);
-  for (const b of p) out += b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
-  return out;
-}
+import { isRoot } from '../util/identity.js';
 
 export interface CloneStats {
   dirs: number;
@@ -58,8 +40,6 @@ export interface CloneOptions {
   /** Called after each entry, for progress. */
   onEntry?: (stats: CloneStats) => void;
 }
-
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /** Errors of link(2) that mean "this file cannot be linked here; copy it". */
 const LINK_FALLBACK = new Set(['EXDEV', 'EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP']);
@@ -138,34 +118,6 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
 
   await cloneDir(bpath(from), bpath(to), true);
   return stats;
-}
-
-/**
- * The permission bits a snapshot entry may have: never writable by group or
- * others, whatever the source says, so that nobody but the owner can change
- * a published tree (and, through hardlinks, older ones). A fill that does
- * not run as root (sync-user) makes no set-id files either: what it made is
- * given to the store's owner before commit, and a set-id bit would then be
- * root's.
- */
-export const SNAPSHOT_MODE_BITS = isRoot ? 0o7755 : 0o1755;
-
-/** Mode (less group/other write), times and (as root) owner of `st`, applied to `dst` (not a symlink). */
-export async function copyAttributes(dst: BPath | string, st: Stats): Promise<void> {
-  if (isRoot) await fs.chown(dst, st.uid, st.gid);
-  // chown may clear set-id bits, so the mode comes after it.
-  await fs.chmod(dst, st.mode & SNAPSHOT_MODE_BITS);
-  await fs.utimes(dst, st.atime, st.mtime);
-}
-
-/**
- * Wait for every promise, then throw the first failure. Promise.all would
- * return at the first error while other operations still write into the tree
- * that the caller is about to remove.
- */
-export async function settleAll(promises: Array<Promise<unknown>>): Promise<void> {
-  const results = await Promise.allSettled(promises);
-  for (const r of results) if (r.status === 'rejected') throw r.reason;
 }
 
 /** Entries that are not directories below `root` (names only: no stat per file). */

@@ -10,8 +10,8 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { dyingWithUs, trackChild } from './children.js';
-import { removeTree } from './fs.js';
+import { dyingWithUs, trackChild } from '../util/children.js';
+import { removeTree } from '../util/fs.js';
 
 const execFileP = promisify(execFile);
 let gnuCp: Promise<boolean> | undefined;
