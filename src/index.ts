@@ -26,6 +26,7 @@ export { LocalSource } from './sources/local.js';
 export { RsyncSource } from './sources/rsync.js';
 export { modify, readStamp, Modification, STAMP_FILE } from './stamp/stamp.js';
 export type { Stamp, StampContent } from './stamp/stamp.js';
-export { StampedCache, stampGeneration, snapshotGeneration } from './stamp/cache.js';
+export { StampedCache, stampGeneration } from './stamp/cache.js';
+export { snapshotGeneration } from './store/generation.js';
 export type { Generation, CacheResult } from './stamp/cache.js';
 export type { Lease } from './store/leases.js';

@@ -9,7 +9,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileLock } from '../src/store/lock.js';
+import { FileLock } from '../src/lock/file-lock.js';
 import { isRoot, rcuConf, readTree, runCli, sleep, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };

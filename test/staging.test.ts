@@ -7,7 +7,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
-import { FileLock } from '../src/store/lock.js';
+import { FileLock } from '../src/lock/file-lock.js';
 import { rcuConf, runCli, sleep, startCli, tmpdir, writeConf } from './helpers.js';
 
 const FILES = 400;

@@ -6,7 +6,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
-import { snapshotGeneration, StampedCache, stampGeneration } from '../src/stamp/cache.js';
+import { StampedCache, stampGeneration } from '../src/stamp/cache.js';
+import { snapshotGeneration } from '../src/store/generation.js';
 import { Modification, modify, readStamp, STAMP_FILE } from '../src/stamp/stamp.js';
 import { rcuConf, runCli, sleep, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
 

@@ -13,6 +13,8 @@ import { errnoCode, ReposnapError } from '../errors.js';
 import type { ChangeStats, MirrorProgress, TreeStats } from '../tree/mirror.js';
 
 export { emptyChanges, type ChangeStats, type TreeStats } from '../tree/mirror.js';
+export type { PreviousTree } from '../tree/provenance.js';
+import type { PreviousTree } from '../tree/provenance.js';
 
 export interface SourceResult {
   changed: boolean;
@@ -22,27 +24,6 @@ export interface SourceResult {
   revision?: string;
   /** Source-specific facts to remember with the result (HTTP validators...). */
   state?: Record<string, string>;
-}
-
-/** What the tree being updated was made from. */
-export interface PreviousTree {
-  revision?: string;
-  state?: Record<string, string>;
-  /**
-   * True when the target is known to be exactly the tree of `revision` (an
-   * RCU staging clone of the snapshot made from it), possibly with part of an
-   * interrupted update toward the same upstream applied; false when it may
-   * have drifted (a plain location anyone can write to) or holds part of an
-   * earlier update (a resumed staging tree, see `toward`).
-   */
-  exact: boolean;
-  /**
-   * Set when the target is the tree of `revision` plus some of the writes
-   * toward this revision and nothing else (an interrupted fill heading
-   * there): redoing the same update from `revision` is safe, an update
-   * toward any other revision must treat the target as inexact.
-   */
-  toward?: string;
 }
 
 /** Progress of a fill: entries examined and changed so far. */

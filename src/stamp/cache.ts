@@ -14,9 +14,6 @@
  * is returned to the caller, but never cached).
  */
 import fs from 'node:fs/promises';
-import path from 'node:path';
-import { errnoCode } from '../errors.js';
-import { parseLatestTarget } from '../store/layout.js';
 import { atomicWriteFile } from '../util/fs.js';
 import { readStamp, stampSignature } from './stamp.js';
 
@@ -36,20 +33,6 @@ export function stampGeneration(root: string): Generation {
       return { key: s.signature, inProgress: s.inProgress };
     },
   };
-}
-
-/** The generation of an RCU store: the snapshot `latest` points at. */
-export function snapshotGeneration(storeDir: string): Generation {
-  const key = async (): Promise<string> => {
-    try {
-      const id = parseLatestTarget(await fs.readlink(path.join(storeDir, 'latest')));
-      return id === undefined ? 'none' : `snapshot:${id}`;
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return 'none';
-      throw err;
-    }
-  };
-  return { key, state: async () => ({ key: await key(), inProgress: false }) };
 }
 
 export interface CacheResult<T> {

@@ -19,7 +19,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode, ReposnapError } from '../errors.js';
-import { FileLock } from '../store/lock.js';
+import { FileLock } from '../lock/file-lock.js';
 import { atomicWriteFile } from '../util/fs.js';
 
 export const STAMP_FILE = '.modification_time';

@@ -21,7 +21,7 @@ import { deleteSubvolume, isSubvolume } from '../util/btrfs.js';
 import { fsyncDir, removeDeadTemporaries, removeTree } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 import { leaseHolders } from './leases.js';
-import { FileLock } from './lock.js';
+import { FileLock } from '../lock/file-lock.js';
 import { commitTime, listMetaIds } from './metadata.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { collectStaleStaging } from './staging.js';

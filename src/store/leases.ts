@@ -23,9 +23,9 @@
  */
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
-import { lockHolderPids } from './holders.js';
+import { lockHolderPids } from '../lock/holders.js';
 import type { StoreLayout } from './layout.js';
-import { FileLock } from './lock.js';
+import { FileLock } from '../lock/file-lock.js';
 import { latestId } from './snapshots.js';
 
 export interface Lease {

@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
-import type { ChangeStats } from '../sources/source.js';
+import type { ChangeStats } from '../tree/mirror.js';
 import { atomicWriteFile } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 

@@ -7,11 +7,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ReposnapError } from '../errors.js';
-import type { PreviousTree } from '../sources/source.js';
+import type { PreviousTree } from '../tree/provenance.js';
 import { treesDiffer } from '../tree/compare.js';
 import type { Modification } from '../stamp/stamp.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
-import { FileLock } from './lock.js';
+import { FileLock } from '../lock/file-lock.js';
 import { busyMessage, UnchangedUpdate, type CommitInfo, type InitOptions, type Update } from './storage.js';
 
 export function siblingLockPath(location: string): string {

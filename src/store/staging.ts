@@ -34,7 +34,7 @@ import { errnoCode } from '../errors.js';
 import { atomicWriteFile, removeTree } from '../util/fs.js';
 import type { SnapshotBackend } from '../backends/backend.js';
 import type { StoreLayout } from './layout.js';
-import { FileLock } from './lock.js';
+import { FileLock } from '../lock/file-lock.js';
 
 export interface StagingInfo {
   tx: string;

@@ -5,7 +5,8 @@
  * hardlinked copy brought back into place) and in-place.
  */
 import type { StorageMode } from '../config/repos.js';
-import type { ChangeStats, PreviousTree, TreeStats } from '../sources/source.js';
+import type { ChangeStats, TreeStats } from '../tree/mirror.js';
+import type { PreviousTree } from '../tree/provenance.js';
 import type { GcResult } from './gc.js';
 import type { SnapshotMeta } from './metadata.js';
 
