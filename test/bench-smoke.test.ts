@@ -2,7 +2,7 @@
  * Keeps the backend benchmark working: its quick version runs here (no
  * timing is asserted; the numbers go to a scratch file, not to docs/).
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -23,7 +23,6 @@ function runScript(args: string[], timeoutMs: number): Promise<void> {
 describe('bench/sync-compare --quick', () => {
   it('runs every scenario on a small tree and writes the table and the targets', async () => {
     const out = path.join(tmpdir(), 'performance.md');
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
     await runScript(['dist-bench/sync-compare.js', '--quick', '--scales', '0.01', '--out', out], 400_000);
     const md = await fs.readFile(out, 'utf8');
     for (const row of ["Portage's sync-rcu pipeline", 'in-place rsync (tears readers)', 'reposnap hardlink (cold)', 'reposnap hardlink + prepared staging', 'no-op: reposnap hardlink (git source)', 'no-op: reposnap hardlink (tarball source, 304)']) {
@@ -36,7 +35,6 @@ describe('bench/sync-compare --quick', () => {
 describe('bench/stamp-validation --quick', () => {
   it('runs and reports one stat against stat-every-package', async () => {
     const out = path.join(tmpdir(), 'stamps.md');
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
     await runScript(['dist-bench/stamp-validation.js', '--quick', '--out', out], 300_000);
     expect(await fs.readFile(out, 'utf8')).toMatch(/\| 1000 \| [\d.]+ \| [\d.]+ \| \d+× \|/);
   }, 300_000);
@@ -45,7 +43,6 @@ describe('bench/stamp-validation --quick', () => {
 describe('bench/backend-scaling --quick', () => {
   it('runs and writes a table for every backend that works here', async () => {
     const out = path.join(tmpdir(), 'perf.md');
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.bench.json'], { cwd: ROOT, stdio: 'ignore' });
     await runScript(['dist-bench/backend-scaling.js', '--quick', '--out', out], 300_000);
     const md = await fs.readFile(out, 'utf8');
     expect(md).toMatch(/\| filesystem \| backend \| files \| clone ms \| seal ms \| delete ms \|/);
