@@ -115,9 +115,3 @@ export function isOutOfSpace(err: unknown): boolean {
   }
   return false;
 }
-
-/** A short human description of any thrown value, for one-line messages. */
-export function describe(err: unknown): string {
-  if (err instanceof Error) return err.message;
-  return String(err);
-}

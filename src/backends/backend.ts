@@ -1,5 +1,7 @@
 /**
- * How a snapshot is cloned into a staging directory, sealed and deleted.
+ * How a snapshot is cloned into a staging directory and frozen. Sealing
+ * (syncfs) and removal (removeTree, which knows btrfs subvolumes) are the
+ * same for every backend and live with the commit and the collection.
  * One small interface so that cheaper copy-on-write methods (reflink, btrfs
  * subvolumes) can sit beside hardlinks and plain copies.
  */
@@ -20,14 +22,10 @@ export interface SnapshotBackend {
   warm?(dir: string): Promise<void>;
   /** Make `to` an empty writable tree. */
   createEmpty(to: string): Promise<void>;
-  /** Make the tree at `dir` durable before it is published. */
-  seal(dir: string): Promise<void>;
   /**
    * Make a snapshot immutable, once it is in snapshots/ and before `latest`
    * points at it (btrfs: a read-only subvolume cannot be moved between
    * directories, so this comes after the rename).
    */
   freeze?(dir: string): Promise<void>;
-  /** Delete a tree made by this backend (already out of readers' sight). */
-  remove(dir: string): Promise<void>;
 }

@@ -1,7 +1,8 @@
 /**
  * btrfs backend: every snapshot is a read-only subvolume; a staging tree is a
  * writable snapshot of the latest one, made in constant time whatever the
- * tree's size; sealing makes it read-only; deletion is a subvolume delete.
+ * tree's size; freezing (after the rename into snapshots/) makes it
+ * read-only; deletion is a subvolume delete.
  * Readers see ordinary directories.
  *
  * A store whose older snapshots came from another backend keeps working: a
@@ -11,7 +12,7 @@
  */
 import path from 'node:path';
 import { createSubvolume, deleteSubvolume, hasBtrfsTool, isOnBtrfs, isSubvolume, setReadOnly, snapshotSubvolume } from '../util/btrfs.js';
-import { removeTree, syncFilesystem } from '../util/fs.js';
+import { removeTree } from '../util/fs.js';
 import { tempName } from '../util/temp-name.js';
 import { cloneTree, statWalk, type CloneStats } from '../tree/clone.js';
 import type { SnapshotBackend } from './backend.js';
@@ -55,15 +56,7 @@ export const btrfsBackend: SnapshotBackend = {
     return createSubvolume(to);
   },
 
-  seal(dir) {
-    return syncFilesystem(dir);
-  },
-
   async freeze(dir) {
     if (await isSubvolume(dir)) await setReadOnly(dir);
-  },
-
-  remove(dir) {
-    return removeTree(dir);
   },
 };

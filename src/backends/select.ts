@@ -61,5 +61,5 @@ export async function chooseBackend(wanted: BackendName, storeDir: string, allow
       return BACKENDS[name];
     }
   }
-  return copyBackend;
+  throw new ReposnapError('ESTORE', `no snapshot backend works for the store ${storeDir}: not even copying files (is it read-only or full?)`);
 }

@@ -4,7 +4,6 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { removeTree, syncFilesystem } from '../util/fs.js';
 import { tempName } from '../util/temp-name.js';
 import { cloneTree } from '../tree/clone.js';
 import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
@@ -18,12 +17,6 @@ export function treeBackend(name: ConcreteBackendName, method: 'link' | 'reflink
     },
     async createEmpty(to) {
       await fs.mkdir(to, { mode: 0o755 });
-    },
-    seal(dir) {
-      return syncFilesystem(dir);
-    },
-    remove(dir) {
-      return removeTree(dir);
     },
   };
 }

@@ -15,8 +15,9 @@ export async function execCommand(ctx: CommandContext, name: string, args: strin
   if (argv.length === 0) throw new ReposnapError('EUSAGE', 'exec needs a command: reposnap exec REPO -- CMD [ARGS...]');
   const repo = ctx.repos().get(name);
   const lease = await repo.lease();
+  let end;
   try {
-    const end = await runForwarding(argv, {
+    end = await runForwarding(argv, {
       stdio: ['inherit', 'inherit', 'inherit', lease.fd],
       env: {
         ...process.env,
@@ -25,9 +26,9 @@ export async function execCommand(ctx: CommandContext, name: string, args: strin
         REPOSNAP_LEASE_FD: '3',
       },
     });
-    await lease.release();
-    return exitLike(end.code, end.signal);
   } finally {
+    // Before exiting like the command (which may mean dying by its signal).
     await lease.release();
   }
+  return exitLike(end.code, end.signal);
 }

@@ -21,7 +21,7 @@
 import fs from 'node:fs/promises';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { failpoint } from '../util/failpoint.js';
-import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined } from '../util/fs.js';
+import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined, syncFilesystem } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 import { ensureLeaseFile } from './leases.js';
 import { ensureLocationLink } from './location.js';
@@ -45,7 +45,7 @@ export async function publishSnapshot(
   // comparison counts folder times, so this costs nothing else.
   const committedAt = new Date();
   await fs.utimes(dir, committedAt, committedAt);
-  await backend.seal(dir);
+  await syncFilesystem(dir);
   await fs.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o755 });
   const id = await nextSnapshotId(layout);
   const meta: SnapshotMeta = { id, committedAt: committedAt.toISOString(), backend: backend.name, ...draft };
