@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { backendByName } from '../dist/backends/select.js';
 import type { ConcreteBackendName } from '../dist/backends/backend.js';
-import { removeTree } from '../dist/util/fs.js';
+import { removeTree, syncFilesystem } from '../dist/util/fs.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
           const latest = path.join(f.dir, `latest-${name}-${files}`);
           await backend.createEmpty(latest);
           await fillTree(latest, files);
-          await backend.seal(latest);
+          await syncFilesystem(latest);
           await backend.freeze?.(latest);
           const clone: number[] = [];
           const seal: number[] = [];
@@ -107,10 +107,10 @@ async function main(): Promise<void> {
             execFileSync('sync');
             clone.push(await time(() => backend.clone(latest, staging)));
             seal.push(await time(async () => {
-              await backend.seal(staging);
+              await syncFilesystem(staging);
               await backend.freeze?.(staging);
             }));
-            del.push(await time(() => backend.remove(staging)));
+            del.push(await time(() => removeTree(staging)));
           }
           await removeTree(latest);
           const row = { fs: f.name, backend: name, files, cloneMs: median(clone), sealMs: median(seal), deleteMs: median(del) };

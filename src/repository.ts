@@ -55,16 +55,39 @@ export interface SyncReport {
   tree: TreeStats;
   /** Snapshot ids collected after the commit. */
   collected: number[];
-  /**
-   * Milliseconds: preparing (locks, migration, clone), fetching, publishing,
-   * collecting, cloning ahead for the next sync, in all. The new tree is
-   * visible after prepareMs + fetchMs + commitMs.
-   */
-  timings: { prepareMs: number; fetchMs: number; commitMs: number; gcMs: number; prepareNextMs: number; totalMs: number };
+  timings: SyncTimings;
   /** Post-sync hooks that ran, with how they ended. */
   hooks: HookResult[];
   /** Problems that did not undo the sync (a collection or a hook that failed...). */
   warnings: string[];
+}
+
+/**
+ * Milliseconds: preparing (locks, migration, clone), fetching, publishing,
+ * collecting, cloning ahead for the next sync, in all. The new tree is
+ * visible after prepareMs + fetchMs + commitMs.
+ */
+export interface SyncTimings {
+  prepareMs: number;
+  fetchMs: number;
+  commitMs: number;
+  gcMs: number;
+  prepareNextMs: number;
+  totalMs: number;
+}
+
+/** A staging tree, as status shows it. */
+export interface StagingStatus {
+  tx: string;
+  base: number | null;
+  createdAt: string | null;
+  locked: boolean;
+  /** What fills did to it: "none", "partial", "complete". */
+  fill: string | null;
+  /** The upstream revision it heads for. */
+  heading: string | null;
+  /** Why verification refused it (kept for inspection, never resumed). */
+  rejected: { at: string; reason: string } | null;
 }
 
 export interface SnapshotStatus {
@@ -94,20 +117,8 @@ export interface RepoStatus {
   autoSync: boolean;
   current: { id: number | null; path: string; committedAt: string | null } | null;
   snapshots: SnapshotStatus[];
-  /**
-   * Staging trees: what each was cloned from, what fills did to it
-   * ("none", "partial", "complete"), the revision it heads for, and why
-   * verification refused it (kept for inspection, never resumed).
-   */
-  staging: Array<{
-    tx: string;
-    base: number | null;
-    createdAt: string | null;
-    locked: boolean;
-    fill: string | null;
-    heading: string | null;
-    rejected: { at: string; reason: string } | null;
-  }>;
+  /** Staging trees: what each was cloned from and what it holds. */
+  staging: StagingStatus[];
   /** The process updating the repo right now, if any. */
   busy: LockHolder | { pid: null } | null;
   /**
@@ -118,6 +129,7 @@ export interface RepoStatus {
 }
 
 export class Repository {
+  /** @internal How updates reach the location (reposnap/storage's openStorage(config) gives one to users). */
   readonly storage: RepoStorage;
 
   constructor(readonly config: RepoConfig) {
