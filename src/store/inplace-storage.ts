@@ -7,25 +7,20 @@
 import { syncFilesystem } from '../util/fs.js';
 import { Modification, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { beginLocationUpdate, LocationUpdate } from './plain-location.js';
-import { UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
+import type { FileLock } from '../lock/file-lock.js';
+import { LocationUpdate, PlainLocationStorage } from './plain-location.js';
+import type { AbortOptions, CommitInfo, CommitResult, RepoStorage, Update } from './storage.js';
 
-export class InPlaceStorage implements RepoStorage {
+export class InPlaceStorage extends PlainLocationStorage implements RepoStorage {
   readonly mode = 'in-place' as const;
-  constructor(
-    readonly name: string,
-    readonly location: string,
-  ) {}
 
-  initUpdate(opts: InitOptions = {}): Promise<Update> {
-    return beginLocationUpdate(this.name, this.location, opts, async (lock) => {
-      // Readers can see the tree change from now on: stamp it "in progress".
-      const modification = await Modification.begin(this.location);
-      // A quarantine left by Portage, and the stamp, are not content.
-      const u = await LocationUpdate.create(this.location, this.location, [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK], false, lock);
-      u.modification = modification;
-      return u;
-    });
+  protected async prepare(lock: FileLock): Promise<Update> {
+    // Readers can see the tree change from now on: stamp it "in progress".
+    const modification = await Modification.begin(this.location);
+    // A quarantine left by Portage, and the stamp, are not content.
+    const u = await LocationUpdate.create(this.location, this.location, [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK], false, lock);
+    u.modification = modification;
+    return u;
   }
 
   async commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult> {
@@ -41,7 +36,6 @@ export class InPlaceStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, _opts: AbortOptions = {}): Promise<void> {
-    if (update instanceof UnchangedUpdate) return update.lock.release();
     const u = update as LocationUpdate;
     try {
       // Whatever the source wrote before failing is in place: the tree did change.
@@ -49,9 +43,5 @@ export class InPlaceStorage implements RepoStorage {
     } finally {
       await u.lock.release();
     }
-  }
-
-  garbageCollection(): Promise<undefined> {
-    return Promise.resolve(undefined);
   }
 }

@@ -9,10 +9,12 @@ import path from 'node:path';
 import { ReposnapError } from '../errors.js';
 import type { PreviousTree } from '../tree/provenance.js';
 import { treesDiffer } from '../tree/compare.js';
-import type { Modification } from '../stamp/stamp.js';
+import { readStamp, type Modification } from '../stamp/stamp.js';
+import { stampGeneration, type Generation } from '../stamp/cache.js';
+import { holderOf, type StorageStatus } from './status.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from '../lock/file-lock.js';
-import { busyMessage, UnchangedUpdate, type CommitInfo, type InitOptions, type Update } from './storage.js';
+import { busyMessage, type CommitInfo, type CurrentTree, type InitOptions, type PendingUpdate, type Update } from './storage.js';
 
 export function siblingLockPath(location: string): string {
   return path.join(path.dirname(location), `.${path.basename(location)}.reposnap.lock`);
@@ -34,28 +36,90 @@ export async function ensureLocationDir(name: string, location: string): Promise
 }
 
 /**
- * The start both plain-location storages share: take the repo's lock, and
- * ask the source whether upstream is unchanged since the last sync (then the
- * update is an UnchangedUpdate and nothing else happens). `prepare` makes
- * the real update; the lock is released if anything fails.
+ * What both plain-location storages share: taking the repository (its lock
+ * beside the location, a location that is a directory, what the last sync
+ * fetched), and the answers about the current tree, which is the location
+ * itself. `prepare` makes the real update from the held lock.
  */
-export async function beginLocationUpdate(
-  name: string,
-  location: string,
-  opts: InitOptions,
-  prepare: (lock: FileLock) => Promise<Update>,
-): Promise<Update> {
-  const lock = await lockLocation(name, location, opts.wait ?? true);
-  try {
-    const cacheDir = siblingCacheDir(location);
-    const previous = await readLastSync(cacheDir);
-    if (opts.precheck && (await opts.precheck({ previous, cacheDir, lockFds: [lock.fd] }))) {
-      return new UnchangedUpdate(null, lock, cacheDir, previous);
+export abstract class PlainLocationStorage {
+  constructor(
+    readonly name: string,
+    readonly location: string,
+  ) {}
+
+  protected abstract prepare(lock: FileLock, opts: InitOptions): Promise<Update>;
+
+  async initUpdate(opts: InitOptions = {}): Promise<Update> {
+    return (await this.beginUpdate(opts)).open(opts);
+  }
+
+  async beginUpdate(opts: InitOptions = {}): Promise<PendingUpdate> {
+    const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
+    try {
+      const cacheDir = siblingCacheDir(this.location);
+      return {
+        previous: await readLastSync(cacheDir),
+        cacheDir,
+        lockFds: [lock.fd],
+        precheckable: true,
+        // The location is itself the target: nothing to compare with apart from it.
+        current: undefined,
+        migrated: undefined,
+        open: async (o = {}) => {
+          try {
+            return await this.prepare(lock, { ...opts, ...o });
+          } catch (err) {
+            await lock.release();
+            throw err;
+          }
+        },
+        release: () => lock.release(),
+      };
+    } catch (err) {
+      await lock.release();
+      throw err;
     }
-    return await prepare(lock);
-  } catch (err) {
-    await lock.release();
-    throw err;
+  }
+
+  /** Nothing is made ahead of time for a plain location. */
+  prepareNext(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
+  /** Nothing old is kept. */
+  garbageCollection(): Promise<undefined> {
+    return Promise.resolve(undefined);
+  }
+
+  async current(): Promise<CurrentTree | undefined> {
+    const path = await fs.realpath(this.location).catch(() => undefined);
+    return path === undefined ? undefined : { id: null, path };
+  }
+
+  /** The location itself: nothing holds it still (that is what RCU is for). */
+  async withReaderView<T>(fn: (view: CurrentTree) => Promise<T>): Promise<T> {
+    return fn({ id: null, path: await fs.realpath(this.location).catch(() => this.location) });
+  }
+
+  generation(): Generation {
+    return stampGeneration(this.location);
+  }
+
+  async exists(): Promise<boolean> {
+    return (await lstatOrUndefined(this.location)) !== undefined;
+  }
+
+  async status(): Promise<StorageStatus> {
+    const cur = await this.current();
+    const stamp = cur ? await readStamp(cur.path) : undefined;
+    return {
+      backend: null,
+      current: cur ? { id: null, path: cur.path, committedAt: null } : null,
+      snapshots: [],
+      staging: [],
+      busy: await holderOf(siblingLockPath(this.location)),
+      generation: { kind: 'stamp', value: stamp?.counter ?? null, inProgress: stamp?.inProgress ?? false },
+    };
   }
 }
 

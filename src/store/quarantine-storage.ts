@@ -16,37 +16,32 @@ import { lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { syncTree } from '../tree/mirror.js';
 import { modify, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
-import { beginLocationUpdate, LocationUpdate } from './plain-location.js';
-import { UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
+import type { FileLock } from '../lock/file-lock.js';
+import { LocationUpdate, PlainLocationStorage } from './plain-location.js';
+import type { AbortOptions, CommitInfo, CommitResult, InitOptions, RepoStorage, Update } from './storage.js';
 
-export class QuarantineStorage implements RepoStorage {
+export class QuarantineStorage extends PlainLocationStorage implements RepoStorage {
   readonly mode = 'quarantine' as const;
-  constructor(
-    readonly name: string,
-    readonly location: string,
-  ) {}
 
   get quarantine(): string {
     return path.join(this.location, QUARANTINE_DIR);
   }
 
-  initUpdate(opts: InitOptions = {}): Promise<Update> {
-    return beginLocationUpdate(this.name, this.location, opts, async (lock) => {
-      // A quarantine left by an interrupted update is resumed: the source
-      // brings it up to date like any other copy.
-      const resumed = (await lstatOrUndefined(this.quarantine))?.isDirectory() ?? false;
-      if (!resumed) {
-        await removeTree(this.quarantine);
-        await cloneTree(this.location, this.quarantine, {
-          method: 'link',
-          excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK],
-          onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
-        });
-      }
-      return LocationUpdate.create(this.location, this.quarantine, [], resumed, lock, {
-        dir: this.location,
+  protected async prepare(lock: FileLock, opts: InitOptions): Promise<Update> {
+    // A quarantine left by an interrupted update is resumed: the source
+    // brings it up to date like any other copy.
+    const resumed = (await lstatOrUndefined(this.quarantine))?.isDirectory() ?? false;
+    if (!resumed) {
+      await removeTree(this.quarantine);
+      await cloneTree(this.location, this.quarantine, {
+        method: 'link',
         excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK],
+        onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
       });
+    }
+    return LocationUpdate.create(this.location, this.quarantine, [], resumed, lock, {
+      dir: this.location,
+      excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK],
     });
   }
 
@@ -68,7 +63,6 @@ export class QuarantineStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, opts: AbortOptions = {}): Promise<void> {
-    if (update instanceof UnchangedUpdate) return update.lock.release();
     const u = update as LocationUpdate;
     try {
       // The quarantine sits inside the location where readers can see it;
@@ -78,9 +72,5 @@ export class QuarantineStorage implements RepoStorage {
     } finally {
       await u.lock.release();
     }
-  }
-
-  garbageCollection(): Promise<undefined> {
-    return Promise.resolve(undefined);
   }
 }

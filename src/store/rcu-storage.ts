@@ -22,9 +22,9 @@ import type { BackendName } from '../config/repos.js';
 import { BusyError, ConfigError, errnoCode, ReposnapError } from '../errors.js';
 import { fsyncDir, lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { publishSnapshot } from './commit.js';
-import { collect, type GcResult } from './gc.js';
+import { collect, type GcResult, planCollection } from './gc.js';
 import { StoreLayout } from './layout.js';
-import { ensureLeaseFile, leaseHolders } from './leases.js';
+import { ensureLeaseFile, leaseHolders, acquireLease } from './leases.js';
 import { ensureLocationLink, locationKind } from './location.js';
 import { FileLock } from '../lock/file-lock.js';
 import { readOwner, writeOwner, type StoreOwner } from './owner.js';
@@ -33,8 +33,11 @@ import type { PreviousTree } from '../tree/provenance.js';
 import { treesDiffer } from '../tree/compare.js';
 import { migrateLocation } from './migrate.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
-import { Staging } from './staging.js';
-import { busyMessage, UnchangedUpdate, type AbortOptions, type CommitInfo, type CommitResult, type InitOptions, type RepoStorage, type Update } from './storage.js';
+import { Staging, listStaging } from './staging.js';
+import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type CurrentTree, type InitOptions, type PendingUpdate, type RepoStorage, type Update } from './storage.js';
+import type { Generation } from '../stamp/cache.js';
+import { snapshotGeneration } from './generation.js';
+import { holderOf, type SnapshotStatus, type StorageStatus } from './status.js';
 
 export interface RcuOptions {
   name: string;
@@ -170,6 +173,15 @@ export class RcuStorage implements RepoStorage {
   }
 
   async initUpdate(opts: InitOptions = {}): Promise<Update> {
+    return (await this.beginUpdate(opts)).open(opts);
+  }
+
+  /**
+   * Take the repo for an update: the sync lock; under the store lock,
+   * migrate a plain-directory location, give every snapshot a lease file and
+   * repair the location symlink. No tree is made yet (see PendingUpdate).
+   */
+  async beginUpdate(opts: InitOptions = {}): Promise<PendingUpdate> {
     const layout = this.layout;
     if ((await locationKind(layout.location)) === 'other') {
       throw new ReposnapError('ESTORE', `repo ${this.opts.name}: location ${layout.location} is a file, not a directory or symlink; move it away`);
@@ -199,13 +211,27 @@ export class RcuStorage implements RepoStorage {
             ...(baseMeta.sourceState !== undefined ? { state: baseMeta.sourceState } : {}),
           }
         : undefined;
-      if (base !== undefined && !migrated && opts.precheck && (await opts.precheck({ previous, cacheDir: layout.cacheDir, lockFds: [syncLock.fd], current: layout.snapshot(base) }))) {
-        return new UnchangedUpdate(base, syncLock, layout.cacheDir, previous);
-      }
-      // The clone reports no per-file progress: cp does it faster than any walk that could.
-      opts.onProgress?.({ phase: 'clone', done: 0 });
-      const staging = await Staging.open(layout, base ?? null, base === undefined ? null : layout.snapshot(base), backend);
-      return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, base === undefined ? null : layout.snapshot(base));
+      const baseDir = base === undefined ? null : layout.snapshot(base);
+      return {
+        previous,
+        cacheDir: layout.cacheDir,
+        lockFds: [syncLock.fd],
+        precheckable: base !== undefined && !migrated,
+        current: baseDir ?? undefined,
+        migrated,
+        open: async (o = {}) => {
+          try {
+            // The clone reports no per-file progress: cp does it faster than any walk that could.
+            o.onProgress?.({ phase: 'clone', done: 0 });
+            const staging = await Staging.open(layout, base ?? null, baseDir, backend);
+            return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, baseDir);
+          } catch (err) {
+            await syncLock.release();
+            throw err;
+          }
+        },
+        release: () => syncLock.release(),
+      };
     } catch (err) {
       await syncLock.release();
       throw err;
@@ -243,7 +269,6 @@ export class RcuStorage implements RepoStorage {
   }
 
   async abortUpdate(update: Update, opts: AbortOptions = {}): Promise<void> {
-    if (update instanceof UnchangedUpdate) return update.lock.release();
     const u = this.own(update);
     try {
       if (opts.unchanged && this.opts.prepareStaging && u.base !== null) await u.staging.keepPrepared();
@@ -256,12 +281,13 @@ export class RcuStorage implements RepoStorage {
   }
 
   /**
-   * Clone the current snapshot into staging now, so that the next sync
-   * starts from a ready copy (sync-rcu-prepare-staging). Skipped when another
-   * update holds the repo (it is about to make its own) or one is ready.
-   * Returns whether a clone was made.
+   * With sync-rcu-prepare-staging, clone the current snapshot into staging
+   * now, so that the next sync starts from a ready copy. Skipped when
+   * another update holds the repo (it is about to make its own) or one is
+   * ready. Returns whether a clone was made.
    */
   async prepareNext(): Promise<boolean> {
+    if (!this.opts.prepareStaging) return false;
     const lock = await FileLock.tryAcquire(this.layout.syncLock, { operation: 'prepare' });
     if (!lock) return false;
     try {
@@ -352,6 +378,66 @@ export class RcuStorage implements RepoStorage {
     } finally {
       await syncLock.release();
     }
+  }
+
+  async current(): Promise<CurrentTree | undefined> {
+    const id = await latestId(this.layout);
+    return id === undefined ? undefined : { id, path: this.layout.snapshot(id) };
+  }
+
+  /** A lease on the current snapshot, for as long as `fn` runs. */
+  async withReaderView<T>(fn: (view: CurrentTree) => Promise<T>): Promise<T> {
+    const lease = await acquireLease(this.layout, this.opts.name);
+    try {
+      return await fn({ id: lease.id, path: lease.path });
+    } finally {
+      await lease.release();
+    }
+  }
+
+  generation(): Generation {
+    return snapshotGeneration(this.layout.storeDir);
+  }
+
+  async status(): Promise<StorageStatus> {
+    const layout = this.layout;
+    const snapshots: SnapshotStatus[] = [];
+    for (const d of await planCollection(layout, { spareSnapshots: this.opts.spareSnapshots, ttlDays: this.opts.ttlDays })) {
+      const meta = await readMeta(layout, d.id);
+      snapshots.push({
+        id: d.id,
+        path: layout.snapshot(d.id),
+        committedAt: d.committedAt ?? null,
+        source: meta ? `${meta.source.type}${meta.source.uri ? ` ${meta.source.uri}` : ''}` : null,
+        revision: meta?.revision ?? null,
+        files: meta?.files ?? null,
+        bytes: meta?.bytes ?? null,
+        backend: meta?.backend ?? null,
+        keep: d.keep,
+        keepReasons: d.reasons,
+        leases: { count: d.leasedBy.length, pids: d.leasedBy },
+      });
+    }
+    const latest = await latestId(layout);
+    const cur = snapshots.find((x) => x.id === latest);
+    return {
+      // The backend that made the current snapshot; before the first sync,
+      // the configured choice (status never probes: it must not write).
+      backend: cur?.backend ?? this.opts.backend,
+      current: cur ? { id: cur.id, path: cur.path, committedAt: cur.committedAt } : null,
+      snapshots,
+      staging: (await listStaging(layout)).map((x) => ({
+        tx: x.tx,
+        base: x.info?.base ?? null,
+        createdAt: x.info?.createdAt ?? null,
+        locked: x.locked,
+        fill: x.info ? (x.info.fill ?? 'partial') : null,
+        heading: x.info?.heading ?? null,
+        rejected: x.info?.rejected ?? null,
+      })),
+      busy: await holderOf(layout.syncLock),
+      generation: { kind: 'snapshot', value: cur?.id ?? null, inProgress: false },
+    };
   }
 
   /** Whether the store has been made (by a first sync or migration). */

@@ -9,17 +9,40 @@ import type { ChangeStats, TreeStats } from '../tree/mirror.js';
 import type { PreviousTree } from '../tree/provenance.js';
 import type { GcResult } from './gc.js';
 import type { SnapshotMeta } from './metadata.js';
+import type { Generation } from '../stamp/cache.js';
+import type { StorageStatus } from './status.js';
 
 export interface InitOptions {
   /** Wait for another update of the same repo to finish (default) or fail busy. */
   wait?: boolean;
   onProgress?: (p: StorageProgress) => void;
+}
+
+/**
+ * A repository taken for an update (locked, migrated or repaired where it
+ * needed it) before any tree is made: the pipeline asks the source whether
+ * upstream changed, then opens the update or lets the repository go.
+ */
+export interface PendingUpdate {
+  /** What the current tree was made from (exact: a snapshot; inexact: a plain location). */
+  readonly previous: PreviousTree | undefined;
+  /** Kept between syncs for the source (a git mirror). */
+  readonly cacheDir: string;
+  /** Descriptors of the locks held, for children that must hold them too. */
+  readonly lockFds: number[];
   /**
-   * Asked, once the repo is locked and before any tree is cloned, whether
-   * upstream is unchanged since `previous`; if so the update is `unchanged`
-   * and has no target.
+   * Whether a precheck may say "unchanged" and skip the update: not for a
+   * first sync, nor right after migrating a plain location.
    */
-  precheck?: (ctx: { previous: PreviousTree | undefined; cacheDir: string; lockFds: number[]; current?: string }) => Promise<boolean>;
+  readonly precheckable: boolean;
+  /** The current tree, read-only, for sources that compare trees (undefined: the location is itself the target). */
+  readonly current: string | undefined;
+  /** A snapshot made by migrating a plain-directory location first. */
+  readonly migrated: SnapshotMeta | undefined;
+  /** Make (or take over) the target to fill. */
+  open(opts?: Pick<InitOptions, 'onProgress'>): Promise<Update>;
+  /** Nothing to do: let the repository go. */
+  release(): Promise<void>;
 }
 
 export interface StorageProgress {
@@ -29,8 +52,6 @@ export interface StorageProgress {
 
 /** An update in progress: a directory for the source to fill. */
 export interface Update {
-  /** Upstream was found unchanged before any target was made (see InitOptions.precheck). */
-  readonly unchanged?: boolean;
   readonly target: string;
   /** Names at the top of the target that are not content. */
   readonly excludeTop: string[];
@@ -101,13 +122,37 @@ export interface AbortOptions {
   reason?: string;
 }
 
+/** The tree readers get now. */
+export interface CurrentTree {
+  /** The snapshot id (rcu), or null for a plain location. */
+  id: number | null;
+  /** Its canonical path. */
+  path: string;
+}
+
 export interface RepoStorage {
   readonly mode: StorageMode;
+  /** Portage's init_update: take the repo and make the target (beginUpdate, then open). */
   initUpdate(opts?: InitOptions): Promise<Update>;
   commitUpdate(update: Update, info: CommitInfo): Promise<CommitResult>;
   abortUpdate(update: Update, opts?: AbortOptions): Promise<void>;
   /** Collect what is no longer needed; undefined where a mode keeps nothing old. */
   garbageCollection(): Promise<GcResult | undefined>;
+
+  /** Take the repo for an update, without making a target yet. */
+  beginUpdate(opts?: InitOptions): Promise<PendingUpdate>;
+  /** After an update was published, make what the next one starts from ready (false: nothing to do). */
+  prepareNext(): Promise<boolean>;
+  /** The tree readers get now, if there is one. */
+  current(): Promise<CurrentTree | undefined>;
+  /** Run `fn` with the current tree held still for it (rcu: a lease), or fail when there is none. */
+  withReaderView<T>(fn: (view: CurrentTree) => Promise<T>): Promise<T>;
+  /** What a cache of the repository's content is keyed on. */
+  generation(): Generation;
+  /** Whether the repository has been synced (or migrated) at least once. */
+  exists(): Promise<boolean>;
+  /** What the storage looks like now. Reads only; takes no lock. */
+  status(): Promise<StorageStatus>;
 }
 
 export function busyMessage(repo: string) {
@@ -115,35 +160,4 @@ export function busyMessage(repo: string) {
     holder
       ? `repo ${repo} is busy: pid ${holder.pid} holds it (${holder.operation ?? 'update'} since ${holder.since ?? '?'})`
       : `repo ${repo} is busy: another process holds it`;
-}
-
-/** An update that found nothing to do before making a target: it only holds the lock. */
-export class UnchangedUpdate implements Update {
-  readonly unchanged = true;
-  readonly target = '';
-  readonly excludeTop: string[] = [];
-  readonly resumed = false;
-  readonly mustCommit = false;
-  readonly migrated = undefined;
-  readonly backend = undefined;
-  readonly scratchDir = '';
-  readonly dirty = false;
-  constructor(
-    readonly base: number | null,
-    readonly lock: { release(): Promise<void>; fd: number },
-    readonly cacheDir: string,
-    readonly previous: PreviousTree | undefined,
-  ) {}
-  get lockFds(): number[] {
-    return [this.lock.fd];
-  }
-  beginWriting(): Promise<void> {
-    return Promise.reject(new Error('an unchanged update has no target to write'));
-  }
-  endFill(): Promise<void> {
-    return Promise.resolve();
-  }
-  differsFromBase(): Promise<boolean> {
-    return Promise.resolve(false);
-  }
 }

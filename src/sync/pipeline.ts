@@ -1,0 +1,323 @@
+/**
+ * A sync, top to bottom, as named steps:
+ *
+ *   take the repo -> precheck -> open staging -> fill -> verify -> commit
+ *     -> collect -> prepare the next -> hooks
+ *
+ * Each step is a small function over one SyncRun, which holds the
+ * repository, the source, the report and the clock: the timings are kept
+ * here and nowhere else. The storage answers for its own mode (what the
+ * current tree is, how a reader holds it, what to prepare next), so nothing
+ * here asks which kind of storage it has, and no step hands the storage a
+ * callback: the precheck asks the source between taking the repo and
+ * opening staging.
+ */
+import type { RepoConfig, StorageMode } from '../config/repos.js';
+import { isOutOfSpace, ReposnapError } from '../errors.js';
+import { createSource } from '../sources/index.js';
+import { emptyChanges, type ChangeStats, type SourceProgress, type SourceResult, type SyncSource, type TreeStats } from '../sources/source.js';
+import type { GcResult } from '../store/gc.js';
+import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../store/storage.js';
+import { failpoint } from '../util/failpoint.js';
+import { checkSyncUser, fill, needsWorker } from './fill.js';
+import { runHooks, type HookResult } from './hooks.js';
+import { runVerifyCommand } from './verify.js';
+
+export interface SyncOptions {
+  /** Wait for a concurrent update of the same repo (default true). */
+  wait?: boolean;
+  /** Called with progress; the CLI draws it on a terminal. */
+  onProgress?: (event: SyncProgress) => void;
+}
+
+export type SyncProgress =
+  | ({ repo: string; phase: 'migrate' | 'clone' } & Pick<StorageProgress, 'done'>)
+  | ({ repo: string; phase: 'fetch' } & SourceProgress)
+  | { repo: string; phase: 'verify' | 'commit' | 'gc' | 'hooks' };
+
+export interface SyncReport {
+  repo: string;
+  mode: StorageMode;
+  /** "updated": a new tree is visible; "up-to-date": nothing changed upstream. */
+  outcome: 'updated' | 'up-to-date';
+  /** The snapshot readers now get (rcu). */
+  snapshot: { id: number; path: string } | null;
+  /** A snapshot made first from a plain-directory location (rcu). */
+  migrated: number | null;
+  backend: string | null;
+  resumed: boolean;
+  /** Upstream was found unchanged (git commit id, HTTP 304) before any tree was cloned. */
+  unchangedBeforeClone: boolean;
+  changes: ChangeStats;
+  tree: TreeStats;
+  /** Snapshot ids collected after the commit. */
+  collected: number[];
+  timings: SyncTimings;
+  /** Post-sync hooks that ran, with how they ended. */
+  hooks: HookResult[];
+  /** Problems that did not undo the sync (a collection or a hook that failed...). */
+  warnings: string[];
+}
+
+/**
+ * Milliseconds: preparing (locks, migration, clone), fetching, publishing,
+ * collecting, cloning ahead for the next sync, in all. The new tree is
+ * visible after prepareMs + fetchMs + commitMs.
+ */
+export interface SyncTimings {
+  prepareMs: number;
+  fetchMs: number;
+  commitMs: number;
+  gcMs: number;
+  prepareNextMs: number;
+  totalMs: number;
+}
+
+/** What a sync works on. */
+export interface SyncTarget {
+  readonly name: string;
+  readonly config: RepoConfig;
+  readonly storage: RepoStorage;
+}
+
+type Phase = 'prepare' | 'fetch' | 'commit' | 'gc' | 'prepareNext';
+
+/** One sync in progress: its parts, its report and its clock. */
+class SyncRun {
+  readonly source: SyncSource;
+  readonly report: SyncReport;
+  private readonly t0 = performance.now();
+
+  constructor(
+    readonly repo: SyncTarget,
+    readonly opts: SyncOptions,
+  ) {
+    this.source = createSource(repo.config);
+    this.report = {
+      repo: repo.name,
+      mode: repo.storage.mode,
+      outcome: 'up-to-date',
+      snapshot: null,
+      migrated: null,
+      backend: null,
+      resumed: false,
+      unchangedBeforeClone: false,
+      changes: emptyChanges(),
+      tree: { files: 0, bytes: 0 },
+      collected: [],
+      timings: { prepareMs: 0, fetchMs: 0, commitMs: 0, gcMs: 0, prepareNextMs: 0, totalMs: 0 },
+      hooks: [],
+      warnings: [],
+    };
+  }
+
+  /** Run `step`, adding its time to `phase`. */
+  async timed<T>(phase: Phase, step: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await step();
+    } finally {
+      this.report.timings[`${phase}Ms`] += performance.now() - t;
+    }
+  }
+
+  progress(event: Omit<SyncProgress, 'repo'>): void {
+    this.opts.onProgress?.({ repo: this.repo.name, ...event } as SyncProgress);
+  }
+
+  finish(): SyncReport {
+    this.report.timings.totalMs = performance.now() - this.t0;
+    return this.report;
+  }
+}
+
+/** Bring `repo` up to date from its source. */
+export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise<SyncReport> {
+  const run = new SyncRun(repo, opts);
+  // An unknown sync-user is a configuration error: found before anything is touched.
+  await checkSyncUser(repo.config);
+  const pending = await run.timed('prepare', () => takeRepo(run));
+  if (await run.timed('prepare', () => precheck(run, pending))) {
+    await pending.release();
+    run.report.unchangedBeforeClone = true;
+  } else {
+    const update = await run.timed('prepare', () => openStaging(run, pending));
+    const filled = await run.timed('fetch', () => fillStaging(run, update));
+    await failpoint('filled');
+    if (filled.changed) {
+      await run.timed('commit', () => verify(run, update));
+      await run.timed('commit', () => commit(run, update, filled.result));
+    } else {
+      await run.repo.storage.abortUpdate(update, { unchanged: true });
+    }
+  }
+  await nameCurrentSnapshot(run);
+  await run.timed('gc', () => collect(run));
+  await run.timed('prepareNext', () => prepareNext(run));
+  await runPostSyncHooks(run);
+  return run.finish();
+}
+
+/** Lock the repo; migrate or repair the store where needed. Nothing is cloned. */
+async function takeRepo(run: SyncRun): Promise<PendingUpdate> {
+  const pending = await run.repo.storage.beginUpdate({
+    wait: run.opts.wait ?? true,
+    onProgress: (p: StorageProgress) => run.progress(p),
+  });
+  run.report.migrated = pending.migrated?.id ?? null;
+  return pending;
+}
+
+/**
+ * Whether upstream is known to be unchanged, found before any tree is
+ * cloned: git and tarball ask upstream; local and rsync compare it with the
+ * current snapshot, read-only. Not when fetching must run as sync-user
+ * (reading upstream must be that user's).
+ */
+async function precheck(run: SyncRun, pending: PendingUpdate): Promise<boolean> {
+  const { source } = run;
+  if (!source.precheck || needsWorker(run.repo.config) || !pending.precheckable) return false;
+  try {
+    return await source.precheck({
+      repo: run.repo.name,
+      previous: pending.previous,
+      cacheDir: pending.cacheDir,
+      lockFds: pending.lockFds,
+      ...(pending.current !== undefined ? { current: pending.current } : {}),
+    });
+  } catch (err) {
+    await pending.release();
+    throw err;
+  }
+}
+
+/** Make the staging tree: a clone of the current snapshot, or an interrupted update's to resume. */
+async function openStaging(run: SyncRun, pending: PendingUpdate): Promise<Update> {
+  const update = await pending.open({ onProgress: (p: StorageProgress) => run.progress(p) });
+  run.report.backend = update.backend ?? null;
+  run.report.resumed = update.resumed;
+  await failpoint('staged');
+  return update;
+}
+
+/**
+ * Run the source's fill into the staging tree, holding it to the resume
+ * contract: every write is announced first (and recorded by the storage),
+ * so a fill that reports changes without having announced any is a bug,
+ * caught here rather than by a wrong resume later. `changed`: whether the
+ * tree now differs from its base, not only whether this fill changed it,
+ * since a resumed tree may hold the work of an earlier, interrupted one.
+ */
+async function fillStaging(run: SyncRun, update: Update): Promise<{ result: SourceResult; changed: boolean }> {
+  const { repo, source } = run;
+  let announced = false;
+  let result: SourceResult;
+  let changed: boolean;
+  try {
+    result = await fill(repo.config, source, {
+      repo: repo.name,
+      target: update.target,
+      excludeTop: update.excludeTop,
+      lockFds: update.lockFds,
+      cacheDir: update.cacheDir,
+      scratchDir: update.scratchDir,
+      ...(update.previous ? { previous: update.previous } : {}),
+      beginWriting: async (revision?: string) => {
+        announced = true;
+        await update.beginWriting(revision);
+      },
+      onProgress: (p: SourceProgress) => run.progress({ phase: 'fetch', ...p }),
+    });
+    if (result.changed && !announced) {
+      throw new ReposnapError('EINTERNAL', `repo ${repo.name}: the ${source.type} source changed the tree without announcing it (resume contract)`);
+    }
+    changed = result.changed || update.mustCommit || (update.dirty && (await update.differsFromBase()));
+    await update.endFill(changed, result.revision);
+  } catch (err) {
+    // Keep what was fetched: the next sync resumes from it. Unless the
+    // filesystem is full: then what was fetched is what fills it, and
+    // keeping it would make the next sync fail too.
+    await repo.storage.abortUpdate(update, { keep: !isOutOfSpace(err) });
+    throw err;
+  }
+  run.report.changes = result.changes;
+  run.report.tree = result.tree;
+  return { result, changed };
+}
+
+/** sync-verify-command in the finished tree: a refusal keeps the tree for inspection, rejected. */
+async function verify(run: SyncRun, update: Update): Promise<void> {
+  const command = run.repo.config.verifyCommand;
+  if (command === undefined) return;
+  run.progress({ phase: 'verify' });
+  try {
+    await runVerifyCommand(run.repo.name, command, update.target);
+  } catch (err) {
+    await run.repo.storage.abortUpdate(update, { inspect: true, reason: err instanceof Error ? err.message : String(err) });
+    throw err;
+  }
+}
+
+/** Seal and publish, recording what the fill found. */
+async function commit(run: SyncRun, update: Update, result: SourceResult): Promise<void> {
+  run.progress({ phase: 'commit' });
+  const committed = await run.repo.storage.commitUpdate(update, {
+    source: { type: run.source.type, uri: run.source.uri },
+    ...(result.revision !== undefined ? { revision: result.revision } : {}),
+    ...(result.state !== undefined ? { state: result.state } : {}),
+    changes: result.changes,
+    tree: result.tree,
+  });
+  run.report.outcome = 'updated';
+  if (committed.snapshot) run.report.snapshot = { id: committed.snapshot.id, path: committed.snapshot.path };
+}
+
+/** The report names the snapshot readers get, also when nothing was committed. */
+async function nameCurrentSnapshot(run: SyncRun): Promise<void> {
+  if (run.report.snapshot !== null) return;
+  const cur = await run.repo.storage.current();
+  if (cur?.id != null) run.report.snapshot = { id: cur.id, path: cur.path };
+}
+
+/**
+ * Collection runs after the new snapshot is visible and the repo is free
+ * for the next update; its failure does not undo a good sync.
+ */
+async function collect(run: SyncRun): Promise<void> {
+  run.progress({ phase: 'gc' });
+  let gc: GcResult | undefined;
+  try {
+    gc = await run.repo.storage.garbageCollection();
+  } catch (err) {
+    run.report.warnings.push(`repo ${run.repo.name}: collecting old snapshots failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  run.report.collected = gc?.removed ?? [];
+}
+
+/** After a new tree was published, what the next sync starts from (sync-rcu-prepare-staging). */
+async function prepareNext(run: SyncRun): Promise<void> {
+  if (run.report.outcome !== 'updated') return;
+  try {
+    await run.repo.storage.prepareNext();
+  } catch (err) {
+    run.report.warnings.push(`repo ${run.repo.name}: preparing staging for the next sync failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+/** Post-sync hooks, holding the current tree still while they run (rcu: a lease). */
+async function runPostSyncHooks(run: SyncRun): Promise<void> {
+  const { config, name, storage } = run.repo;
+  if (config.hooksDir === undefined || (run.report.outcome !== 'updated' && config.hooksOnlyOnChange)) return;
+  run.progress({ phase: 'hooks' });
+  const hooksDir = config.hooksDir;
+  const args = [name, config.syncUri ?? '', config.location];
+  run.report.hooks = await storage.withReaderView((view) =>
+    runHooks(hooksDir, args, {
+      REPOSNAP_REPO: name,
+      ...(view.id !== null ? { REPOSNAP_SNAPSHOT: view.path, REPOSNAP_SNAPSHOT_ID: String(view.id) } : {}),
+    }),
+  );
+  for (const h of run.report.hooks) {
+    if (h.status !== 0) run.report.warnings.push(`repo ${name}: post-sync hook ${h.hook} failed (${h.signal ? `killed by ${h.signal}` : `exit ${h.status}`})`);
+  }
+}
