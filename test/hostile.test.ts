@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileLock } from '../src/lock/file-lock.js';
+import { containing, HOLDER, RACED_TREE, symlinkRacer } from '../torture/hostile-races.js';
 import { isRoot, rcuConf, readTree, runCli, sleep, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
@@ -41,13 +42,6 @@ function nobodyDoes(script: string): { code: number; out: string } {
   }
 }
 
-/** Every regular file below `root` whose content contains `needle`. */
-async function filesContaining(root: string, needle: string): Promise<string[]> {
-  const hits: string[] = [];
-  for (const [rel, e] of Object.entries(await readTree(root))) if (e.type === 'file' && e.content?.includes(needle)) hits.push(rel);
-  return hits;
-}
-
 async function serve(handler: http.RequestListener): Promise<string> {
   const server = http.createServer(handler);
   servers.push(server);
@@ -67,28 +61,18 @@ describe.skipIf(!isRoot)('the local source, as root, on a folder another user co
     // file is rewritten (so a sync copies it) and then replaced by a
     // symlink to root's secret; the folder likewise.
     const up = path.join(dir, 'upstream');
-    const spec: Record<string, string> = { 'd/key-1': 'user\n', 'd/key-2': 'user\n' };
-    for (let n = 1; n <= 8; n++) spec[`f${n}`] = 'user file\n';
-    await writeTree(up, spec);
+    await writeTree(up, RACED_TREE);
     execFileSync('chown', ['-R', `${NOBODY.uid}:${NOBODY.gid}`, up]);
     const conf = await writeConf(dir, rcuConf(dir, '', 'local', up));
     expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
-
-    asNobody(`cd '${up}' && i=0 && while :; do
-      i=$((i+1))
-      for n in 1 2 3 4 5 6 7 8; do echo "user data $i" > f$n.new; mv -f f$n.new f$n; done
-      for n in 1 2 3 4 5 6 7 8; do ln -sfn '${secret}/key-1' l.tmp; mv -fT l.tmp f$n; done
-      rm -rf d.new; mkdir d.new; echo "user $i" > d.new/key-1; echo "user $i" > d.new/key-2
-      rm -rf d.old; mv -T d d.old 2>/dev/null; mv -T d.new d
-      mv -T d d.new; ln -sfn '${secret}' d; rm -f d; mv -T d.new d
-    done`);
+    asNobody(symlinkRacer(up, secret));
     const outcomes = { ok: 0, refused: 0, other: [] as string[] };
     for (let i = 0; i < 25; i++) {
       const r = await runCli(['-c', conf, 'sync']);
       if (r.code === 0) outcomes.ok++;
       else if (/changed while it was read|refusing/.test(r.stderr)) outcomes.refused++;
       else outcomes.other.push(r.stderr.trim());
-      expect(await filesContaining(await fs.realpath(path.join(dir, 'repo')), 'SECRET')).toEqual([]);
+      expect(await containing(await fs.realpath(path.join(dir, 'repo')), 'SECRET')).toEqual([]);
     }
     expect(outcomes.other.filter((m) => !/cannot (read|copy)|ENOENT/.test(m))).toEqual([]);
     expect(outcomes.ok).toBeGreaterThan(0);
@@ -114,40 +98,9 @@ describe.skipIf(!isRoot)('the local source, as root, on a folder another user co
     const r = await runCli(['-c', conf, 'sync']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^reposnap: .*real is a symlink someone other than root can replace/m);
-    expect(await filesContaining(await fs.realpath(path.join(dir, 'repo')), 'SECRET')).toEqual([]);
+    expect(await containing(await fs.realpath(path.join(dir, 'repo')), 'SECRET')).toEqual([]);
   });
 });
-
-/**
- * Run as the sync user: open every file it owns in staging for writing and
- * keep the descriptor; once told to stop, write through all of them.
- */
-const HOLDER = `
-const fs = require('node:fs');
-const [staging, done] = process.argv.slice(1);
-const fds = [];
-const seen = new Set();
-const scan = (d) => {
-  let names = [];
-  try { names = fs.readdirSync(d, { withFileTypes: true }); } catch { return; }
-  for (const e of names) {
-    const p = d + '/' + e.name;
-    if (e.isDirectory()) { scan(p); continue; }
-    if (!e.isFile() || seen.has(p)) continue;
-    try { const st = fs.statSync(p); if (st.uid !== process.getuid()) continue; fds.push(fs.openSync(p, 'r+')); seen.add(p); } catch {}
-  }
-};
-const tick = () => {
-  if (fs.existsSync(done)) {
-    for (const fd of fds) { try { fs.writeSync(fd, 'TAMPERED', 0); } catch {} }
-    process.stdout.write(String(fds.length));
-    return;
-  }
-  scan(staging);
-  setTimeout(tick, 2);
-};
-tick();
-`;
 
 describe.skipIf(!isRoot)('sync-user cannot change a published snapshot', () => {
   it('as that user: no file is created, written, removed, renamed or chmod-ed in any snapshot; set-id bits go; held descriptors write into nothing published', { timeout: 60_000 }, async () => {
@@ -183,7 +136,7 @@ describe.skipIf(!isRoot)('sync-user cannot change a published snapshot', () => {
 
     for (const id of ['1', '2']) {
       const snap = path.join(dir, 'store', 'snapshots', id);
-      expect(await filesContaining(snap, 'TAMPERED')).toEqual([]);
+      expect(await containing(snap, 'TAMPERED')).toEqual([]);
       const st = await fs.stat(path.join(snap, 'run.sh'));
       expect(st.mode & 0o7777).toBe(0o755);
       expect(st.uid).toBe(0);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { interruptAt } from '../torture/lib.js';
 import { runCli, sleep, startCli, tmpdir, writeConf } from './helpers.js';
-import { digest, makeUpstream, SOURCE_TYPES, type Upstream } from '../torture/upstreams.js';
+import { digest, makeUpstream, SOURCE_TYPES, type SourceType, type Upstream } from '../torture/upstreams.js';
 
 const PHASES = ['staged', 'fill-midway', 'filled', 'sealed', 'renamed'] as const;
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGKILL'];
@@ -55,6 +55,18 @@ async function idle(confPath: string): Promise<void> {
 
 async function locationDigest(dir: string): Promise<string> {
   return digest(await fs.realpath(path.join(dir, 'repo')));
+}
+
+/** A repo synced to upstream's tree A, with upstream now serving B. */
+async function syncedToA(type: SourceType, tag: string, extra = ''): Promise<{ dir: string; up: Upstream; c: string }> {
+  const dir = tmpdir(tag);
+  const up = await makeUpstream(type, dir);
+  upstreams.push(up);
+  await up.serveA();
+  const c = await writeConf(dir, conf(dir, up, extra));
+  expect((await runCli(['-c', c, 'sync'])).code).toBe(0);
+  await up.serveB();
+  return { dir, up, c };
 }
 
 describe('an interrupted update resumes to exactly upstream', () => {
@@ -191,13 +203,7 @@ describe('the ways resuming went wrong', () => {
 
   it('git: an update killed on its way to C2 resumes toward C3 with a full checkout, not the C1 -> C3 difference', async () => {
     for (const point of ['fill-midway', 'filled']) {
-      const dir = tmpdir('git-c3-kill');
-      const up = await makeUpstream('git', dir);
-      upstreams.push(up);
-      await up.serveA();
-      const c = await writeConf(dir, conf(dir, up));
-      expect((await runCli(['-c', c, 'sync'])).code).toBe(0);
-      await up.serveB();
+      const { dir, c } = await syncedToA('git', 'git-c3-kill');
       expect((await interruptAt(['-c', c, 'sync'], point, 'SIGKILL')).reached).toBe(true);
       await idle(c);
       expect((await status(c)).staging).toEqual([expect.objectContaining({ fill: point === 'filled' ? 'complete' : 'partial', heading: expect.stringMatching(/^[0-9a-f]{40}$/) })]);
@@ -210,13 +216,7 @@ describe('the ways resuming went wrong', () => {
   });
 
   it('git: a fill killed while applying a difference leaves a temporary that the resumed update removes', async () => {
-    const dir = tmpdir('git-tmp');
-    const up = await makeUpstream('git', dir);
-    upstreams.push(up);
-    await up.serveA();
-    const c = await writeConf(dir, conf(dir, up));
-    expect((await runCli(['-c', c, 'sync'])).code).toBe(0);
-    await up.serveB();
+    const { dir, up, c } = await syncedToA('git', 'git-tmp');
     expect((await interruptAt(['-c', c, 'sync'], 'fill-midway', 'SIGKILL')).reached).toBe(true);
     await idle(c);
     const stagingRoot = path.join(dir, 'store', 'reposnap', 'staging');
@@ -231,13 +231,7 @@ describe('the ways resuming went wrong', () => {
   });
 
   it('a staging tree whose clone never finished is not resumed', async () => {
-    const dir = tmpdir('cloning');
-    const up = await makeUpstream('git', dir);
-    upstreams.push(up);
-    await up.serveA();
-    const c = await writeConf(dir, conf(dir, up));
-    expect((await runCli(['-c', c, 'sync'])).code).toBe(0);
-    await up.serveB();
+    const { dir, up, c } = await syncedToA('git', 'cloning');
     // A clone cut short: half the tree, and a record that says so.
     const stagingRoot = path.join(dir, 'store', 'reposnap', 'staging');
     await fs.mkdir(path.join(stagingRoot, 'cut-1-aaaaaa', 'metadata'), { recursive: true });

@@ -21,8 +21,27 @@ function asNobody(args: string[], stdout: 'ignore' | 'pipe' = 'ignore'): ChildPr
   return spawn('setpriv', [`--reuid=${NOBODY.uid}`, `--regid=${NOBODY.gid}`, '--clear-groups', ...args], { stdio: ['ignore', stdout, 'ignore'] });
 }
 
+/** The tree the symlink racer works on: eight files and a folder. */
+export const RACED_TREE: Record<string, string> = { 'd/key-1': 'user\n', 'd/key-2': 'user\n', ...Object.fromEntries([1, 2, 3, 4, 5, 6, 7, 8].map((n) => [`f${n}`, 'user file\n'])) };
+
+/**
+ * A shell loop, run as the tree's owner, that rewrites each file (so a sync
+ * copies it) and then swaps it for a symlink to root's `secret`/key-1, and
+ * does the same to the folder d: the race the local source must win.
+ */
+export function symlinkRacer(up: string, secret: string): string {
+  return `cd '${up}' && i=0 && while :; do
+      i=$((i+1))
+      for n in 1 2 3 4 5 6 7 8; do echo "user data $i" > f$n.new; mv -f f$n.new f$n; done
+      for n in 1 2 3 4 5 6 7 8; do ln -sfn '${secret}/key-1' l.tmp; mv -fT l.tmp f$n; done
+      rm -rf d.new; mkdir d.new; echo "user $i" > d.new/key-1; echo "user $i" > d.new/key-2
+      rm -rf d.old; mv -T d d.old 2>/dev/null; mv -T d.new d
+      mv -T d d.new; ln -sfn '${secret}' d; rm -f d; mv -T d.new d
+    done`;
+}
+
 /** Regular files below `root` whose content contains `needle`. */
-async function containing(root: string, needle: string): Promise<string[]> {
+export async function containing(root: string, needle: string): Promise<string[]> {
   const hits: string[] = [];
   const walk = async (dir: string): Promise<void> => {
     for (const e of await fs.readdir(dir, { withFileTypes: true })) {
@@ -43,24 +62,11 @@ async function localRace(opts: CaseOptions, syncs: number): Promise<Row> {
   await writeTree(secret, { 'key-1': 'SECRET root only\n', 'key-2': 'SECRET root only\n' });
   await fs.chmod(secret, 0o700);
   const up = path.join(dir, 'upstream');
-  const spec: Record<string, string> = { 'd/key-1': 'user\n', 'd/key-2': 'user\n' };
-  for (let n = 1; n <= 8; n++) spec[`f${n}`] = 'user file\n';
-  await writeTree(up, spec);
+  await writeTree(up, RACED_TREE);
   await must('chown', ['-R', `${NOBODY.uid}:${NOBODY.gid}`, up]);
   const conf = await writeConf(dir, repoSection('r', dir, '', up));
   await cli(['-q', '-c', conf, 'sync']);
-  const racer = asNobody([
-    'sh',
-    '-c',
-    `cd '${up}' && i=0 && while :; do
-      i=$((i+1))
-      for n in 1 2 3 4 5 6 7 8; do echo "user data $i" > f$n.new; mv -f f$n.new f$n; done
-      for n in 1 2 3 4 5 6 7 8; do ln -sfn '${secret}/key-1' l.tmp; mv -fT l.tmp f$n; done
-      rm -rf d.new; mkdir d.new; echo "user $i" > d.new/key-1; echo "user $i" > d.new/key-2
-      rm -rf d.old; mv -T d d.old 2>/dev/null; mv -T d.new d
-      mv -T d d.new; ln -sfn '${secret}' d; rm -f d; mv -T d.new d
-    done`,
-  ]);
+  const racer = asNobody(['sh', '-c', symlinkRacer(up, secret)]);
   let ok = 0;
   let refused = 0;
   let other = 0;
@@ -85,8 +91,12 @@ async function localRace(opts: CaseOptions, syncs: number): Promise<Row> {
   };
 }
 
-/** The descriptor holder (see test/hostile.test.ts): opens what nobody made in staging, writes through it when told. */
-const HOLDER = `
+/**
+ * Run as the sync user with (staging folder, stop file): open every file it
+ * owns in staging for writing and keep the descriptor; once the stop file
+ * exists, write through all of them and print how many it held.
+ */
+export const HOLDER = `
 const fs = require('node:fs');
 const [staging, done] = process.argv.slice(1);
 const fds = []; const seen = new Set();

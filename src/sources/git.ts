@@ -15,7 +15,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { errnoCode, ReposnapError } from '../errors.js';
+import { ReposnapError } from '../errors.js';
+import { runProcess } from '../util/process.js';
 import { trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';
 import { lstatOrUndefined, removeTree } from '../util/fs.js';
@@ -156,29 +157,14 @@ class GitError extends Error {
 }
 
 async function git(repo: string, args: string[], opts: { env?: Record<string, string>; lockFds?: number[]; timeoutMs?: number } = {}): Promise<RunResult> {
-  const child = spawn('git', args, {
-    env: { ...process.env, ...GIT_ENV, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe', ...(opts.lockFds ?? [])],
+  const end = await runProcess('git', args, {
+    env: { ...GIT_ENV, ...opts.env },
+    ...(opts.lockFds ? { fds: opts.lockFds } : {}),
+    ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+    missing: { repo, tool: 'git' },
   });
-  trackChild(child);
-  const out: Buffer[] = [];
-  let stderr = '';
-  (child.stdout as Readable).on('data', (d: Buffer) => out.push(d));
-  (child.stderr as Readable).setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-8192)));
-  const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs) : undefined;
-  try {
-    const code = await new Promise<number | null>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', resolve);
-    });
-    if (code !== 0) throw new GitError(args, code, stderr);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') throw new ReposnapError('ESOURCE', `repo ${repo}: git is not installed (git not found in PATH)`);
-    throw err;
-  } finally {
-    if (timer) clearTimeout(timer);
-  }
-  return { stdout: Buffer.concat(out), stderr };
+  if (end.code !== 0) throw new GitError(args, end.code, end.stderr);
+  return { stdout: end.stdout, stderr: end.stderr };
 }
 
 async function hasTree(mirror: string, rev: string): Promise<boolean> {

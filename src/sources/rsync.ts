@@ -12,10 +12,8 @@
  * Before any clone, the same rsync with --dry-run against the current
  * snapshot tells a no-op sync from one with changes (see precheck).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import type { Readable } from 'node:stream';
-import { errnoCode, ReposnapError } from '../errors.js';
-import { dyingWithUs, trackChild } from '../util/children.js';
+import { ReposnapError } from '../errors.js';
+import { runProcess, type ProcessHandle } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { isRoot } from '../util/identity.js';
@@ -116,15 +114,11 @@ export class RsyncSource implements SyncSource {
     // rsync forks its receiver, which would otherwise walk on to the end
     // (measured: the whole no-op time) holding the output pipe open. A dry
     // run writes nothing, so KILL loses nothing.
-    const { status, stderr } = await spawnRsync(this.opts.rsync ?? 'rsync', this.args(ctx.current, [], true), ctx.repo, { ownGroup: true }, (line, child) => {
+    const { status, stderr } = await spawnRsync(this.opts.rsync ?? 'rsync', this.args(ctx.current, [], true), ctx.repo, { ownGroup: true }, (line, rsync) => {
       const item = classify(line);
       if (found || item === undefined || item.kind === 'dir-time') return;
       found = true;
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // Gone already.
-      }
+      rsync.stop('SIGKILL');
     });
     if (found) return false;
     if (status.code === 0) return true;
@@ -165,65 +159,32 @@ export function classify(line: string): { kind: 'added' | 'updated' | 'deleted' 
   return undefined;
 }
 
-/** Splits a stream of text into lines. */
-class LineReader {
-  private buffered = '';
-  constructor(private readonly onLine: (line: string) => void) {}
-  push(chunk: string): void {
-    this.buffered += chunk;
-    let nl;
-    while ((nl = this.buffered.indexOf('\n')) >= 0) {
-      this.onLine(this.buffered.slice(0, nl));
-      this.buffered = this.buffered.slice(nl + 1);
-    }
-  }
-  end(): void {
-    if (this.buffered) this.onLine(this.buffered);
-    this.buffered = '';
-  }
-}
-
 interface ExitStatus {
   code: number | null;
   signal: NodeJS.Signals | null;
 }
 
 /**
- * Run rsync (dying with us), handing each line of its output to `onLine`;
- * resolves with its exit and the tail of its complaints. `fds` are passed on
- * (lock descriptors); `ownGroup` puts it in a process group of its own.
+ * Run rsync (dying with us: TERM, so that it removes its temporary file),
+ * handing each line of its output to `onLine`; resolves with its exit and
+ * the tail of its complaints. `fds` are passed on (lock descriptors);
+ * `ownGroup` puts it in a process group of its own.
  */
 async function spawnRsync(
   bin: string,
   args: string[],
   repo: string,
   opts: { fds?: number[]; ownGroup?: boolean },
-  onLine: (line: string, child: ChildProcess) => void,
+  onLine: (line: string, handle: ProcessHandle) => void,
 ): Promise<{ status: ExitStatus; stderr: string }> {
-  // TERM, not KILL: rsync removes its temporary file on TERM.
-  const [cmd, argv] = await dyingWithUs('TERM', bin, args);
-  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe', ...(opts.fds ?? [])], detached: opts.ownGroup === true });
-  trackChild(child);
-  const lines = new LineReader((line) => onLine(line, child));
-  let stderr = '';
-  (child.stdout as Readable).setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
-  (child.stderr as Readable).setEncoding('utf8').on('data', (chunk: string) => {
-    // Keep the tail only: rsync can complain about every file.
-    stderr = (stderr + chunk).slice(-8192);
+  const end = await runProcess(bin, args, {
+    dieWithUs: 'TERM',
+    ...(opts.fds ? { fds: opts.fds } : {}),
+    ...(opts.ownGroup ? { ownGroup: true } : {}),
+    stdout: onLine,
+    missing: { repo, tool: 'rsync' },
   });
-  const status = await new Promise<ExitStatus>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  }).catch((err: unknown) => {
-    if (errnoCode(err) === 'ENOENT') throw notInstalled(repo, bin);
-    throw err;
-  });
-  lines.end();
-  return { status, stderr };
-}
-
-function notInstalled(repo: string, bin: string): ReposnapError {
-  return new ReposnapError('ESOURCE', `repo ${repo}: rsync is not installed (${bin} not found in PATH)`);
+  return { status: { code: end.code, signal: end.signal }, stderr: end.stderr };
 }
 
 function rsyncFailed(repo: string, status: ExitStatus, stderr: string): ReposnapError {
@@ -280,7 +241,6 @@ async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<
   });
 
   if (midway) await failpoint('fill-midway');
-  if (status.code === 127 && /failed to execute/.test(stderr)) throw notInstalled(ctx.repo, bin);
   if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
   if (specialFile !== undefined) throw new ReposnapError('EUNSAFE', `repo ${ctx.repo}: refusing special file (device, FIFO or socket) ${specialFile}`);
   return { changed, changes, tree: { files, bytes } };

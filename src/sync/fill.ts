@@ -19,25 +19,24 @@
  * could rewrite the published snapshot, and every older one, that root
  * reads.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type { RepoConfig } from '../config/repos.js';
 import { ConfigError, errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
 import type { FillContext, SourceResult, SyncSource } from '../sources/source.js';
 import { trackChild } from '../util/children.js';
+import { runProcess } from '../util/process.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
 import { tempNameBytes } from '../util/temp-name.js';
 import { bjoin, showPath } from '../tree/bytes.js';
 import type { WorkerAnswer, WorkerMessage, WorkerRequest } from './fill-worker.js';
 import { isRoot } from '../util/identity.js';
 
-const execFileP = promisify(execFile);
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fill-worker.js');
 
 export interface Account {
@@ -53,12 +52,10 @@ export interface Account {
 export async function resolveAccount(config: RepoConfig, spec: { user: string; group?: string }): Promise<Account> {
   const pos = config.keyPositions['sync-user'];
   const run = async (cmd: string, args: string[], what: string): Promise<string> => {
-    try {
-      return (await execFileP(cmd, args)).stdout.trim();
-    } catch {
-      if (pos) throw new ConfigError({ ...pos, section: config.name, key: 'sync-user' }, `no such ${what}`);
-      throw new ReposnapError('ECONFIG', `repo ${config.name}: sync-user: no such ${what}`);
-    }
+    const end = await runProcess(cmd, args).catch(() => undefined);
+    if (end?.code === 0) return end.stdout.toString().trim();
+    if (pos) throw new ConfigError({ ...pos, section: config.name, key: 'sync-user' }, `no such ${what}`);
+    throw new ReposnapError('ECONFIG', `repo ${config.name}: sync-user: no such ${what}`);
   };
   const uid = Number(await run('id', ['-u', spec.user], `user "${spec.user}"`));
   const gid = spec.group
@@ -202,7 +199,8 @@ const TAKEN_BACK_BITS = 0o1755;
 
 async function homeOf(account: Account): Promise<string> {
   try {
-    return (await execFileP('getent', ['passwd', String(account.uid)])).stdout.split(':')[5] ?? '/';
+    const end = await runProcess('getent', ['passwd', String(account.uid)]);
+    return (end.code === 0 ? end.stdout.toString().split(':')[5] : undefined) ?? '/';
   } catch {
     return '/';
   }

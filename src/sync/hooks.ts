@@ -7,12 +7,11 @@
  * to stderr; a failing hook is reported and makes the sync exit 1, but the
  * snapshot stays published.
  */
-import { spawn } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
-import { trackChild } from '../util/children.js';
+import { runProcess } from '../util/process.js';
 
 export interface HookResult {
   hook: string;
@@ -47,13 +46,10 @@ export async function listHooks(dir: string): Promise<string[]> {
 export async function runHooks(dir: string, args: string[], env: Record<string, string>): Promise<HookResult[]> {
   const results: HookResult[] = [];
   for (const hook of await listHooks(dir)) {
-    const child = spawn(hook, args, { stdio: ['ignore', process.stderr, process.stderr], env: { ...process.env, ...env } });
-    trackChild(child);
-    const r = await new Promise<HookResult>((resolve) => {
-      child.on('error', () => resolve({ hook, status: 126, signal: null }));
-      child.on('close', (status, signal) => resolve({ hook, status, signal }));
-    });
-    results.push(r);
+    // Its output is for the user (on stderr, so that --json output stays
+    // clean); a hook that cannot be started ends like an unrunnable command.
+    const end = await runProcess(hook, args, { stdout: 'stderr', stderr: 'inherit', env }).catch(() => ({ code: 126, signal: null }));
+    results.push({ hook, status: end.code, signal: end.signal });
   }
   return results;
 }

@@ -5,20 +5,15 @@
  * verification). The command's output goes to stderr, so that --json output
  * stays clean.
  */
-import { spawn } from 'node:child_process';
 import { ReposnapError } from '../errors.js';
-import { trackChild } from '../util/children.js';
+import { runProcess } from '../util/process.js';
 
 export async function runVerifyCommand(repo: string, command: string, dir: string): Promise<void> {
-  const child = spawn('/bin/sh', ['-c', command], {
+  const { code, signal } = await runProcess('/bin/sh', ['-c', command], {
     cwd: dir,
-    stdio: ['ignore', process.stderr, process.stderr],
-    env: { ...process.env, REPOSNAP_REPO: repo, REPOSNAP_UPDATE: dir },
-  });
-  trackChild(child);
-  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (c, s) => resolve({ code: c, signal: s }));
+    stdout: 'stderr',
+    stderr: 'inherit',
+    env: { REPOSNAP_REPO: repo, REPOSNAP_UPDATE: dir },
   });
   if (code === 0) return;
   const how = signal ? `killed by ${signal}` : `exit ${code}`;

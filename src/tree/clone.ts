@@ -6,10 +6,10 @@
  * filling them does not disturb the times. GNU cp does the common case (see
  * cp-clone.ts); the walk here is the fallback with progress and exclusions.
  */
-import { spawn } from 'node:child_process';
 import { constants as fsc, type Dirent, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
+import { runProcess } from '../util/process.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
 import { copyAttributes } from './attributes.js';
 import { bjoin, bpath, showPath, type BPath } from './bytes.js';
@@ -142,9 +142,5 @@ export async function countEntries(root: string): Promise<number> {
  * Node walk. Best effort: a missing or failing du only loses the speed-up.
  */
 export async function statWalk(root: string): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const child = spawn('du', ['-s', '-x', '--', root], { stdio: 'ignore' });
-    child.on('error', () => resolve());
-    child.on('close', () => resolve());
-  });
+  await runProcess('du', ['-s', '-x', '--', root], { stdout: 'ignore' }).catch(() => undefined);
 }

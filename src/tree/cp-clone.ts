@@ -8,17 +8,15 @@
  * across btrfs subvolumes, a filesystem that cannot clone), the caller falls
  * back to the walk in tree.ts, which decides file by file.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { dyingWithUs, trackChild } from '../util/children.js';
+import { readdir } from 'node:fs/promises';
 import { removeTree } from '../util/fs.js';
+import { runProcess } from '../util/process.js';
 
-const execFileP = promisify(execFile);
 let gnuCp: Promise<boolean> | undefined;
 
 function haveGnuCp(): Promise<boolean> {
-  gnuCp ??= execFileP('cp', ['--version'])
-    .then((r) => /GNU coreutils/.test(r.stdout))
+  gnuCp ??= runProcess('cp', ['--version'])
+    .then((r) => r.code === 0 && /GNU coreutils/.test(r.stdout.toString()))
     .catch(() => false);
   return gnuCp;
 }
@@ -30,20 +28,13 @@ export async function cpClone(from: string, to: string, method: 'link' | 'reflin
   const args = ['-R', '-P', '--preserve=mode,ownership,timestamps', ...mode];
   // An orphaned cp would go on filling a staging tree that the next sync
   // may delete (it holds no lock): it dies with us.
-  const [cmd, argv] = await dyingWithUs('KILL', 'cp', [...args, '-T', intoExisting ? `${from}/.` : from, to]);
-  const run = execFileP(cmd, argv);
-  trackChild(run.child);
-  try {
-    await run;
-    return true;
-  } catch {
-    if (intoExisting) {
-      // Empty the directory again, keeping it (it may be a subvolume).
-      const { readdir } = await import('node:fs/promises');
-      for (const n of await readdir(to).catch(() => [] as string[])) await removeTree(`${to}/${n}`);
-    } else {
-      await removeTree(to);
-    }
-    return false;
+  const end = await runProcess('cp', [...args, '-T', intoExisting ? `${from}/.` : from, to], { dieWithUs: 'KILL', stdout: 'ignore' }).catch(() => undefined);
+  if (end?.code === 0) return true;
+  if (intoExisting) {
+    // Empty the directory again, keeping it (it may be a subvolume).
+    for (const n of await readdir(to).catch(() => [] as string[])) await removeTree(`${to}/${n}`);
+  } else {
+    await removeTree(to);
   }
+  return false;
 }

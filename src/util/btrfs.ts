@@ -3,12 +3,10 @@
  * directory has inode number 256 on btrfs; that is how one is recognised
  * without asking the tool.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { errnoCode } from '../errors.js';
+import { runProcess } from './process.js';
 
-const execFileP = promisify(execFile);
 const BTRFS_SUPER_MAGIC = 0x9123683e;
 const SUBVOLUME_ROOT_INO = 256;
 
@@ -30,13 +28,14 @@ export async function isSubvolume(p: string): Promise<boolean> {
 }
 
 async function btrfs(args: string[]): Promise<void> {
+  let end;
   try {
-    await execFileP('btrfs', args);
+    end = await runProcess('btrfs', args, { stdout: 'ignore' });
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') throw new Error('btrfs-progs is not installed (btrfs not found in PATH)');
-    const stderr = String((err as { stderr?: unknown }).stderr ?? '').trim();
-    throw new Error(`btrfs ${args.join(' ')}: ${stderr.split('\n').pop() ?? String(err)}`);
+    throw err;
   }
+  if (end.code !== 0) throw new Error(`btrfs ${args.join(' ')}: ${end.stderr.trim().split('\n').pop() ?? `exit ${end.code}`}`);
 }
 
 export const createSubvolume = (p: string): Promise<void> => btrfs(['subvolume', 'create', p]);
@@ -77,8 +76,7 @@ export async function deleteNestedSubvolumes(dir: string): Promise<void> {
 
 export async function hasBtrfsTool(): Promise<boolean> {
   try {
-    await execFileP('btrfs', ['--version']);
-    return true;
+    return (await runProcess('btrfs', ['--version'], { stdout: 'ignore' })).code === 0;
   } catch {
     return false;
   }

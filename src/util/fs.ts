@@ -3,16 +3,14 @@
  * anything published is written to a new name, fsynced, then renamed, and the
  * directory holding the new name is fsynced so the rename survives a power cut.
  */
-import { execFile } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { errnoCode } from '../errors.js';
+import { runProcess } from './process.js';
 import { isAlive, tempName, temporaryWriter } from './temp-name.js';
 import { deleteNestedSubvolumes, deleteSubvolume, isOnBtrfs, isSubvolume } from './btrfs.js';
 
-const execFileP = promisify(execFile);
 
 
 /**
@@ -99,18 +97,14 @@ export async function atomicSymlink(target: string, link: string): Promise<void>
  * a 100k-file tree to fsync each costs more than the flush itself.
  */
 export async function syncFilesystem(p: string): Promise<void> {
-  try {
-    await execFileP('sync', ['-f', p]);
-  } catch (err) {
-    // No `sync -f` (very old coreutils, busybox): flush everything. Any other
-    // failure is a real write error and must stop the commit.
-    const stderr = String((err as { stderr?: unknown }).stderr ?? '');
-    if (/invalid option|unrecognized option/i.test(stderr)) {
-      await execFileP('sync', []);
-      return;
-    }
-    throw err;
+  const end = await runProcess('sync', ['-f', p]);
+  if (end.code === 0) return;
+  // No `sync -f` (very old coreutils, busybox): flush everything. Any other
+  // failure is a real write error and must stop the commit.
+  if (/invalid option|unrecognized option/i.test(end.stderr)) {
+    if ((await runProcess('sync', [])).code === 0) return;
   }
+  throw new Error(`sync -f ${p} failed: ${end.stderr.trim().split('\n').pop() ?? `exit ${end.code}`}`);
 }
 
 export async function lstatOrUndefined(p: string | Buffer): Promise<import('node:fs').Stats | undefined> {
@@ -174,20 +168,23 @@ async function rmRecursive(p: string): Promise<void> {
   // A few tries, as fs.rm's maxRetries: something still finishing its writes
   // in the tree (an aborted extraction) makes a pass fail with ENOTEMPTY.
   for (let attempt = 0; ; attempt++) {
+    let end;
     try {
-      await execFileP('rm', ['-rf', '--', p]);
-      return;
+      end = await runProcess('rm', ['-rf', '--', p], { stdout: 'ignore' });
     } catch (err) {
-      const stderr = String((err as { stderr?: unknown }).stderr ?? '');
+      // No rm at all: fs.rm does it, in more memory.
       if (errnoCode(err) === 'ENOENT') return fs.rm(p, { recursive: true, force: true, maxRetries: 2 });
-      const code = /Read-only file system/.test(stderr) ? 'EROFS' : /Operation not permitted/.test(stderr) ? 'EPERM' : /Directory not empty/.test(stderr) ? 'ENOTEMPTY' : 'EIO';
-      if (code === 'ENOTEMPTY' && attempt < 4) {
-        await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
-        continue;
-      }
-      const e = new Error(`cannot remove ${p}: ${stderr.trim().split('\n')[0] ?? ''}`) as Error & { code?: string };
-      e.code = code;
-      throw e;
+      throw err;
     }
+    if (end.code === 0) return;
+    const stderr = end.stderr;
+    const code = /Read-only file system/.test(stderr) ? 'EROFS' : /Operation not permitted/.test(stderr) ? 'EPERM' : /Directory not empty/.test(stderr) ? 'ENOTEMPTY' : 'EIO';
+    if (code === 'ENOTEMPTY' && attempt < 4) {
+      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+      continue;
+    }
+    const e = new Error(`cannot remove ${p}: ${stderr.trim().split('\n')[0] ?? ''}`) as Error & { code?: string };
+    e.code = code;
+    throw e;
   }
 }

@@ -1,0 +1,152 @@
+/**
+ * Running a child process, the one way reposnap does it: every tool it runs
+ * (rsync, git, cp, du, sync, rm, a verify command, hooks) goes through
+ * runProcess, which knows the rules they share:
+ *
+ * - it is tracked, so an interrupted reposnap stops it (children.ts); with
+ *   `dieWithUs` it also gets a parent-death signal, so even a reposnap
+ *   killed with SIGKILL takes it down (an orphan must not go on writing into
+ *   a tree the next sync may take over);
+ * - `fds` are passed on as fds 3, 4, ... (lock descriptors: the child holds
+ *   the lock for as long as it lives);
+ * - `ownGroup` gives it a process group of its own, so that `stop()` stops
+ *   it and everything it forked;
+ * - its output is captured, split into lines as it arrives, sent to our
+ *   stderr or dropped; of its complaints only the tail is kept;
+ * - a tool that is not installed is a one-line error saying so.
+ */
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { errnoCode, ReposnapError } from '../errors.js';
+import { dyingWithUs, trackChild } from './children.js';
+
+export interface ProcessOptions {
+  /** Added to (or, where undefined, removed from) our environment. */
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Passed to the child as fds 3, 4, ... */
+  fds?: number[];
+  /** A process group of its own (see ProcessHandle.stop). */
+  ownGroup?: boolean;
+  /** The signal the child gets when reposnap dies (where util-linux setpriv can). */
+  dieWithUs?: 'TERM' | 'KILL';
+  /** Stop it with SIGTERM after this long. */
+  timeoutMs?: number;
+  /** Written to its stdin, which is then closed (default: no stdin). */
+  input?: string | Buffer;
+  /**
+   * Its stdout: kept whole ('capture', the default), handed over a line at
+   * a time, copied to our stderr (a command that talks to the user while
+   * --json output stays clean), or dropped.
+   */
+  stdout?: 'capture' | 'stderr' | 'ignore' | ((line: string, handle: ProcessHandle) => void);
+  /** Its stderr: the tail kept (default), or copied to ours. */
+  stderr?: 'tail' | 'inherit';
+  /** For "is not installed": the repo and the tool as users know it. */
+  missing?: { repo: string; tool: string };
+}
+
+export interface ProcessEnd {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** stdout, with stdout: 'capture'. */
+  stdout: Buffer;
+  /** The last 8 KiB of stderr, with stderr: 'tail'. */
+  stderr: string;
+}
+
+export interface ProcessHandle {
+  readonly child: ChildProcess;
+  /** Stop the child (with ownGroup: its whole group) at once. */
+  stop(signal?: NodeJS.Signals): void;
+}
+
+const STDERR_TAIL = 8192;
+
+/** Run `cmd` and wait for it; resolves with how it ended (a non-zero exit is not an error here). */
+export async function runProcess(cmd: string, args: string[], opts: ProcessOptions = {}): Promise<ProcessEnd> {
+  const [file, argv] = opts.dieWithUs ? await dyingWithUs(opts.dieWithUs, cmd, args) : [cmd, args];
+  const out = opts.stdout ?? 'capture';
+  const stdio: StdioOptions = [
+    opts.input !== undefined ? 'pipe' : 'ignore',
+    out === 'ignore' ? 'ignore' : out === 'stderr' ? process.stderr : 'pipe',
+    opts.stderr === 'inherit' ? process.stderr : 'pipe',
+    ...(opts.fds ?? []),
+  ];
+  let env: NodeJS.ProcessEnv | undefined;
+  if (opts.env) {
+    env = { ...process.env };
+    for (const [k, v] of Object.entries(opts.env)) {
+      if (v === undefined) delete env[k];
+      else env[k] = v;
+    }
+  }
+  const child = spawn(file, argv, { stdio, ...(env ? { env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}), detached: opts.ownGroup === true });
+  trackChild(child);
+  const handle: ProcessHandle = {
+    child,
+    stop(signal: NodeJS.Signals = 'SIGKILL') {
+      try {
+        if (opts.ownGroup && child.pid !== undefined) process.kill(-child.pid, signal);
+        else child.kill(signal);
+      } catch {
+        // Gone already.
+      }
+    },
+  };
+
+  const chunks: Buffer[] = [];
+  let stderr = '';
+  let lines: LineReader | undefined;
+  if (typeof out === 'function') {
+    lines = new LineReader((line) => out(line, handle));
+    (child.stdout as Readable).setEncoding('utf8').on('data', (d: string) => lines?.push(d));
+  } else if (out === 'capture') {
+    (child.stdout as Readable).on('data', (d: Buffer) => chunks.push(d));
+  }
+  if (opts.stderr !== 'inherit') {
+    (child.stderr as Readable).setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-STDERR_TAIL)));
+  }
+  if (opts.input !== undefined) {
+    child.stdin?.on('error', () => undefined); // a child that does not read it
+    child.stdin?.end(opts.input);
+  }
+  const timer = opts.timeoutMs ? setTimeout(() => handle.stop('SIGTERM'), opts.timeoutMs) : undefined;
+  try {
+    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (c, s) => resolve({ code: c, signal: s }));
+    });
+    lines?.end();
+    // setpriv reports a tool it cannot execute itself.
+    if (opts.dieWithUs && code === 127 && /failed to execute/.test(stderr) && opts.missing) throw notInstalled(opts.missing, cmd);
+    return { code, signal, stdout: Buffer.concat(chunks), stderr };
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' && opts.missing) throw notInstalled(opts.missing, cmd);
+    throw err;
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+function notInstalled(m: { repo: string; tool: string }, cmd: string): ReposnapError {
+  return new ReposnapError('ESOURCE', `repo ${m.repo}: ${m.tool} is not installed (${cmd} not found in PATH)`);
+}
+
+/** Splits a stream of text into lines. */
+export class LineReader {
+  private buffered = '';
+  constructor(private readonly onLine: (line: string) => void) {}
+  push(chunk: string): void {
+    this.buffered += chunk;
+    let nl;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      this.onLine(this.buffered.slice(0, nl));
+      this.buffered = this.buffered.slice(nl + 1);
+    }
+  }
+  end(): void {
+    if (this.buffered) this.onLine(this.buffered);
+    this.buffered = '';
+  }
+}
