@@ -65,7 +65,7 @@ sync-uri = rsync://example.org/gentoo
 sync-rsync-extra-opts = --exclude=/distfiles
     --exclude='/local dir'
 `);
-    expect(cfg.repos[0]?.rsyncExtraOpts).toEqual(['--exclude=/distfiles', '--exclude=/local dir']);
+    expect(cfg.repos[0]?.source).toEqual({ type: 'rsync', extraOpts: ['--exclude=/distfiles', '--exclude=/local dir'] });
   });
 
   it('accepts yes/no/true/false in any case', () => {

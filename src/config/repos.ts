@@ -9,12 +9,11 @@
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, type ConfigPosition } from '../errors.js';
-import { refusedRsyncOptions } from '../sources/rsync-options.js';
-import { shellSplit } from '../util/shlex.js';
+import { SOURCE_KINDS, SYNC_TYPES, type SourceConfig, type SyncType } from '../sources/index.js';
+import type { SourceKind } from '../sources/kind.js';
 import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
 
-export const SYNC_TYPES = ['local', 'rsync', 'git', 'tarball'] as const;
-export type SyncType = (typeof SYNC_TYPES)[number];
+export { SYNC_TYPES, type SourceConfig, type SyncType } from '../sources/index.js';
 
 export const BACKEND_NAMES = ['auto', 'btrfs', 'reflink', 'hardlink', 'copy'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -47,16 +46,8 @@ export interface RepoConfig {
   backend: BackendName;
   /** After a commit, clone the new snapshot into staging for the next sync. */
   prepareStaging: boolean;
-  rsyncExtraOpts: string[];
-  /** git: the branch to follow (default: the remote's HEAD). */
-  gitBranch: string | undefined;
-  /** git: history depth to fetch; 0 = all of it. */
-  syncDepth: number;
-  /** tarball: the archive's expected sha256, or where to read it. */
-  tarballSha256: string | undefined;
-  tarballChecksumUri: string | undefined;
-  /** tarball: the most a download may write, and an archive unpack to (bytes), and unpacked/archive. */
-  tarballLimits: TarballLimits;
+  /** The source's own keys, read by its kind (sources/kind.ts), by sync-type. */
+  source: SourceConfig | undefined;
   /** A shell command run in the finished update before commit; non-zero stops it. */
   verifyCommand: string | undefined;
   /** Executables run after a sync (Portage's repo.postsync.d), in lexical order. */
@@ -71,20 +62,6 @@ export interface RepoConfig {
   position: Position;
   keyPositions: Record<string, Position>;
 }
-
-export interface TarballLimits {
-  maxDownload: number;
-  maxUnpacked: number;
-  /** 0: no ratio limit. */
-  maxRatio: number;
-}
-
-/**
- * Room to spare for a Gentoo snapshot (about 45 MB as .tar.xz, 700 MB
- * unpacked, a ratio near 16), and nothing like a filesystem's worth from
- * a hostile server or a small archive that decompresses without end.
- */
-export const DEFAULT_TARBALL_LIMITS: TarballLimits = { maxDownload: 2 * 1024 ** 3, maxUnpacked: 16 * 1024 ** 3, maxRatio: 100 };
 
 export interface ReposConfig {
   /** The files read, in order. */
@@ -107,14 +84,7 @@ const OWN_KEYS = new Set([
   'sync-rcu-ttl-days',
   'sync-rcu-backend',
   'sync-rcu-prepare-staging',
-  'sync-rsync-extra-opts',
-  'sync-depth',
-  'sync-git-branch',
-  'sync-tarball-sha256',
-  'sync-tarball-checksum-uri',
-  'sync-tarball-max-size',
-  'sync-tarball-max-unpacked-size',
-  'sync-tarball-max-ratio',
+  // and every source kind's own keys (SOURCE_KINDS[type].keys)
   'sync-verify-command',
   'sync-hooks-dir',
   'sync-hooks-only-on-change',
@@ -230,6 +200,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       }
       syncType = rawType as SyncType;
     }
+    const kind = syncType === undefined ? undefined : (SOURCE_KINDS[syncType] as SourceKind<SourceConfig>);
 
     let syncUri = get('sync-uri')?.trim();
     if (syncUri === '') syncUri = undefined;
@@ -239,12 +210,8 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     if (syncUri !== undefined) {
       if (syncUri.includes('\n')) throw new ConfigError(at('sync-uri'), 'must be a single line');
       syncUri = normaliseUri(syncUri, values.get('sync-uri') as IniValue, syncType);
-      if (syncType === 'local' && !syncUri.startsWith('/')) {
-        throw new ConfigError(at('sync-uri'), `sync-type = local needs a path or file:// URI, got "${syncUri}"`);
-      }
-      if (syncType === 'tarball' && !/^https?:\/\/[^/]/.test(syncUri)) {
-        throw new ConfigError(at('sync-uri'), `sync-type = tarball needs an http:// or https:// URL, got "${syncUri}"`);
-      }
+      const wrong = kind?.checkUri?.(syncUri);
+      if (wrong !== undefined) throw new ConfigError(at('sync-uri'), wrong);
     }
 
     const autoSync = bool('auto-sync', true);
@@ -278,32 +245,6 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       }
     }
 
-    let rsyncExtraOpts: string[] = [];
-    const extra = get('sync-rsync-extra-opts');
-    if (extra !== undefined) {
-      try {
-        rsyncExtraOpts = shellSplit(extra);
-      } catch (err) {
-        throw new ConfigError(at('sync-rsync-extra-opts'), `cannot split into words: ${(err as Error).message}`);
-      }
-      const refused = refusedRsyncOptions(rsyncExtraOpts);
-      if (refused) throw new ConfigError(at('sync-rsync-extra-opts'), refused);
-    }
-
-    const gitBranch = get('sync-git-branch')?.trim() || undefined;
-    if (gitBranch !== undefined && (!/^[^\s~^:?*[\\]+$/.test(gitBranch) || gitBranch.startsWith('-') || gitBranch.includes('..'))) {
-      throw new ConfigError(at('sync-git-branch'), `not a valid branch name: "${gitBranch}"`);
-    }
-    const syncDepth = count('sync-depth', 1);
-    const tarballSha256 = get('sync-tarball-sha256')?.trim().toLowerCase() || undefined;
-    if (tarballSha256 !== undefined && !/^[0-9a-f]{64}$/.test(tarballSha256)) {
-      throw new ConfigError(at('sync-tarball-sha256'), 'expected 64 hexadecimal digits');
-    }
-    const tarballChecksumUri = get('sync-tarball-checksum-uri')?.trim() || undefined;
-    if (tarballChecksumUri !== undefined && !/^https?:\/\/[^/]/.test(tarballChecksumUri)) {
-      throw new ConfigError(at('sync-tarball-checksum-uri'), `expected an http:// or https:// URL, got "${tarballChecksumUri}"`);
-    }
-
     const size = (key: string, dflt: number): number => {
       const raw = get(key);
       if (raw === undefined || raw.trim() === '') return dflt;
@@ -311,11 +252,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       if (n === undefined || n <= 0) throw new ConfigError(at(key), `expected a size such as 2G, 500M or 1048576, got "${raw}"`);
       return n;
     };
-    const tarballLimits: TarballLimits = {
-      maxDownload: size('sync-tarball-max-size', DEFAULT_TARBALL_LIMITS.maxDownload),
-      maxUnpacked: size('sync-tarball-max-unpacked-size', DEFAULT_TARBALL_LIMITS.maxUnpacked),
-      maxRatio: count('sync-tarball-max-ratio', DEFAULT_TARBALL_LIMITS.maxRatio),
-    };
+    const source = kind?.parse({ get, at, bool, count, size });
 
     const verifyCommand = get('sync-verify-command')?.trim() || undefined;
     const hooksDir = values.has('sync-hooks-dir') ? pathValue('sync-hooks-dir') : undefined;
@@ -350,12 +287,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       ttlDays,
       backend,
       prepareStaging,
-      rsyncExtraOpts,
-      gitBranch,
-      syncDepth,
-      tarballSha256,
-      tarballChecksumUri,
-      tarballLimits,
+      source,
       verifyCommand,
       hooksDir,
       hooksOnlyOnChange,
@@ -379,8 +311,10 @@ export function parseSize(raw: string): number | undefined {
   return Number.isSafeInteger(Math.floor(n)) ? Math.floor(n) : undefined;
 }
 
+const SOURCE_KEYS = new Set(Object.values(SOURCE_KINDS).flatMap((k) => [...k.keys]));
+
 function warnUnknown(warnings: string[], key: string, v: IniValue, section: string): void {
-  if (OWN_KEYS.has(key) || PORTAGE_KEYS.has(key)) return;
+  if (OWN_KEYS.has(key) || SOURCE_KEYS.has(key) || PORTAGE_KEYS.has(key)) return;
   if (PORTAGE_KEY_PREFIXES.some((p) => key.startsWith(p))) return;
   warnings.push(`${v.file}:${v.line}: [${section}] ${key}: unknown key, ignored`);
 }

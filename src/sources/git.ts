@@ -15,7 +15,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { ReposnapError } from '../errors.js';
+import { ConfigError, ReposnapError } from '../errors.js';
+import type { SourceKind } from './kind.js';
 import { runProcess } from '../util/process.js';
 import { trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';
@@ -23,6 +24,27 @@ import { lstatOrUndefined, removeTree } from '../util/fs.js';
 import { isAlive, tempNameBytes, temporaryWriter } from '../util/temp-name.js';
 import { syncTree } from '../tree/mirror.js';
 import { emptyChanges, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+
+export interface GitConfig {
+  type: 'git';
+  /** sync-git-branch: the branch to follow (default: the remote's HEAD). */
+  branch?: string;
+  /** sync-depth: history depth to fetch; 0 = all of it. */
+  depth: number;
+}
+
+export const gitKind: SourceKind<GitConfig> = {
+  type: 'git',
+  keys: ['sync-git-branch', 'sync-depth'],
+  parse(r) {
+    const branch = r.get('sync-git-branch')?.trim() || undefined;
+    if (branch !== undefined && (!/^[^\s~^:?*[\\]+$/.test(branch) || branch.startsWith('-') || branch.includes('..'))) {
+      throw new ConfigError(r.at('sync-git-branch'), `not a valid branch name: "${branch}"`);
+    }
+    return { type: 'git', depth: r.count('sync-depth', 1), ...(branch !== undefined ? { branch } : {}) };
+  },
+  create: (uri, c) => new GitSource(uri, { depth: c.depth, ...(c.branch !== undefined ? { branch: c.branch } : {}) }),
+};
 
 export interface GitSourceOptions {
   branch?: string;

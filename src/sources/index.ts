@@ -1,28 +1,33 @@
-/** The sync source a repository's configuration asks for. */
+/**
+ * The source kinds, by sync-type: each owns its repos.conf keys and makes
+ * its source (see kind.ts). Adding a source: a file here and a line below.
+ */
 import type { RepoConfig } from '../config/repos.js';
 import { ReposnapError } from '../errors.js';
-import { GitSource } from './git.js';
-import { LocalSource } from './local.js';
-import { RsyncSource } from './rsync.js';
-import { TarballSource } from './tarball.js';
+import { gitKind, type GitConfig } from './git.js';
+import type { SourceKind } from './kind.js';
+import { localKind, type LocalConfig } from './local.js';
+import { rsyncKind, type RsyncConfig } from './rsync.js';
 import type { SyncSource } from './source.js';
+import { tarballKind, type TarballConfig } from './tarball.js';
+
+/** One source's configuration, by its sync-type. */
+export type SourceConfig = LocalConfig | RsyncConfig | GitConfig | TarballConfig;
+export type SyncType = SourceConfig['type'];
+
+export const SOURCE_KINDS: { [T in SyncType]: SourceKind<Extract<SourceConfig, { type: T }>> } = {
+  local: localKind,
+  rsync: rsyncKind,
+  git: gitKind,
+  tarball: tarballKind,
+};
+
+export const SYNC_TYPES = Object.keys(SOURCE_KINDS) as SyncType[];
 
 export function createSource(repo: RepoConfig): SyncSource {
-  if (repo.syncType === undefined || repo.syncUri === undefined) {
+  if (repo.source === undefined || repo.syncUri === undefined) {
     throw new ReposnapError('EUSAGE', `repo ${repo.name} has no sync-type; there is nothing to sync it from`);
   }
-  switch (repo.syncType) {
-    case 'local':
-      return new LocalSource(repo.syncUri);
-    case 'rsync':
-      return new RsyncSource(repo.syncUri, { extraOpts: repo.rsyncExtraOpts });
-    case 'git':
-      return new GitSource(repo.syncUri, { depth: repo.syncDepth, ...(repo.gitBranch ? { branch: repo.gitBranch } : {}) });
-    case 'tarball':
-      return new TarballSource(repo.syncUri, {
-        ...(repo.tarballSha256 ? { sha256: repo.tarballSha256 } : {}),
-        ...(repo.tarballChecksumUri ? { checksumUri: repo.tarballChecksumUri } : {}),
-        limits: repo.tarballLimits,
-      });
-  }
+  const kind = SOURCE_KINDS[repo.source.type] as SourceKind<SourceConfig>;
+  return kind.create(repo.syncUri, repo.source);
 }

@@ -9,7 +9,21 @@ import { anchoredReader } from '../tree/source-reader.js';
 import { syncTree } from '../tree/mirror.js';
 import { treesDiffer } from '../tree/compare.js';
 import { failpoint } from '../util/failpoint.js';
+import type { SourceKind } from './kind.js';
 import { requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+
+/** The local source reads no keys of its own. */
+export interface LocalConfig {
+  type: 'local';
+}
+
+export const localKind: SourceKind<LocalConfig> = {
+  type: 'local',
+  keys: [],
+  checkUri: (uri) => (uri.startsWith('/') ? undefined : `sync-type = local needs a path or file:// URI, got "${uri}"`),
+  parse: () => ({ type: 'local' }),
+  create: (uri) => new LocalSource(uri),
+};
 
 export class LocalSource implements SyncSource {
   readonly type = 'local' as const;

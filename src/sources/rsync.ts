@@ -12,7 +12,10 @@
  * Before any clone, the same rsync with --dry-run against the current
  * snapshot tells a no-op sync from one with changes (see precheck).
  */
-import { ReposnapError } from '../errors.js';
+import { ConfigError, ReposnapError } from '../errors.js';
+import { shellSplit } from '../util/shlex.js';
+import type { SourceKind } from './kind.js';
+import { refusedRsyncOptions } from './rsync-options.js';
 import { runProcess, type ProcessHandle } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
@@ -38,6 +41,31 @@ export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
   25: 'the --max-delete limit stopped deletions',
   30: 'timeout in data send/receive',
   35: 'timeout waiting for daemon connection',
+};
+
+export interface RsyncConfig {
+  type: 'rsync';
+  /** sync-rsync-extra-opts, split into words and allow-listed (rsync-options.ts). */
+  extraOpts: string[];
+}
+
+export const rsyncKind: SourceKind<RsyncConfig> = {
+  type: 'rsync',
+  keys: ['sync-rsync-extra-opts'],
+  parse(r) {
+    const raw = r.get('sync-rsync-extra-opts');
+    if (raw === undefined) return { type: 'rsync', extraOpts: [] };
+    let extraOpts: string[];
+    try {
+      extraOpts = shellSplit(raw);
+    } catch (err) {
+      throw new ConfigError(r.at('sync-rsync-extra-opts'), `cannot split into words: ${(err as Error).message}`);
+    }
+    const refused = refusedRsyncOptions(extraOpts);
+    if (refused) throw new ConfigError(r.at('sync-rsync-extra-opts'), refused);
+    return { type: 'rsync', extraOpts };
+  },
+  create: (uri, c) => new RsyncSource(uri, { extraOpts: c.extraOpts }),
 };
 
 export interface RsyncSourceOptions {

@@ -8,7 +8,7 @@
  * a new name and renamed over the old one.
  */
 import fs from 'node:fs/promises';
-import type { SyncType } from '../config/repos.js';
+import type { SyncType } from './index.js';
 import { errnoCode, ReposnapError } from '../errors.js';
 import type { ChangeStats, MirrorProgress, TreeStats } from '../tree/mirror.js';
 

@@ -21,14 +21,68 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { DEFAULT_TARBALL_LIMITS, type TarballLimits } from '../config/repos.js';
-import { ReposnapError } from '../errors.js';
+import { ConfigError, ReposnapError } from '../errors.js';
+import type { SourceKind } from './kind.js';
 import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
 import { download, dropDownload, notModified, type Validators } from './http-download.js';
 import { syncTree } from '../tree/mirror.js';
 import { emptyChanges, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { extractArchive } from './tar-extract.js';
+
+/** tarball: the most a download may write, and an archive unpack to (bytes), and unpacked/archive. */
+export interface TarballLimits {
+  maxDownload: number;
+  maxUnpacked: number;
+  /** 0: no ratio limit. */
+  maxRatio: number;
+}
+
+/**
+ * Room to spare for a Gentoo snapshot (about 45 MB as .tar.xz, 700 MB
+ * unpacked, a ratio near 16), and nothing like a filesystem's worth from
+ * a hostile server or a small archive that decompresses without end.
+ */
+export const DEFAULT_TARBALL_LIMITS: TarballLimits = { maxDownload: 2 * 1024 ** 3, maxUnpacked: 16 * 1024 ** 3, maxRatio: 100 };
+
+export interface TarballConfig {
+  type: 'tarball';
+  /** sync-tarball-sha256: the archive's expected sha256. */
+  sha256?: string;
+  /** sync-tarball-checksum-uri: a sha256sum-style file to read it from. */
+  checksumUri?: string;
+  limits: TarballLimits;
+}
+
+export const tarballKind: SourceKind<TarballConfig> = {
+  type: 'tarball',
+  keys: ['sync-tarball-sha256', 'sync-tarball-checksum-uri', 'sync-tarball-max-size', 'sync-tarball-max-unpacked-size', 'sync-tarball-max-ratio'],
+  checkUri: (uri) => (/^https?:\/\/[^/]/.test(uri) ? undefined : `sync-type = tarball needs an http:// or https:// URL, got "${uri}"`),
+  parse(r) {
+    const sha256 = r.get('sync-tarball-sha256')?.trim().toLowerCase() || undefined;
+    if (sha256 !== undefined && !/^[0-9a-f]{64}$/.test(sha256)) throw new ConfigError(r.at('sync-tarball-sha256'), 'expected 64 hexadecimal digits');
+    const checksumUri = r.get('sync-tarball-checksum-uri')?.trim() || undefined;
+    if (checksumUri !== undefined && !/^https?:\/\/[^/]/.test(checksumUri)) {
+      throw new ConfigError(r.at('sync-tarball-checksum-uri'), `expected an http:// or https:// URL, got "${checksumUri}"`);
+    }
+    return {
+      type: 'tarball',
+      ...(sha256 !== undefined ? { sha256 } : {}),
+      ...(checksumUri !== undefined ? { checksumUri } : {}),
+      limits: {
+        maxDownload: r.size('sync-tarball-max-size', DEFAULT_TARBALL_LIMITS.maxDownload),
+        maxUnpacked: r.size('sync-tarball-max-unpacked-size', DEFAULT_TARBALL_LIMITS.maxUnpacked),
+        maxRatio: r.count('sync-tarball-max-ratio', DEFAULT_TARBALL_LIMITS.maxRatio),
+      },
+    };
+  },
+  create: (uri, c) =>
+    new TarballSource(uri, {
+      ...(c.sha256 !== undefined ? { sha256: c.sha256 } : {}),
+      ...(c.checksumUri !== undefined ? { checksumUri: c.checksumUri } : {}),
+      limits: c.limits,
+    }),
+};
 
 export interface TarballOptions {
   sha256?: string;
