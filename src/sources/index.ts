@@ -2,7 +2,6 @@
  * The source kinds, by sync-type: each owns its repos.conf keys and makes
  * its source (see kind.ts). Adding a source: a file here and a line below.
  */
-import type { RepoConfig } from '../config/repos.js';
 import { ReposnapError } from '../errors.js';
 import { gitKind, type GitConfig } from './git.js';
 import type { SourceKind } from './kind.js';
@@ -24,7 +23,8 @@ export const SOURCE_KINDS: { [T in SyncType]: SourceKind<Extract<SourceConfig, {
 
 export const SYNC_TYPES = Object.keys(SOURCE_KINDS) as SyncType[];
 
-export function createSource(repo: RepoConfig): SyncSource {
+/** The source of a repository (a RepoConfig, or anything with these fields). */
+export function createSource(repo: { name: string; syncUri: string | undefined; source: SourceConfig | undefined }): SyncSource {
   if (repo.source === undefined || repo.syncUri === undefined) {
     throw new ReposnapError('EUSAGE', `repo ${repo.name} has no sync-type; there is nothing to sync it from`);
   }

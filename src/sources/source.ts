@@ -8,7 +8,6 @@
  * a new name and renamed over the old one.
  */
 import fs from 'node:fs/promises';
-import type { SyncType } from './index.js';
 import { errnoCode, ReposnapError } from '../errors.js';
 import type { ChangeStats, MirrorProgress, TreeStats } from '../tree/mirror.js';
 
@@ -73,7 +72,8 @@ export interface PrecheckContext {
 }
 
 export interface SyncSource {
-  readonly type: SyncType;
+  /** Its sync-type (see index.ts). */
+  readonly type: string;
   readonly uri: string;
   fill(ctx: FillContext): Promise<SourceResult>;
   /**

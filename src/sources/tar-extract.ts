@@ -23,7 +23,7 @@ import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream } from 'node:fs';
 import { extract, type ReadEntry } from 'tar';
-import type { TarballLimits } from './tarball.js';
+import type { TarballLimits } from './tarball-limits.js';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { trackChild } from '../util/children.js';
 

@@ -23,27 +23,15 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError, ReposnapError } from '../errors.js';
 import type { SourceKind } from './kind.js';
+import { DEFAULT_TARBALL_LIMITS, type TarballLimits } from './tarball-limits.js';
+
+export { DEFAULT_TARBALL_LIMITS, type TarballLimits } from './tarball-limits.js';
 import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
 import { download, dropDownload, notModified, type Validators } from './http-download.js';
 import { syncTree } from '../tree/mirror.js';
 import { emptyChanges, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { extractArchive } from './tar-extract.js';
-
-/** tarball: the most a download may write, and an archive unpack to (bytes), and unpacked/archive. */
-export interface TarballLimits {
-  maxDownload: number;
-  maxUnpacked: number;
-  /** 0: no ratio limit. */
-  maxRatio: number;
-}
-
-/**
- * Room to spare for a Gentoo snapshot (about 45 MB as .tar.xz, 700 MB
- * unpacked, a ratio near 16), and nothing like a filesystem's worth from
- * a hostile server or a small archive that decompresses without end.
- */
-export const DEFAULT_TARBALL_LIMITS: TarballLimits = { maxDownload: 2 * 1024 ** 3, maxUnpacked: 16 * 1024 ** 3, maxRatio: 100 };
 
 export interface TarballConfig {
   type: 'tarball';
