@@ -1,6 +1,8 @@
 /**
- * Test helpers: temporary directories, trees written and read back, and the
- * real reposnap CLI run as a separate process.
+ * Test helpers: temporary directories, trees read back, servers' ports, and
+ * the real reposnap CLI run as a separate process. What the torture suite
+ * needs too (the CLI runner, trees, configuration writers) lives in its kit,
+ * torture/lib.ts, and is re-exported here: one kit for both.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,13 +11,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { startCli as startTortureCli } from '../torture/lib.js';
-import { fileURLToPath } from 'node:url';
 import { afterAll } from 'vitest';
-
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
-export const isRoot = process.getuid?.() === 0;
-
 const made: string[] = [];
 afterAll(() => {
   for (const d of made) rmSync(d, { recursive: true, force: true });
@@ -28,7 +24,8 @@ export function tmpdir(tag = 'reposnap'): string {
   return d;
 }
 
-export { writeTree, type TreeSpec } from '../torture/lib.js';
+export { CLI, isRoot, ROOT, sleep, writeConf, writeTree, type TreeSpec } from '../torture/lib.js';
+import { repoSection, ROOT, sleep } from '../torture/lib.js';
 
 export interface TreeEntry {
   type: 'file' | 'dir' | 'symlink' | 'other';
@@ -82,26 +79,9 @@ export function runCli(args: string[], opts: RunOptions = {}): Promise<RunResult
   return startCli(args, opts).done;
 }
 
-export async function writeConf(dir: string, text: string, name = 'repos.conf'): Promise<string> {
-  const p = path.join(dir, name);
-  await fs.writeFile(p, text);
-  return p;
-}
-
-/** A simple RCU repos.conf for one local repo under `dir`. */
+/** A simple RCU repos.conf for one repo named "test" under `dir`. */
 export function rcuConf(dir: string, extra = '', type = 'local', uri = path.join(dir, 'upstream')): string {
-  return `[test]
-location = ${path.join(dir, 'repo')}
-sync-type = ${type}
-sync-uri = ${uri}
-sync-rcu = yes
-sync-rcu-store-dir = ${path.join(dir, 'store')}
-${extra}
-`;
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+  return repoSection('test', dir, extra, uri, type);
 }
 
 /** Every regular file under `root`, with its content, for version checks. */

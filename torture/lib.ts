@@ -170,10 +170,10 @@ export async function writeTree(root: string, spec: TreeSpec): Promise<void> {
 }
 
 /** An RCU repos.conf section for a local repo under `dir`. */
-export function repoSection(name: string, dir: string, extra = '', uri = path.join(dir, 'upstream')): string {
+export function repoSection(name: string, dir: string, extra = '', uri = path.join(dir, 'upstream'), type = 'local'): string {
   return `[${name}]
 location = ${path.join(dir, 'repo')}
-sync-type = local
+sync-type = ${type}
 sync-uri = ${uri}
 sync-rcu = yes
 sync-rcu-store-dir = ${path.join(dir, 'store')}
