@@ -252,7 +252,24 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       if (n === undefined || n <= 0) throw new ConfigError(at(key), `expected a size such as 2G, 500M or 1048576, got "${raw}"`);
       return n;
     };
-    const source = kind?.parse({ get, at, bool, count, size });
+    const source = kind?.parse({ get, at, bool, count, size, path: pathValue });
+    // Verification asked for and not (yet) done is refused, never ignored:
+    // a tree would be published unverified while the user believes otherwise.
+    const notYet: Array<[string, boolean, string]> = [
+      ['sync-rsync-verify-metamanifest', syncType === 'rsync' || syncType === 'local' || syncType === 'tarball', 'MetaManifest (GLEP 74) verification'],
+      ['sync-webrsync-verify-signature', syncType === 'tarball', 'verifying a snapshot tarball\'s detached signature'],
+    ];
+    for (const [key, applies, what] of notYet) {
+      if (applies && bool(key, false)) {
+        throw new ConfigError(at(key), `${what} is not done by this version of reposnap; refusing rather than publishing unverified trees (set it to no to sync without it)`);
+      }
+    }
+    for (const key of values.keys()) {
+      if (/^sync-openpgp-(keyserver|key-refresh)/.test(key)) {
+        const v = values.get(key) as IniValue;
+        warnings.push(`${v.file}:${v.line}: [${name}] ${key}: not done: reposnap never fetches or refreshes keys over the network; the key file is used as it is`);
+      }
+    }
 
     const verifyCommand = get('sync-verify-command')?.trim() || undefined;
     const hooksDir = values.has('sync-hooks-dir') ? pathValue('sync-hooks-dir') : undefined;

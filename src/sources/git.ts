@@ -16,7 +16,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, ReposnapError } from '../errors.js';
-import type { SourceKind } from './kind.js';
+import { accessSync, constants as fsc, statSync } from 'node:fs';
+import type { ConfigReader, SourceKind } from './kind.js';
+import { Keyring, unverified, type KeySource } from './openpgp.js';
 import { runProcess } from '../util/process.js';
 import { trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';
@@ -27,6 +29,8 @@ import { emptyChanges, type ChangeStats, type FillContext, type PrecheckContext,
 
 export interface GitConfig {
   type: 'git';
+  /** sync-git-verify-commit-signature: the key file every fetched commit must be signed by. */
+  verify?: KeySource;
   /** sync-git-branch: the branch to follow (default: the remote's HEAD). */
   branch?: string;
   /** sync-depth: history depth to fetch; 0 = all of it. */
@@ -35,18 +39,37 @@ export interface GitConfig {
 
 export const gitKind: SourceKind<GitConfig> = {
   type: 'git',
-  keys: ['sync-git-branch', 'sync-depth'],
+  keys: ['sync-git-branch', 'sync-depth', 'sync-git-verify-commit-signature'],
   parse(r) {
     const branch = r.get('sync-git-branch')?.trim() || undefined;
     if (branch !== undefined && (!/^[^\s~^:?*[\\]+$/.test(branch) || branch.startsWith('-') || branch.includes('..'))) {
       throw new ConfigError(r.at('sync-git-branch'), `not a valid branch name: "${branch}"`);
     }
-    return { type: 'git', depth: r.count('sync-depth', 1), ...(branch !== undefined ? { branch } : {}) };
+    const verify = r.bool('sync-git-verify-commit-signature', false) ? readableKeyFile(r, 'sync-git-verify-commit-signature') : undefined;
+    return { type: 'git', depth: r.count('sync-depth', 1), ...(branch !== undefined ? { branch } : {}), ...(verify ? { verify } : {}) };
   },
-  create: (uri, c) => new GitSource(uri, { depth: c.depth, ...(c.branch !== undefined ? { branch: c.branch } : {}) }),
+  create: (uri, c) => new GitSource(uri, { depth: c.depth, ...(c.branch !== undefined ? { branch: c.branch } : {}), ...(c.verify ? { verify: c.verify } : {}) }),
 };
 
+/**
+ * sync-openpgp-key-path, which verification asked for by `askedBy` needs:
+ * missing or unreadable is a configuration error, never a silent downgrade.
+ */
+function readableKeyFile(r: ConfigReader, askedBy: string): KeySource {
+  const file = r.path('sync-openpgp-key-path');
+  if (file === undefined) throw new ConfigError(r.at(askedBy), 'needs sync-openpgp-key-path (the key file signatures are checked against)');
+  try {
+    accessSync(file, fsc.R_OK);
+    if (!statSync(file).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a regular file' });
+  } catch (err) {
+    throw new ConfigError(r.at('sync-openpgp-key-path'), `cannot read the key file ${file} (${(err as { code?: string }).code ?? String(err)})`);
+  }
+  return { file, position: r.at('sync-openpgp-key-path') };
+}
+
 export interface GitSourceOptions {
+  /** Every fetched commit must carry a good signature by a key of this file. */
+  verify?: KeySource;
   branch?: string;
   /** History depth to fetch; 0 = full history. */
   depth: number;
@@ -87,6 +110,8 @@ export class GitSource implements SyncSource {
     if (prev === commit && exact) {
       return { changed: false, changes, tree: await treeStats(mirror, commit), revision: commit };
     }
+    // Before anything of it is written: a commit that fails is never applied.
+    if (this.opts.verify) await verifyCommit(ctx.repo, mirror, commit, this.opts.verify);
 
     // The difference from the previous commit applies to a tree that is that
     // commit's (exact), or that commit's plus part of this very difference
@@ -161,6 +186,48 @@ export class GitSource implements SyncSource {
     }
     return new ReposnapError('ESOURCE', `repo ${repo}: git fetch from ${this.uri} failed: ${why}`, { cause: err });
   }
+}
+
+/**
+ * Check `commit`'s signature (its gpgsig header over the rest of the commit
+ * object, as git signs it) against the key file.
+ */
+async function verifyCommit(repo: string, mirror: string, commit: string, key: KeySource): Promise<void> {
+  // The key file first: one that holds no usable key is the configuration's fault, whatever the commit.
+  const ring = await Keyring.open(repo, key);
+  try {
+    const object = (await git(repo, ['--git-dir', mirror, 'cat-file', 'commit', commit])).stdout;
+    const signed = splitSignature(object);
+    const what = `commit ${commit.slice(0, 12)}`;
+    if (!signed) throw unverified(repo, what, `it is not signed (sync-git-verify-commit-signature = yes, key file ${key.file})`);
+    const verdict = await ring.verify(repo, signed.signature, signed.payload);
+    if (!verdict.ok) throw unverified(repo, what, `${verdict.why} (key file ${key.file})`);
+  } finally {
+    await ring.close();
+  }
+}
+
+/** A commit object's signature (gpgsig header) and the object without it, which is what was signed. */
+function splitSignature(object: Buffer): { signature: Buffer; payload: Buffer } | undefined {
+  const end = object.indexOf('\n\n');
+  const header = (end < 0 ? object : object.subarray(0, end)).toString('latin1').split('\n');
+  const kept: string[] = [];
+  const sig: string[] = [];
+  let inSig = false;
+  for (const line of header) {
+    if (line.startsWith('gpgsig ') || line.startsWith('gpgsig-sha256 ')) {
+      inSig = true;
+      sig.push(line.slice(line.indexOf(' ') + 1));
+    } else if (inSig && line.startsWith(' ')) {
+      sig.push(line.slice(1));
+    } else {
+      inSig = false;
+      kept.push(line);
+    }
+  }
+  if (sig.length === 0) return undefined;
+  const rest = end < 0 ? Buffer.alloc(0) : object.subarray(end);
+  return { signature: Buffer.from(`${sig.join('\n')}\n`, 'latin1'), payload: Buffer.concat([Buffer.from(kept.join('\n'), 'latin1'), rest]) };
 }
 
 class GitError extends Error {

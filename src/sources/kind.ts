@@ -20,6 +20,8 @@ export interface ConfigReader {
   count(key: string, dflt: number): number;
   /** A size such as 2G, 500M or 1048576. */
   size(key: string, dflt: number): number;
+  /** A path, made absolute against the file that says it (undefined when unset). */
+  path(key: string): string | undefined;
 }
 
 export interface SourceKind<C extends { type: string }> {

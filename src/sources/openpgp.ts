@@ -1,0 +1,81 @@
+/**
+ * OpenPGP signatures checked against the keys of one key file
+ * (sync-openpgp-key-path), with GnuPG as users trust it, in a keyring of its
+ * own: a temporary GnuPG home into which only that file is imported, so the
+ * user's own keys and trust settings never count, and a good signature means
+ * "made by a key from that file". Keys are never refreshed from the network.
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, ReposnapError, type ConfigPosition } from '../errors.js';
+import { runProcess } from '../util/process.js';
+
+export interface KeySource {
+  file: string;
+  /** Where sync-openpgp-key-path is set, for errors about the key file. */
+  position: ConfigPosition;
+}
+
+export type Verdict = { ok: true; fingerprint: string } | { ok: false; why: string };
+
+export class Keyring {
+  private constructor(private readonly home: string) {}
+
+  /** A keyring holding exactly the keys of `key.file`; a file with no usable key is a configuration error. */
+  static async open(repo: string, key: KeySource): Promise<Keyring> {
+    const home = await fs.mkdtemp(path.join(os.tmpdir(), 'reposnap-gpg-'));
+    const ring = new Keyring(home);
+    try {
+      const end = await ring.gpg(repo, ['--import', key.file]);
+      const imported = end.stdout
+        .toString()
+        .split('\n')
+        .filter((l) => /^\[GNUPG:\] IMPORT_OK /.test(l)).length;
+      if (imported === 0) throw new ConfigError(key.position, `${key.file} holds no OpenPGP key that can be used (gpg: ${lastLine(end.stderr) || 'nothing imported'})`);
+      return ring;
+    } catch (err) {
+      await ring.close();
+      throw err;
+    }
+  }
+
+  /** Check a detached signature over `data`. */
+  async verify(repo: string, signature: Buffer, data: Buffer): Promise<Verdict> {
+    const sig = path.join(this.home, 'signature');
+    const payload = path.join(this.home, 'payload');
+    await fs.writeFile(sig, signature);
+    await fs.writeFile(payload, data);
+    const end = await this.gpg(repo, ['--verify', sig, payload]);
+    const status = end.stdout.toString().split('\n');
+    const has = (word: string): string | undefined => status.find((l) => l.startsWith(`[GNUPG:] ${word} `) || l === `[GNUPG:] ${word}`);
+    if (has('BADSIG')) return { ok: false, why: 'the signature is bad (the signed content was changed)' };
+    if (has('ERRSIG') || has('NO_PUBKEY')) return { ok: false, why: 'it is not signed by a key from the key file' };
+    if (has('EXPKEYSIG')) return { ok: false, why: 'the signing key has expired' };
+    if (has('REVKEYSIG')) return { ok: false, why: 'the signing key was revoked' };
+    if (has('EXPSIG')) return { ok: false, why: 'the signature has expired' };
+    const valid = has('VALIDSIG');
+    if (!valid || end.code !== 0) return { ok: false, why: `gpg did not accept the signature (${lastLine(end.stderr) || `exit ${end.code}`})` };
+    return { ok: true, fingerprint: valid.split(' ')[2] ?? '' };
+  }
+
+  async close(): Promise<void> {
+    await fs.rm(this.home, { recursive: true, force: true });
+  }
+
+  private gpg(repo: string, args: string[]) {
+    return runProcess('gpg', ['--homedir', this.home, '--batch', '--no-tty', '--no-autostart', '--status-fd', '1', ...args], {
+      env: { GNUPGHOME: this.home, LC_ALL: 'C' },
+      missing: { repo, tool: 'GnuPG (gpg)' },
+    });
+  }
+}
+
+function lastLine(text: string): string {
+  return text.trim().split('\n').pop()?.trim() ?? '';
+}
+
+/** `why` as the one-line error of a refused signature. */
+export function unverified(repo: string, what: string, why: string): ReposnapError {
+  return new ReposnapError('EUNSAFE', `repo ${repo}: ${what} refused: ${why}; nothing was published, the previous snapshot stays current`);
+}

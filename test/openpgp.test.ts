@@ -1,0 +1,144 @@
+/**
+ * Authenticity, first part: git commit signatures checked against the key
+ * file with GnuPG before anything is applied, and verification keys that
+ * reposnap does not honour yet refused instead of accepted in silence. Keys
+ * are made by gpg here; commits are signed by git with them.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli, tmpdir, writeConf, writeTree } from './helpers.js';
+
+const homes: string[] = [];
+afterAll(() => {
+  for (const h of homes) execFileSync('gpgconf', ['--homedir', h, '--kill', 'all'], { stdio: 'ignore' });
+});
+
+/** A signing key in a GnuPG home of its own; returns the home, the fingerprint and the exported public key file. */
+function makeKey(dir: string, name: string): { home: string; fpr: string; pub: string } {
+  const home = path.join(dir, `gnupg-${name}`);
+  execFileSync('mkdir', ['-m', '700', home]);
+  homes.push(home);
+  const gpg = (...args: string[]): string => execFileSync('gpg', ['--homedir', home, '--batch', '--no-tty', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  gpg('--passphrase', '', '--quick-gen-key', `${name} <${name}@example.org>`, 'ed25519', 'sign', 'never');
+  const fpr = /^fpr:+([0-9A-F]+):/m.exec(gpg('--with-colons', '--list-keys'))?.[1] as string;
+  const pub = path.join(dir, `${name}.asc`);
+  execFileSync('sh', ['-c', `gpg --homedir '${home}' --batch --armor --export ${fpr} > '${pub}'`]);
+  return { home, fpr, pub };
+}
+
+function git(cwd: string, env: NodeJS.ProcessEnv, ...args: string[]): string {
+  return execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.org', '-c', 'init.defaultBranch=main', ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, GIT_CONFIG_NOSYSTEM: '1', HOME: cwd, ...env },
+  }).trim();
+}
+
+describe('sync-git-verify-commit-signature', () => {
+  it('publishes commits signed by a key of the key file, refuses unsigned and foreign ones before applying anything', async () => {
+    const dir = tmpdir('openpgp');
+    const signer = makeKey(dir, 'signer');
+    const stranger = makeKey(dir, 'stranger');
+    const work = path.join(dir, 'work');
+    const bare = path.join(dir, 'up.git');
+    await fs.mkdir(work);
+    git(work, {}, 'init', '-q');
+    const commit = async (msg: string, key?: { home: string; fpr: string }): Promise<void> => {
+      await writeTree(work, { [`cat/${msg}.ebuild`]: `${msg}\n` });
+      git(work, {}, 'add', '-A');
+      if (key) git(work, { GNUPGHOME: key.home }, '-c', 'gpg.program=gpg', '-c', `user.signingkey=${key.fpr}`, 'commit', '-q', '-S', '-m', msg);
+      else git(work, {}, 'commit', '-q', '-m', msg);
+      git(work, {}, 'push', '-q', '-f', bare, 'HEAD:refs/heads/main');
+    };
+    execFileSync('git', ['init', '-q', '--bare', '--initial-branch=main', bare]);
+    await commit('one', signer);
+    const conf = await writeConf(
+      dir,
+      `[test]\nlocation = ${path.join(dir, 'repo')}\nsync-type = git\nsync-uri = file://${bare}\nsync-rcu = yes\nsync-rcu-store-dir = ${path.join(dir, 'store')}\n` +
+        `sync-git-verify-commit-signature = yes\nsync-openpgp-key-path = ${signer.pub}\n`,
+    );
+    const first = await runCli(['-c', conf, 'sync']);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+
+    for (const [msg, key, why] of [
+      ['unsigned', undefined, /commit [0-9a-f]{12} refused: it is not signed/],
+      ['foreign', stranger, /commit [0-9a-f]{12} refused: it is not signed by a key from the key file/],
+    ] as const) {
+      await commit(msg, key);
+      const r = await runCli(['-c', conf, 'sync']);
+      expect(r.code, msg).toBe(1);
+      expect(r.stderr).toMatch(why);
+      expect(r.stderr).toMatch(/nothing was published, the previous snapshot stays current\n$/);
+      expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+      await expect(fs.stat(path.join(dir, 'repo', 'cat', `${msg}.ebuild`))).rejects.toThrow();
+    }
+
+    // A signed commit whose message was changed afterwards: the signature is bad.
+    await commit('signed', signer);
+    const object = execFileSync('git', ['--git-dir', bare, 'cat-file', 'commit', 'main']).toString('latin1').replace(/\nsigned\n$/, '\ntampered\n');
+    const forged = execFileSync('git', ['--git-dir', bare, 'hash-object', '-t', 'commit', '-w', '--stdin'], { input: Buffer.from(object, 'latin1') }).toString().trim();
+    execFileSync('git', ['--git-dir', bare, 'update-ref', 'refs/heads/main', forged]);
+    const tampered = await runCli(['-c', conf, 'sync']);
+    expect(tampered.code).toBe(1);
+    expect(tampered.stderr).toMatch(/commit [0-9a-f]{12} refused: the signature is bad/);
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+
+    git(work, {}, 'reset', '-q', '--hard', 'HEAD');
+    await commit('two', signer);
+    const last = await runCli(['-c', conf, 'sync']);
+    expect(last.code).toBe(0);
+    expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/2');
+    expect(await fs.readFile(path.join(dir, 'repo', 'cat', 'two.ebuild'), 'utf8')).toBe('two\n');
+  });
+
+  it('a key path that is missing, unreadable or holds no key is a configuration error (exit 2), not a silent downgrade', async () => {
+    const dir = tmpdir('openpgp-conf');
+    const base = (extra: string): string =>
+      `[test]\nlocation = ${path.join(dir, 'repo')}\nsync-type = git\nsync-uri = file://${path.join(dir, 'up.git')}\nsync-rcu = yes\nsync-rcu-store-dir = ${path.join(dir, 'store')}\nsync-git-verify-commit-signature = yes\n${extra}`;
+    execFileSync('git', ['init', '-q', '--bare', '--initial-branch=main', path.join(dir, 'up.git')]);
+    const work = path.join(dir, 'work');
+    await fs.mkdir(work);
+    git(work, {}, 'init', '-q');
+    await writeTree(work, { f: 'x\n' });
+    git(work, {}, 'add', '-A');
+    git(work, {}, 'commit', '-q', '-m', 'x');
+    git(work, {}, 'push', '-q', path.join(dir, 'up.git'), 'HEAD:refs/heads/main');
+    await fs.writeFile(path.join(dir, 'junk.asc'), 'not a key\n');
+    for (const [extra, why] of [
+      ['', /repos\.conf:7: \[test\] sync-git-verify-commit-signature: needs sync-openpgp-key-path/],
+      [`sync-openpgp-key-path = ${path.join(dir, 'missing.asc')}\n`, /repos\.conf:8: \[test\] sync-openpgp-key-path: cannot read the key file .*missing\.asc \(ENOENT\)/],
+      [`sync-openpgp-key-path = ${path.join(dir, 'junk.asc')}\n`, /repos\.conf:8: \[test\] sync-openpgp-key-path: .*junk\.asc holds no OpenPGP key that can be used/],
+    ] as const) {
+      const conf = await writeConf(dir, base(extra));
+      const r = await runCli(['-c', conf, 'sync']);
+      expect(r.code, extra).toBe(2);
+      expect(r.stderr).toMatch(why);
+      await expect(fs.lstat(path.join(dir, 'repo'))).rejects.toThrow();
+    }
+  });
+});
+
+describe('verification keys reposnap does not honour yet', () => {
+  it('refuses sync-rsync-verify-metamanifest = yes and sync-webrsync-verify-signature = yes where they apply; warns about key refresh', async () => {
+    const dir = tmpdir('notyet');
+    const section = (type: string, uri: string, extra: string): string =>
+      `[test]\nlocation = ${path.join(dir, 'repo')}\nsync-type = ${type}\nsync-uri = ${uri}\n${extra}\n`;
+    for (const [type, uri, extra, key] of [
+      ['rsync', dir, 'sync-rsync-verify-metamanifest = yes', 'sync-rsync-verify-metamanifest'],
+      ['local', dir, 'sync-rsync-verify-metamanifest = true', 'sync-rsync-verify-metamanifest'],
+      ['tarball', 'http://127.0.0.1:1/x.tar', 'sync-webrsync-verify-signature = yes', 'sync-webrsync-verify-signature'],
+    ] as const) {
+      const r = await runCli(['-c', await writeConf(dir, section(type, uri, extra)), 'status']);
+      expect(r.code, extra).toBe(2);
+      expect(r.stderr).toMatch(new RegExp(`\\[test\\] ${key}: .* is not done by this version of reposnap; refusing rather than publishing unverified trees`));
+    }
+    // Set to no, or on a source it does not apply to: fine.
+    expect((await runCli(['-c', await writeConf(dir, section('rsync', dir, 'sync-rsync-verify-metamanifest = no')), 'status'])).code).toBe(0);
+    const r = await runCli(['-c', await writeConf(dir, section('rsync', dir, 'sync-openpgp-keyserver = hkps://keys.example.org')), 'status']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/\[test\] sync-openpgp-keyserver: not done: reposnap never fetches or refreshes keys over the network/);
+  });
+});
