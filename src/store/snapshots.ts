@@ -2,11 +2,11 @@
  * Reading the published state of a store: which snapshots exist, which one is
  * latest, and the next id to assign.
  */
+import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { lstatOrUndefined, readlinkOrUndefined } from '../util/fs.js';
 import { MAX_SNAPSHOT_ID, parseLatestTarget, parseSnapshotId, type StoreLayout } from './layout.js';
-import { listMetaIds } from './metadata.js';
 
 /**
  * Snapshot ids present in snapshots/, ascending: folders named by an id.
@@ -14,7 +14,7 @@ import { listMetaIds } from './metadata.js';
  * would otherwise count as a snapshot and take a spare slot), are ignored.
  */
 export async function listSnapshotIds(layout: StoreLayout): Promise<number[]> {
-  let entries: import('node:fs').Dirent[];
+  let entries: Dirent[];
   try {
     entries = await fs.readdir(layout.snapshotsDir, { withFileTypes: true });
   } catch (err) {
@@ -47,9 +47,10 @@ export async function latestId(layout: StoreLayout): Promise<number | undefined>
  * newest snapshot was collected or a commit was interrupted.
  */
 export async function nextSnapshotId(layout: StoreLayout): Promise<number> {
-  let max = 0;
-  for (const id of await listSnapshotIds(layout)) max = Math.max(max, id);
-  for (const id of await listMetaIds(layout)) max = Math.max(max, id);
+  // One look at each folder gives both the ids and any names past the bound.
+  const snapshots = await scanIds(layout.snapshotsDir, /^(\d+)$/, (e) => e.isDirectory());
+  const metas = await scanIds(layout.metaDir, /^(\d+)\.json$/);
+  let max = Math.max(0, ...snapshots.ids, ...metas.ids);
   let last: string | undefined;
   try {
     last = (await fs.readFile(layout.lastIdFile, 'utf8')).trim();
@@ -62,8 +63,8 @@ export async function nextSnapshotId(layout: StoreLayout): Promise<number> {
   // of them may be the highest ever assigned.
   const oversized = [
     ...(last !== undefined && lastId === undefined && /^\d+$/.test(last) ? [`reposnap/last-id says ${last}`] : []),
-    ...(await namesOutOfRange(layout.snapshotsDir, /^(\d+)$/)).map((n) => `snapshots/${n}`),
-    ...(await namesOutOfRange(layout.metaDir, /^(\d+)\.json$/)).map((n) => `reposnap/meta/${n}`),
+    ...snapshots.oversized.map((n) => `snapshots/${n}`),
+    ...metas.oversized.map((n) => `reposnap/meta/${n}`),
   ];
   if (oversized.length > 0 || max + 1 > MAX_SNAPSHOT_ID) {
     throw new ReposnapError(
@@ -74,11 +75,26 @@ export async function nextSnapshotId(layout: StoreLayout): Promise<number> {
   return max + 1;
 }
 
-/** Names in `dir` that look like snapshot ids but are past the bound. */
-async function namesOutOfRange(dir: string, re: RegExp): Promise<string[]> {
-  const names = await fs.readdir(dir).catch(() => [] as string[]);
-  return names.filter((n) => {
-    const m = re.exec(n);
-    return m !== null && !/^0/.test(m[1] as string) && parseSnapshotId(m[1] as string) === undefined;
-  });
+/**
+ * Names in `dir` that hold an id (group 1 of `re`, no leading zero): the ids
+ * within the bound (of entries `counts` accepts), and every name past it.
+ */
+async function scanIds(dir: string, re: RegExp, counts: (e: Dirent) => boolean = () => true): Promise<{ ids: number[]; oversized: string[] }> {
+  const ids: number[] = [];
+  const oversized: string[] = [];
+  let entries: Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return { ids, oversized };
+    throw err;
+  }
+  for (const e of entries) {
+    const digits = re.exec(e.name)?.[1];
+    if (digits === undefined || digits.startsWith('0')) continue;
+    const id = parseSnapshotId(digits);
+    if (id === undefined) oversized.push(e.name);
+    else if (counts(e)) ids.push(id);
+  }
+  return { ids, oversized };
 }
