@@ -146,8 +146,10 @@ export class FileLock {
 
 /**
  * Whether the locked file is still the one at `path`: false when another
- * file took its place (lock that one instead); throws ENOENT when the path
- * is gone (its folder removed: there is nothing left to lock).
+ * file took its place or the path is gone. Either way the caller opens the
+ * path again: a file that alone was removed is made anew and locked; when
+ * its folder is gone too (revert removed the store), that open fails with
+ * ENOENT, which is the caller's answer.
  */
 async function stillAt(fh: fs.FileHandle, path: string): Promise<boolean> {
   const held = await fh.stat();
@@ -156,8 +158,6 @@ async function stillAt(fh: fs.FileHandle, path: string): Promise<boolean> {
     now = await fs.stat(path);
   } catch (err) {
     if (errnoCode(err) !== 'ENOENT') throw err;
-    // Recreated by openLockFile if only the file went; if its folder went
-    // too, that fails with ENOENT, which is the answer.
     return false;
   }
   return now.ino === held.ino && now.dev === held.dev;

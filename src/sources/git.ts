@@ -16,9 +16,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, ReposnapError } from '../errors.js';
-import { accessSync, constants as fsc, statSync } from 'node:fs';
-import type { ConfigReader, SourceKind } from './kind.js';
-import { Keyring, unverified, type KeySource } from './openpgp.js';
+import type { SourceKind } from './kind.js';
+import { keyFileFor, Keyring, unverified, type KeySource } from './openpgp.js';
 import { runProcess } from '../util/process.js';
 import { trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';
@@ -45,27 +44,11 @@ export const gitKind: SourceKind<GitConfig> = {
     if (branch !== undefined && (!/^[^\s~^:?*[\\]+$/.test(branch) || branch.startsWith('-') || branch.includes('..'))) {
       throw new ConfigError(r.at('sync-git-branch'), `not a valid branch name: "${branch}"`);
     }
-    const verify = r.bool('sync-git-verify-commit-signature', false) ? readableKeyFile(r, 'sync-git-verify-commit-signature') : undefined;
+    const verify = r.bool('sync-git-verify-commit-signature', false) ? keyFileFor(r, 'sync-git-verify-commit-signature') : undefined;
     return { type: 'git', depth: r.count('sync-depth', 1), ...(branch !== undefined ? { branch } : {}), ...(verify ? { verify } : {}) };
   },
   create: (uri, c) => new GitSource(uri, { depth: c.depth, ...(c.branch !== undefined ? { branch: c.branch } : {}), ...(c.verify ? { verify: c.verify } : {}) }),
 };
-
-/**
- * sync-openpgp-key-path, which verification asked for by `askedBy` needs:
- * missing or unreadable is a configuration error, never a silent downgrade.
- */
-function readableKeyFile(r: ConfigReader, askedBy: string): KeySource {
-  const file = r.path('sync-openpgp-key-path');
-  if (file === undefined) throw new ConfigError(r.at(askedBy), 'needs sync-openpgp-key-path (the key file signatures are checked against)');
-  try {
-    accessSync(file, fsc.R_OK);
-    if (!statSync(file).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a regular file' });
-  } catch (err) {
-    throw new ConfigError(r.at('sync-openpgp-key-path'), `cannot read the key file ${file} (${(err as { code?: string }).code ?? String(err)})`);
-  }
-  return { file, position: r.at('sync-openpgp-key-path') };
-}
 
 export interface GitSourceOptions {
   /** Every fetched commit must carry a good signature by a key of this file. */

@@ -5,16 +5,34 @@
  * user's own keys and trust settings never count, and a good signature means
  * "made by a key from that file". Keys are never refreshed from the network.
  */
+import { accessSync, constants as fsc, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, ReposnapError, type ConfigPosition } from '../errors.js';
 import { runProcess } from '../util/process.js';
+import type { ConfigReader } from './kind.js';
 
 export interface KeySource {
   file: string;
   /** Where sync-openpgp-key-path is set, for errors about the key file. */
   position: ConfigPosition;
+}
+
+/**
+ * sync-openpgp-key-path, which verification asked for by `askedBy` needs:
+ * missing or unreadable is a configuration error, never a silent downgrade.
+ */
+export function keyFileFor(r: ConfigReader, askedBy: string): KeySource {
+  const file = r.path('sync-openpgp-key-path');
+  if (file === undefined) throw new ConfigError(r.at(askedBy), 'needs sync-openpgp-key-path (the key file signatures are checked against)');
+  try {
+    accessSync(file, fsc.R_OK);
+    if (!statSync(file).isFile()) throw Object.assign(new Error('not a file'), { code: 'not a regular file' });
+  } catch (err) {
+    throw new ConfigError(r.at('sync-openpgp-key-path'), `cannot read the key file ${file} (${(err as { code?: string }).code ?? String(err)})`);
+  }
+  return { file, position: r.at('sync-openpgp-key-path') };
 }
 
 export type Verdict = { ok: true; fingerprint: string } | { ok: false; why: string };
