@@ -17,7 +17,7 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { ConfigError, ReposnapError } from '../errors.js';
 import type { SourceKind } from './kind.js';
-import { keyFileFor, Keyring, unverified, type KeySource } from './openpgp.js';
+import { keyFileFor, Keyring, unverified, type KeySource } from '../trust/openpgp.js';
 import { runProcess } from '../util/process.js';
 import { trackChild } from '../util/children.js';
 import { failpoint } from '../util/failpoint.js';

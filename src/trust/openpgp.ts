@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, ReposnapError, type ConfigPosition } from '../errors.js';
 import { runProcess } from '../util/process.js';
-import type { ConfigReader } from './kind.js';
+import type { ConfigReader } from '../sources/kind.js';
 
 export interface KeySource {
   file: string;
