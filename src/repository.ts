@@ -14,8 +14,10 @@ import { RcuStorage } from './store/rcu-storage.js';
 import type { StorageStatus } from './store/status.js';
 import type { RepoStorage } from './store/storage.js';
 import { runSync, type SyncOptions, type SyncReport } from './sync/pipeline.js';
+import { verifySnapshot, type SnapshotVerification } from './trust/verify-snapshot.js';
 
-export type { SyncOptions, SyncProgress, SyncReport, SyncTimings } from './sync/pipeline.js';
+export type { SyncOptions, SyncProgress, SyncReport, SyncTimings, VerifiedSummary } from './sync/pipeline.js';
+export type { SnapshotVerification } from './trust/verify-snapshot.js';
 export type { SnapshotStatus, StagingStatus, StorageStatus } from './store/status.js';
 
 /** A repository as `status` shows it: its configuration, and its storage's state. */
@@ -102,6 +104,15 @@ export class Repository {
   /** Migrate a plain-directory location into the store without syncing. */
   migrate(opts: { wait?: boolean } = {}): Promise<SnapshotMeta | undefined> {
     return this.rcu('migrate').migrate(opts);
+  }
+
+  /**
+   * Check the current tree against its MetaManifest (sync-rsync-verify-
+   * metamanifest): quickly (what changed since it was published), or in full.
+   * Throws (EUNSAFE) naming the file and what is wrong.
+   */
+  verify(opts: { full?: boolean } = {}): Promise<SnapshotVerification> {
+    return verifySnapshot(this.config, this.storage, opts);
   }
 
   /** The canonical path of the tree a reader should use now. */

@@ -18,6 +18,7 @@ import { pathCommand } from './path.js';
 import { stampRun, stampShow, stampTouch } from './stamp.js';
 import { statusCommand } from './status.js';
 import { syncCommand } from './sync.js';
+import { verifyCommand } from './verify.js';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -45,9 +46,20 @@ export async function main(argv: string[]): Promise<number> {
     .description('bring repositories up to date (no names: every repo with auto-sync = yes)')
     .argument('[repo...]', 'repositories to sync')
     .option('--no-wait', `fail with exit status 75 instead of waiting when another process is updating a repo`)
+    .option('--allow-older', 'accept a tree older than the current one (rollback protection off for this sync)')
     .option('--json', 'print the results as JSON')
-    .action((names: string[], o: { wait: boolean; json?: boolean }) =>
-      run(() => syncCommand(makeContext(globals(), o.json === true), names, { wait: o.wait, json: o.json === true }))(),
+    .action((names: string[], o: { wait: boolean; allowOlder?: boolean; json?: boolean }) =>
+      run(() => syncCommand(makeContext(globals(), o.json === true), names, { wait: o.wait, allowOlder: o.allowOlder === true, json: o.json === true }))(),
+    );
+
+  program
+    .command('verify')
+    .description('check the current snapshot against its MetaManifest (exit 1 on any mismatch)')
+    .argument('<repo>', 'repository')
+    .option('--full', 'hash every file (default: the signature, every file present and of its size, and the hashes of what changed since the snapshot was published)')
+    .option('--json', 'print the result as JSON')
+    .action((name: string, o: { full?: boolean; json?: boolean }) =>
+      run(() => verifyCommand(makeContext(globals(), o.json === true), name, { full: o.full === true, json: o.json === true }))(),
     );
 
   program

@@ -6,6 +6,7 @@ import { errorMessage, formatBytes, formatMs } from './output.js';
 
 export interface SyncCommandOptions {
   wait: boolean;
+  allowOlder?: boolean;
   json: boolean;
 }
 
@@ -23,7 +24,7 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
 
   const onProgress = (e: SyncProgress): void => ctx.out.progress(describeProgress(e));
   // Different repositories have different locks, so they sync in parallel.
-  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, onProgress })));
+  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress })));
 
   const errors: unknown[] = [];
   const results: unknown[] = [];
@@ -56,7 +57,7 @@ function describeProgress(e: SyncProgress): string {
     case 'fetch':
       return `${e.repo}: syncing (${e.scanned} checked, ${e.changed} changed)`;
     case 'verify':
-      return `${e.repo}: running sync-verify-command`;
+      return `${e.repo}: verifying`;
     case 'commit':
       return `${e.repo}: publishing`;
     case 'hooks':
@@ -77,12 +78,13 @@ export function describeReport(r: SyncReport): string {
   const what = r.snapshot ? `updated to snapshot ${r.snapshot.id}` : `updated (${r.mode})`;
   const delta = `+${c.added} ~${c.updated} -${c.deleted}, ${formatBytes(c.bytesTransferred)} transferred`;
   const t = r.timings;
-  const visible = t.prepareMs + t.fetchMs + t.commitMs;
+  const visible = t.prepareMs + t.fetchMs + t.verifyMs + t.commitMs;
   let line = `${r.repo}: ${what} (${delta}) visible after ${formatMs(visible)}`;
   if (r.mode === 'rcu') {
     const what = r.collected.length > 0 ? `collected snapshot${r.collected.length > 1 ? 's' : ''} ${r.collected.join(', ')}` : 'collection';
     line += `; ${what} took ${formatMs(t.gcMs)} after that`;
   }
+  if (r.verified) line += `; verified ${r.verified.incremental ? 'incrementally' : 'in full'} (${r.verified.hashed} files hashed), signed by ${r.verified.signedBy.slice(-16)}, TIMESTAMP ${r.verified.timestamp}`;
   if (r.resumed) line += '; resumed an interrupted update';
   if (parts.length) line += `; ${parts.join('; ')}`;
   return line;

@@ -7,10 +7,12 @@
  * symbolic links in parent directories when comparing paths.
  */
 import { realpathSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, type ConfigPosition } from '../errors.js';
 import { SOURCE_KINDS, SYNC_TYPES, type SourceConfig, type SyncType } from '../sources/index.js';
-import type { SourceKind } from '../sources/kind.js';
+import type { ConfigReader, SourceKind } from '../sources/kind.js';
+import { keyFileFor, type KeySource } from '../trust/openpgp.js';
 import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
 
 export { SYNC_TYPES, type SourceConfig, type SyncType } from '../sources/index.js';
@@ -48,6 +50,8 @@ export interface RepoConfig {
   prepareStaging: boolean;
   /** The source's own keys, read by its kind (sources/kind.ts), by sync-type. */
   source: SourceConfig | undefined;
+  /** MetaManifest (GLEP 74) verification before commit (sync-rsync-verify-metamanifest). */
+  metamanifest: MetaManifestConfig | undefined;
   /** A shell command run in the finished update before commit; non-zero stops it. */
   verifyCommand: string | undefined;
   /** Executables run after a sync (Portage's repo.postsync.d), in lexical order. */
@@ -61,6 +65,15 @@ export interface RepoConfig {
   /** Where the section starts, and where each key was set. */
   position: Position;
   keyPositions: Record<string, Position>;
+}
+
+export interface MetaManifestConfig {
+  /** The key file the top-level Manifest must be signed by. */
+  key: KeySource;
+  /** Hashing threads (sync-rsync-verify-jobs; 0 or unset: one per CPU). */
+  jobs: number;
+  /** TIMESTAMP older than this many days fails (sync-rsync-verify-max-age; 0: no limit). */
+  maxAgeDays: number;
 }
 
 export interface ReposConfig {
@@ -253,10 +266,10 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       return n;
     };
     const source = kind?.parse({ get, at, bool, count, size, path: pathValue });
+    const metamanifest = readMetaManifest({ get, at, bool, count, size, path: pathValue }, syncType, syncRcu || syncAllowHardlinks);
     // Verification asked for and not (yet) done is refused, never ignored:
     // a tree would be published unverified while the user believes otherwise.
     const notYet: Array<[string, boolean, string]> = [
-      ['sync-rsync-verify-metamanifest', syncType === 'rsync' || syncType === 'local' || syncType === 'tarball', 'MetaManifest (GLEP 74) verification'],
       ['sync-webrsync-verify-signature', syncType === 'tarball', 'verifying a snapshot tarball\'s detached signature'],
     ];
     for (const [key, applies, what] of notYet) {
@@ -305,6 +318,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       backend,
       prepareStaging,
       source,
+      metamanifest,
       verifyCommand,
       hooksDir,
       hooksOnlyOnChange,
@@ -438,4 +452,31 @@ function checkAcrossRepos(repos: RepoConfig[]): void {
       }
     }
   }
+}
+
+/** Source types whose tree a MetaManifest can cover (git has its own signatures). */
+const TREE_TYPES = new Set(['rsync', 'local', 'tarball', 'webrsync']);
+
+/**
+ * sync-rsync-verify-metamanifest and its companions. Portage reads them for
+ * rsync only; reposnap verifies every source that fills a tree. Asked for
+ * where it cannot be done (git, or in-place mode, where readers would see
+ * the tree before it is checked), it is a configuration error, never a
+ * tree published unverified.
+ */
+function readMetaManifest(r: ConfigReader, syncType: string | undefined, staged: boolean): MetaManifestConfig | undefined {
+  const key = 'sync-rsync-verify-metamanifest';
+  if (!r.bool(key, false)) return undefined;
+  if (syncType !== undefined && !TREE_TYPES.has(syncType)) {
+    throw new ConfigError(r.at(key), `MetaManifest verification is for trees fetched by rsync, local, tarball or webrsync; for sync-type = ${syncType} use ${syncType === 'git' ? 'sync-git-verify-commit-signature' : 'a source that can be verified'} (or set it to no)`);
+  }
+  if (!staged) {
+    throw new ConfigError(r.at(key), 'cannot verify in place (readers would see the tree before it is checked): set sync-rcu = yes, or sync-allow-hardlinks = yes for a quarantine');
+  }
+  const jobs = r.count('sync-rsync-verify-jobs', 0);
+  return {
+    key: keyFileFor(r, key),
+    jobs: jobs > 0 ? jobs : os.availableParallelism(),
+    maxAgeDays: r.count('sync-rsync-verify-max-age', 0),
+  };
 }

@@ -29,6 +29,26 @@ export interface SnapshotMeta {
   /** Bytes of regular files, where the source measured them. */
   bytes?: number;
   changes?: ChangeStats;
+  /** How the tree was verified before it was published, if it was. */
+  verified?: VerificationRecord;
+}
+
+/** A MetaManifest verification that passed, as recorded with the snapshot. */
+export interface VerificationRecord {
+  method: 'metamanifest';
+  /** Fingerprint of the key that signed the top-level Manifest. */
+  signedBy: string;
+  /** The key file it was checked against, and the sha256 of its content then. */
+  keyFile: string;
+  keyDigest: string;
+  /** The signed TIMESTAMP. */
+  timestamp: string;
+  /** Checked against the verified snapshot it was cloned from (`base`), or in full. */
+  incremental: boolean;
+  /** ISO 8601 time of the verification. */
+  at: string;
+  files: number;
+  hashed: number;
 }
 
 export async function readMeta(layout: StoreLayout, id: number): Promise<SnapshotMeta | undefined> {

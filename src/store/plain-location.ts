@@ -203,6 +203,8 @@ export class LocationUpdate implements Update {
   get dirty(): boolean {
     return this.resumed && this.copyOf !== undefined;
   }
+  /** A plain location keeps no snapshots to verify against: verification is always in full. */
+  readonly baseTree = undefined;
   beginWriting(): Promise<void> {
     return Promise.resolve();
   }

@@ -64,7 +64,14 @@ class RcuUpdate implements Update {
     private readonly basePrevious: PreviousTree | undefined,
     /** The base snapshot's tree, to compare a dirty staging tree with. */
     private readonly baseDir: string | null,
+    private readonly baseMeta: SnapshotMeta | undefined,
   ) {}
+  get baseTree(): Update['baseTree'] {
+    if (this.baseDir === null) return undefined;
+    const clonedAt = this.staging.info.clonedAt;
+    const verified = this.baseMeta?.verified;
+    return { dir: this.baseDir, ...(clonedAt !== undefined ? { clonedAt } : {}), ...(verified ? { verified } : {}) };
+  }
   get dirty(): boolean {
     return this.staging.fillState !== 'none';
   }
@@ -224,7 +231,7 @@ export class RcuStorage implements RepoStorage {
             // The clone reports no per-file progress: cp does it faster than any walk that could.
             o.onProgress?.({ phase: 'clone', done: 0 });
             const staging = await Staging.open(layout, base ?? null, baseDir, backend);
-            return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, baseDir);
+            return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, baseDir, baseMeta);
           } catch (err) {
             await syncLock.release();
             throw err;
@@ -254,6 +261,7 @@ export class RcuStorage implements RepoStorage {
             files: info.tree.files,
             bytes: info.tree.bytes,
             changes: info.changes,
+            ...(info.verified ? { verified: info.verified } : {}),
           },
           { fixLocation: true },
         ),

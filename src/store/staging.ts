@@ -49,6 +49,12 @@ export interface StagingInfo {
    * while its base is still latest).
    */
   state: 'cloning' | 'cloned' | 'prepared';
+  /**
+   * When the clone was complete (ms since the epoch). Files whose ctime is
+   * before it are the base's, untouched: incremental verification relies on
+   * it, and the first write waits until it is safely past (beginWriting).
+   */
+  clonedAt?: number;
   /** What fills did to the tree (absent in records of older versions: unknown, so "partial"). */
   fill?: FillState;
   /** The upstream revision every write so far leads to, where the source has revisions. */
@@ -60,6 +66,9 @@ export interface StagingInfo {
 export type FillState = 'none' | 'partial' | 'complete';
 
 export const STAGING_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+
+/** The least time between a clone's end and the first write into it. */
+export const CLONE_WRITE_GAP_MS = 50;
 
 export class Staging {
   private constructor(
@@ -118,6 +127,7 @@ export class Staging {
       if (baseDir === null) await backend.createEmpty(staging.dir);
       else await backend.clone(baseDir, staging.dir);
       info.state = 'cloned';
+      info.clonedAt = Date.now();
       await staging.writeInfo();
     } catch (err) {
       await staging.discard().catch(() => undefined);
@@ -141,6 +151,10 @@ export class Staging {
    * only while every write leads to the same revision.
    */
   async beginWriting(revision?: string): Promise<void> {
+    // Every write must get a ctime after clonedAt, even on a clock that
+    // stamps inodes a tick late (see trust/metamanifest.ts).
+    const wait = (this.info.clonedAt ?? 0) + CLONE_WRITE_GAP_MS - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const heading = this.fillState === 'none' || this.info.heading === revision ? revision : undefined;
     if (this.info.fill === 'partial' && this.info.heading === heading) return;
     this.info.fill = 'partial';

@@ -8,7 +8,7 @@ import type { StorageMode } from '../config/repos.js';
 import type { ChangeStats, TreeStats } from '../tree/mirror.js';
 import type { PreviousTree } from '../tree/provenance.js';
 import type { GcResult } from './gc.js';
-import type { SnapshotMeta } from './metadata.js';
+import type { SnapshotMeta, VerificationRecord } from './metadata.js';
 import type { Generation } from '../stamp/cache.js';
 import type { StorageStatus } from './status.js';
 
@@ -96,6 +96,12 @@ export interface Update {
    * dirty target's fill found nothing left to do.
    */
   differsFromBase(): Promise<boolean>;
+  /**
+   * The snapshot the target was cloned from, for incremental verification:
+   * its tree, its verification record, and when the clone was complete
+   * (undefined where unknown, or for storage without snapshots).
+   */
+  readonly baseTree: { dir: string; clonedAt?: number; verified?: VerificationRecord } | undefined;
 }
 
 export interface CommitInfo {
@@ -104,6 +110,8 @@ export interface CommitInfo {
   state?: Record<string, string>;
   changes: ChangeStats;
   tree: TreeStats;
+  /** The verification the tree passed, to record with it. */
+  verified?: VerificationRecord;
 }
 
 export interface CommitResult {

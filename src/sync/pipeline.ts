@@ -19,6 +19,7 @@ import { emptyChanges, type ChangeStats, type SourceProgress, type SourceResult,
 import type { GcResult } from '../store/gc.js';
 import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../store/storage.js';
 import { failpoint } from '../util/failpoint.js';
+import { checkAuthenticity, type Verified } from './authenticity.js';
 import { checkSyncUser, fill, needsWorker } from './fill.js';
 import { runHooks, type HookResult } from './hooks.js';
 import { runVerifyCommand } from './verify.js';
@@ -26,6 +27,8 @@ import { runVerifyCommand } from './verify.js';
 export interface SyncOptions {
   /** Wait for a concurrent update of the same repo (default true). */
   wait?: boolean;
+  /** Accept a tree older than the current one (rollback protection is off for this sync). */
+  allowOlder?: boolean;
   /** Called with progress; the CLI draws it on a terminal. */
   onProgress?: (event: SyncProgress) => void;
 }
@@ -53,20 +56,35 @@ export interface SyncReport {
   /** Snapshot ids collected after the commit. */
   collected: number[];
   timings: SyncTimings;
+  /** The MetaManifest verification the new tree passed (absent when not asked for, or nothing changed). */
+  verified: VerifiedSummary | null;
   /** Post-sync hooks that ran, with how they ended. */
   hooks: HookResult[];
   /** Problems that did not undo the sync (a collection or a hook that failed...). */
   warnings: string[];
 }
 
+export interface VerifiedSummary {
+  /** Fingerprint of the key that signed the top-level Manifest. */
+  signedBy: string;
+  /** Its TIMESTAMP. */
+  timestamp: string;
+  /** Against the verified base snapshot, hashing only what changed. */
+  incremental: boolean;
+  files: number;
+  hashed: number;
+  bytesHashed: number;
+}
+
 /**
- * Milliseconds: preparing (locks, migration, clone), fetching, publishing,
- * collecting, cloning ahead for the next sync, in all. The new tree is
- * visible after prepareMs + fetchMs + commitMs.
+ * Milliseconds: preparing (locks, migration, clone), fetching, verifying,
+ * publishing, collecting, cloning ahead for the next sync, in all. The new
+ * tree is visible after prepareMs + fetchMs + verifyMs + commitMs.
  */
 export interface SyncTimings {
   prepareMs: number;
   fetchMs: number;
+  verifyMs: number;
   commitMs: number;
   gcMs: number;
   prepareNextMs: number;
@@ -80,7 +98,7 @@ export interface SyncTarget {
   readonly storage: RepoStorage;
 }
 
-type Phase = 'prepare' | 'fetch' | 'commit' | 'gc' | 'prepareNext';
+type Phase = 'prepare' | 'fetch' | 'verify' | 'commit' | 'gc' | 'prepareNext';
 
 /** One sync in progress: its parts, its report and its clock. */
 class SyncRun {
@@ -105,7 +123,8 @@ class SyncRun {
       changes: emptyChanges(),
       tree: { files: 0, bytes: 0 },
       collected: [],
-      timings: { prepareMs: 0, fetchMs: 0, commitMs: 0, gcMs: 0, prepareNextMs: 0, totalMs: 0 },
+      timings: { prepareMs: 0, fetchMs: 0, verifyMs: 0, commitMs: 0, gcMs: 0, prepareNextMs: 0, totalMs: 0 },
+      verified: null,
       hooks: [],
       warnings: [],
     };
@@ -145,8 +164,8 @@ export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise
     const filled = await run.timed('fetch', () => fillStaging(run, update));
     await failpoint('filled');
     if (filled.changed) {
-      await run.timed('commit', () => verify(run, update));
-      await run.timed('commit', () => commit(run, update, filled.result));
+      const verified = await run.timed('verify', () => verify(run, update));
+      await run.timed('commit', () => commit(run, update, filled.result, verified));
     } else {
       await run.repo.storage.abortUpdate(update, { unchanged: true });
     }
@@ -245,21 +264,38 @@ async function fillStaging(run: SyncRun, update: Update): Promise<{ result: Sour
   return { result, changed };
 }
 
-/** sync-verify-command in the finished tree: a refusal keeps the tree for inspection, rejected. */
-async function verify(run: SyncRun, update: Update): Promise<void> {
-  const command = run.repo.config.verifyCommand;
-  if (command === undefined) return;
+/**
+ * Check the finished tree before anything is visible: authenticity
+ * (MetaManifest, rollback), then sync-verify-command in a tree known to be
+ * upstream's. A refusal keeps the tree for inspection, rejected.
+ */
+async function verify(run: SyncRun, update: Update): Promise<Verified | undefined> {
+  const { config, name, storage } = run.repo;
   run.progress({ phase: 'verify' });
   try {
-    await runVerifyCommand(run.repo.name, command, update.target);
+    const current = await storage.current();
+    const verified = await checkAuthenticity({
+      repo: name,
+      metamanifest: config.metamanifest,
+      update,
+      current: current?.path,
+      allowOlder: run.opts.allowOlder ?? false,
+      untrustedWriter: needsWorker(config),
+    });
+    if (verified) {
+      const { signedBy, timestamp, incremental, files, hashed, bytesHashed } = verified.result;
+      run.report.verified = { signedBy, timestamp, incremental, files, hashed, bytesHashed };
+    }
+    if (config.verifyCommand !== undefined) await runVerifyCommand(name, config.verifyCommand, update.target);
+    return verified;
   } catch (err) {
-    await run.repo.storage.abortUpdate(update, { inspect: true, reason: err instanceof Error ? err.message : String(err) });
+    await storage.abortUpdate(update, { inspect: true, reason: err instanceof Error ? err.message : String(err) });
     throw err;
   }
 }
 
 /** Seal and publish, recording what the fill found. */
-async function commit(run: SyncRun, update: Update, result: SourceResult): Promise<void> {
+async function commit(run: SyncRun, update: Update, result: SourceResult, verified: Verified | undefined): Promise<void> {
   run.progress({ phase: 'commit' });
   const committed = await run.repo.storage.commitUpdate(update, {
     source: { type: run.source.type, uri: run.source.uri },
@@ -267,6 +303,7 @@ async function commit(run: SyncRun, update: Update, result: SourceResult): Promi
     ...(result.state !== undefined ? { state: result.state } : {}),
     changes: result.changes,
     tree: result.tree,
+    ...(verified ? { verified: verified.record } : {}),
   });
   run.report.outcome = 'updated';
   if (committed.snapshot) run.report.snapshot = { id: committed.snapshot.id, path: committed.snapshot.path };

@@ -65,16 +65,29 @@ export class Keyring {
     await fs.writeFile(sig, signature);
     await fs.writeFile(payload, data);
     const end = await this.gpg(repo, ['--verify', sig, payload]);
-    const status = end.stdout.toString().split('\n');
-    const has = (word: string): string | undefined => status.find((l) => l.startsWith(`[GNUPG:] ${word} `) || l === `[GNUPG:] ${word}`);
-    if (has('BADSIG')) return { ok: false, why: 'the signature is bad (the signed content was changed)' };
-    if (has('ERRSIG') || has('NO_PUBKEY')) return { ok: false, why: 'it is not signed by a key from the key file' };
-    if (has('EXPKEYSIG')) return { ok: false, why: 'the signing key has expired' };
-    if (has('REVKEYSIG')) return { ok: false, why: 'the signing key was revoked' };
-    if (has('EXPSIG')) return { ok: false, why: 'the signature has expired' };
-    const valid = has('VALIDSIG');
-    if (!valid || end.code !== 0) return { ok: false, why: `gpg did not accept the signature (${lastLine(end.stderr) || `exit ${end.code}`})` };
-    return { ok: true, fingerprint: valid.split(' ')[2] ?? '' };
+    return readVerdict(end.stdout.toString(), end.code, end.stderr);
+  }
+
+  /**
+   * Check an OpenPGP cleartext-signed file (a MetaManifest) and return the
+   * text the signature covers, as gpg read it: what is parsed afterwards is
+   * exactly what was signed, never text around or between signed blocks. A
+   * file that is not one cleartext-signed message is refused before gpg
+   * reads it.
+   */
+  async verifyCleartext(repo: string, file: string): Promise<Verdict & { text?: string }> {
+    const raw = await fs.readFile(file, 'latin1');
+    const count = (marker: string): number => raw.split(marker).length - 1;
+    if (!raw.startsWith('-----BEGIN PGP SIGNED MESSAGE-----')) return { ok: false, why: 'it is not OpenPGP-signed' };
+    if (count('-----BEGIN PGP SIGNED MESSAGE-----') !== 1 || count('-----BEGIN PGP SIGNATURE-----') !== 1 || count('-----END PGP SIGNATURE-----') !== 1 || !/-----END PGP SIGNATURE-----\s*$/.test(raw)) {
+      return { ok: false, why: 'it is not exactly one cleartext-signed message (text outside the signature, or several signatures)' };
+    }
+    const plain = path.join(this.home, 'plain');
+    await fs.rm(plain, { force: true });
+    const end = await this.gpg(repo, ['--output', plain, '--decrypt', file]);
+    const verdict = readVerdict(end.stdout.toString(), end.code, end.stderr);
+    if (!verdict.ok) return verdict;
+    return { ...verdict, text: await fs.readFile(plain, 'utf8') };
   }
 
   async close(): Promise<void> {
@@ -87,6 +100,20 @@ export class Keyring {
       missing: { repo, tool: 'GnuPG (gpg)' },
     });
   }
+}
+
+/** What gpg's status lines say of the signature it checked. */
+function readVerdict(statusText: string, code: number | null, stderr: string): Verdict {
+  const status = statusText.split('\n');
+  const has = (word: string): string | undefined => status.find((l) => l.startsWith(`[GNUPG:] ${word} `) || l === `[GNUPG:] ${word}`);
+  if (has('BADSIG')) return { ok: false, why: 'the signature is bad (the signed content was changed)' };
+  if (has('ERRSIG') || has('NO_PUBKEY')) return { ok: false, why: 'it is not signed by a key from the key file' };
+  if (has('EXPKEYSIG')) return { ok: false, why: 'the signing key has expired' };
+  if (has('REVKEYSIG')) return { ok: false, why: 'the signing key was revoked' };
+  if (has('EXPSIG')) return { ok: false, why: 'the signature has expired' };
+  const valid = has('VALIDSIG');
+  if (!valid || code !== 0) return { ok: false, why: `gpg did not accept the signature (${lastLine(stderr) || `exit ${code}`})` };
+  return { ok: true, fingerprint: valid.split(' ')[2] ?? '' };
 }
 
 function lastLine(text: string): string {

@@ -1,0 +1,104 @@
+/**
+ * The authenticity step of a sync, between fill and commit: MetaManifest
+ * verification of the staging tree (incremental where the base snapshot was
+ * verified with the same key file), then rollback protection: a tree older
+ * than the current one is refused unless the user asks for it. Either
+ * refusal leaves the previous snapshot current.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import type { MetaManifestConfig } from '../config/repos.js';
+import { ReposnapError } from '../errors.js';
+import type { VerificationRecord } from '../store/metadata.js';
+import type { Update } from '../store/storage.js';
+import { formatTimestamp, parseTimestamp } from '../trust/manifest-format.js';
+import { ManifestFailure, verifyMetaManifest, type MetaManifestResult } from '../trust/metamanifest.js';
+import { Keyring } from '../trust/openpgp.js';
+import { manifestAge, timestampChkAge, type TreeAge } from '../trust/tree-age.js';
+
+export interface AuthenticityCheck {
+  repo: string;
+  metamanifest: MetaManifestConfig | undefined;
+  update: Update;
+  /** The tree readers have now (what the new one must not be older than). */
+  current: string | undefined;
+  allowOlder: boolean;
+  /** Another user wrote the tree (sync-user): verify it in full. */
+  untrustedWriter: boolean;
+}
+
+export interface Verified {
+  record: VerificationRecord;
+  result: MetaManifestResult;
+}
+
+const NOTHING_PUBLISHED = 'nothing was published, the previous snapshot stays current';
+
+export async function checkAuthenticity(c: AuthenticityCheck): Promise<Verified | undefined> {
+  let verified: Verified | undefined;
+  let fresh: TreeAge | undefined;
+  let current: TreeAge | undefined;
+  if (c.metamanifest) {
+    verified = await verifyTree(c, c.metamanifest);
+    fresh = { time: parseTimestamp(verified.result.timestamp) as Date, from: 'Manifest TIMESTAMP' };
+    current = c.current === undefined ? undefined : await manifestAge(c.current);
+  } else {
+    fresh = await timestampChkAge(c.update.target);
+    current = c.current === undefined ? undefined : await timestampChkAge(c.current);
+  }
+  if (fresh && current && fresh.from === current.from && fresh.time < current.time && !c.allowOlder) {
+    throw new ReposnapError(
+      'EUNSAFE',
+      `repo ${c.repo}: refusing a tree older than the current one: its ${fresh.from} is ${show(fresh.time)}, the current snapshot's is ${show(current.time)} (a stale or replayed mirror); ${NOTHING_PUBLISHED} (sync --allow-older accepts it)`,
+    );
+  }
+  return verified;
+}
+
+async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Promise<Verified> {
+  const keyDigest = createHash('sha256')
+    .update(await fs.readFile(config.key.file))
+    .digest('hex');
+  const base = c.update.baseTree;
+  const incremental =
+    !c.untrustedWriter && base?.clonedAt !== undefined && base.verified?.method === 'metamanifest' && base.verified.keyDigest === keyDigest
+      ? { root: base.dir, clonedAt: base.clonedAt }
+      : undefined;
+  const keyring = await Keyring.open(c.repo, config.key);
+  try {
+    const result = await verifyMetaManifest({
+      repo: c.repo,
+      root: c.update.target,
+      keyring,
+      jobs: config.jobs,
+      maxAgeDays: config.maxAgeDays,
+      ignoreTop: c.update.excludeTop,
+      ...(incremental ? { base: incremental } : {}),
+    });
+    return {
+      result,
+      record: {
+        method: 'metamanifest',
+        signedBy: result.signedBy,
+        keyFile: config.key.file,
+        keyDigest,
+        timestamp: result.timestamp,
+        incremental: result.incremental,
+        at: new Date().toISOString(),
+        files: result.files,
+        hashed: result.hashed,
+      },
+    };
+  } catch (err) {
+    if (err instanceof ManifestFailure) {
+      throw new ReposnapError('EUNSAFE', `repo ${c.repo}: MetaManifest verification failed: ${err.file}: ${err.what}; ${NOTHING_PUBLISHED}`, { cause: err });
+    }
+    throw err;
+  } finally {
+    await keyring.close();
+  }
+}
+
+function show(t: Date): string {
+  return formatTimestamp(t);
+}

@@ -1,0 +1,430 @@
+/**
+ * MetaManifest verification (GLEP 74): a whole tree checked against its
+ * Manifests, from one OpenPGP-signed top-level Manifest down.
+ *
+ *   1. Walk the tree (names starting with "." are never part of it).
+ *   2. Check the top-level Manifest's cleartext signature against the key
+ *      file, and read only the text the signature covers.
+ *   3. Its TIMESTAMP must be there and, with a maximum age, recent enough.
+ *   4. Follow every MANIFEST entry (the sub-Manifest is checked like any
+ *      file, then decompressed and read); check every DATA, MISC, EBUILD and
+ *      AUX entry: present, a regular file, the size and every hash reposnap
+ *      can compute.
+ *   5. Every file must be covered by an entry or an IGNORE; an entry inside
+ *      an ignored path, or two entries that disagree, are errors.
+ *
+ * Incremental verification. A snapshot that passed is immutable, so the
+ * next tree, cloned from it, only needs its changes checked. What changed is
+ * read from the kernel, not from the source: every write, rename, link or
+ * attribute change sets an inode's ctime to the current time, and nothing
+ * can set it back. A file whose ctime is before the clone finished
+ * (`base.clonedAt`) is the base snapshot's file at the same path, because no
+ * fill moves existing entries (they write new files and rename those into
+ * place). So a file is hashed again unless it is untouched and its entry is
+ * the same as in the base's Manifest; a sub-Manifest that is untouched, whose
+ * entry is unchanged and whose folder holds nothing touched is not even read,
+ * unless a changed Manifest added or dropped an entry inside that folder. The
+ * signature and TIMESTAMP are always checked. The cost is a stat of every
+ * file plus reading what changed; see docs/design.md for what this trusts.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit } from '../util/limit.js';
+import { runProcess } from '../util/process.js';
+import { hashChecks } from './hash-algorithms.js';
+import { HashPool } from './hash-pool.js';
+import { cleartextBody, formatTimestamp, ManifestSyntaxError, parseManifest, within, type FileEntry, type ParsedManifest } from './manifest-format.js';
+import type { Keyring } from './openpgp.js';
+
+export interface MetaManifestOptions {
+  repo: string;
+  /** The tree to verify. */
+  root: string;
+  keyring: Keyring;
+  /** Hashing threads (sync-rsync-verify-jobs); 1 hashes on the calling thread. */
+  jobs: number;
+  /** TIMESTAMP older than this many days fails; 0: no limit (sync-rsync-verify-max-age). */
+  maxAgeDays: number;
+  now?: Date;
+  /** Names at the top of `root` that are not part of the tree. */
+  ignoreTop?: readonly string[];
+  /** Verify incrementally against the verified tree `root` was cloned from. */
+  base?: { root: string; clonedAt: number };
+}
+
+export interface MetaManifestResult {
+  /** Fingerprint of the key that signed the top-level Manifest. */
+  signedBy: string;
+  /** Its TIMESTAMP (GLEP 74 form). */
+  timestamp: string;
+  incremental: boolean;
+  /** Files covered by an entry. */
+  files: number;
+  /** Files whose hashes were computed, and their bytes. */
+  hashed: number;
+  bytesHashed: number;
+  /** Manifests read, and sub-Manifests whose whole folder was the base's. */
+  manifests: number;
+  skippedManifests: number;
+}
+
+/** Verification refused the tree: `file` (tree-relative) and what is wrong with it. */
+export class ManifestFailure extends Error {
+  constructor(
+    readonly file: string,
+    readonly what: string,
+  ) {
+    super(`${file}: ${what}`);
+  }
+}
+
+interface Node {
+  kind: 'file' | 'dir' | 'other';
+  size: number;
+  ctimeMs: number;
+  /** For a symlink to a file of the tree: the file to read. */
+  target?: string;
+  /** Why a node that is not a file or folder cannot be verified. */
+  odd?: string;
+}
+
+const MAX_MANIFEST_BYTES = 512 * 1024 * 1024;
+
+export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<MetaManifestResult> {
+  const root = await fs.realpath(opts.root);
+  const { nodes, fineCtime } = await walkTree(root, new Set(opts.ignoreTop ?? []));
+  const top = nodes.get('Manifest');
+  if (!top || top.kind !== 'file' || top.target) throw new ManifestFailure('Manifest', 'missing (the tree has no top-level Manifest)');
+
+  const signed = await opts.keyring.verifyCleartext(opts.repo, path.join(root, 'Manifest'));
+  if (!signed.ok) throw new ManifestFailure('Manifest', `OpenPGP signature refused: ${signed.why}`);
+  const topParsed = parse(signed.text ?? '', 'Manifest');
+  const timestamp = topParsed.timestamp;
+  if (!timestamp) throw new ManifestFailure('Manifest', 'no TIMESTAMP entry (needed to tell a current tree from a replayed one)');
+  if (opts.maxAgeDays > 0) {
+    const ageDays = ((opts.now ?? new Date()).getTime() - timestamp.getTime()) / 86_400_000;
+    if (ageDays > opts.maxAgeDays) {
+      throw new ManifestFailure('Manifest', `TIMESTAMP ${formatTimestamp(timestamp)} is ${Math.floor(ageDays)} days old, more than sync-rsync-verify-max-age = ${opts.maxAgeDays} (a stale or frozen mirror)`);
+    }
+  }
+
+  // What is untouched since the clone (see the header). The clone finished
+  // at base.clonedAt; writes after it come at least 40 ms later (the
+  // storage waits), so on a filesystem with sub-second timestamps anything
+  // changed since has a ctime from clonedAt + 40 ms on, and on one with
+  // whole seconds, from the second that instant falls in.
+  const base = opts.base;
+  let untouchedBefore = -Infinity;
+  if (base) untouchedBefore = fineCtime ? base.clonedAt + 40 : Math.floor((base.clonedAt + 40) / 1000) * 1000;
+  const touched = (n: Node): boolean => n.ctimeMs >= untouchedBefore;
+  const dirtyDirs = new Set<string>();
+  if (base) {
+    for (const [p, n] of nodes) {
+      if (!touched(n)) continue;
+      for (let d = parentOf(p); d !== undefined; d = parentOf(d)) {
+        if (dirtyDirs.has(d)) break;
+        dirtyDirs.add(d);
+      }
+    }
+  }
+  const subtreeTouched = (dir: string): boolean => {
+    const n = nodes.get(dir);
+    return !n || touched(n) || dirtyDirs.has(dir);
+  };
+
+  const result: MetaManifestResult = {
+    signedBy: signed.fingerprint,
+    timestamp: formatTimestamp(timestamp),
+    incremental: base !== undefined,
+    files: 0,
+    hashed: 0,
+    bytesHashed: 0,
+    manifests: 1,
+    skippedManifests: 0,
+  };
+  const entries = new Map<string, FileEntry>();
+  const ignored = new Set<string>(opts.ignoreTop ?? []);
+  /** Paths whose entries differ between a changed Manifest and the base's copy. */
+  const disturbed: string[] = [];
+  /** Sub-Manifests not read: the base's, over a folder that is all the base's. */
+  const skipped = new Map<string, { entry: FileEntry; dir: string }>();
+  const pool = new HashPool(opts.jobs);
+  const reads = new Limiter(FS_CONCURRENCY);
+  const hashing: Array<Promise<void>> = [];
+  let failure: ManifestFailure | undefined;
+  const fail = (file: string, what: string): never => {
+    failure ??= new ManifestFailure(file, what);
+    throw failure;
+  };
+
+  /** The node an entry names, following a symlink to a file of the tree. */
+  const fileFor = (entry: FileEntry): Node => {
+    const n = nodes.get(entry.path);
+    if (!n) return fail(entry.path, `missing (listed in ${entry.manifest}:${entry.line})`);
+    if (n.kind !== 'file') return fail(entry.path, n.odd ?? (n.kind === 'dir' ? `a folder, listed as a file in ${entry.manifest}:${entry.line}` : 'not a regular file'));
+    return n;
+  };
+
+  /** Check a file against its entry: hashed, unless it and its entry are the verified base's. */
+  const checkFile = (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
+    const n = fileFor(entry);
+    if (base && sameAsBase && !touched(n)) return Promise.resolve();
+    if (n.size !== entry.size) fail(entry.path, `size ${n.size}, ${entry.manifest}:${entry.line} says ${entry.size}`);
+    const checks = hashChecks(entry.hashes);
+    if (typeof checks === 'string') fail(entry.path, `${entry.manifest}:${entry.line} has ${checks}`);
+    const list = checks as Exclude<typeof checks, string>;
+    result.hashed++;
+    result.bytesHashed += entry.size;
+    return handled(pool.hash({ file: n.target ?? path.join(root, entry.path), size: entry.size, algorithms: list.map((c) => c.algorithm) }).then((r) => {
+      if ('problem' in r) fail(entry.path, r.problem);
+      const digests = (r as { digests: string[] }).digests;
+      list.forEach((c, i) => {
+        if (digests[i] !== c.expected) fail(entry.path, `${c.name} hash mismatch (content differs from ${entry.manifest}:${entry.line})`);
+      });
+    }));
+  };
+
+  /** Record an entry; a second one for the same file must agree with the first. */
+  const register = (entry: FileEntry): void => {
+    const seen = entries.get(entry.path);
+    if (!seen) {
+      entries.set(entry.path, entry);
+      return;
+    }
+    const kindOf = (e: FileEntry): string => (e.tag === 'MANIFEST' ? 'MANIFEST' : 'DATA');
+    let agree = kindOf(seen) === kindOf(entry) && seen.size === entry.size;
+    for (const [name, v] of entry.hashes) if (seen.hashes.has(name) && seen.hashes.get(name) !== v) agree = false;
+    if (!agree) fail(entry.path, `${seen.manifest}:${seen.line} and ${entry.manifest}:${entry.line} disagree about it`);
+  };
+
+  /** Take in a Manifest's entries; `baseText`: its base copy, when it changed since. */
+  const absorb = async (parsed: ParsedManifest, sameAsBase: (e: FileEntry) => boolean, manifest: string): Promise<void> => {
+    if (parsed.timestamp && parsed.timestamp > timestamp) fail(manifest, 'its TIMESTAMP is newer than the top-level Manifest\'s');
+    for (const ig of parsed.ignores) ignored.add(ig.path);
+    const children: Array<Promise<void>> = [];
+    for (const entry of parsed.files) {
+      if (entry.path.split('/').some((part) => part.startsWith('.'))) fail(entry.path, `${entry.manifest}:${entry.line} lists a name starting with "." (never part of the tree)`);
+      register(entry);
+      const same = sameAsBase(entry);
+      if (entry.tag === 'MANIFEST') children.push(openSubManifest(entry, same));
+      else hashing.push(checkFile(entry, same));
+    }
+    await Promise.all(children);
+  };
+
+  const openSubManifest = async (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
+    const n = fileFor(entry);
+    const dir = parentOf(entry.path) ?? '';
+    if (base && sameAsBase && !touched(n) && !subtreeTouched(dir)) {
+      skipped.set(entry.path, { entry, dir });
+      return;
+    }
+    await readSubManifest(entry, sameAsBase);
+  };
+
+  const readSubManifest = async (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
+    const n = fileFor(entry);
+    // Hashed before it is decompressed or read (GLEP 74: never unpack what is not verified).
+    await checkFile(entry, sameAsBase);
+    const text = await reads.run(() => readManifest(opts.repo, n.target ?? path.join(root, entry.path), entry.path));
+    const parsed = parse(text, entry.path);
+    result.manifests++;
+    if (!base || (sameAsBase && !touched(n))) {
+      await absorb(parsed, () => base !== undefined, entry.path);
+      return;
+    }
+    // Changed since the base: compare entry by entry with the base's copy.
+    const baseText = await reads.run(() => readManifest(opts.repo, path.join(base.root, entry.path), entry.path).catch(() => undefined));
+    const baseEntries = baseText === undefined ? new Map<string, string>() : entryKeys(safeParse(baseText, entry.path));
+    noteDisturbed(baseEntries, entryKeys(parsed));
+    await absorb(parsed, (e) => baseEntries.get(e.path) === keyOf(e), entry.path);
+  };
+
+  const noteDisturbed = (before: Map<string, string>, after: Map<string, string>): void => {
+    for (const [p, k] of before) if (after.get(p) !== k) disturbed.push(p);
+    for (const [p, k] of after) if (before.get(p) !== k) disturbed.push(p);
+  };
+
+  try {
+    let topSameAsBase: (e: FileEntry) => boolean = () => false;
+    if (base) {
+      const baseTop = await fs.readFile(path.join(base.root, 'Manifest'), 'utf8').catch(() => undefined);
+      if (baseTop !== undefined) {
+        const baseEntries = entryKeys(safeParse(cleartextBody(baseTop), 'Manifest'));
+        noteDisturbed(baseEntries, entryKeys(topParsed));
+        topSameAsBase = (e) => baseEntries.get(e.path) === keyOf(e);
+      }
+    }
+    await absorb(topParsed, topSameAsBase, 'Manifest');
+    // A skipped folder whose coverage a changed Manifest touched is read after all.
+    for (let again = true; again; ) {
+      again = false;
+      for (const [m, s] of skipped) {
+        if (!disturbed.some((p) => within(p, s.dir) || within(s.dir, p))) continue;
+        skipped.delete(m);
+        again = true;
+        await readSubManifest(s.entry, true);
+      }
+    }
+    await Promise.all(hashing);
+    result.skippedManifests = skipped.size;
+
+    const skippedDirs = new Set([...skipped.values()].map((s) => s.dir));
+    const under = (p: string, set: Set<string>): boolean => {
+      for (let q: string | undefined = p; q !== undefined; q = parentOf(q)) if (set.has(q)) return true;
+      return false;
+    };
+    for (const p of entries.keys()) {
+      if (under(p, ignored)) fail(p, `listed in ${entries.get(p)?.manifest} but inside an IGNOREd path`);
+    }
+    result.files = entries.size;
+    for (const [p, n] of nodes) {
+      if (n.kind === 'dir' || p === 'Manifest' || entries.has(p) || under(p, ignored)) continue;
+      if (under(parentOf(p) ?? '', skippedDirs)) {
+        result.files++;
+        continue;
+      }
+      fail(p, n.odd ?? (n.kind === 'file' ? 'stray file: no Manifest lists it' : 'not a regular file, and not IGNOREd'));
+    }
+    return result;
+  } catch (err) {
+    if (failure) throw failure;
+    if (err instanceof ManifestSyntaxError) throw new ManifestFailure(err.manifest, `line ${err.line}: ${err.what}`);
+    throw err;
+  } finally {
+    // Settle what is in flight before the pool goes, so no rejection is left unhandled.
+    await Promise.allSettled(hashing);
+    await pool.close();
+  }
+}
+
+/**
+ * `p`, marked as handled: a hash that fails while the walk is still queueing
+ * others is reported by the Promise.all that collects them, not as an
+ * unhandled rejection that would end the process.
+ */
+function handled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+function parse(text: string, manifest: string): ParsedManifest {
+  try {
+    return parseManifest(text, manifest);
+  } catch (err) {
+    if (err instanceof ManifestSyntaxError) throw new ManifestFailure(err.manifest, `line ${err.line}: ${err.what}`);
+    throw err;
+  }
+}
+
+/** The base's copy was verified when it was made; if it cannot be read now, it says nothing. */
+function safeParse(text: string, manifest: string): ParsedManifest {
+  try {
+    return parseManifest(text, manifest);
+  } catch {
+    return { files: [], ignores: [] };
+  }
+}
+
+/** An entry as a comparable string: equal keys describe the same file the same way. */
+function keyOf(e: FileEntry): string {
+  return `${e.tag === 'MANIFEST' ? 'M' : 'D'} ${e.size} ${[...e.hashes].sort(([a], [b]) => (a < b ? -1 : 1)).flat().join(' ')}`;
+}
+
+function entryKeys(parsed: ParsedManifest): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const e of parsed.files) m.set(e.path, keyOf(e));
+  for (const ig of parsed.ignores) m.set(ig.path, 'IGNORE');
+  return m;
+}
+
+function parentOf(p: string): string | undefined {
+  if (p === '') return undefined;
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}
+
+/** A sub-Manifest's text, decompressed by its suffix as GLEP 61 names them. */
+async function readManifest(repo: string, file: string, shown: string): Promise<string> {
+  const tool = (args: string[], name: string) => async (): Promise<Buffer> => {
+    const end = await runProcess(args[0] as string, [...args.slice(1), '--', file], { missing: { repo, tool: name } });
+    if (end.code !== 0) throw new ManifestFailure(shown, `cannot be decompressed (${end.stderr.trim().split('\n').pop() ?? `exit ${end.code}`})`);
+    return end.stdout;
+  };
+  const readers: Array<[string, () => Promise<Buffer>]> = [
+    ['.gz', async () => unzip(await fs.readFile(file), shown)],
+    ['.bz2', tool(['bzip2', '-dc'], 'bzip2')],
+    ['.xz', tool(['xz', '-dc'], 'xz')],
+    ['.lzma', tool(['xz', '--format=lzma', '-dc'], 'xz')],
+    ['.zst', tool(['zstd', '-dcq'], 'zstd')],
+  ];
+  const reader = readers.find(([suffix]) => shown.endsWith(suffix))?.[1] ?? (() => fs.readFile(file));
+  const data = await reader();
+  if (data.length > MAX_MANIFEST_BYTES) throw new ManifestFailure(shown, 'larger than any Manifest should be');
+  return data.toString('utf8');
+}
+
+function unzip(data: Buffer, shown: string): Buffer {
+  try {
+    return gunzipSync(data, { maxOutputLength: MAX_MANIFEST_BYTES });
+  } catch (err) {
+    throw new ManifestFailure(shown, `cannot be decompressed (${(err as Error).message})`);
+  }
+}
+
+/**
+ * Every entry of the tree but dot names, by tree-relative path, with what
+ * verification needs: type, size, ctime; symlinks resolved (to a file inside
+ * the tree, else marked odd). Also whether ctimes have sub-second precision.
+ */
+async function walkTree(root: string, ignoreTop: Set<string>): Promise<{ nodes: Map<string, Node>; fineCtime: boolean }> {
+  const nodes = new Map<string, Node>();
+  let fineCtime = false;
+  const limiter = new Limiter(FS_CONCURRENCY);
+  const rootSt = await fs.lstat(root);
+  nodes.set('', { kind: 'dir', size: 0, ctimeMs: rootSt.ctimeMs });
+  const visit = async (rel: string): Promise<void> => {
+    const names = await fs.readdir(rel === '' ? root : path.join(root, rel));
+    const subdirs: string[] = [];
+    await Promise.all(
+      names.map((name) =>
+        limiter.run(async () => {
+          if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) return;
+          const p = rel === '' ? name : `${rel}/${name}`;
+          const abs = path.join(root, p);
+          const st = await fs.lstat(abs);
+          if (st.ctimeMs % 1000 !== 0) fineCtime = true;
+          if (st.isDirectory()) {
+            nodes.set(p, { kind: 'dir', size: 0, ctimeMs: st.ctimeMs });
+            subdirs.push(p);
+          } else if (st.isFile()) {
+            nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
+          } else if (st.isSymbolicLink()) {
+            nodes.set(p, await resolveLink(root, abs, st.ctimeMs));
+          } else {
+            nodes.set(p, { kind: 'other', size: 0, ctimeMs: st.ctimeMs, odd: 'not a regular file, and not IGNOREd' });
+          }
+        }),
+      ),
+    );
+    await mapLimit(subdirs, DIR_CONCURRENCY, visit);
+  };
+  await visit('');
+  return { nodes, fineCtime };
+}
+
+/** GLEP 74 follows symlinks; reposnap follows them only to regular files inside the tree. */
+async function resolveLink(root: string, abs: string, ctimeMs: number): Promise<Node> {
+  let real: string;
+  try {
+    real = await fs.realpath(abs);
+  } catch {
+    return { kind: 'other', size: 0, ctimeMs, odd: 'a dangling symlink, and not IGNOREd' };
+  }
+  if (!within(real, root)) return { kind: 'other', size: 0, ctimeMs, odd: 'a symlink leading out of the tree, and not IGNOREd' };
+  const st = await fs.stat(real);
+  if (!st.isFile()) return { kind: 'other', size: 0, ctimeMs, odd: 'a symlink to something other than a file, and not IGNOREd' };
+  // Touched if either the link or its target is.
+  return { kind: 'file', size: st.size, ctimeMs: Math.max(ctimeMs, st.ctimeMs), target: real };
+}
