@@ -257,12 +257,18 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     // a tree would be published unverified while the user believes otherwise.
     const notYet: Array<[string, boolean, string]> = [
       ['sync-rsync-verify-metamanifest', syncType === 'rsync' || syncType === 'local' || syncType === 'tarball', 'MetaManifest (GLEP 74) verification'],
-      ['sync-webrsync-verify-signature', syncType === 'tarball', 'verifying a snapshot tarball\'s detached signature'],
     ];
     for (const [key, applies, what] of notYet) {
       if (applies && bool(key, false)) {
         throw new ConfigError(at(key), `${what} is not done by this version of reposnap; refusing rather than publishing unverified trees (set it to no to sync without it)`);
       }
+    }
+    // Gentoo's shipped repos.conf sets it beside sync-type = rsync, for the
+    // day the section is switched to a snapshot tarball: refusing it would
+    // refuse that file, and accepting it in silence would read as verification.
+    if (syncType !== undefined && syncType !== 'tarball' && bool('sync-webrsync-verify-signature', false)) {
+      const v = values.get('sync-webrsync-verify-signature') as IniValue;
+      warnings.push(`${v.file}:${v.line}: [${name}] sync-webrsync-verify-signature: ignored: it checks snapshot tarballs (sync-type = tarball); it verifies nothing for sync-type = ${syncType}`);
     }
     for (const key of values.keys()) {
       if (/^sync-openpgp-(keyserver|key-refresh)/.test(key)) {
