@@ -204,7 +204,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
 
     let syncUri = get('sync-uri')?.trim();
     if (syncUri === '') syncUri = undefined;
-    if (syncType !== undefined && syncUri === undefined) {
+    if (syncType !== undefined && syncUri === undefined && kind?.defaultUri === undefined) {
       throw new ConfigError(at('sync-uri'), `missing (sync-type = ${syncType} needs a sync-uri)`);
     }
     if (syncUri !== undefined) {
@@ -213,6 +213,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       const wrong = kind?.checkUri?.(syncUri);
       if (wrong !== undefined) throw new ConfigError(at('sync-uri'), wrong);
     }
+    syncUri ??= kind?.defaultUri;
 
     const autoSync = bool('auto-sync', true);
     const syncAllowHardlinks = bool('sync-allow-hardlinks', true);
@@ -264,11 +265,11 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       }
     }
     // Gentoo's shipped repos.conf sets it beside sync-type = rsync, for the
-    // day the section is switched to a snapshot tarball: refusing it would
-    // refuse that file, and accepting it in silence would read as verification.
-    if (syncType !== undefined && syncType !== 'tarball' && bool('sync-webrsync-verify-signature', false)) {
+    // day the section is switched to webrsync: refusing it would refuse that
+    // file, and accepting it in silence would read as verification.
+    if (syncType !== undefined && syncType !== 'tarball' && syncType !== 'webrsync' && bool('sync-webrsync-verify-signature', false)) {
       const v = values.get('sync-webrsync-verify-signature') as IniValue;
-      warnings.push(`${v.file}:${v.line}: [${name}] sync-webrsync-verify-signature: ignored: it checks snapshot tarballs (sync-type = tarball); it verifies nothing for sync-type = ${syncType}`);
+      warnings.push(`${v.file}:${v.line}: [${name}] sync-webrsync-verify-signature: ignored: it checks snapshot tarballs (sync-type = webrsync or tarball); it verifies nothing for sync-type = ${syncType}`);
     }
     for (const key of values.keys()) {
       if (/^sync-openpgp-(keyserver|key-refresh)/.test(key)) {
