@@ -122,14 +122,13 @@ describe('sync-git-verify-commit-signature', () => {
 });
 
 describe('verification keys reposnap does not honour yet', () => {
-  it('refuses sync-rsync-verify-metamanifest = yes and sync-webrsync-verify-signature = yes where they apply; warns about key refresh', async () => {
+  it('refuses sync-rsync-verify-metamanifest = yes where it applies; warns about key refresh', async () => {
     const dir = tmpdir('notyet');
     const section = (type: string, uri: string, extra: string): string =>
       `[test]\nlocation = ${path.join(dir, 'repo')}\nsync-type = ${type}\nsync-uri = ${uri}\n${extra}\n`;
     for (const [type, uri, extra, key] of [
       ['rsync', dir, 'sync-rsync-verify-metamanifest = yes', 'sync-rsync-verify-metamanifest'],
       ['local', dir, 'sync-rsync-verify-metamanifest = true', 'sync-rsync-verify-metamanifest'],
-      ['tarball', 'http://127.0.0.1:1/x.tar', 'sync-webrsync-verify-signature = yes', 'sync-webrsync-verify-signature'],
     ] as const) {
       const r = await runCli(['-c', await writeConf(dir, section(type, uri, extra)), 'status']);
       expect(r.code, extra).toBe(2);

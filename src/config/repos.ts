@@ -217,7 +217,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
 
     let syncUri = get('sync-uri')?.trim();
     if (syncUri === '') syncUri = undefined;
-    if (syncType !== undefined && syncUri === undefined) {
+    if (syncType !== undefined && syncUri === undefined && kind?.defaultUri === undefined) {
       throw new ConfigError(at('sync-uri'), `missing (sync-type = ${syncType} needs a sync-uri)`);
     }
     if (syncUri !== undefined) {
@@ -226,6 +226,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       const wrong = kind?.checkUri?.(syncUri);
       if (wrong !== undefined) throw new ConfigError(at('sync-uri'), wrong);
     }
+    syncUri ??= kind?.defaultUri;
 
     const autoSync = bool('auto-sync', true);
     const syncAllowHardlinks = bool('sync-allow-hardlinks', true);
@@ -267,15 +268,12 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     };
     const source = kind?.parse({ get, at, bool, count, size, path: pathValue });
     const metamanifest = readMetaManifest({ get, at, bool, count, size, path: pathValue }, syncType, syncRcu || syncAllowHardlinks);
-    // Verification asked for and not (yet) done is refused, never ignored:
-    // a tree would be published unverified while the user believes otherwise.
-    const notYet: Array<[string, boolean, string]> = [
-      ['sync-webrsync-verify-signature', syncType === 'tarball', 'verifying a snapshot tarball\'s detached signature'],
-    ];
-    for (const [key, applies, what] of notYet) {
-      if (applies && bool(key, false)) {
-        throw new ConfigError(at(key), `${what} is not done by this version of reposnap; refusing rather than publishing unverified trees (set it to no to sync without it)`);
-      }
+    // Gentoo's shipped repos.conf sets it beside sync-type = rsync, for the
+    // day the section is switched to webrsync: refusing it would refuse that
+    // file, and accepting it in silence would read as verification.
+    if (syncType !== undefined && syncType !== 'tarball' && syncType !== 'webrsync' && bool('sync-webrsync-verify-signature', false)) {
+      const v = values.get('sync-webrsync-verify-signature') as IniValue;
+      warnings.push(`${v.file}:${v.line}: [${name}] sync-webrsync-verify-signature: ignored: it checks snapshot tarballs (sync-type = webrsync or tarball); it verifies nothing for sync-type = ${syncType}`);
     }
     for (const key of values.keys()) {
       if (/^sync-openpgp-(keyserver|key-refresh)/.test(key)) {

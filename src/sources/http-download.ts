@@ -181,3 +181,36 @@ export async function notModified(url: string, have: Validators): Promise<boolea
     return false; // the fill reports the error properly
   }
 }
+
+/**
+ * A small resource (a checksum file, a signature) read whole into memory,
+ * bounded in size and time: a server that sends without end, or never
+ * finishes, fails the sync instead of filling memory or hanging it. Throws
+ * an Error whose message is the reason alone, for the caller to place.
+ */
+export async function fetchSmall(url: string, maxBytes: number, timeoutMs = 60_000): Promise<Buffer> {
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { 'user-agent': 'reposnap', 'accept-encoding': 'identity' }, redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
+  } catch (err) {
+    throw new Error(networkReason(err), { cause: err });
+  }
+  if (!res.ok) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new Error(`HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    // Leaving the loop early cancels the rest of the body.
+    for await (const chunk of (res.body ?? []) as AsyncIterable<Uint8Array>) {
+      size += chunk.length;
+      if (size > maxBytes) break;
+      chunks.push(chunk);
+    }
+  } catch (err) {
+    throw new Error(networkReason(err), { cause: err });
+  }
+  if (size > maxBytes) throw new Error(`larger than ${maxBytes} bytes`);
+  return Buffer.concat(chunks);
+}

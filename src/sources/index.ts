@@ -9,9 +9,10 @@ import { localKind, type LocalConfig } from './local.js';
 import { rsyncKind, type RsyncConfig } from './rsync.js';
 import type { SyncSource } from './source.js';
 import { tarballKind, type TarballConfig } from './tarball.js';
+import { webrsyncKind, type WebrsyncConfig } from './webrsync.js';
 
 /** One source's configuration, by its sync-type. */
-export type SourceConfig = LocalConfig | RsyncConfig | GitConfig | TarballConfig;
+export type SourceConfig = LocalConfig | RsyncConfig | GitConfig | TarballConfig | WebrsyncConfig;
 export type SyncType = SourceConfig['type'];
 
 export const SOURCE_KINDS: { [T in SyncType]: SourceKind<Extract<SourceConfig, { type: T }>> } = {
@@ -19,6 +20,7 @@ export const SOURCE_KINDS: { [T in SyncType]: SourceKind<Extract<SourceConfig, {
   rsync: rsyncKind,
   git: gitKind,
   tarball: tarballKind,
+  webrsync: webrsyncKind,
 };
 
 export const SYNC_TYPES = Object.keys(SOURCE_KINDS) as SyncType[];

@@ -28,6 +28,8 @@ export interface SourceKind<C extends { type: string }> {
   readonly type: C['type'];
   /** The repos.conf keys this kind reads, besides sync-type and sync-uri. */
   readonly keys: readonly string[];
+  /** The sync-uri when none is set; without one, sync-uri is required. */
+  readonly defaultUri?: string;
   /** Why `uri` (already normalised) cannot be this kind's sync-uri, or undefined. */
   checkUri?(uri: string): string | undefined;
   /** Read and check this kind's keys; throws ConfigError at the key. */

@@ -60,11 +60,20 @@ export class Keyring {
 
   /** Check a detached signature over `data`. */
   async verify(repo: string, signature: Buffer, data: Buffer): Promise<Verdict> {
-    const sig = path.join(this.home, 'signature');
     const payload = path.join(this.home, 'payload');
-    await fs.writeFile(sig, signature);
     await fs.writeFile(payload, data);
-    const end = await this.gpg(repo, ['--verify', sig, payload]);
+    return this.verifyFile(repo, signature, payload);
+  }
+
+  /**
+   * Check a detached signature over the content of `file`, which gpg reads
+   * where it is: a snapshot tarball of gigabytes is neither copied nor held
+   * in memory.
+   */
+  async verifyFile(repo: string, signature: Buffer, file: string): Promise<Verdict> {
+    const sig = path.join(this.home, 'signature');
+    await fs.writeFile(sig, signature);
+    const end = await this.gpg(repo, ['--verify', sig, file]);
     return readVerdict(end.stdout.toString(), end.code, end.stderr);
   }
 
