@@ -80,7 +80,7 @@ export interface ManifestOptions {
   hashes?: string[];
   /** IGNORE entries of the top-level Manifest: paths whose files are left out. */
   ignore?: string[];
-  /** Files open at once while hashing (default 64). */
+  /** Files and folders worked on at once (default 64). */
   concurrency?: number;
 }
 
@@ -125,15 +125,12 @@ export function escapeManifestPath(p: string): string {
   });
 }
 
-/** Code point order (UTF-8 byte order), the same on every platform and locale. */
-function byCodePoint(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
-}
-
+/** Entries in gemato's order: by tag, then by path in code point (UTF-8 byte) order, the same on every platform and locale. */
 function render(entries: Entry[]): string {
   const order = ['DATA', 'IGNORE', 'MANIFEST', 'TIMESTAMP'];
-  const sorted = [...entries].sort((a, b) => order.indexOf(a.tag) - order.indexOf(b.tag) || byCodePoint(a.path, b.path));
-  return sorted.map((e) => (e.tag === 'TIMESTAMP' ? `TIMESTAMP ${e.rest}\n` : `${e.tag} ${escapeManifestPath(e.path)}${e.rest ? ` ${e.rest}` : ''}\n`)).join('');
+  const keyed = entries.map((e) => ({ e, tag: order.indexOf(e.tag), key: Buffer.from(e.path) }));
+  keyed.sort((a, b) => a.tag - b.tag || Buffer.compare(a.key, b.key));
+  return keyed.map(({ e }) => e).map((e) => (e.tag === 'TIMESTAMP' ? `TIMESTAMP ${e.rest}\n` : `${e.tag} ${escapeManifestPath(e.path)}${e.rest ? ` ${e.rest}` : ''}\n`)).join('');
 }
 
 /** Run `fn` over `items` with at most `limit` calls in flight, results in order. */
