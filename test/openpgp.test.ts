@@ -8,25 +8,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli, tmpdir, writeConf, writeTree } from './helpers.js';
+import { forgetKeys, makeSigningKey, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
-const homes: string[] = [];
-afterAll(() => {
-  for (const h of homes) execFileSync('gpgconf', ['--homedir', h, '--kill', 'all'], { stdio: 'ignore' });
-});
-
-/** A signing key in a GnuPG home of its own; returns the home, the fingerprint and the exported public key file. */
-function makeKey(dir: string, name: string): { home: string; fpr: string; pub: string } {
-  const home = path.join(dir, `gnupg-${name}`);
-  execFileSync('mkdir', ['-m', '700', home]);
-  homes.push(home);
-  const gpg = (...args: string[]): string => execFileSync('gpg', ['--homedir', home, '--batch', '--no-tty', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  gpg('--passphrase', '', '--quick-gen-key', `${name} <${name}@example.org>`, 'ed25519', 'sign', 'never');
-  const fpr = /^fpr:+([0-9A-F]+):/m.exec(gpg('--with-colons', '--list-keys'))?.[1] as string;
-  const pub = path.join(dir, `${name}.asc`);
-  execFileSync('sh', ['-c', `gpg --homedir '${home}' --batch --armor --export ${fpr} > '${pub}'`]);
-  return { home, fpr, pub };
-}
+afterAll(forgetKeys);
 
 function git(cwd: string, env: NodeJS.ProcessEnv, ...args: string[]): string {
   return execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@example.org', '-c', 'init.defaultBranch=main', ...args], {
@@ -39,8 +23,8 @@ function git(cwd: string, env: NodeJS.ProcessEnv, ...args: string[]): string {
 describe('sync-git-verify-commit-signature', () => {
   it('publishes commits signed by a key of the key file, refuses unsigned and foreign ones before applying anything', async () => {
     const dir = tmpdir('openpgp');
-    const signer = makeKey(dir, 'signer');
-    const stranger = makeKey(dir, 'stranger');
+    const signer = makeSigningKey(dir, 'signer');
+    const stranger = makeSigningKey(dir, 'stranger');
     const work = path.join(dir, 'work');
     const bare = path.join(dir, 'up.git');
     await fs.mkdir(work);
