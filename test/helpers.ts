@@ -3,7 +3,7 @@
  * the real reposnap CLI run as a separate process. What the torture suite
  * needs too (the CLI runner, trees, configuration writers) lives in its kit,
  * torture/lib.ts, and is re-exported here: one kit for both. So are the
- * signed Manifest trees and keys of torture/manifest-kit.ts.
+ * signed Manifest trees and keys of bench/manifest-writer.ts.
  */
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -26,7 +26,7 @@ export function tmpdir(tag = 'reposnap'): string {
 }
 
 export { CLI, isRoot, ROOT, sleep, writeConf, writeTree, type TreeSpec } from '../torture/lib.js';
-export { escapeManifestPath, forgetKeys, makeSigningKey, writeManifests, type ManifestOptions, type SigningKey } from '../torture/manifest-kit.js';
+export { escapeManifestPath, forgetKeys, makeSigningKey, writeManifests, type ManifestOptions, type SigningKey } from '../bench/manifest-writer.js';
 import { repoSection, ROOT, sleep } from '../torture/lib.js';
 
 export interface TreeEntry {

@@ -2,11 +2,12 @@
  * Hashing one file of a tree for verification, the same way on the main
  * thread and in the hash workers: opened without following a final symlink
  * and without blocking (a FIFO where a file is expected must not hang the
- * sync), refused unless it is a regular file of the size the Manifest says,
- * then read once into every hash.
+ * sync: its read fails with EAGAIN), read once into every hash, and refused
+ * unless exactly the size the Manifest says was read. Small files cost one
+ * open, one read and one close.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, constants as fsc, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants as fsc, openSync, readSync } from 'node:fs';
 
 export interface HashRequest {
   file: string;
@@ -29,21 +30,25 @@ export function hashFileSync(req: HashRequest): HashResult {
     return { problem: code === 'ENOENT' ? 'missing' : code === 'ELOOP' ? 'a symlink where a file is expected' : `cannot be read (${code ?? String(err)})` };
   }
   try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) return { problem: 'not a regular file' };
-    if (st.size !== req.size) return { problem: `size ${st.size}, the Manifest says ${req.size}` };
+    // No fstat: the walk that found the file said it is a regular file of
+    // this size, and what is read is checked against the size anyway: a
+    // file that grew, shrank or was swapped for something endless is read
+    // at most one byte past the size and fails.
     const hashes: Hash[] = req.algorithms.map((a) => createHash(a));
     buffer ??= Buffer.allocUnsafe(CHUNK);
     let total = 0;
     for (;;) {
-      const n = readSync(fd, buffer, 0, CHUNK, null);
-      if (n === 0) break;
+      const want = Math.min(CHUNK, req.size + 1 - total);
+      const n = readSync(fd, buffer, 0, want, null);
       total += n;
-      const chunk = buffer.subarray(0, n);
-      for (const h of hashes) h.update(chunk);
+      if (n > 0 && total <= req.size) {
+        const chunk = buffer.subarray(0, n);
+        for (const h of hashes) h.update(chunk);
+      }
+      // A regular file gives all that is asked unless it ends: a short read is its end.
+      if (n < want || total > req.size) break;
     }
-    // The file grew or shrank while being read: not the file that was stat'ed.
-    if (total !== req.size) return { problem: `size changed while being read` };
+    if (total !== req.size) return { problem: total > req.size ? `larger than the ${req.size} bytes the Manifest says` : `size ${total}, the Manifest says ${req.size}` };
     return { digests: hashes.map((h) => h.digest('hex')) };
   } catch (err) {
     return { problem: `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})` };

@@ -93,11 +93,17 @@ const MAX_MANIFEST_BYTES = 512 * 1024 * 1024;
 
 export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<MetaManifestResult> {
   const root = await fs.realpath(opts.root);
+  const T0 = performance.now();
+  // The signature is checked (by gpg, another process) while the tree is walked.
+  const topFile = path.join(root, 'Manifest');
+  const topSt = await fs.lstat(topFile).catch(() => undefined);
+  if (!topSt?.isFile()) throw new ManifestFailure('Manifest', 'missing (the tree has no top-level Manifest)');
+  const signing = opts.keyring.verifyCleartext(opts.repo, topFile);
+  signing.catch(() => undefined);
   const { nodes, fineCtime } = await walkTree(root, new Set(opts.ignoreTop ?? []));
-  const top = nodes.get('Manifest');
-  if (!top || top.kind !== 'file' || top.target) throw new ManifestFailure('Manifest', 'missing (the tree has no top-level Manifest)');
-
-  const signed = await opts.keyring.verifyCleartext(opts.repo, path.join(root, 'Manifest'));
+  if (process.env.RS_TRACE) process.stderr.write(`walk ${performance.now() - T0}\n`);
+  const signed = await signing;
+  if (process.env.RS_TRACE) process.stderr.write(`signed ${performance.now() - T0}\n`);
   if (!signed.ok) throw new ManifestFailure('Manifest', `OpenPGP signature refused: ${signed.why}`);
   const topParsed = parse(signed.text ?? '', 'Manifest');
   const timestamp = topParsed.timestamp;
@@ -170,6 +176,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const checkFile = (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
     const n = fileFor(entry);
     if (base && sameAsBase && !touched(n)) return Promise.resolve();
+    if (process.env.RS_TRACE) process.stderr.write(`hash ${entry.path} same=${sameAsBase} touched=${touched(n)} ctime=${n.ctimeMs} until=${untouchedBefore}\n`);
     if (n.size !== entry.size) fail(entry.path, `size ${n.size}, ${entry.manifest}:${entry.line} says ${entry.size}`);
     const checks = hashChecks(entry.hashes);
     if (typeof checks === 'string') fail(entry.path, `${entry.manifest}:${entry.line} has ${checks}`);
@@ -257,6 +264,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       }
     }
     await absorb(topParsed, topSameAsBase, 'Manifest');
+    if (process.env.RS_TRACE) process.stderr.write(`absorbed ${performance.now() - T0}\n`);
     // A skipped folder whose coverage a changed Manifest touched is read after all.
     for (let again = true; again; ) {
       again = false;
@@ -268,6 +276,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       }
     }
     await Promise.all(hashing);
+    if (process.env.RS_TRACE) process.stderr.write(`hashed ${performance.now() - T0}\n`);
     result.skippedManifests = skipped.size;
 
     const skippedDirs = new Set([...skipped.values()].map((s) => s.dir));

@@ -87,7 +87,7 @@ const summary = (lines: Line[]): string[] => lines.map((l) => `${l.tag} ${l.path
 
 describe('writeManifests', () => {
   it('writes the rsync mirror layout: signed top-level Manifest, Manifest.gz per category, Manifest per package', async () => {
-    const dir = tmpdir('manifest-kit');
+    const dir = tmpdir('manifest-writer');
     const root = path.join(dir, 'tree');
     await writeTree(root, TREE);
     const key = makeSigningKey(dir, 'signer');
@@ -154,7 +154,7 @@ describe('writeManifests', () => {
   });
 
   it('rewrites a changed tree correctly, with other hashes and uncompressed category Manifests; same input, same bytes', async () => {
-    const dir = tmpdir('manifest-kit');
+    const dir = tmpdir('manifest-writer');
     const root = path.join(dir, 'tree');
     await writeTree(root, TREE);
     await writeManifests(root, { ignore: IGNORE });
@@ -193,7 +193,7 @@ describe('writeManifests', () => {
   });
 
   it('refuses what it cannot list faithfully: unknown hashes, special files, symlinks out of the tree or to folders', async () => {
-    const dir = tmpdir('manifest-kit');
+    const dir = tmpdir('manifest-writer');
     const root = path.join(dir, 'tree');
     await writeTree(root, { 'cat/pkg/a.ebuild': 'a\n' });
     await fs.writeFile(path.join(dir, 'outside'), 'x\n');
@@ -226,7 +226,7 @@ const gemato = (process.env.PATH ?? '')
       return false;
     }
   });
-if (!gemato) console.log('manifest-kit: gemato is not on PATH, so the trees are not cross-checked with it');
+if (!gemato) console.log('manifest-writer: gemato is not on PATH, so the trees are not cross-checked with it');
 
 describe('writeManifests against gemato', () => {
   /** `gemato verify`, requiring a signature by a key of `pub` and fetching nothing. */

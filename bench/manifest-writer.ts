@@ -13,8 +13,9 @@
  *   entry per top-level directory and DATA entries for top-level files, and
  *   is clearsigned when a key is given.
  *
- * Only node built-ins and the gpg binary are used, so that vitest tests, the
- * torture suite and benchmark scripts can all load it.
+ * Sub-Manifests whose content did not change are not rewritten, as on the
+ * mirror. Only node built-ins and the gpg binary are used, so that vitest
+ * tests, the torture suite and benchmark scripts can all load it.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
@@ -30,7 +31,19 @@ const gzip = promisify(zlib.gzip);
 const open = promisify(fsc.open);
 const read = promisify(fsc.read);
 const close = promisify(fsc.close);
-const writeFile = promisify(fsc.writeFile);
+const writeFileAsync = promisify(fsc.writeFile);
+const readFileAsync = promisify(fsc.readFile);
+
+/**
+ * Write a sub-Manifest only if its content changed: the mirror leaves an
+ * unchanged Manifest alone (same bytes, same mtime), so a sync transfers the
+ * Manifests of what changed, not all of them.
+ */
+async function writeFile(file: string, body: Buffer): Promise<void> {
+  const old = await readFileAsync(file).catch(() => undefined);
+  if (old?.equals(body)) return;
+  await writeFileAsync(file, body);
+}
 const unlink = promisify(fsc.unlink);
 
 export interface SigningKey {

@@ -1,0 +1,191 @@
+/**
+ * What MetaManifest verification costs, on the Gentoo-shaped tree of
+ * bench/gentoo-tree.ts signed by a key made here:
+ *
+ * - full verification (`reposnap verify --full`) with 1 and 2 hashing jobs,
+ *   and `gemato verify` on the same tree when gemato is installed;
+ * - a sync of a 1% change with verification (incremental against the
+ *   verified snapshot) and without: time to visible, and the time and the
+ *   files hashed by the verification itself.
+ *
+ *   npm run bench:verify                 scale 1, 3 rounds; writes docs/performance-verification.md and .json
+ *   npm run bench:verify -- --quick      scale 0.02, 1 round (what CI runs), to --out
+ *   --scale S --repeat N --out FILE
+ *
+ * Scenarios run in turn each round; tables give the median round and the
+ * spread (the machine is shared and noisy).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { applyUpdate, generateTree } from './gentoo-tree.js';
+import { forgetKeys, makeSigningKey, writeManifests } from './manifest-writer.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+const quick = args.includes('--quick');
+const SCALE = Number(opt('--scale') ?? (quick ? 0.02 : 1));
+const REPEAT = Number(opt('--repeat') ?? (quick ? 1 : 3));
+const HERE = path.dirname(new URL(import.meta.url).pathname);
+const ROOT = path.join(HERE, '..');
+const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+const OUT = opt('--out') ?? path.join(ROOT, 'docs', 'performance-verification.md');
+
+const samples = new Map<string, number[]>();
+const note = (name: string, ms: number): void => void samples.set(name, [...(samples.get(name) ?? []), ms]);
+const extra: Record<string, number[]> = { hashedIncremental: [], filesIncremental: [], verifyMsIncremental: [] };
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Wall time of a whole command, in ms; fails unless it exits 0. */
+async function time(cmd: string, argv: string[]): Promise<{ ms: number; stdout: string }> {
+  const t0 = performance.now();
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  const ms = performance.now() - t0;
+  if (code !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${code}): ${stderr.slice(-500)}`);
+  return { ms, stdout };
+}
+
+function onPath(tool: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function conf(dir: string, up: string, pub: string | undefined, jobs: number): Promise<string> {
+  const file = path.join(dir, 'repos.conf');
+  const verify = pub ? `sync-rsync-verify-metamanifest = yes\nsync-openpgp-key-path = ${pub}\nsync-rsync-verify-jobs = ${jobs}\n` : '';
+  await fs.writeFile(
+    file,
+    `[gentoo]\nlocation = ${dir}/repo\nsync-type = rsync\nsync-uri = ${up}\nsync-rcu = yes\nsync-rcu-store-dir = ${dir}/store\nsync-rcu-backend = hardlink\nsync-rcu-spare-snapshots = 1\nsync-rcu-ttl-days = 0\n${verify}`,
+  );
+  return file;
+}
+
+interface Report {
+  timings: { prepareMs: number; fetchMs: number; verifyMs: number; commitMs: number };
+  verified: { hashed: number; files: number; incremental: boolean } | null;
+}
+
+async function syncReport(confFile: string): Promise<Report> {
+  const r = await time(process.execPath, [CLI, '-q', '-c', confFile, 'sync', '--json']);
+  return (JSON.parse(r.stdout) as { results: Report[] }).results[0] as Report;
+}
+
+const visible = (r: Report): number => r.timings.prepareMs + r.timings.fetchMs + r.timings.verifyMs + r.timings.commitMs;
+
+async function main(): Promise<void> {
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'reposnap-bench-verify-'));
+  const gemato = onPath('gemato');
+  try {
+    const key = makeSigningKey(work, 'bench');
+    const v1 = path.join(work, 'v1');
+    const v2 = path.join(work, 'v2');
+    const up = path.join(work, 'upstream');
+    const info = await generateTree(v1, SCALE);
+    await writeManifests(v1, { key, timestamp: new Date(Date.now() - 3600_000) });
+    execFileSync('cp', ['-a', v1, v2]);
+    await applyUpdate(v2);
+    await writeManifests(v2, { key });
+    console.error(`bench: scale ${SCALE}: ${info.files} files, ${(info.bytes / 2 ** 20).toFixed(0)} MiB, signed`);
+    for (let round = 0; round < REPEAT; round++) {
+      for (const [name, pub, jobs] of [
+        ['with', key.pub, 2],
+        ['without', undefined, 2],
+      ] as const) {
+        const dir = await fs.mkdtemp(path.join(work, `sync-${name}-`));
+        const c = await conf(dir, up, pub, jobs);
+        await fs.rm(up, { force: true });
+        await fs.symlink(v1, up);
+        const first = await syncReport(c);
+        if (pub) {
+          note('full verification inside the first sync (2 jobs)', first.timings.verifyMs);
+          note('reposnap verify --full, 2 jobs', (await time(process.execPath, [CLI, '-q', '-c', c, 'verify', 'gentoo', '--full'])).ms);
+          const one = await conf(dir, up, pub, 1);
+          note('reposnap verify --full, 1 job', (await time(process.execPath, [CLI, '-q', '-c', one, 'verify', 'gentoo', '--full'])).ms);
+          await conf(dir, up, pub, jobs);
+          note('reposnap verify (quick)', (await time(process.execPath, [CLI, '-q', '-c', c, 'verify', 'gentoo'])).ms);
+          if (gemato) note('gemato verify, 2 jobs', (await time('gemato', ['verify', '-K', key.pub, '-R', '-W', '-s', '-j', '2', path.join(dir, 'repo') + '/'])).ms);
+        }
+        await fs.rm(up, { force: true });
+        await fs.symlink(v2, up);
+        execFileSync('sync');
+        const second = await syncReport(c);
+        note(`sync of a 1% change, ${name} verification: visible`, visible(second));
+        if (pub && second.verified) {
+          extra.verifyMsIncremental?.push(second.timings.verifyMs);
+          extra.hashedIncremental?.push(second.verified.hashed);
+          extra.filesIncremental?.push(second.verified.files);
+          note('incremental verification inside that sync', second.timings.verifyMs);
+        }
+        execFileSync('rm', ['-rf', dir]);
+      }
+    }
+    await print(info.files, gemato);
+  } finally {
+    forgetKeys();
+    execFileSync('rm', ['-rf', work]);
+  }
+}
+
+async function print(files: number, gemato: boolean): Promise<void> {
+  const get = (name: string): number | undefined => (samples.has(name) ? median(samples.get(name) as number[]) : undefined);
+  const s = (ms: number | undefined): string => (ms === undefined ? 'n/a' : (ms / 1000).toFixed(2));
+  const rows = [...samples.entries()].map(([name, xs]) => `| ${name} | ${s(median(xs))} | ${s(Math.min(...xs))}–${s(Math.max(...xs))} | ${xs.length} |`);
+  const full = get('reposnap verify --full, 2 jobs');
+  const inc = get('incremental verification inside that sync');
+  const withV = get('sync of a 1% change, with verification: visible');
+  const withoutV = get('sync of a 1% change, without verification: visible');
+  const gem = get('gemato verify, 2 jobs');
+  const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? 'n/a' : `${(a / b).toFixed(2)}x`);
+  const hashed = extra.hashedIncremental?.length ? median(extra.hashedIncremental) : undefined;
+  const md = [
+    '# Verification performance',
+    '',
+    `Code: commit ${gitCommit()}. Command: \`npm run bench:verify${quick ? ' -- --quick' : ''}\` (bench/verification.ts). Tree: bench/gentoo-tree.ts at scale ${SCALE} (${files} files), Manifests written and signed by bench/manifest-writer.ts (BLAKE2B + SHA512, category Manifests gzip-compressed); the update rewrites 1% of the files, removes 10 and adds 10. Syncs use the rsync source and the hardlink backend. ${os.cpus().length} CPUs.`,
+    '',
+    `Each round ran every scenario in turn, ${REPEAT} round${REPEAT === 1 ? '' : 's'}; times are medians in seconds, the spread is the fastest and slowest round.`,
+    '',
+    '| scenario | median s | spread s | rounds |',
+    '|---|---|---|---|',
+    ...rows,
+    '',
+    '## Targets',
+    '',
+    `- Full verification with 2 jobs no slower than gemato: ${gemato ? `reposnap/gemato = ${ratio(full, gem)}` : 'gemato is not installed here; not compared'}.`,
+    `- Incremental verification at most 10% of full: ${ratio(inc, full)} (${hashed ?? 'n/a'} files hashed of ${files}).`,
+    `- Time to visible with verification at most 1.3x without: ${ratio(withV, withoutV)}.`,
+    '',
+  ].join('\n');
+  await fs.mkdir(path.dirname(OUT), { recursive: true });
+  await fs.writeFile(OUT, md);
+  const json = { commit: gitCommit(), scale: SCALE, files, repeat: REPEAT, samples: Object.fromEntries(samples), incremental: extra };
+  await fs.writeFile(OUT.replace(/\.md$/, '.json'), `${JSON.stringify(json, null, 2)}\n`);
+  console.error(md);
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+await main();
