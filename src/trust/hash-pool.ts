@@ -21,10 +21,13 @@ interface Pending {
 export class HashPool {
   private readonly workers: Worker[] = [];
   private readonly idle: Worker[] = [];
+  /** Waiting requests are queue[head..]: shift() on a 100k-entry array moves it all each time. */
   private queue: Pending[] = [];
+  private head = 0;
   private readonly inFlight = new Map<number, Pending[]>();
   private nextId = 0;
   private closed = false;
+  private scheduled = false;
 
   constructor(jobs: number) {
     const script = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
@@ -42,8 +45,17 @@ export class HashPool {
     if (this.workers.length === 0) return Promise.resolve(hashFileSync(req));
     return new Promise((resolve, reject) => {
       this.queue.push({ req, resolve, reject });
-      // Hand out work once the caller's synchronous burst of requests is queued.
-      if (this.queue.length === 1) queueMicrotask(() => this.dispatch());
+      // Hand out full batches at once; a partial one after the caller's
+      // current burst of work (setImmediate), so that it has had the chance
+      // to queue more: one message per file would cost more than the hashing.
+      if (this.waiting >= BATCH_FILES * this.idle.length) this.dispatch();
+      else if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.dispatch();
+        });
+      }
     });
   }
 
@@ -53,17 +65,25 @@ export class HashPool {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
+  private get waiting(): number {
+    return this.queue.length - this.head;
+  }
+
   private dispatch(): void {
-    while (this.idle.length > 0 && this.queue.length > 0) {
+    while (this.idle.length > 0 && this.waiting > 0) {
       const w = this.idle.pop() as Worker;
       const batch: Pending[] = [];
       let bytes = 0;
       // Split what is queued evenly enough that every idle worker gets some.
-      const share = Math.max(1, Math.min(BATCH_FILES, Math.ceil(this.queue.length / (this.idle.length + 1))));
-      while (this.queue.length > 0 && batch.length < share && bytes < BATCH_BYTES) {
-        const p = this.queue.shift() as Pending;
+      const share = Math.max(1, Math.min(BATCH_FILES, Math.ceil(this.waiting / (this.idle.length + 1))));
+      while (this.waiting > 0 && batch.length < share && bytes < BATCH_BYTES) {
+        const p = this.queue[this.head++] as Pending;
         batch.push(p);
         bytes += p.req.size;
+      }
+      if (this.head > 4096 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
       }
       const id = this.nextId++;
       this.inFlight.set(id, batch);
@@ -83,7 +103,8 @@ export class HashPool {
   private failAll(err: unknown): void {
     for (const batch of this.inFlight.values()) for (const p of batch) p.reject(err);
     this.inFlight.clear();
-    for (const p of this.queue) p.reject(err);
+    for (const p of this.queue.slice(this.head)) p.reject(err);
     this.queue = [];
+    this.head = 0;
   }
 }

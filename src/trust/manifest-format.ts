@@ -24,6 +24,8 @@ export interface FileEntry {
   /** Tree-relative path of the Manifest that says it, and the line. */
   manifest: string;
   line: number;
+  /** The line as written (trimmed): two Manifests of one folder saying the same line say the same thing. */
+  raw: string;
 }
 
 export interface IgnoreEntry {
@@ -31,6 +33,7 @@ export interface IgnoreEntry {
   path: string;
   manifest: string;
   line: number;
+  raw: string;
 }
 
 export interface ParsedManifest {
@@ -81,7 +84,7 @@ export function parseManifest(text: string, manifest: string): ParsedManifest {
     if (tag === 'DIST') continue;
     if (tag === 'IGNORE') {
       if (fields.length !== 2) fail('IGNORE takes one path');
-      out.ignores.push({ path: treePath(dir, decodePath(fields[1] as string, fail), fail), manifest, line: lineNo });
+      out.ignores.push({ path: treePath(dir, decodePath(fields[1] as string, fail), fail), manifest, line: lineNo, raw: raw.trim() });
       continue;
     }
     if (!FILE_TAGS.has(tag)) fail(`unknown entry type "${tag}"`);
@@ -100,7 +103,7 @@ export function parseManifest(text: string, manifest: string): ParsedManifest {
     }
     // AUX is the old way of naming a file under files/.
     const entryPath = treePath(dir, tag === 'AUX' ? `files/${rel}` : rel, fail);
-    out.files.push({ tag: tag as FileTag, path: entryPath, size: Number(sizeText), hashes, manifest, line: lineNo });
+    out.files.push({ tag: tag as FileTag, path: entryPath, size: Number(sizeText), hashes, manifest, line: lineNo, raw: raw.trim() });
   }
   return out;
 }
@@ -144,6 +147,16 @@ function treePath(dir: string, rel: string, fail: (what: string) => never): stri
     if (part.includes('\0')) fail(`path "${rel}" holds a NUL`);
   }
   return dir === '' ? rel : `${dir}/${rel}`;
+}
+
+/** The non-empty lines of a Manifest's text, trimmed: what `raw` is compared against. */
+export function manifestLines(text: string): Set<string> {
+  const lines = new Set<string>();
+  for (const l of text.split('\n')) {
+    const t = l.trim();
+    if (t !== '') lines.add(t);
+  }
+  return lines;
 }
 
 /** Whether tree-relative `p` is `prefix` or inside it. */

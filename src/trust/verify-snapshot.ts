@@ -41,7 +41,7 @@ export async function verifySnapshot(config: RepoConfig, storage: RepoStorage, o
         keyring,
         jobs: mm.jobs,
         maxAgeDays: 0,
-        ...(full ? {} : { base: { root: view.path, clonedAt: committedAt - 40 } }),
+        ...(full ? {} : { base: { root: view.path, clonedAt: committedAt - 40, statEveryFile: true } }),
       });
       return { ...result, repo, snapshot: view.id, path: view.path, full };
     } catch (err) {
