@@ -48,7 +48,7 @@ export function hashFileSync(req: HashRequest): HashResult {
       // A regular file gives all that is asked unless it ends: a short read is its end.
       if (n < want || total > req.size) break;
     }
-    if (total !== req.size) return { problem: total > req.size ? `larger than the ${req.size} bytes the Manifest says` : `size ${total}, the Manifest says ${req.size}` };
+    if (total !== req.size) return { problem: total > req.size ? `size mismatch: more than the ${req.size} bytes the Manifest says` : `size mismatch: ${total} bytes, the Manifest says ${req.size}` };
     return { digests: hashes.map((h) => h.digest('hex')) };
   } catch (err) {
     return { problem: `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})` };

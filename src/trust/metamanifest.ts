@@ -196,7 +196,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     const n = fileFor(entry);
     if (base && sameAsBase && !touched(n)) return Promise.resolve();
     // The size is known where the walk stat'ed the file; else reading checks it.
-    if (n.size >= 0 && n.size !== entry.size) fail(entry.path, `size ${n.size}, ${entry.manifest}:${entry.line} says ${entry.size}`);
+    if (n.size >= 0 && n.size !== entry.size) fail(entry.path, `size mismatch: ${n.size} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
     const checks = hashChecks(entry.hashes);
     if (typeof checks === 'string') fail(entry.path, `${entry.manifest}:${entry.line} has ${checks}`);
     const list = checks as Exclude<typeof checks, string>;
@@ -277,7 +277,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
 
   /** A file's entry checked against bytes already read. */
   const checkBytes = (entry: FileEntry, data: Buffer): void => {
-    if (data.length !== entry.size) fail(entry.path, `size ${data.length}, ${entry.manifest}:${entry.line} says ${entry.size}`);
+    if (data.length !== entry.size) fail(entry.path, `size mismatch: ${data.length} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
     const checks = hashChecks(entry.hashes);
     if (typeof checks === 'string') fail(entry.path, `${entry.manifest}:${entry.line} has ${checks}`);
     for (const c of checks as Exclude<typeof checks, string>) {
