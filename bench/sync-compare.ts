@@ -11,6 +11,8 @@
  *   npm run bench -- --quick       scale 0.02 only (what CI runs), to --out
  *   --scales 0.25,1 --out FILE     choose
  *   --repeat N                     rounds per scale (default 3, 1 with --quick)
+ *   --no-verification              skip bench/verification.ts, which otherwise
+ *                                  runs after, writing <out>-verification.md
  *
  * The machine is shared and noisy: each scale runs every scenario in turn,
  * REPEAT rounds, and the tables give each scenario's median round with the
@@ -422,3 +424,9 @@ function targets(results: Summary[]): string[] {
 }
 
 await main();
+// The verification rows (bench/verification.ts) come with every full run,
+// in their own table: they measure another thing on another tree layout.
+if (!args.includes('--no-verification')) {
+  const verificationArgs = [path.join(HERE, 'verification.js'), ...(quick ? ['--quick'] : []), '--out', OUT.replace(/\.md$/, '-verification.md')];
+  execFileSync(process.execPath, verificationArgs, { stdio: 'inherit' });
+}

@@ -101,6 +101,11 @@ async function main(): Promise<void> {
     const info = await generateTree(v1, SCALE);
     await writeManifests(v1, { key, timestamp: new Date(Date.now() - 3600_000) });
     execFileSync('cp', ['-a', v1, v2]);
+    // A second later, as a real mirror's next update is: rsync's quick check
+    // compares whole-second mtimes, and a file of the same size written in
+    // the same second as the first version would look unchanged to it
+    // (verification then refuses the tree, as it should).
+    await new Promise((resolve) => setTimeout(resolve, 1100));
     await applyUpdate(v2);
     await writeManifests(v2, { key });
     console.error(`bench: scale ${SCALE}: ${info.files} files, ${(info.bytes / 2 ** 20).toFixed(0)} MiB, signed`);
@@ -149,6 +154,7 @@ async function print(files: number, gemato: boolean): Promise<void> {
   const s = (ms: number | undefined): string => (ms === undefined ? 'n/a' : (ms / 1000).toFixed(2));
   const rows = [...samples.entries()].map(([name, xs]) => `| ${name} | ${s(median(xs))} | ${s(Math.min(...xs))}–${s(Math.max(...xs))} | ${xs.length} |`);
   const full = get('reposnap verify --full, 2 jobs');
+  const fullInSync = get('full verification inside the first sync (2 jobs)');
   const inc = get('incremental verification inside that sync');
   const withV = get('sync of a 1% change, with verification: visible');
   const withoutV = get('sync of a 1% change, without verification: visible');
@@ -169,7 +175,7 @@ async function print(files: number, gemato: boolean): Promise<void> {
     '## Targets',
     '',
     `- Full verification with 2 jobs no slower than gemato: ${gemato ? `reposnap/gemato = ${ratio(full, gem)}` : 'gemato is not installed here; not compared'}.`,
-    `- Incremental verification at most 10% of full: ${ratio(inc, full)} (${hashed ?? 'n/a'} files hashed of ${files}).`,
+    `- Incremental verification at most 10% of full (both inside a sync): ${ratio(inc, fullInSync)} (${hashed ?? 'n/a'} files hashed of ${files}).`,
     `- Time to visible with verification at most 1.3x without: ${ratio(withV, withoutV)}.`,
     '',
   ].join('\n');

@@ -29,6 +29,10 @@ describe('bench/sync-compare --quick', () => {
       expect(md).toContain(`| ${row} |`);
     }
     expect(md).toMatch(/## Targets/);
+    const verification = await fs.readFile(out.replace(/\.md$/, '-verification.md'), 'utf8');
+    for (const row of ['reposnap verify --full, 2 jobs', 'incremental verification inside that sync', 'sync of a 1% change, without verification: visible']) {
+      expect(verification).toContain(`| ${row} |`);
+    }
   }, 400_000);
 });
 
