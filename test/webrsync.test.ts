@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import { StoreLayout } from '../src/store/layout.js';
 import { readMeta } from '../src/store/metadata.js';
+import { forgetKeys as forgetManifestKeys, makeSigningKey as makeManifestKey, writeManifests } from '../bench/manifest-writer.js';
 import { readTree, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 const homes: string[] = [];
@@ -307,5 +308,47 @@ describe('webrsync configuration', () => {
     }
     const quiet = await runCli(['-c', await writeConf(dir, section(dir, 'rsync', 'sync-uri = rsync://rsync.gentoo.org/gentoo-portage\nsync-webrsync-verify-signature = no')), 'status']);
     expect(quiet.stderr).not.toMatch(/sync-webrsync-verify-signature/);
+  });
+});
+
+describe('a webrsync snapshot with a MetaManifest inside, as Gentoo ships them', () => {
+  it('checks the tarball signature, then the Manifest tree: a tampered file in a validly signed tarball is refused', async () => {
+    const dir = tmpdir('webrsync-mm');
+    const srv = await server();
+    const key = makeSigningKey(dir, 'release');
+    // The key file holds both signers' keys, as Gentoo's release key file
+    // holds the keys that sign its snapshots and its Manifests.
+    const mkey = makeManifestKey(dir, 'manifests');
+    try {
+      const keyring = path.join(dir, 'keys.asc');
+      await fs.writeFile(keyring, Buffer.concat([await fs.readFile(key.pub), await fs.readFile(mkey.pub)]));
+      const good = await tree(dir, 'one');
+      await writeManifests(good, { key: mkey });
+      const tgz = snapshot(good, 'gentoo-20261122');
+      srv.put(SNAP, tgz);
+      srv.put(`${SNAP}.gpgsig`, key.sign(tgz));
+      const conf = await writeConf(
+        dir,
+        section(dir, 'webrsync', `sync-uri = ${srv.url(SNAP)}\nsync-webrsync-verify-signature = yes\nsync-rsync-verify-metamanifest = yes\nsync-openpgp-key-path = ${keyring}\n`),
+      );
+      const first = await runCli(['-c', conf, 'sync', '--json']);
+      expect(first.stderr).toBe('');
+      expect(first.code).toBe(0);
+      expect(JSON.parse(first.stdout).results[0].verified).toMatchObject({ signedBy: mkey.fpr, incremental: false });
+
+      // The mirror's release process signed a tree whose ebuild changed after its Manifests were made.
+      const bad = await tree(dir, 'two');
+      await writeManifests(bad, { key: mkey, timestamp: new Date(Date.now() + 1000) });
+      await fs.appendFile(path.join(bad, 'app-misc/hello/hello-1.ebuild'), 'evil\n');
+      const tgz2 = snapshot(bad, 'gentoo-20261123');
+      srv.put(SNAP, tgz2);
+      srv.put(`${SNAP}.gpgsig`, key.sign(tgz2));
+      const r = await runCli(['-c', conf, 'sync']);
+      expect(r.stderr).toMatch(/MetaManifest verification failed: app-misc\/hello\/hello-1\.ebuild: size mismatch/);
+      expect(r.code).toBe(1);
+      expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
+    } finally {
+      forgetManifestKeys();
+    }
   });
 });
