@@ -11,9 +11,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { interruptAt, treeDigest } from '../torture/lib.js';
 import { forgetKeys, makeSigningKey, writeManifests, type SigningKey } from '../bench/manifest-writer.js';
-import { rcuConf, readTree, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { freePort, rcuConf, readTree, runCli, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 
-afterAll(() => forgetKeys());
+const procs: ChildProcess[] = [];
+afterAll(() => {
+  forgetKeys();
+  for (const p of procs) p.kill('SIGTERM');
+});
 
 const TREE = {
   'header.txt': 'top\n',
@@ -294,5 +299,73 @@ describe('rollback protection without a MetaManifest: metadata/timestamp.chk, as
     expect(await fs.readFile(path.join(base, 'repo', 'a/b'), 'utf8')).toBe('1\n');
     expect((await runCli(['-c', conf, 'sync', '--allow-older'])).code).toBe(0);
     expect(await fs.readFile(path.join(base, 'repo', 'a/b'), 'utf8')).toBe('2\n');
+  });
+});
+
+describe("the handbook's [gentoo] section", () => {
+  it('over an rsync daemon: verifies, refuses tampering and a rollback, never publishes an unverified tree', async () => {
+    const base = path.join(dir, 'handbook');
+    const up = path.join(base, 'upstream');
+    const old = path.join(base, 'old');
+    await fs.mkdir(up, { recursive: true });
+    await writeTree(up, { ...TREE, 'metadata/timestamp.chk': 'Mon, 23 Nov 2026 12:00:00 +0000\n' });
+    await writeManifests(up, { key: signer, ignore: ['distfiles', 'local', 'packages'] });
+    await fs.cp(up, old, { recursive: true });
+    const port = await freePort();
+    const rsyncd = await writeConf(base, `pid file = ${base}/rsyncd.pid\nuse chroot = no\n[gentoo-portage]\npath = ${up}\nread only = yes\n`, 'rsyncd.conf');
+    procs.push(spawn('rsync', ['--daemon', '--no-detach', '--address=127.0.0.1', `--port=${port}`, `--config=${rsyncd}`], { stdio: 'ignore' }));
+    await waitForPort(port);
+    // Portage's shipped [gentoo] section, word for word but for the paths,
+    // the mirror and the store (what moving to reposnap adds).
+    const conf = await writeConf(
+      base,
+      `[DEFAULT]
+main-repo = gentoo
+
+[gentoo]
+location = ${base}/repo
+sync-type = rsync
+sync-uri = rsync://127.0.0.1:${port}/gentoo-portage
+auto-sync = yes
+sync-rsync-verify-jobs = 1
+sync-rsync-verify-metamanifest = yes
+sync-rsync-verify-max-age = 3
+sync-openpgp-key-path = ${signer.pub}
+sync-openpgp-keyserver = hkps://keys.gentoo.org
+sync-openpgp-key-refresh-retry-count = 40
+sync-openpgp-key-refresh-retry-overall-timeout = 1200
+sync-openpgp-key-refresh-retry-delay-exp-base = 2
+sync-openpgp-key-refresh-retry-delay-max = 60
+sync-openpgp-key-refresh-retry-delay-mult = 4
+sync-webrsync-verify-signature = yes
+sync-rcu = yes
+sync-rcu-store-dir = ${base}/store
+`,
+    );
+    const first = await runCli(['-c', conf, 'sync']);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/verified in full/);
+    // Key refresh and the webrsync key are not done here, and say so.
+    expect(first.stderr).toMatch(/sync-openpgp-keyserver: not done/);
+    expect(first.stderr).toMatch(/sync-webrsync-verify-signature: ignored/);
+
+    // A new tree, then a tampered one: refused.
+    await writeTree(up, { 'dev-libs/foo/foo-9.ebuild': 'EAPI=8\n', 'metadata/timestamp.chk': 'Mon, 23 Nov 2026 13:00:00 +0000\n' });
+    await writeManifests(up, { key: signer, ignore: ['distfiles', 'local', 'packages'], timestamp: new Date(Date.now() + 2000) });
+    expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
+    expect(await latest(base)).toBe('snapshots/2');
+    await fs.writeFile(path.join(up, 'dev-libs/foo/foo-9.ebuild'), 'EAPI=8\nevil\n');
+    const tampered = await runCli(['-c', conf, 'sync']);
+    expect(tampered.code).toBe(1);
+    expect(tampered.stderr).toMatch(/repo gentoo: MetaManifest verification failed: dev-libs\/foo\/foo-9\.ebuild: size mismatch/);
+
+    // The mirror replays the first tree: validly signed, older. Refused.
+    await fs.rm(up, { recursive: true });
+    await fs.cp(old, up, { recursive: true });
+    const replay = await runCli(['-c', conf, 'sync']);
+    expect(replay.code).toBe(1);
+    expect(replay.stderr).toMatch(/refusing a tree older than the current one/);
+    expect(await latest(base)).toBe('snapshots/2');
+    expect(await fs.readFile(path.join(base, 'repo', 'dev-libs/foo/foo-9.ebuild'), 'utf8')).toBe('EAPI=8\n');
   });
 });
