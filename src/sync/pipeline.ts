@@ -18,6 +18,7 @@ import { createSource } from '../sources/index.js';
 import { emptyChanges, type ChangeStats, type SourceProgress, type SourceResult, type SyncSource, type TreeStats } from '../sources/source.js';
 import type { GcResult } from '../store/gc.js';
 import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../store/storage.js';
+import type { MetaManifestResult } from '../trust/metamanifest.js';
 import { failpoint } from '../util/failpoint.js';
 import { checkAuthenticity, type Verified } from './authenticity.js';
 import { checkSyncUser, fill, needsWorker } from './fill.js';
@@ -64,17 +65,8 @@ export interface SyncReport {
   warnings: string[];
 }
 
-export interface VerifiedSummary {
-  /** Fingerprint of the key that signed the top-level Manifest. */
-  signedBy: string;
-  /** Its TIMESTAMP. */
-  timestamp: string;
-  /** Against the verified base snapshot, hashing only what changed. */
-  incremental: boolean;
-  files: number;
-  hashed: number;
-  bytesHashed: number;
-}
+/** What the new tree's MetaManifest verification found (the report's share of MetaManifestResult). */
+export type VerifiedSummary = Pick<MetaManifestResult, 'signedBy' | 'timestamp' | 'incremental' | 'files' | 'hashed' | 'bytesHashed'>;
 
 /**
  * Milliseconds: preparing (locks, migration, clone), fetching, verifying,
