@@ -1,7 +1,7 @@
 /** Opening the configured repositories, by name or all of them. */
 import { loadConfig, parseConfigText, type LoadOptions } from './config/load.js';
 import { emptyDocument, type IniValue } from './config/ini.js';
-import { interpretRepos, type ReposConfig } from './config/repos.js';
+import { interpretRepos, type ReposConfig, type UnmanagedRepo } from './config/repos.js';
 import { ConfigError, ReposnapError } from './errors.js';
 
 /** One repository given as options: repos.conf keys and their values. */
@@ -57,8 +57,15 @@ export class Repos {
     return this.config.warnings;
   }
 
+  /** Repos whose sync-type reposnap leaves to Portage, with why. */
+  get unmanaged(): UnmanagedRepo[] {
+    return this.config.unmanaged;
+  }
+
   get(name: string): Repository {
     const repo = this.all.find((r) => r.name === name);
+    const other = this.config.unmanaged.find((r) => r.name === name);
+    if (other) throw new ReposnapError('EUSAGE', `repo ${name} is not managed by reposnap: ${other.why}`);
     if (!repo) {
       const known = this.all.map((r) => r.name).join(', ') || 'none';
       throw new ReposnapError('ENOREPO', `no repository named "${name}" in ${this.config.files.join(', ')} (configured: ${known})`);

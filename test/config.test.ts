@@ -117,7 +117,6 @@ describe('repos.conf errors name file, line and key', () => {
       /:10: \[other\] sync-rcu-store-dir: store directory already used by repository "gentoo"/,
     ],
     ['store dir in DEFAULT', `[DEFAULT]\nsync-rcu-store-dir = /var/cache/rcu\n${base()}`, /:2: \[DEFAULT\] sync-rcu-store-dir: must not be set in \[DEFAULT\]/],
-    ['unknown sync-type', base().replace('rsync\n', 'cvs\n'), /:3: \[gentoo\] sync-type: unknown sync-type "cvs"/],
     ['duplicate section', `${base()}\n[gentoo]\nlocation = /x\n`, /:6: \[gentoo\]: duplicate section/],
     ['duplicate key', base('location = /elsewhere'), /:5: \[gentoo\] location: duplicate key/],
     ['key outside any section', `location = /x\n${base()}`, /repos\.conf:1 location: key outside any section/],
@@ -136,15 +135,15 @@ describe('repos.conf errors name file, line and key', () => {
 });
 
 describe('repos.conf files and lookup', () => {
-  it('merges a directory of *.conf files in lexical order, later files overriding', async () => {
+  it('merges a directory of files in lexical order, later files overriding, as Portage reads it', async () => {
     const dir = tmpdir();
     const d = path.join(dir, 'repos.conf');
     await fs.mkdir(d);
     await writeConf(d, `[gentoo]\nlocation = /a\nsync-type = rsync\nsync-uri = rsync://x/y\n`, '10-gentoo.conf');
     await writeConf(d, `[gentoo]\nlocation = /b\n`, '20-override.conf');
-    await writeConf(d, `[gentoo]\nlocation = /ignored\n`, 'README');
     await writeConf(d, `[gentoo]\nlocation = /hidden\n`, '.hidden.conf');
-    const cfg = loadConfig({ path: d });
+    await writeConf(d, `[gentoo]\nlocation = /backup\n`, '30-old.conf~');
+    const cfg = loadConfig({ path: d, env: { REPOSNAP_PORTAGE_DEFAULTS: '' } });
     expect(cfg.repos[0]?.location).toBe('/b');
     expect(cfg.files.map((f) => path.basename(f))).toEqual(['10-gentoo.conf', '20-override.conf']);
   });

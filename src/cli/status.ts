@@ -4,18 +4,23 @@ import type { CommandContext } from './context.js';
 import { formatAge, formatBytes } from './output.js';
 
 export async function statusCommand(ctx: CommandContext, names: string[], opts: { json: boolean }): Promise<number> {
-  const repos = ctx.repos().select(names);
+  const all = ctx.repos();
+  const repos = all.select(names);
   const statuses: RepoStatus[] = [];
   for (const r of repos) statuses.push(await r.status());
+  // Repos Portage syncs are listed with why, when no names narrow the list.
+  const unmanaged = names.length === 0 ? all.unmanaged : [];
   if (opts.json) {
-    ctx.out.json({ repos: statuses });
+    ctx.out.json({ repos: statuses, unmanaged });
     return 0;
   }
-  if (statuses.length === 0) {
+  if (statuses.length === 0 && unmanaged.length === 0) {
     ctx.out.print('no repositories configured');
     return 0;
   }
-  ctx.out.print(statuses.map(renderStatus).join('\n'));
+  const lines = statuses.map(renderStatus);
+  for (const u of unmanaged) lines.push(`${u.name}  (not managed by reposnap)\n  location   ${u.location ?? '(none)'}\n  why        ${u.why}`);
+  ctx.out.print(lines.join('\n'));
   return 0;
 }
 

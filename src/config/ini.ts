@@ -1,8 +1,10 @@
 /**
  * An INI reader with the semantics of Python's configparser as Portage uses
- * it for repos.conf (strict mode, no interpolation):
+ * it for repos.conf (strict mode; values are interpolated afterwards, by
+ * interpolate.ts, section by section):
  *
- * - `[section]` headers; `key = value` or `key: value`; keys are
+ * - `[section]` headers (text after the closing `]` is ignored, as
+ *   configparser ignores it); `key = value` or `key: value`; keys are
  *   case-insensitive (folded to lower case), section names are not;
  * - `#` and `;` start a comment only at the start of a line (after optional
  *   indentation); inside a value they are kept, so `sync-uri = x#y` is `x#y`;
@@ -45,7 +47,11 @@ export function emptyDocument(): IniDocument {
   return { sections: new Map(), defaults: new Map() };
 }
 
-const SECTION_RE = /^\[(.+)\]$/;
+/**
+ * configparser's section header: up to the last "]" of the line, and what
+ * follows it ignored, so `[gentoo] # main tree` is section "gentoo".
+ */
+const SECTION_RE = /^\[(.+)\]/;
 const OPTION_RE = /^(.*?)\s*([=:])\s*(.*)$/;
 
 /**

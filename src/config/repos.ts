@@ -14,6 +14,7 @@ import { SOURCE_KINDS, SYNC_TYPES, type SourceConfig, type SyncType } from '../s
 import type { ConfigReader, SourceKind } from '../sources/kind.js';
 import { keyFileFor, type KeySource } from '../trust/openpgp.js';
 import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
+import { builtinDefaults, interpolate } from './interpolate.js';
 
 export { SYNC_TYPES, type SourceConfig, type SyncType } from '../sources/index.js';
 
@@ -67,6 +68,24 @@ export interface RepoConfig {
   keyPositions: Record<string, Position>;
 }
 
+/** A repo in the configuration that reposnap leaves to Portage. */
+export interface UnmanagedRepo {
+  name: string;
+  location: string | undefined;
+  syncType: string;
+  /** Why reposnap does not sync it, in one line. */
+  why: string;
+  position: Position;
+}
+
+/** Sync types Portage has that reposnap leaves to it. */
+const PORTAGE_ONLY_TYPES = new Set(['mercurial', 'svn', 'cvs', 'laymansync', 'zipfile']);
+
+export interface InterpretOptions {
+  /** Environment for the built-in interpolation defaults (EPREFIX, ROOT, PORTAGE_CONFIGROOT); default process.env. */
+  env?: NodeJS.ProcessEnv;
+}
+
 export interface MetaManifestConfig {
   /** The key file the top-level Manifest must be signed by. */
   key: KeySource;
@@ -80,6 +99,8 @@ export interface ReposConfig {
   /** The files read, in order. */
   files: string[];
   repos: RepoConfig[];
+  /** Repos whose sync-type reposnap does not handle: listed, never synced, never in the way of the others. */
+  unmanaged: UnmanagedRepo[];
   /** Non-fatal findings, one line each (unknown keys...). */
   warnings: string[];
 }
@@ -136,8 +157,10 @@ const PORTAGE_KEY_PREFIXES = [
 const REPO_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_+-]*$/;
 
 /** Validate a parsed repos.conf document. */
-export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
+export function interpretRepos(doc: IniDocument, files: string[], opts: InterpretOptions = {}): ReposConfig {
   const warnings: string[] = [];
+  const unmanaged: UnmanagedRepo[] = [];
+  const builtins: Record<string, string | undefined> = { ...builtinDefaults(opts.env ?? process.env) };
 
   const storeInDefault = doc.defaults.get('sync-rcu-store-dir');
   if (storeInDefault) {
@@ -155,16 +178,25 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     if (!REPO_NAME_RE.test(name)) {
       throw new ConfigError(sectionPos, 'invalid repository name (use letters, digits, "_", "+" and "-")');
     }
-    // A section's own values override DEFAULT's.
-    const values = new Map<string, IniValue>(doc.defaults);
-    for (const [k, v] of section.values) values.set(k, v);
+    // A section's own values override DEFAULT's; every value is read
+    // through configparser's interpolation, as Portage reads it.
+    const raw = new Map<string, IniValue>(doc.defaults);
+    for (const [k, v] of section.values) raw.set(k, v);
     for (const [key, v] of section.values) warnUnknown(warnings, key, v, name);
+    const lookup = (key: string): string | undefined => raw.get(key)?.value ?? builtins[key];
+    const values = new Map<string, IniValue>();
+    for (const [k, v] of raw) values.set(k, { ...v, value: interpolate(v.value, lookup, { file: v.file, line: v.line, section: name, key: k }) });
 
     const at = (key: string): ConfigPosition => {
       const v = values.get(key);
       return v ? { file: v.file, line: v.line, section: name, key } : { ...sectionPos, key };
     };
-    const get = (key: string): string | undefined => values.get(key)?.value;
+    // An empty value is no value, as Portage reads every key: `key =` in a
+    // section undoes what DEFAULT says and leaves the key's default.
+    const get = (key: string): string | undefined => {
+      const v = values.get(key)?.value;
+      return v === undefined || v.trim() === '' ? undefined : v;
+    };
 
     const bool = (key: string, dflt: boolean): boolean => {
       const raw = get(key);
@@ -187,9 +219,8 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
     };
     const pathValue = (key: string): string | undefined => {
       const v = values.get(key);
-      if (v === undefined) return undefined;
+      if (v === undefined || get(key) === undefined) return undefined;
       const p = v.value.trim();
-      if (p === '') throw new ConfigError(at(key), 'must not be empty');
       if (p.includes('\n')) throw new ConfigError(at(key), 'must be a single line');
       // Not expanded (Portage does not either): it would become a folder
       // named "~" beside the configuration file.
@@ -198,6 +229,23 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       return path.resolve(path.dirname(v.file), p);
     };
 
+    // A sync-type reposnap does not handle: Portage syncs such a repo; it is
+    // listed, and nothing else about it is reposnap's business.
+    const typeWritten = get('sync-type')?.trim();
+    if (typeWritten !== undefined && !(SYNC_TYPES as readonly string[]).includes(typeWritten)) {
+      const why = PORTAGE_ONLY_TYPES.has(typeWritten)
+        ? `sync-type = ${typeWritten} is synced by Portage (emerge --sync), not by reposnap`
+        : `sync-type = ${typeWritten} is not one reposnap knows (it syncs ${SYNC_TYPES.join(', ')})`;
+      let where: string | undefined;
+      try {
+        where = pathValue('location');
+      } catch {
+        where = undefined;
+      }
+      unmanaged.push({ name, location: where, syncType: typeWritten, why, position: { file: section.file, line: section.line } });
+      continue;
+    }
+
     const location = pathValue('location');
     if (location === undefined) throw new ConfigError({ ...sectionPos, key: 'location' }, 'missing (every repository needs a location)');
     const systemLocation = systemFolderAt(location);
@@ -205,14 +253,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
       throw new ConfigError(at('location'), `${location} is ${systemLocation}; a sync would replace what is there (use a folder of its own, such as /var/db/repos/${name})`);
     }
 
-    const rawType = get('sync-type')?.trim();
-    let syncType: SyncType | undefined;
-    if (rawType !== undefined && rawType !== '') {
-      if (!(SYNC_TYPES as readonly string[]).includes(rawType)) {
-        throw new ConfigError(at('sync-type'), `unknown sync-type "${rawType}" (known: ${SYNC_TYPES.join(', ')})`);
-      }
-      syncType = rawType as SyncType;
-    }
+    const syncType = typeWritten as SyncType | undefined;
     const kind = syncType === undefined ? undefined : (SOURCE_KINDS[syncType] as SourceKind<SourceConfig>);
 
     let syncUri = get('sync-uri')?.trim();
@@ -329,7 +370,7 @@ export function interpretRepos(doc: IniDocument, files: string[]): ReposConfig {
   }
 
   checkAcrossRepos(repos);
-  return { files, repos, warnings };
+  return { files, repos, unmanaged, warnings };
 }
 
 /** Bytes in "2G", "500M", "64KiB", "1048576" (binary units), or undefined. */
