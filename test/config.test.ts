@@ -86,9 +86,24 @@ sync-rsync-extra-opts = --exclude=/distfiles
     expect(mode('sync-allow-hardlinks = no')).toBe('in-place');
   });
 
-  it('warns about unknown keys but accepts Portage keys silently', () => {
-    const cfg = parseConfigText(base('priority = 50\nsync-git-verify-commit-signature = yes\nfrobnicate = 1'), 'r.conf');
-    expect(cfg.warnings).toEqual(['r.conf:7: [gentoo] frobnicate: unknown key, ignored']);
+  it('warns about unknown keys, typos under Portage\'s prefixes included, and about Portage keys that check nothing here', () => {
+    const cfg = parseConfigText(base('priority = 50\nsync-git-verify-commit-signature = yes\nfrobnicate = 1\nsync-git-branh = main\nsync-rsync-extra-opt = -v'), 'r.conf');
+    expect(cfg.warnings).toEqual([
+      'r.conf:7: [gentoo] frobnicate: unknown key (neither Portage nor reposnap has it: a typo?), ignored',
+      'r.conf:8: [gentoo] sync-git-branh: unknown key (neither Portage nor reposnap has it: a typo?), ignored',
+      'r.conf:9: [gentoo] sync-rsync-extra-opt: unknown key (neither Portage nor reposnap has it: a typo?), ignored',
+      'r.conf:6: [gentoo] sync-git-verify-commit-signature: ignored: it checks git commits; it verifies nothing for sync-type = rsync',
+    ]);
+  });
+
+  it('refuses Portage keys whose value asks for what reposnap cannot do, on the sync-type they belong to', () => {
+    const git = (extra: string): string => `[o]\nlocation = /var/db/repos/o\nsync-type = git\nsync-uri = https://example.org/o.git\n${extra}\n`;
+    expect(() => parseConfigText(git('volatile = yes'), 'r.conf')).toThrow(/r\.conf:5: \[o\] volatile: volatile = yes asks a git sync to keep local changes/);
+    expect(() => parseConfigText(git('sync-git-clone-extra-opts = --branch stable'), 'r.conf')).toThrow(/\[o\] sync-git-clone-extra-opts: /);
+    // On rsync, Portage ignores both too.
+    expect(parseConfigText(base('volatile = yes\nsync-git-clone-extra-opts = --branch stable'), 'r.conf').repos).toHaveLength(1);
+    // A refresh turned off asks for nothing.
+    expect(parseConfigText(base('sync-openpgp-key-refresh = false-nowarn\nsync-openpgp-key-refresh-retry-count = 40'), 'r.conf').warnings).toEqual([]);
   });
 
   it('resolves relative paths against the file that says them', async () => {

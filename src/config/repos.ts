@@ -15,6 +15,7 @@ import type { ConfigReader, SourceKind } from '../sources/kind.js';
 import { keyFileFor, type KeySource } from '../trust/openpgp.js';
 import { DEFAULT_SECTION, type IniDocument, type IniValue } from './ini.js';
 import { builtinDefaults, interpolate } from './interpolate.js';
+import { PORTAGE_KEY_ORIGIN, PORTAGE_KEYS } from './portage-keys.js';
 
 export { SYNC_TYPES, type SourceConfig, type SyncType } from '../sources/index.js';
 
@@ -125,33 +126,6 @@ const OWN_KEYS = new Set([
   'sync-umask',
   'sync-user',
 ]);
-
-/**
- * Keys Portage understands that reposnap does not act on (yet): accepted
- * silently, since real repos.conf files are full of them.
- */
-const PORTAGE_KEYS = new Set([
-  'aliases',
-  'clone-depth',
-  'eclass-overrides',
-  'force',
-  'main-repo',
-  'masters',
-  'priority',
-  'strict-misc-digests',
-  'volatile',
-  'repo-name',
-]);
-const PORTAGE_KEY_PREFIXES = [
-  'sync-git-',
-  'sync-rsync-',
-  'sync-openpgp-',
-  'sync-webrsync-',
-  'sync-mercurial-',
-  'sync-svn-',
-  'sync-cvs-',
-  'sync-laymansync-',
-];
 
 /** Portage's repository name rule (a leading '-' would read as an option). */
 const REPO_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_+-]*$/;
@@ -308,7 +282,18 @@ export function interpretRepos(doc: IniDocument, files: string[], opts: Interpre
       return n;
     };
     const source = kind?.parse({ get, at, bool, count, size, path: pathValue });
-    const metamanifest = readMetaManifest({ get, at, bool, count, size, path: pathValue }, syncType, syncRcu || syncAllowHardlinks);
+    // Gentoo's shipped [gentoo] asks for both MetaManifest and commit
+    // signatures: a section switched to git is verified by the latter.
+    const gitVerified = syncType === 'git' && bool('sync-git-verify-commit-signature', false);
+    if (gitVerified && bool('sync-rsync-verify-metamanifest', false)) {
+      const v = values.get('sync-rsync-verify-metamanifest') as IniValue;
+      warnings.push(`${v.file}:${v.line}: [${name}] sync-rsync-verify-metamanifest: no effect on sync-type = git, whose commits are verified by sync-git-verify-commit-signature instead`);
+    }
+    const metamanifest = gitVerified ? undefined : readMetaManifest({ get, at, bool, count, size, path: pathValue }, syncType, syncRcu || syncAllowHardlinks);
+    if (syncType !== undefined && syncType !== 'git' && bool('sync-git-verify-commit-signature', false)) {
+      const v = values.get('sync-git-verify-commit-signature') as IniValue;
+      warnings.push(`${v.file}:${v.line}: [${name}] sync-git-verify-commit-signature: ignored: it checks git commits; it verifies nothing for sync-type = ${syncType}`);
+    }
     // Gentoo's shipped repos.conf sets it beside sync-type = rsync, for the
     // day the section is switched to webrsync: refusing it would refuse that
     // file, and accepting it in silence would read as verification.
@@ -316,12 +301,7 @@ export function interpretRepos(doc: IniDocument, files: string[], opts: Interpre
       const v = values.get('sync-webrsync-verify-signature') as IniValue;
       warnings.push(`${v.file}:${v.line}: [${name}] sync-webrsync-verify-signature: ignored: it checks snapshot tarballs (sync-type = webrsync or tarball); it verifies nothing for sync-type = ${syncType}`);
     }
-    for (const key of values.keys()) {
-      if (/^sync-openpgp-(keyserver|key-refresh)/.test(key)) {
-        const v = values.get(key) as IniValue;
-        warnings.push(`${v.file}:${v.line}: [${name}] ${key}: not done: reposnap never fetches or refreshes keys over the network; the key file is used as it is`);
-      }
-    }
+    portageKeyFates(values, syncType, name, warnings);
 
     const verifyCommand = get('sync-verify-command')?.trim() || undefined;
     const hooksDir = values.has('sync-hooks-dir') ? pathValue('sync-hooks-dir') : undefined;
@@ -385,8 +365,44 @@ const SOURCE_KEYS = new Set(Object.values(SOURCE_KINDS).flatMap((k) => [...k.key
 
 function warnUnknown(warnings: string[], key: string, v: IniValue, section: string): void {
   if (OWN_KEYS.has(key) || SOURCE_KEYS.has(key) || PORTAGE_KEYS.has(key)) return;
-  if (PORTAGE_KEY_PREFIXES.some((p) => key.startsWith(p))) return;
-  warnings.push(`${v.file}:${v.line}: [${section}] ${key}: unknown key, ignored`);
+  warnings.push(`${v.file}:${v.line}: [${section}] ${key}: unknown key (neither Portage nor reposnap has it: a typo?), ignored`);
+}
+
+/** Values of sync-openpgp-key-refresh that ask for no refresh (Portage's false-nowarn included). */
+const NO_REFRESH = new Set(['no', 'false', 'false-nowarn']);
+
+/**
+ * What reposnap does with the Portage keys a repo sets (config/portage-keys.ts):
+ * a key that applies to this repo's sync-type (or to every repo) and that
+ * reposnap does not act on is a warning saying why; one whose value asks
+ * for what reposnap cannot do is a configuration error. Keys of another
+ * sync module are not this repo's business, as they are not Portage's.
+ */
+function portageKeyFates(values: Map<string, IniValue>, syncType: string | undefined, section: string, warnings: string[]): void {
+  const refresh = values.get('sync-openpgp-key-refresh')?.value.trim().toLowerCase();
+  let refreshWarned = false;
+  for (const [key, v] of values) {
+    const fate = PORTAGE_KEYS.get(key);
+    if (!fate || fate.fate === 'honoured' || v.value.trim() === '') continue;
+    const origin = PORTAGE_KEY_ORIGIN.get(key);
+    if (origin !== 'repo' && origin !== syncType) continue;
+    const where = `${v.file}:${v.line}: [${section}] ${key}`;
+    if (fate.fate === 'refused') {
+      // volatile only asks something of a git sync, and only when it is yes.
+      if (key === 'volatile' && (syncType !== 'git' || !/^(yes|true)$/i.test(v.value.trim()))) continue;
+      throw new ConfigError({ file: v.file, line: v.line, section, key }, fate.why);
+    }
+    if (key.startsWith('sync-openpgp-key')) {
+      // One line for the whole refresh family, and none when refresh is off.
+      if (key !== 'sync-openpgp-key-path' && !NO_REFRESH.has(refresh ?? '') && !refreshWarned) {
+        refreshWarned = true;
+        warnings.push(`${where}: not done: ${fate.why}`);
+      }
+      continue;
+    }
+    if (origin === 'repo' && !key.startsWith('sync-')) continue; // read when the repository is used, not synced
+    warnings.push(`${where}: no effect: ${fate.why}`);
+  }
 }
 
 /**
