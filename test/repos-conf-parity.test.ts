@@ -311,3 +311,21 @@ describe('repos reposnap leaves to Portage never stand in the way', () => {
     expect(named.stderr).toBe('reposnap: repo portage-overlay is not managed by reposnap: sync-type = mercurial is synced by Portage (emerge --sync), not by reposnap\n');
   });
 });
+
+describe("Portage's reading order without --config", () => {
+  it('finds $PORTAGE_CONFIGROOT/etc/portage/repos.conf and reads it over $EPREFIX/usr/share/portage/config/repos.conf', async () => {
+    const root = tmpdir('configroot');
+    await materialise(root, {
+      'usr/share/portage/config/repos.conf': SHIPPED,
+      'usr/share/openpgp-keys/gentoo-release.asc': 'a key\n',
+      'etc/portage/repos.conf/gentoo.conf': '[gentoo]\nsync-rcu = yes\nsync-rcu-store-dir = /var/cache/reposnap/gentoo\n',
+    });
+    const cfg = loadConfig({ env: { EPREFIX: root, PORTAGE_CONFIGROOT: root }, systemPaths: undefined });
+    expect(cfg.files).toEqual([path.join(root, 'usr/share/portage/config/repos.conf'), path.join(root, 'etc/portage/repos.conf/gentoo.conf')]);
+    expect(cfg.repos.map((r) => [r.name, r.location, r.mode, r.metamanifest?.key.file])).toEqual([
+      ['gentoo', path.join(root, 'var/db/repos/gentoo'), 'rcu', path.join(root, 'usr/share/openpgp-keys/gentoo-release.asc')],
+    ]);
+    // The shipped file's key-refresh keys are said once, not once per key.
+    expect(cfg.warnings.filter((w) => w.includes('refreshes keys'))).toHaveLength(1);
+  });
+});
