@@ -90,3 +90,32 @@ describe('in-place mode', () => {
     expect((await runCli(['-c', c, 'sync'])).stdout).toMatch(/test: up to date/);
   });
 });
+
+describe("local data in a plain location (Portage's rsync excludes /distfiles, /local and /packages)", () => {
+  it.each([
+    ['in-place', 'rsync', 'sync-allow-hardlinks = no'],
+    ['in-place', 'local', 'sync-allow-hardlinks = no'],
+    ['quarantine', 'rsync', ''],
+    ['quarantine', 'local', ''],
+  ])('%s mode with the %s source keeps an old DISTDIR and PKGDIR under the location', async (_mode, type, extra) => {
+    const dir = tmpdir();
+    const up = path.join(dir, 'upstream');
+    await writeTree(up, { 'a/one': '1\n', 'profiles/repo_name': 'test\n' });
+    // A location as an old /usr/portage has it: downloads and binaries inside.
+    await writeTree(path.join(dir, 'repo'), {
+      'a/one': 'old\n',
+      'distfiles/foo-1.tar.gz': 'downloaded\n',
+      'packages/app-misc/foo-1.tbz2': 'built\n',
+      'local/notes': 'mine\n',
+    });
+    const c = await writeConf(dir, conf(dir, type, extra));
+    const r = await runCli(['-c', c, 'sync']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const t = await readTree(path.join(dir, 'repo'));
+    expect(t['a/one']?.content).toBe('1\n');
+    expect(t['distfiles/foo-1.tar.gz']?.content).toBe('downloaded\n');
+    expect(t['packages/app-misc/foo-1.tbz2']?.content).toBe('built\n');
+    expect(t['local/notes']?.content).toBe('mine\n');
+  });
+});

@@ -5,10 +5,9 @@
  * Two updates still never run at once (the sibling lock).
  */
 import { syncFilesystem } from '../util/fs.js';
-import { Modification, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
-import { QUARANTINE_DIR } from './migrate.js';
+import { Modification } from '../stamp/stamp.js';
 import type { FileLock } from '../lock/file-lock.js';
-import { LocationUpdate, PlainLocationStorage } from './plain-location.js';
+import { LocationUpdate, NOT_CONTENT, PlainLocationStorage } from './plain-location.js';
 import type { AbortOptions, CommitInfo, CommitResult, RepoStorage, Update } from './storage.js';
 
 export class InPlaceStorage extends PlainLocationStorage implements RepoStorage {
@@ -17,8 +16,8 @@ export class InPlaceStorage extends PlainLocationStorage implements RepoStorage 
   protected async prepare(lock: FileLock): Promise<Update> {
     // Readers can see the tree change from now on: stamp it "in progress".
     const modification = await Modification.begin(this.location);
-    // A quarantine left by Portage, and the stamp, are not content.
-    const u = await LocationUpdate.create(this.location, this.location, [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK], false, lock);
+    // A quarantine left by Portage, the stamp and local data are not content.
+    const u = await LocationUpdate.create(this.location, this.location, NOT_CONTENT, false, lock);
     u.modification = modification;
     return u;
   }

@@ -9,12 +9,23 @@ import path from 'node:path';
 import { ReposnapError } from '../errors.js';
 import type { PreviousTree } from '../tree/provenance.js';
 import { treesDiffer } from '../tree/compare.js';
-import { readStamp, type Modification } from '../stamp/stamp.js';
+import { readStamp, STAMP_FILE, STAMP_LOCK, type Modification } from '../stamp/stamp.js';
+import { QUARANTINE_DIR } from './migrate.js';
 import { stampGeneration, type Generation } from '../stamp/cache.js';
 import { holderOf, type StorageStatus } from './status.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from '../lock/file-lock.js';
 import { busyMessage, type CommitInfo, type CurrentTree, type InitOptions, type PendingUpdate, type Update } from './storage.js';
+
+
+/**
+ * Names at the top of a plain location that are not upstream's content and
+ * that no sync touches: a quarantine Portage left, the modification stamp,
+ * and the local data Portage's rsync excludes (`/distfiles`, `/local`,
+ * `/packages`: an old DISTDIR or PKGDIR under /usr/portage lives there, and
+ * a sync that deleted it would lose the user's downloads and binaries).
+ */
+export const NOT_CONTENT = [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK, 'distfiles', 'local', 'packages'];
 
 export function siblingLockPath(location: string): string {
   return path.join(path.dirname(location), `.${path.basename(location)}.reposnap.lock`);

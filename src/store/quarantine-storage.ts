@@ -14,10 +14,10 @@ import path from 'node:path';
 import { cloneTree } from '../tree/clone.js';
 import { lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import { syncTree } from '../tree/mirror.js';
-import { modify, STAMP_FILE, STAMP_LOCK } from '../stamp/stamp.js';
+import { modify } from '../stamp/stamp.js';
 import { QUARANTINE_DIR } from './migrate.js';
 import type { FileLock } from '../lock/file-lock.js';
-import { LocationUpdate, PlainLocationStorage } from './plain-location.js';
+import { LocationUpdate, NOT_CONTENT, PlainLocationStorage } from './plain-location.js';
 import type { AbortOptions, CommitInfo, CommitResult, InitOptions, RepoStorage, Update } from './storage.js';
 
 export class QuarantineStorage extends PlainLocationStorage implements RepoStorage {
@@ -35,13 +35,13 @@ export class QuarantineStorage extends PlainLocationStorage implements RepoStora
       await removeTree(this.quarantine);
       await cloneTree(this.location, this.quarantine, {
         method: 'link',
-        excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK],
+        excludeTop: NOT_CONTENT,
         onEntry: (s) => opts.onProgress?.({ phase: 'clone', done: s.files + s.dirs }),
       });
     }
     return LocationUpdate.create(this.location, this.quarantine, [], resumed, lock, {
       dir: this.location,
-      excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK],
+      excludeTop: NOT_CONTENT,
     });
   }
 
@@ -51,7 +51,7 @@ export class QuarantineStorage extends PlainLocationStorage implements RepoStora
       await syncFilesystem(u.target);
       // Bringing the update into place is the modification readers can see.
       await modify(this.location, () =>
-        syncTree(u.target, this.location, { repo: this.name, excludeTop: [QUARANTINE_DIR, STAMP_FILE, STAMP_LOCK], link: true }),
+        syncTree(u.target, this.location, { repo: this.name, excludeTop: NOT_CONTENT, link: true }),
       );
       await syncFilesystem(this.location);
       await removeTree(u.target);
