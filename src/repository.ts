@@ -14,10 +14,10 @@ import { RcuStorage } from './store/rcu-storage.js';
 import type { StorageStatus } from './store/status.js';
 import type { RepoStorage } from './store/storage.js';
 import { runSync, type SyncOptions, type SyncReport } from './sync/pipeline.js';
-import { verifySnapshot, type SnapshotVerification } from './trust/verify-snapshot.js';
+import { verifySnapshot, type SnapshotVerification } from './sync/verify-snapshot.js';
 
 export type { SyncOptions, SyncProgress, SyncReport, SyncTimings, VerifiedSummary } from './sync/pipeline.js';
-export type { SnapshotVerification } from './trust/verify-snapshot.js';
+export type { SnapshotVerification } from './sync/verify-snapshot.js';
 export type { SnapshotStatus, StagingStatus, StorageStatus } from './store/status.js';
 
 /** A repository as `status` shows it: its configuration, and its storage's state. */

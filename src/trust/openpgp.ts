@@ -11,7 +11,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, ReposnapError, type ConfigPosition } from '../errors.js';
 import { runProcess } from '../util/process.js';
-import type { ConfigReader } from '../sources/kind.js';
 
 export interface KeySource {
   file: string;
@@ -23,7 +22,13 @@ export interface KeySource {
  * sync-openpgp-key-path, which verification asked for by `askedBy` needs:
  * missing or unreadable is a configuration error, never a silent downgrade.
  */
-export function keyFileFor(r: ConfigReader, askedBy: string): KeySource {
+/** What keyFileFor reads of a repository's configuration (config's reader has it). */
+export interface KeyFileReader {
+  path(key: string): string | undefined;
+  at(key: string): ConfigPosition;
+}
+
+export function keyFileFor(r: KeyFileReader, askedBy: string): KeySource {
   const file = r.path('sync-openpgp-key-path');
   if (file === undefined) throw new ConfigError(r.at(askedBy), 'needs sync-openpgp-key-path (the key file signatures are checked against)');
   try {

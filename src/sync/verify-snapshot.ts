@@ -12,8 +12,8 @@
 import type { RepoConfig } from '../config/repos.js';
 import { ReposnapError } from '../errors.js';
 import type { RepoStorage } from '../store/storage.js';
-import { ManifestFailure, verifyMetaManifest, type MetaManifestResult } from './metamanifest.js';
-import { Keyring } from './openpgp.js';
+import { ManifestFailure, verifyMetaManifest, type MetaManifestResult } from '../trust/metamanifest.js';
+import { Keyring } from '../trust/openpgp.js';
 
 export interface SnapshotVerification extends MetaManifestResult {
   repo: string;
