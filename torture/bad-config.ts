@@ -29,7 +29,7 @@ const CASES: Case[] = [
   ['store contains the location', base('sync-rcu = yes\nsync-rcu-store-dir = ROOT\n'), 6, 'sync-rcu-store-dir'],
   ['two repos share a store', `${rcu()}\n[other]\nlocation = ROOT/other\nsync-type = local\nsync-uri = ROOT/up\nsync-rcu = yes\nsync-rcu-store-dir = ROOT/store\n`, 13, 'sync-rcu-store-dir'],
   ['store dir in DEFAULT', `[DEFAULT]\nsync-rcu-store-dir = ROOT/store\n${base()}`, 2, 'sync-rcu-store-dir'],
-  ['unknown sync-type', base().replace('sync-type = local', 'sync-type = cvs'), 3, 'sync-type'],
+  ['a lone % (Portage refuses the file over it)', base().replace('sync-uri = ROOT/up', 'sync-uri = ROOT/up%20x'), 4, 'sync-uri'],
   ['duplicate section', `${base()}\n[gentoo]\nlocation = ROOT/x\n`, 6, '[gentoo]'],
   ['duplicate key', base('location = ROOT/elsewhere\n'), 5, 'location'],
   ['key outside any section', `location = ROOT/x\n${base()}`, 1, 'location'],

@@ -221,7 +221,10 @@ export function interpretRepos(doc: IniDocument, files: string[], opts: Interpre
     }
 
     const location = pathValue('location');
-    if (location === undefined) throw new ConfigError({ ...sectionPos, key: 'location' }, 'missing (every repository needs a location)');
+    if (location === undefined) {
+      // Left empty, the line that empties it is named (`location =` over a DEFAULT, say).
+      throw new ConfigError(values.has('location') ? at('location') : { ...sectionPos, key: 'location' }, `${values.has('location') ? 'empty' : 'missing'} (every repository needs a location)`);
+    }
     const systemLocation = systemFolderAt(location);
     if (systemLocation !== undefined) {
       throw new ConfigError(at('location'), `${location} is ${systemLocation}; a sync would replace what is there (use a folder of its own, such as /var/db/repos/${name})`);
