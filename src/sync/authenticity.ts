@@ -41,7 +41,12 @@ export async function checkAuthenticity(c: AuthenticityCheck): Promise<Verified 
   if (c.metamanifest) {
     verified = await verifyTree(c, c.metamanifest);
     fresh = { time: parseTimestamp(verified.result.timestamp) as Date, from: 'Manifest TIMESTAMP' };
-    current = c.current === undefined ? undefined : await manifestAge(c.current);
+    // The current snapshot's TIMESTAMP as its verification recorded it; read
+    // from its Manifest only where none was recorded (a tree made before
+    // verification was turned on, or a plain location).
+    const recorded = c.update.baseTree?.verified?.timestamp;
+    const recordedTime = recorded === undefined ? undefined : parseTimestamp(recorded);
+    current = recordedTime ? { time: recordedTime, from: 'Manifest TIMESTAMP' } : c.current === undefined ? undefined : await manifestAge(c.current);
   } else {
     fresh = await timestampChkAge(c.update.target);
     current = c.current === undefined ? undefined : await timestampChkAge(c.current);

@@ -167,8 +167,10 @@ export function within(p: string, prefix: string): boolean {
 /**
  * The text of an OpenPGP cleartext-signed message, without checking the
  * signature: for a Manifest whose signature was checked when its snapshot
- * was made (the base of an incremental verification). Unsigned text is
- * returned as it is.
+ * was made (the base of an incremental verification). verifyCleartext
+ * refuses a file for which this differs from what gpg says is signed, so
+ * for a verified file it is the signed text. Unsigned text is returned as
+ * it is.
  */
 export function cleartextBody(text: string): string {
   const begin = '-----BEGIN PGP SIGNED MESSAGE-----';
@@ -179,8 +181,18 @@ export function cleartextBody(text: string): string {
   const body: string[] = [];
   for (i++; i < lines.length; i++) {
     const l = (lines[i] as string).replace(/\r$/, '');
-    if (l === '-----BEGIN PGP SIGNATURE-----') break;
+    // gpg takes the armor line with trailing blanks too, and so must we.
+    if (l.replace(/[ \t]+$/, '') === '-----BEGIN PGP SIGNATURE-----') break;
     body.push(l.startsWith('- ') ? l.slice(2) : l);
   }
   return body.join('\n');
+}
+
+/** Text compared as signed text is: trailing blanks and CRs of each line, and trailing empty lines, do not count. */
+export function normaliseSigned(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => l.replace(/[ \t\r]+$/, ''))
+    .join('\n')
+    .replace(/\n+$/, '');
 }

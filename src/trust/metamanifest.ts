@@ -27,7 +27,7 @@
  * signature and TIMESTAMP are always checked. The cost is a stat of every
  * file plus reading what changed; see docs/design.md for what this trusts.
  */
-import { lstatSync, readdirSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readdirSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -194,7 +194,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   /** Check a file against its entry: hashed, unless it and its entry are the verified base's. */
   const checkFile = (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
     const n = fileFor(entry);
-    if (base && sameAsBase && !touched(n)) return Promise.resolve();
+    if (base && sameAsBase && !n.target && !touched(n)) return Promise.resolve();
     // The size is known where the walk stat'ed the file; else reading checks it.
     if (n.size >= 0 && n.size !== entry.size) fail(entry.path, `size mismatch: ${n.size} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
     const checks = hashChecks(entry.hashes);
@@ -224,8 +224,15 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     if (!agree) fail(entry.path, `${seen.manifest}:${seen.line} and ${entry.manifest}:${entry.line} disagree about it`);
   };
 
-  /** Take in a Manifest's entries; `baseText`: its base copy, when it changed since. */
-  const absorb = async (parsed: ParsedManifest, sameAsBase: (e: FileEntry) => boolean, manifest: string): Promise<void> => {
+  /**
+   * Take in a Manifest's entries. `sameAsBase`: whether an entry is, word
+   * for word, one the base's copy of this Manifest had (so the base
+   * verified its file against it); `baseListed`: whether the base's copy
+   * had a MANIFEST entry for a sub-Manifest's path, so that the base's copy
+   * of that sub-Manifest was verified as one (not lying in an ignored
+   * folder, say) and may stand for what the base knew.
+   */
+  const absorb = async (parsed: ParsedManifest, sameAsBase: (e: FileEntry) => boolean, manifest: string, baseListed: (p: string) => boolean): Promise<void> => {
     if (parsed.timestamp && parsed.timestamp > timestamp) fail(manifest, 'its TIMESTAMP is newer than the top-level Manifest\'s');
     for (const ig of parsed.ignores) ignored.add(ig.path);
     const children: Array<Promise<void>> = [];
@@ -233,46 +240,50 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       if (entry.path.split('/').some((part) => part.startsWith('.'))) fail(entry.path, `${entry.manifest}:${entry.line} lists a name starting with "." (never part of the tree)`);
       register(entry);
       const same = sameAsBase(entry);
-      if (entry.tag === 'MANIFEST') children.push(openSubManifest(entry, same));
+      if (entry.tag === 'MANIFEST') children.push(openSubManifest(entry, same, baseListed(entry.path)));
       else hashing.push(checkFile(entry, same));
     }
     await Promise.all(children);
   };
 
-  const openSubManifest = async (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
+  const openSubManifest = async (entry: FileEntry, sameAsBase: boolean, baseListed: boolean): Promise<void> => {
     const n = fileFor(entry);
     const dir = parentOf(entry.path) ?? '';
-    if (base && sameAsBase && !touched(n) && !subtreeTouched(dir)) {
+    if (base && sameAsBase && !n.target && !touched(n) && !subtreeTouched(dir)) {
       skipped.set(entry.path, { entry, dir });
       return;
     }
-    await readSubManifest(entry, sameAsBase);
+    await readSubManifest(entry, sameAsBase, baseListed);
   };
 
-  const readSubManifest = async (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
+  const readSubManifest = async (entry: FileEntry, sameAsBase: boolean, baseListed: boolean): Promise<void> => {
     const n = fileFor(entry);
     const file = n.target ?? path.join(root, entry.path);
-    const unchanged = base !== undefined && sameAsBase && !touched(n);
+    // A symlink is read and hashed anew every time: what it leads to may
+    // have changed through a link on the way that no ctime here shows.
+    const unchanged = base !== undefined && sameAsBase && !n.target && !touched(n);
     // Read once, and checked (size, hashes) from those very bytes before they
     // are decompressed or parsed (GLEP 74: never unpack what is not
     // verified). On this thread: Manifests are small, and waiting for a hash
     // worker's round trip before each one would serialise the whole walk.
-    if (!unchanged && entry.size > MAX_MANIFEST_BYTES) fail(entry.path, 'larger than any Manifest should be');
-    const data = await reads.run(async () => readFileSync(file));
+    const data = await reads.run(async () => readBounded(file, entry.path, unchanged ? undefined : entry));
     if (!unchanged) checkBytes(entry, data);
     const text = await decompress(opts.repo, data, file, entry.path);
     const parsed = parse(text, entry.path);
     result.manifests++;
     if (!base || unchanged) {
-      await absorb(parsed, () => base !== undefined, entry.path);
+      await absorb(parsed, () => base !== undefined, entry.path, () => base !== undefined);
       return;
     }
-    // Changed since the base: compare entry by entry with the base's copy.
+    // Changed since the base: compared line by line with the base's copy,
+    // if the base verified that copy as this Manifest; else every line is new.
     const baseFile = path.join(base.root, entry.path);
-    const baseText = await reads.run(async () => decompress(opts.repo, readFileSync(baseFile), baseFile, entry.path)).catch(() => undefined);
+    const baseText = baseListed
+      ? await reads.run(async () => decompress(opts.repo, readBounded(baseFile, entry.path), baseFile, entry.path)).catch(() => undefined)
+      : undefined;
     const baseLines = manifestLines(baseText ?? '');
     noteDisturbed(baseLines, parsed, entry.path);
-    await absorb(parsed, (e) => baseLines.has(e.raw), entry.path);
+    await absorb(parsed, (e) => baseLines.has(e.raw), entry.path, listedIn(baseLines, entry.path));
   };
 
   /** A file's entry checked against bytes already read. */
@@ -308,15 +319,20 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
 
   try {
     let topSameAsBase: (e: FileEntry) => boolean = () => false;
+    let topListed: (p: string) => boolean = () => false;
     if (base) {
+      // The base's top-level Manifest passed verifyCleartext, which refuses
+      // a file whose text differs from what its signature covers: its text
+      // is the signed text.
       const baseTop = await fs.readFile(path.join(base.root, 'Manifest'), 'utf8').catch(() => undefined);
       if (baseTop !== undefined) {
         const baseLines = manifestLines(cleartextBody(baseTop));
         noteDisturbed(baseLines, topParsed, 'Manifest');
         topSameAsBase = (e) => baseLines.has(e.raw);
+        topListed = listedIn(baseLines, 'Manifest');
       }
     }
-    await absorb(topParsed, topSameAsBase, 'Manifest');
+    await absorb(topParsed, topSameAsBase, 'Manifest', topListed);
     // A skipped folder whose coverage a changed Manifest touched is read after all.
     for (let again = true; again; ) {
       again = false;
@@ -324,7 +340,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         if (!isDisturbed(s.dir)) continue;
         skipped.delete(m);
         again = true;
-        await readSubManifest(s.entry, true);
+        await readSubManifest(s.entry, true, true);
       }
     }
     await Promise.all(hashing);
@@ -384,6 +400,40 @@ function safeParse(text: string, manifest: string): ParsedManifest {
     return parseManifest(text, manifest);
   } catch {
     return { files: [], ignores: [] };
+  }
+}
+
+/** Whether `lines` (a Manifest's at tree path `manifest`) hold a MANIFEST entry for tree path `p`. */
+function listedIn(lines: Set<string>, manifest: string): (p: string) => boolean {
+  const listed = new Set<string>();
+  for (const line of lines) {
+    if (!line.startsWith('MANIFEST')) continue;
+    for (const e of safeParse(line, manifest).files) if (e.tag === 'MANIFEST') listed.add(e.path);
+  }
+  return (p) => listed.has(p);
+}
+
+/**
+ * A Manifest file's bytes, refused before they are read if it is not a
+ * regular file, is larger than any Manifest should be, or (given its entry)
+ * is not the size the entry says: a huge file listed as a sub-Manifest must
+ * not be read into memory to find that out.
+ */
+function readBounded(file: string, shown: string, entry?: FileEntry): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (err) {
+    throw new ManifestFailure(shown, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new ManifestFailure(shown, 'not a regular file');
+    if (entry && st.size !== entry.size) throw new ManifestFailure(shown, `size mismatch: ${st.size} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
+    if (st.size > MAX_MANIFEST_BYTES) throw new ManifestFailure(shown, 'larger than any Manifest should be');
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigError, ReposnapError, type ConfigPosition } from '../errors.js';
 import { runProcess } from '../util/process.js';
+import { cleartextBody, normaliseSigned } from './manifest-format.js';
 
 export interface KeySource {
   file: string;
@@ -101,7 +102,15 @@ export class Keyring {
     const end = await this.gpg(repo, ['--output', plain, '--decrypt', file]);
     const verdict = readVerdict(end.stdout.toString(), end.code, end.stderr);
     if (!verdict.ok) return verdict;
-    return { ...verdict, text: await fs.readFile(plain, 'utf8') };
+    const text = await fs.readFile(plain, 'utf8');
+    // gpg passes over text it does not check (lines between the signature's
+    // checksum and its end, say): the file must say nothing but what is
+    // signed, since later readers of the file (an incremental verification
+    // reading this snapshot as its base) see the whole of it.
+    if (normaliseSigned(cleartextBody(await fs.readFile(file, 'utf8'))) !== normaliseSigned(text)) {
+      return { ok: false, why: 'the file holds text its signature does not cover' };
+    }
+    return { ...verdict, text };
   }
 
   async close(): Promise<void> {
