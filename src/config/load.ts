@@ -76,8 +76,12 @@ function lookup(opts: LoadOptions, env: NodeJS.ProcessEnv): { file: string; port
 export function findConfigPath(opts: LoadOptions = {}): string {
   const env = opts.env ?? process.env;
   const found = lookup(opts, env);
-  if (!found) throw new ConfigError({ file: systemPaths(opts, env).join(', '), line: 0 }, 'no repos.conf found (use --config PATH or set REPOSNAP_CONFIG)');
+  if (!found) throw noConfig(opts, env);
   return found.file;
+}
+
+function noConfig(opts: LoadOptions, env: NodeJS.ProcessEnv): ConfigError {
+  return new ConfigError({ file: systemPaths(opts, env).join(', '), line: 0 }, 'no repos.conf found (use --config PATH or set REPOSNAP_CONFIG)');
 }
 
 /** The shipped defaults to read first, if any (see LoadOptions.portageDefaults). */
@@ -100,7 +104,7 @@ export function loadConfig(opts: LoadOptions = {}): ReposConfig {
   const found = lookup(opts, env);
   // With no configuration at all, Portage's shipped one alone still defines [gentoo].
   const defaults = defaultsFile(opts, env, found?.portage ?? true);
-  if (!found && defaults === undefined) findConfigPath(opts);
+  if (!found && defaults === undefined) throw noConfig(opts, env);
   const warnings: string[] = [];
   const files = [...(defaults !== undefined ? [defaults] : []), ...(found ? listConfigFiles(found.file, warnings) : [])];
   const doc = emptyDocument();

@@ -17,7 +17,6 @@ import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from '../lock/file-lock.js';
 import { busyMessage, type CommitInfo, type CurrentTree, type InitOptions, type PendingUpdate, type Update } from './storage.js';
 
-
 /**
  * Names at the top of a plain location that are not upstream's content and
  * that no sync touches: a quarantine Portage left, the modification stamp,

@@ -27,12 +27,13 @@
  * signature and TIMESTAMP are always checked. The cost is a stat of every
  * file plus reading what changed; see docs/design.md for what this trusts.
  */
-import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readdirSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { FS_CONCURRENCY, Limiter } from '../util/limit.js';
+import { NotReadable, readRegularFile } from '../util/fs.js';
+import { Limiter } from '../util/limit.js';
 import { runProcess } from '../util/process.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
@@ -97,6 +98,9 @@ interface Node {
 }
 
 const MAX_MANIFEST_BYTES = 512 * 1024 * 1024;
+
+/** Decompressor processes (bz2, xz, zst sub-Manifests) running at once. */
+const decompressors = new Limiter(4);
 
 export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<MetaManifestResult> {
   const root = await fs.realpath(opts.root);
@@ -175,7 +179,6 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   /** Sub-Manifests not read: the base's, over a folder that is all the base's. */
   const skipped = new Map<string, { entry: FileEntry; dir: string }>();
   const pool = new HashPool(opts.jobs);
-  const reads = new Limiter(FS_CONCURRENCY);
   const hashing: Array<Promise<void>> = [];
   let failure: ManifestFailure | undefined;
   const fail = (file: string, what: string): never => {
@@ -266,7 +269,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // are decompressed or parsed (GLEP 74: never unpack what is not
     // verified). On this thread: Manifests are small, and waiting for a hash
     // worker's round trip before each one would serialise the whole walk.
-    const data = await reads.run(async () => readBounded(file, entry.path, unchanged ? undefined : entry));
+    const data = readBounded(file, entry.path, unchanged ? undefined : entry);
     if (!unchanged) checkBytes(entry, data);
     const text = await decompress(opts.repo, data, file, entry.path);
     const parsed = parse(text, entry.path);
@@ -279,7 +282,9 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // if the base verified that copy as this Manifest; else every line is new.
     const baseFile = path.join(base.root, entry.path);
     const baseText = baseListed
-      ? await reads.run(async () => decompress(opts.repo, readBounded(baseFile, entry.path), baseFile, entry.path)).catch(() => undefined)
+      ? await Promise.resolve()
+          .then(() => decompress(opts.repo, readBounded(baseFile, entry.path), baseFile, entry.path))
+          .catch(() => undefined)
       : undefined;
     const baseLines = manifestLines(baseText ?? '');
     noteDisturbed(baseLines, parsed, entry.path);
@@ -420,20 +425,14 @@ function listedIn(lines: Set<string>, manifest: string): (p: string) => boolean 
  * not be read into memory to find that out.
  */
 function readBounded(file: string, shown: string, entry?: FileEntry): Buffer {
-  let fd: number;
   try {
-    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+    return readRegularFile(file, (st) => {
+      if (entry && st.size !== entry.size) throw new ManifestFailure(shown, `size mismatch: ${st.size} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
+      if (st.size > MAX_MANIFEST_BYTES) throw new ManifestFailure(shown, 'larger than any Manifest should be');
+    });
   } catch (err) {
-    throw new ManifestFailure(shown, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (!st.isFile()) throw new ManifestFailure(shown, 'not a regular file');
-    if (entry && st.size !== entry.size) throw new ManifestFailure(shown, `size mismatch: ${st.size} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
-    if (st.size > MAX_MANIFEST_BYTES) throw new ManifestFailure(shown, 'larger than any Manifest should be');
-    return readFileSync(fd);
-  } finally {
-    closeSync(fd);
+    if (err instanceof NotReadable) throw new ManifestFailure(shown, err.message);
+    throw err;
   }
 }
 
@@ -446,7 +445,7 @@ function parentOf(p: string): string | undefined {
 /** A sub-Manifest's text, decompressed by its suffix as GLEP 61 names them. */
 async function decompress(repo: string, data: Buffer, file: string, shown: string): Promise<string> {
   const tool = (args: string[], name: string) => async (): Promise<Buffer> => {
-    const end = await runProcess(args[0] as string, [...args.slice(1), '--', file], { missing: { repo, tool: name } });
+    const end = await decompressors.run(() => runProcess(args[0] as string, [...args.slice(1), '--', file], { missing: { repo, tool: name } }));
     if (end.code !== 0) throw new ManifestFailure(shown, `cannot be decompressed (${end.stderr.trim().split('\n').pop() ?? `exit ${end.code}`})`);
     return end.stdout;
   };

@@ -91,7 +91,9 @@ export class Keyring {
    * reads it.
    */
   async verifyCleartext(repo: string, file: string): Promise<Verdict & { text?: string }> {
-    const raw = await fs.readFile(file, 'latin1');
+    // Read once: the markers are counted, and the text compared, on these bytes.
+    const bytes = await fs.readFile(file);
+    const raw = bytes.toString('latin1');
     const count = (marker: string): number => raw.split(marker).length - 1;
     if (!raw.startsWith('-----BEGIN PGP SIGNED MESSAGE-----')) return { ok: false, why: 'it is not OpenPGP-signed' };
     if (count('-----BEGIN PGP SIGNED MESSAGE-----') !== 1 || count('-----BEGIN PGP SIGNATURE-----') !== 1 || count('-----END PGP SIGNATURE-----') !== 1 || !/-----END PGP SIGNATURE-----\s*$/.test(raw)) {
@@ -107,7 +109,7 @@ export class Keyring {
     // checksum and its end, say): the file must say nothing but what is
     // signed, since later readers of the file (an incremental verification
     // reading this snapshot as its base) see the whole of it.
-    if (normaliseSigned(cleartextBody(await fs.readFile(file, 'utf8'))) !== normaliseSigned(text)) {
+    if (normaliseSigned(cleartextBody(bytes.toString('utf8'))) !== normaliseSigned(text)) {
       return { ok: false, why: 'the file holds text its signature does not cover' };
     }
     return { ...verdict, text };

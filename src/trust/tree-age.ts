@@ -5,8 +5,8 @@
  * "Mon, 23 Nov 2026 12:45:01 +0000"), which Portage's rsync module compares
  * the same way before it syncs.
  */
-import fs from 'node:fs/promises';
 import path from 'node:path';
+import { NotReadable, readRegularFile } from '../util/fs.js';
 import { cleartextBody, parseTimestamp } from './manifest-format.js';
 
 export interface TreeAge {
@@ -33,17 +33,13 @@ export async function timestampChkAge(root: string): Promise<TreeAge | undefined
   return Number.isNaN(t) ? undefined : { time: new Date(t), from: 'metadata/timestamp.chk' };
 }
 
-/** A small regular file's text; undefined when absent or not a regular file. */
+/** A small regular file's text; undefined when absent, not a regular file, or not small. */
 async function readSmall(file: string): Promise<string | undefined> {
-  let fh: fs.FileHandle | undefined;
   try {
-    fh = await fs.open(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-    const st = await fh.stat();
-    if (!st.isFile() || st.size > 64 * 1024 * 1024) return undefined;
-    return await fh.readFile('utf8');
+    return readRegularFile(file, (st) => {
+      if (st.size > 64 * 1024 * 1024) throw new NotReadable('too large');
+    }).toString('utf8');
   } catch {
     return undefined;
-  } finally {
-    await fh?.close();
   }
 }

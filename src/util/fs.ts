@@ -3,7 +3,7 @@
  * anything published is written to a new name, fsynced, then renamed, and the
  * directory holding the new name is fsynced so the rename survives a power cut.
  */
-import { constants as fsc } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, openSync, readFileSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
@@ -186,5 +186,31 @@ async function rmRecursive(p: string): Promise<void> {
     const e = new Error(`cannot remove ${p}: ${stderr.trim().split('\n')[0] ?? ''}`) as Error & { code?: string };
     e.code = code;
     throw e;
+  }
+}
+
+/** Why readRegularFile refused a file. */
+export class NotReadable extends Error {}
+
+/**
+ * A regular file's bytes, opened without blocking and without following a
+ * final symlink (a FIFO where a file is expected cannot hang the read, a
+ * link cannot lead elsewhere), and refused before a byte is read if it is
+ * not a regular file or `check` refuses its stat (a size bound, say).
+ */
+export function readRegularFile(file: string, check?: (st: Stats) => void): Buffer {
+  let fd: number;
+  try {
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (err) {
+    throw new NotReadable(`cannot be read (${errnoCode(err) ?? String(err)})`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new NotReadable('not a regular file');
+    check?.(st);
+    return readFileSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }
