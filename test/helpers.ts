@@ -153,3 +153,25 @@ export async function waitForPort(port: number): Promise<void> {
   }
   throw new Error(`nothing listens on 127.0.0.1:${port}`);
 }
+
+/** Portage's shipped repos.conf (/usr/share/portage/config/repos.conf), whose [gentoo] the Gentoo handbook relies on. */
+export const PORTAGE_SHIPPED_REPOS_CONF = `[DEFAULT]
+main-repo = gentoo
+
+[gentoo]
+location = %(EPREFIX)s/var/db/repos/gentoo
+sync-type = rsync
+sync-uri = rsync://rsync.gentoo.org/gentoo-portage
+auto-sync = yes
+sync-rsync-verify-jobs = 1
+sync-rsync-verify-metamanifest = yes
+sync-rsync-verify-max-age = 3
+sync-openpgp-key-path = %(EPREFIX)s/usr/share/openpgp-keys/gentoo-release.asc
+sync-openpgp-keyserver = hkps://keys.gentoo.org
+sync-openpgp-key-refresh-retry-count = 40
+sync-openpgp-key-refresh-retry-overall-timeout = 1200
+sync-openpgp-key-refresh-retry-delay-exp-base = 2
+sync-openpgp-key-refresh-retry-delay-max = 60
+sync-openpgp-key-refresh-retry-delay-mult = 4
+sync-webrsync-verify-signature = yes
+`;

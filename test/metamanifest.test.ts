@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { interruptAt, treeDigest } from '../torture/lib.js';
 import { forgetKeys, makeSigningKey, writeManifests, type SigningKey } from '../bench/manifest-writer.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { freePort, rcuConf, readTree, runCli, sleep, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
+import { freePort, PORTAGE_SHIPPED_REPOS_CONF, rcuConf, readTree, runCli, sleep, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 
 const procs: ChildProcess[] = [];
 afterAll(() => {
@@ -319,28 +319,9 @@ describe("the handbook's [gentoo] section", () => {
     // the mirror and the store (what moving to reposnap adds).
     const conf = await writeConf(
       base,
-      `[DEFAULT]
-main-repo = gentoo
-
-[gentoo]
-location = ${base}/repo
-sync-type = rsync
-sync-uri = rsync://127.0.0.1:${port}/gentoo-portage
-auto-sync = yes
-sync-rsync-verify-jobs = 1
-sync-rsync-verify-metamanifest = yes
-sync-rsync-verify-max-age = 3
-sync-openpgp-key-path = ${signer.pub}
-sync-openpgp-keyserver = hkps://keys.gentoo.org
-sync-openpgp-key-refresh-retry-count = 40
-sync-openpgp-key-refresh-retry-overall-timeout = 1200
-sync-openpgp-key-refresh-retry-delay-exp-base = 2
-sync-openpgp-key-refresh-retry-delay-max = 60
-sync-openpgp-key-refresh-retry-delay-mult = 4
-sync-webrsync-verify-signature = yes
-sync-rcu = yes
-sync-rcu-store-dir = ${base}/store
-`,
+      `${PORTAGE_SHIPPED_REPOS_CONF.replace('%(EPREFIX)s/var/db/repos/gentoo', `${base}/repo`)
+        .replace('rsync://rsync.gentoo.org/gentoo-portage', `rsync://127.0.0.1:${port}/gentoo-portage`)
+        .replace('%(EPREFIX)s/usr/share/openpgp-keys/gentoo-release.asc', signer.pub)}sync-rcu = yes\nsync-rcu-store-dir = ${base}/store\n`,
     );
     const first = await runCli(['-c', conf, 'sync']);
     expect(first.stderr.split('\n').filter((l) => l.startsWith('reposnap: repo'))).toEqual([]);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config/load.js';
 import type { ReposConfig } from '../src/config/repos.js';
-import { rcuConf, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
+import { PORTAGE_SHIPPED_REPOS_CONF as SHIPPED, rcuConf, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 /** What Portage makes of one repo; unset keys are left out (reposnap's default applies). */
 interface PortageRepo {
@@ -45,26 +45,6 @@ interface Fixture {
   differs?: { error: RegExp; why: string };
 }
 
-const SHIPPED = `[DEFAULT]
-main-repo = gentoo
-
-[gentoo]
-location = %(EPREFIX)s/var/db/repos/gentoo
-sync-type = rsync
-sync-uri = rsync://rsync.gentoo.org/gentoo-portage
-auto-sync = yes
-sync-rsync-verify-jobs = 1
-sync-rsync-verify-metamanifest = yes
-sync-rsync-verify-max-age = 3
-sync-openpgp-key-path = %(EPREFIX)s/usr/share/openpgp-keys/gentoo-release.asc
-sync-openpgp-keyserver = hkps://keys.gentoo.org
-sync-openpgp-key-refresh-retry-count = 40
-sync-openpgp-key-refresh-retry-overall-timeout = 1200
-sync-openpgp-key-refresh-retry-delay-exp-base = 2
-sync-openpgp-key-refresh-retry-delay-max = 60
-sync-openpgp-key-refresh-retry-delay-mult = 4
-sync-webrsync-verify-signature = yes
-`;
 
 const GENTOO_RCU = `[gentoo]\nlocation = /var/db/repos/gentoo\nsync-type = rsync\nsync-uri = rsync://rsync.gentoo.org/gentoo-portage\nsync-rcu = yes\nsync-rcu-store-dir = /var/cache/reposnap/gentoo\n`;
 
