@@ -15,7 +15,7 @@ import { isRoot } from '../util/identity.js';
  * Whether syncTree(src, dst) with the quick check would change anything,
  * found without writing and stopping at the first difference. It judges
  * entries exactly as syncTree does (directory times and sizes do not count,
- * symlinks by target and owner). Anything it cannot read, and any special
+ * symlinks by target, owner and time). Anything it cannot read, and any special
  * file, counts as a difference: the fill that follows then does the work
  * and reports it.
  *
@@ -31,7 +31,7 @@ export async function treesDiffer(src: string, dst: string, opts: { excludeTop?:
     if (a.isDirectory()) return b.isDirectory() && sameOwnerMode(a, b);
     if (a.isFile()) return b.isFile() && sameFile(a, b);
     if (a.isSymbolicLink()) {
-      if (!b.isSymbolicLink() || !sameOwner(a, b)) return false;
+      if (!b.isSymbolicLink() || !sameOwner(a, b) || !sameTime(a, b)) return false;
       return readlinkSync(s, { encoding: 'buffer' }).equals(readlinkSync(d, { encoding: 'buffer' }));
     }
     return false; // a special file: syncTree refuses it
@@ -74,7 +74,12 @@ export async function treesDiffer(src: string, dst: string, opts: { excludeTop?:
  * (rsync's own quick check is coarser still: whole seconds.)
  */
 export function sameFile(a: Stats, b: Stats): boolean {
-  return a.size === b.size && Math.abs(a.mtimeMs - b.mtimeMs) < 1 && sameOwnerMode(a, b);
+  return a.size === b.size && sameTime(a, b) && sameOwnerMode(a, b);
+}
+
+/** The same modification time, to within a millisecond (see sameFile). */
+export function sameTime(a: Stats, b: Stats): boolean {
+  return Math.abs(a.mtimeMs - b.mtimeMs) < 1;
 }
 
 /** Whether two files hold the same bytes (their sizes are known to be equal). */

@@ -13,7 +13,7 @@ import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '.
 import { tempNameBytes } from '../util/temp-name.js';
 import { copyAttributes } from './attributes.js';
 import { bjoin, bpath, showPath, type BPath } from './bytes.js';
-import { sameBytes, sameFile, sameOwner, sameOwnerMode } from './compare.js';
+import { sameBytes, sameFile, sameOwner, sameOwnerMode, sameTime } from './compare.js';
 import { trustedReader, type SourceDir, type SourceReader } from './source-reader.js';
 import { isRoot } from '../util/identity.js';
 
@@ -133,7 +133,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
       const target = await sDir.readlink(name).catch((err: unknown) => fail('read link', shown, err));
       if (dst?.isSymbolicLink()) {
         const old = await fs.readlink(d, { encoding: 'buffer' });
-        if (old.equals(target) && sameOwner(sst, dst)) return;
+        if (old.equals(target) && sameOwner(sst, dst) && (compare === 'content-any-mtime' || sameTime(sst, dst))) return;
       }
       const tmp = tempNameBytes(dDir, name);
       try {
