@@ -47,6 +47,71 @@ async function upstream(dir: string): Promise<string> {
   return up;
 }
 
+/** A tree read back by bytes: hex name path -> type, mode, owner, content or target. */
+async function readTreeBytes(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (dir: Buffer, rel: string): Promise<void> => {
+    for (const name of await fs.readdir(dir, { encoding: 'buffer' })) {
+      const p = Buffer.concat([dir, Buffer.from('/'), name]);
+      const r = `${rel}/${name.toString('hex')}`;
+      const st = await fs.lstat(p);
+      const head = `${st.mode.toString(8)} ${st.uid}:${st.gid}`;
+      if (st.isDirectory()) {
+        out[r] = `${head} dir`;
+        await walk(p, r);
+      } else if (st.isSymbolicLink()) out[r] = `${head} -> ${(await fs.readlink(p, { encoding: 'buffer' })).toString('hex')}`;
+      else out[r] = `${head} ${(await fs.readFile(p)).toString('hex')}`;
+    }
+  };
+  await walk(Buffer.from(root), '');
+  return out;
+}
+
+describe('rsync source: plan, then apply', () => {
+  it('applies exactly what the plan lists, odd names and changes of type included, and leaves the old snapshot as it was', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const odd = ['new\nline', 'back\\#134slash', 'trailing space ', '*deleting fake', '-dash', 'tab\there'];
+    for (const n of odd) await fs.writeFile(path.join(up, n), `${n}\n`);
+    const latin1 = Buffer.concat([Buffer.from(up), Buffer.from('/caf'), Buffer.from([0xe9])]);
+    await fs.writeFile(latin1, 'not utf-8\n');
+    await writeTree(up, { 'dir2file/a/b': 'deep\n', 'file2dir': 'was a file\n', 'link2dir': { symlink: 'cat' }, 'gone/x/y': 'y\n' });
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink\nsync-rcu-spare-snapshots = 5', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+    await repo.sync();
+    const first = await readTreeBytes(await repo.currentPath());
+    expect(first).toEqual(await readTreeBytes(up));
+
+    for (const n of odd) await fs.writeFile(path.join(up, n), `${n} changed\n`);
+    await fs.chmod(path.join(up, 'new\nline'), 0o600);
+    await fs.writeFile(latin1, 'still not utf-8, longer\n');
+    await fs.rm(path.join(up, 'dir2file'), { recursive: true });
+    await fs.writeFile(path.join(up, 'dir2file'), 'now a file\n');
+    await fs.rm(path.join(up, 'file2dir'));
+    await fs.rm(path.join(up, 'link2dir'));
+    await writeTree(up, { 'file2dir/inside': 'i\n', 'link2dir/inside': 'j\n', 'brand/new/dir/f': 'f\n' });
+    await fs.rm(path.join(up, 'gone'), { recursive: true });
+    await fs.chmod(path.join(up, 'exec.sh'), 0o700);
+    // A file gone from a folder whose own time changed too (listed for its time only).
+    await fs.rm(path.join(up, 'cat/pkg/Manifest'));
+    await fs.utimes(path.join(up, 'cat/pkg'), new Date('2021-02-03'), new Date('2021-02-03'));
+    // The top's own mode and time.
+    await fs.chmod(up, 0o750);
+    await fs.utimes(up, new Date('2022-03-04'), new Date('2022-03-04'));
+    const r = await repo.sync();
+    expect(r.outcome).toBe('updated');
+    expect(r.warnings).toEqual([]);
+    expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+    expect(await readTreeBytes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(first);
+    // (The top's time is the commit's: see store/commit.ts.)
+    expect((await fs.stat(await repo.currentPath())).mode & 0o777).toBe(0o750);
+    expect((await fs.stat(path.join(await repo.currentPath(), 'cat/pkg'))).mtimeMs).toBe(new Date('2021-02-03').getTime());
+    // What the plan did not list is not written again: still the first snapshot's inode.
+    const ino = async (root: string) => (await fs.stat(path.join(root, 'metadata/timestamp.chk'))).ino;
+    expect(await ino(await repo.currentPath())).toBe(await ino(path.join(dir, 'store', 'snapshots', '1')));
+    expect((await repo.sync()).outcome).toBe('up-to-date');
+  });
+});
+
 describe('rsync source', () => {
   for (const form of ['plain path', 'file:// URI']) {
     it(`syncs from a ${form}, detects changes and deletions, and reports no-change`, async () => {

@@ -11,6 +11,12 @@ export type ConcreteBackendName = 'btrfs' | 'reflink' | 'hardlink' | 'copy';
 
 export interface SnapshotBackend {
   readonly name: ConcreteBackendName;
+  /**
+   * Whether a clone shares its files' and symlinks' inodes with the tree it
+   * was cloned from (hardlinks): then a fill must never change one in place,
+   * not even its attributes (FillContext.sharesInodes).
+   */
+  readonly sharesInodes: boolean;
   /** Whether this backend works for a store at `storeDir` (which exists). */
   probe(storeDir: string): Promise<boolean>;
   /** Make `to` (which must not exist) a writable clone of the tree `from`. */

@@ -19,6 +19,8 @@ import type { SnapshotBackend } from './backend.js';
 
 export const btrfsBackend: SnapshotBackend = {
   name: 'btrfs',
+  // A snapshot of a subvolume: every inode is copied on write.
+  sharesInodes: false,
 
   async probe(storeDir) {
     if (!(await isOnBtrfs(storeDir)) || !(await hasBtrfsTool())) return false;

@@ -11,6 +11,7 @@ import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
 export function treeBackend(name: ConcreteBackendName, method: 'link' | 'reflink' | 'copy', probe: (storeDir: string) => Promise<boolean>): SnapshotBackend {
   return {
     name,
+    sharesInodes: method === 'link',
     probe,
     clone(from, to, onEntry) {
       return cloneTree(from, to, { method, ...(onEntry ? { onEntry } : {}) });

@@ -24,7 +24,7 @@ import { failpoint } from '../util/failpoint.js';
 import { lstatOrUndefined, removeTree } from '../util/fs.js';
 import { isAlive, tempNameBytes, temporaryWriter } from '../util/temp-name.js';
 import { syncTree } from '../tree/mirror.js';
-import { emptyChanges, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, unchangedIf, type PrecheckResult, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 export interface GitConfig {
   type: 'git';
@@ -78,9 +78,9 @@ export class GitSource implements SyncSource {
   ) {}
 
   /** Fetch now; unchanged when the fetched commit is the one the current tree came from. */
-  async precheck(ctx: PrecheckContext): Promise<boolean> {
-    if (ctx.previous?.revision === undefined) return false;
-    return (await this.fetch(ctx.repo, path.join(ctx.cacheDir, 'git'), ctx.lockFds)) === ctx.previous.revision;
+  async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
+    if (ctx.previous?.revision === undefined) return unchangedIf(false);
+    return unchangedIf((await this.fetch(ctx.repo, path.join(ctx.cacheDir, 'git'), ctx.lockFds)) === ctx.previous.revision);
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {

@@ -10,7 +10,7 @@ import { syncTree } from '../tree/mirror.js';
 import { treesDiffer } from '../tree/compare.js';
 import { failpoint } from '../util/failpoint.js';
 import type { SourceKind } from './kind.js';
-import { requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+import { requireSourceDir, unchangedIf, type PrecheckResult, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 /** The local source reads no keys of its own. */
 export interface LocalConfig {
@@ -35,9 +35,9 @@ export class LocalSource implements SyncSource {
    * walk and a discard, and a sync with changes finds one within a few
    * entries.
    */
-  async precheck(ctx: PrecheckContext): Promise<boolean> {
-    if (ctx.current === undefined) return false;
-    return !(await treesDiffer(this.uri, ctx.current));
+  async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
+    if (ctx.current === undefined) return unchangedIf(false);
+    return unchangedIf(!(await treesDiffer(this.uri, ctx.current)));
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {

@@ -183,3 +183,13 @@ function refusal(opt: string): string {
   if (why) return `rsync option ${opt} ${why}; not allowed`;
   return `rsync option ${opt} is not allowed (allowed: options that tune the transfer, select what is mirrored or add output; see the README)`;
 }
+
+/**
+ * `args` without the options that ask for deletions (--delete-after,
+ * --delete-excluded, ...): for an rsync that applies a plan, which deletes
+ * only the paths the plan lists (--delete-missing-args) and must not walk
+ * the folders it names looking for more. None of them takes a value.
+ */
+export function withoutDeletions(args: readonly string[]): string[] {
+  return args.filter((a) => !/^--del(ete(-[a-z]+)?)?$/i.test(a));
+}

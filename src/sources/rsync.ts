@@ -1,24 +1,43 @@
 /**
- * The `rsync` source: the real rsync, run with `-a --delete` into the target.
+ * The `rsync` source: the real rsync, in two steps, plan then apply.
  *
- * rsync writes every changed file to a temporary name and renames it into
- * place (unless told --inplace or --append, which configuration refuses), so
- * running it over a hardlinked clone never writes into a published snapshot.
- * Devices and specials are not transferred (`--no-D`): nothing from upstream
- * should create device nodes in a tree that root reads.
+ * - Plan: rsync --dry-run from upstream against the current snapshot, which
+ *   it only reads, to the end: what differs, item by item (rsync-plan.ts).
+ *   A no-op sync stops here, having cost what rsync's own no-op costs. The
+ *   precheck makes the plan, and the pipeline starts the clone as soon as
+ *   the first difference shows, so the two run side by side.
+ * - Apply: rsync with --files-from the plan's paths only, not a second walk
+ *   of the whole tree, into the staging clone. --ignore-times makes it write
+ *   every listed file anew (to a temporary name, renamed into place) rather
+ *   than set a mode, owner or time on the old inode: in a hardlinked clone
+ *   that inode is also a published snapshot's. rsync can only change a
+ *   symlink's attributes in place, so every listed symlink that is shared
+ *   gets an inode of its own first (tree/unshare.ts). Deletions are listed
+ *   too and done by --delete-missing-args.
  *
- * Whether anything changed comes from `--itemize-changes`: one line per item
- * rsync touched. Lines that only say a directory's time was set do not count.
- * Before any clone, the same rsync with --dry-run against the current
- * snapshot tells a no-op sync from one with changes (see precheck).
+ * Without a plan from the precheck (a resumed staging tree, a fill run as
+ * sync-user, a quarantine) a target that shares inodes is planned against
+ * itself first; a target that shares none (an empty start, btrfs, reflink,
+ * an in-place location) gets one plain `rsync -a --delete`.
+ *
+ * rsync never writes into an existing file (--inplace and --append are
+ * refused by configuration). Devices and specials are not transferred
+ * (`--no-D`): nothing from upstream should create device nodes in a tree
+ * that root reads. Upstream may change between plan and apply (a live
+ * mirror; a single rsync run is not atomic either): the apply's items are
+ * compared with the plan's, and a difference is reported as a warning.
  */
 import { ConfigError, ReposnapError } from '../errors.js';
 import { shellSplit } from '../util/shlex.js';
 import type { SourceKind } from './kind.js';
-import { refusedRsyncOptions } from './rsync-options.js';
-import { runProcess, type ProcessHandle } from '../util/process.js';
+import { refusedRsyncOptions, withoutDeletions } from './rsync-options.js';
+import { countChanges, ITEM_FORMAT, parseLine, RsyncPlan, RsyncStats, type Item } from './rsync-plan.js';
+import { runProcess } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
-import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
+import { bjoin } from '../tree/bytes.js';
+import { unshareEntry } from '../tree/unshare.js';
+import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type PrecheckResult, type SourceResult, type SyncSource } from './source.js';
 import { isRoot } from '../util/identity.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
@@ -91,73 +110,183 @@ export class RsyncSource implements SyncSource {
       return { arg: `${host}:${withSlash(decodeURIComponent(u.pathname))}`, remoteShell: shell };
     }
     if (uri.startsWith('rsync://')) return { arg: withSlash(uri) };
+    // rsync itself reads file:// as a host named "file" where it reads a
+    // list of paths (--files-from): it is a path on this machine.
+    if (uri.startsWith('file://')) {
+      const local = decodeURIComponent(new URL(uri).pathname);
+      return { arg: withSlash(local), local };
+    }
     if (uri.startsWith('/')) return { arg: withSlash(uri), local: uri };
     return { arg: withSlash(uri) }; // host:path
   }
 
   /**
-   * The arguments that make `target` equal to upstream (with `dryRun`, that
-   * say what would change). The user's options (allow-listed, see
+   * The arguments that make `target` equal to upstream: all of it ("full"),
+   * what a dry run says would change ("plan"), or the paths of a plan fed
+   * on stdin ("apply"), or the top folder's own attributes ("top"). The user's options (allow-listed, see
    * rsync-options.ts) come after the defaults they may change (the timeout)
    * and before reposnap's own, so that where rsync lets the last one win,
    * ours do.
    */
-  private args(target: string, excludeTop: string[], dryRun: boolean): string[] {
+  private args(target: string, excludeTop: readonly string[], mode: 'full' | 'plan' | 'apply' | 'top'): string[] {
     const src = this.sourceArg();
     const args: string[] = [];
     if (src.local === undefined) args.push('--timeout=180');
+    const extra = this.opts.extraOpts ?? [];
     args.push(
-      ...(this.opts.extraOpts ?? []),
+      ...(mode === 'apply' || mode === 'top' ? withoutDeletions(extra) : extra),
       '-a',
-      '--delete',
+      // Names are read back from the output: escaped, never raw bytes.
+      '--no-8-bit-output',
       '--no-D',
       // Snapshots are never writable by group or others, and a fill that is
       // not root's makes no set-id files (see SNAPSHOT_MODE_BITS).
       isRoot ? '--chmod=go-w' : '--chmod=go-w,ug-s',
-      '--itemize-changes',
+      ITEM_FORMAT,
       '--stats',
       '--no-human-readable',
       ...excludeTop.map((n) => `--exclude=/${n}`),
     );
+    if (mode === 'apply') args.push('--files-from=-', '--from0', '--no-recursive', '--ignore-times', '--delete-missing-args', '--force');
+    else if (mode === 'top') args.push('--no-recursive', '--dirs', '--exclude=*');
+    else args.push('--delete');
     // Line-buffered output, so that the first change is seen as rsync finds it.
-    if (dryRun) args.push('--dry-run', '--outbuf=L');
+    if (mode === 'plan') args.push('--dry-run', '--outbuf=L');
     if (src.remoteShell) args.push('-e', src.remoteShell);
     args.push(src.arg, withSlash(target));
     return args;
   }
 
+  private get bin(): string {
+    return this.opts.rsync ?? 'rsync';
+  }
+
   /**
-   * rsync --dry-run from upstream against the current snapshot (which it
-   * only reads), stopped at the first line that itemizes a change: a no-op
-   * sync then costs what rsync's own no-op costs, instead of a clone, an
-   * rsync and a discard; a sync with changes pays for a few entries of
-   * file list. A failure to reach upstream fails the sync now, as the fill
-   * would; any other trouble counts as a change, for the fill to report.
+   * The plan against the current snapshot (see the top of this file). A
+   * failure to reach upstream fails the sync now, as the fill would; any
+   * other trouble counts as a change without a plan, for the fill to meet
+   * again and report.
    */
-  async precheck(ctx: PrecheckContext): Promise<boolean> {
-    if (ctx.current === undefined) return false;
+  async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
+    if (ctx.current === undefined) return { unchanged: false };
     await this.requireLocalSource(ctx.repo);
-    let found = false;
-    // Its own process group, so that all of it can be stopped at once:
-    // rsync forks its receiver, which would otherwise walk on to the end
-    // (measured: the whole no-op time) holding the output pipe open. A dry
-    // run writes nothing, so KILL loses nothing.
-    const { status, stderr } = await spawnRsync(this.opts.rsync ?? 'rsync', this.args(ctx.current, [], true), ctx.repo, { ownGroup: true }, (line, rsync) => {
-      const item = classify(line);
-      if (found || item === undefined || item.kind === 'dir-time') return;
-      found = true;
-      rsync.stop('SIGKILL');
+    const made = await this.plan(ctx.repo, ctx.current, [], ctx.lockFds, ctx.onChange);
+    if (made.plan) return made.plan.changed || made.plan.special !== undefined ? { unchanged: false, plan: made.plan } : { unchanged: true };
+    if (made.status.code !== null && UNREACHABLE.has(made.status.code)) throw rsyncFailed(ctx.repo, made.status, made.stderr);
+    return { unchanged: false };
+  }
+
+  /** A dry run from upstream against `base`, to the end; no plan when rsync fails. */
+  private async plan(
+    repo: string,
+    base: string,
+    excludeTop: readonly string[],
+    fds: number[],
+    onChange?: () => void,
+  ): Promise<{ plan?: RsyncPlan; status: ExitStatus; stderr: string }> {
+    const plan = new RsyncPlan(base, excludeTop);
+    let told = false;
+    const { status, stderr } = await spawnRsync(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds }, (line) => {
+      const item = parseLine(line);
+      if (item === undefined) {
+        plan.stats.read(line);
+      } else if (item.kind === 'special') {
+        plan.special ??= item.path;
+      } else {
+        plan.add(item);
+        if (!told && item.kind !== 'dir-time') {
+          told = true;
+          onChange?.();
+        }
+      }
     });
-    if (found) return false;
-    if (status.code === 0) return true;
-    if (status.code !== null && UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
-    return false;
+    return { ...(status.code === 0 ? { plan } : {}), status, stderr };
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     await this.requireLocalSource(ctx.repo);
+    let plan = ctx.plan instanceof RsyncPlan && sameNames(ctx.plan.excludeTop, ctx.excludeTop) ? ctx.plan : undefined;
+    if (plan === undefined && ctx.sharesInodes) {
+      const made = await this.plan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? []);
+      if (!made.plan) throw rsyncFailed(ctx.repo, made.status, made.stderr);
+      plan = made.plan;
+    }
+    if (plan === undefined) {
+      await ctx.beginWriting();
+      return await this.runFull(ctx);
+    }
+    if (plan.special !== undefined) throw refusedSpecial(ctx.repo, plan.special);
+    if (!plan.changed) return { changed: false, changes: emptyChanges(), tree: plan.tree() };
     await ctx.beginWriting();
-    return await runRsync(this.opts.rsync ?? 'rsync', this.args(ctx.target, ctx.excludeTop, false), ctx);
+    return await this.apply(ctx, plan);
+  }
+
+  /** One rsync over the whole tree, for a target that shares no inodes. */
+  private async runFull(ctx: FillContext): Promise<SourceResult> {
+    const items: Item[] = [];
+    const stats = new RsyncStats();
+    let specialFile: string | undefined;
+    // rsync cannot be stopped halfway from here: the failpoint is reached
+    // when it has written everything, before the fill reports back (the
+    // record still says "partial").
+    const { status, stderr } = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'full'), ctx.repo, { fds: ctx.lockFds ?? [] }, (line) => {
+      const item = parseLine(line);
+      if (item === undefined) stats.read(line);
+      else if (item.kind === 'special') specialFile ??= item.path;
+      else {
+        items.push(item);
+        if (items.length % 200 === 0) ctx.onProgress?.({ scanned: items.length, changed: items.filter((i) => i.kind !== 'dir-time').length });
+      }
+    });
+    const changes = countChanges(items);
+    const changed = items.some((i) => i.kind !== 'dir-time');
+    if (changed) await failpoint('fill-midway');
+    if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
+    if (specialFile !== undefined) throw refusedSpecial(ctx.repo, specialFile);
+    return { changed, changes: { ...changes, bytesTransferred: stats.transferred }, tree: { files: stats.files, bytes: stats.bytes } };
+  }
+
+  /** rsync the plan's paths only into the target (see the top of this file). */
+  private async apply(ctx: FillContext, plan: RsyncPlan): Promise<SourceResult> {
+    const top = Buffer.from(ctx.target);
+    await mapLimit(plan.existingPaths(), FS_CONCURRENCY, async (p) => {
+      await unshareEntry(bjoin(top, p), 'symlink');
+    });
+    const applied: Item[] = [];
+    const stats = new RsyncStats();
+    let specialFile: string | undefined;
+    const { status, stderr } = await spawnRsync(
+      this.bin,
+      this.args(ctx.target, ctx.excludeTop, 'apply'),
+      ctx.repo,
+      { fds: ctx.lockFds ?? [], input: plan.filesFrom() },
+      (line) => {
+        const item = parseLine(line);
+        if (item === undefined) stats.read(line);
+        else if (item.kind === 'special') specialFile ??= item.path;
+        else {
+          applied.push(item);
+          if (applied.length % 200 === 0) ctx.onProgress?.({ scanned: applied.length, changed: applied.length });
+        }
+      },
+    );
+    if (applied.length > 0) await failpoint('fill-midway');
+    if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
+    if (specialFile !== undefined) throw refusedSpecial(ctx.repo, specialFile);
+    // The top's own attributes, after everything in it changed (see RsyncPlan.filesFrom).
+    if (plan.topChanged) {
+      const top = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'top'), ctx.repo, { fds: ctx.lockFds ?? [] }, () => undefined);
+      if (top.status.code !== 0) throw rsyncFailed(ctx.repo, top.status, top.stderr);
+    }
+    const drift = plan.drift(applied);
+    return {
+      changed: true,
+      changes: { ...plan.changes(), bytesTransferred: stats.transferred },
+      tree: plan.tree(),
+      ...(drift > 0
+        ? { warnings: [`repo ${ctx.repo}: upstream changed while syncing (${drift} ${drift === 1 ? 'entry' : 'entries'} differed between the plan and the transfer); the next sync brings the rest`] }
+        : {}),
+    };
   }
 
   /** A source on this machine must be a readable directory (a clear error otherwise). */
@@ -170,21 +299,12 @@ export class RsyncSource implements SyncSource {
 /** Exits that mean upstream could not be reached or spoken to: a fill would fail the same way. */
 const UNREACHABLE = new Set([5, 10, 12, 30, 35]);
 
-/** What one line of `--itemize-changes` output says, or undefined when it is not an item. */
-export function classify(line: string): { kind: 'added' | 'updated' | 'deleted' | 'dir-time' } | { kind: 'special'; path: string } | undefined {
-  if (line.startsWith('*deleting')) return { kind: 'deleted' };
-  const m = /^([<>ch.*][fdLDS ]\S*)\s/.exec(line);
-  if (m) {
-    const code = m[1] as string;
-    // Only a directory time was set: not a change of content.
-    if (code[1] === 'd' && /^\.d[.t]+$/.test(code)) return { kind: 'dir-time' };
-    return { kind: code.includes('+++++') ? 'added' : 'updated' };
-  }
-  // --no-D makes rsync skip devices, FIFOs and sockets; they are refused
-  // rather than leave a tree that silently lacks entries upstream has.
-  const special = /^skipping non-regular file "(.*)"$/.exec(line);
-  if (special) return { kind: 'special', path: special[1] as string };
-  return undefined;
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function refusedSpecial(repo: string, file: string): ReposnapError {
+  return new ReposnapError('EUNSAFE', `repo ${repo}: refusing special file (device, FIFO or socket) ${file}`);
 }
 
 interface ExitStatus {
@@ -194,21 +314,23 @@ interface ExitStatus {
 
 /**
  * Run rsync (dying with us: TERM, so that it removes its temporary file),
- * handing each line of its output to `onLine`; resolves with its exit and
- * the tail of its complaints. `fds` are passed on (lock descriptors);
- * `ownGroup` puts it in a process group of its own.
+ * under LC_ALL=C (names escaped the same way whatever the locale), handing
+ * each line of its output to `onLine`; resolves with its exit and the tail
+ * of its complaints. `fds` are passed on (lock descriptors); `input` is its
+ * stdin (a --files-from list).
  */
 async function spawnRsync(
   bin: string,
   args: string[],
   repo: string,
-  opts: { fds?: number[]; ownGroup?: boolean },
-  onLine: (line: string, handle: ProcessHandle) => void,
+  opts: { fds?: number[]; input?: Buffer },
+  onLine: (line: string) => void,
 ): Promise<{ status: ExitStatus; stderr: string }> {
   const end = await runProcess(bin, args, {
     dieWithUs: 'TERM',
+    env: { LC_ALL: 'C' },
     ...(opts.fds ? { fds: opts.fds } : {}),
-    ...(opts.ownGroup ? { ownGroup: true } : {}),
+    ...(opts.input ? { input: opts.input } : {}),
     stdout: onLine,
     missing: { repo, tool: 'rsync' },
   });
@@ -223,55 +345,6 @@ function rsyncFailed(repo: string, status: ExitStatus, stderr: string): Reposnap
 
 function withSlash(p: string): string {
   return p.endsWith('/') ? p : `${p}/`;
-}
-
-async function runRsync(bin: string, args: string[], ctx: FillContext): Promise<SourceResult> {
-  const changes = emptyChanges();
-  let changed = false;
-  let scanned = 0;
-  let files = 0;
-  let bytes = 0;
-  let specialFile: string | undefined;
-  // rsync cannot be stopped halfway from here: the failpoint is reached
-  // when it has written everything, before the fill reports back (the
-  // record still says "partial").
-  let midway = false;
-
-  const { status, stderr } = await spawnRsync(bin, args, ctx.repo, { fds: ctx.lockFds ?? [] }, (line) => {
-    const item = classify(line);
-    if (item?.kind === 'special') {
-      specialFile ??= item.path;
-      return;
-    }
-    if (item) {
-      scanned++;
-      if (item.kind !== 'dir-time') {
-        changed = true;
-        changes[item.kind]++;
-        midway = true;
-      }
-      if (scanned % 200 === 0) ctx.onProgress?.({ scanned, changed: changes.added + changes.updated + changes.deleted });
-      return;
-    }
-    const num = (re: RegExp): number | undefined => {
-      const mm = re.exec(line);
-      return mm ? Number((mm[1] as string).replace(/,/g, '')) : undefined;
-    };
-    const nFiles = num(/^Number of files: ([\d,]+)/);
-    if (nFiles !== undefined) {
-      const dirs = /dir: ([\d,]+)/.exec(line);
-      files = nFiles - (dirs ? Number((dirs[1] as string).replace(/,/g, '')) : 0);
-    }
-    const size = num(/^Total file size: ([\d,]+)/);
-    if (size !== undefined) bytes = size;
-    const sent = num(/^Total transferred file size: ([\d,]+)/);
-    if (sent !== undefined) changes.bytesTransferred = sent;
-  });
-
-  if (midway) await failpoint('fill-midway');
-  if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
-  if (specialFile !== undefined) throw new ReposnapError('EUNSAFE', `repo ${ctx.repo}: refusing special file (device, FIFO or socket) ${specialFile}`);
-  return { changed, changes, tree: { files, bytes } };
 }
 
 /** The most useful line of rsync's complaints: the first real error. */

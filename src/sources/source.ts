@@ -23,7 +23,22 @@ export interface SourceResult {
   revision?: string;
   /** Source-specific facts to remember with the result (HTTP validators...). */
   state?: Record<string, string>;
+  /** What the user should know that did not stop the fill (upstream changed while it ran...). */
+  warnings?: string[];
 }
+
+/**
+ * A source's own record of what differs between upstream and the current
+ * tree, made by its precheck (see RsyncPlan). The pipeline only carries it
+ * from the precheck to the fill, and only when the target is an exact clone
+ * of the tree the plan was made against.
+ */
+export interface SourcePlan {
+  readonly source: string;
+}
+
+/** What a precheck found: upstream unchanged, or changed (with the plan, where the source makes one). */
+export type PrecheckResult = { unchanged: true } | { unchanged: false; plan?: SourcePlan };
 
 /** Progress of a fill: entries examined and changed so far. */
 export type SourceProgress = MirrorProgress;
@@ -48,6 +63,18 @@ export interface FillContext {
   /** What the target was made from, if known. */
   previous?: PreviousTree;
   /**
+   * The target holds inodes a published tree holds too (a hardlinked
+   * clone): no existing file or symlink may change in place, not even its
+   * mode, owner or times. New content is renamed over the old entry; an
+   * entry whose attributes change gets an inode of its own first.
+   */
+  sharesInodes: boolean;
+  /**
+   * The source's precheck plan, made against the tree this target is an
+   * exact clone of: the fill may apply just that instead of comparing again.
+   */
+  plan?: SourcePlan;
+  /**
    * The resume contract: a source calls this before its first write into
    * the target (after finding the revision it heads for, where it has
    * one), and not at all when it writes nothing. What it records is what
@@ -69,6 +96,12 @@ export interface PrecheckContext {
    * it (a plain location, which is itself the target) they do not precheck.
    */
   current?: string;
+  /**
+   * Called once, as soon as the precheck knows upstream differs (a source
+   * that plans goes on to the end): the caller may start making the target
+   * meanwhile, since that only reads the current tree.
+   */
+  onChange?: () => void;
 }
 
 export interface SyncSource {
@@ -81,9 +114,10 @@ export interface SyncSource {
    * without a target (a git commit id, an HTTP 304, a read-only comparison
    * with the current snapshot): then no staging tree is made at all. It must
    * never say "unchanged" when fill would change something; any doubt is a
-   * change, and fill then does the work and reports any error.
+   * change, and fill then does the work and reports any error. Where a
+   * source can, it returns with a change the plan of what differs.
    */
-  precheck?(ctx: PrecheckContext): Promise<boolean>;
+  precheck?(ctx: PrecheckContext): Promise<PrecheckResult>;
 }
 
 /** Fail clearly unless `dir`, a source on this machine, is a readable directory. */
@@ -97,4 +131,9 @@ export async function requireSourceDir(repo: string, dir: string): Promise<void>
     throw new ReposnapError('ESOURCE', `repo ${repo}: source ${dir} ${why}`);
   }
   if (!isDir) throw new ReposnapError('ESOURCE', `repo ${repo}: source ${dir} is not a directory`);
+}
+
+/** A precheck's answer from a yes or no (sources that make no plan). */
+export function unchangedIf(unchanged: boolean): PrecheckResult {
+  return unchanged ? { unchanged: true } : { unchanged: false };
 }

@@ -40,7 +40,7 @@ import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
 import { download, dropDownload, fetchSmall, notModified, type Validators } from './http-download.js';
 import { syncTree } from '../tree/mirror.js';
-import { emptyChanges, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, unchangedIf, type PrecheckResult, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { extractArchive } from './tar-extract.js';
 
 /** What the tarball and webrsync kinds read from repos.conf (they differ in their type and defaults). */
@@ -148,10 +148,9 @@ export class TarballSource implements SyncSource {
   ) {}
 
   /** One conditional GET: 304 means the snapshot we have is current. */
-  async precheck(ctx: PrecheckContext): Promise<boolean> {
+  async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
     const have = this.validatorsOf(ctx.previous?.state);
-    if (!have) return false;
-    return notModified(this.uri, have);
+    return unchangedIf(have !== undefined && (await notModified(this.uri, have)));
   }
 
   /**

@@ -213,6 +213,10 @@ export class LocationUpdate implements Update {
   get dirty(): boolean {
     return this.resumed && this.copyOf !== undefined;
   }
+  /** A quarantine is a hardlinked copy of the location; the location itself shares nothing. */
+  get sharesInodes(): boolean {
+    return this.copyOf !== undefined;
+  }
   /** A plain location keeps no snapshots to verify against: verification is always in full. */
   readonly baseTree = undefined;
   beginWriting(): Promise<void> {

@@ -111,6 +111,10 @@ class RcuUpdate implements Update {
   get backend(): string {
     return this.snapshotBackend.name;
   }
+  get sharesInodes(): boolean {
+    // An empty start shares nothing, whatever the backend.
+    return this.snapshotBackend.sharesInodes && this.staging.base !== null;
+  }
   get lockFds(): number[] {
     return [this.staging.lockFd];
   }

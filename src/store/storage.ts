@@ -64,6 +64,8 @@ export interface Update {
   /** A snapshot made by migrating a plain-directory location first. */
   readonly migrated: SnapshotMeta | undefined;
   readonly backend: string | undefined;
+  /** The target shares inodes with a tree readers see (see FillContext.sharesInodes). */
+  readonly sharesInodes: boolean;
   /** Descriptors of the locks that own the target (see FillContext.lockFds). */
   readonly lockFds: number[];
   /** Kept between syncs for the source (see FillContext.cacheDir). */

@@ -90,6 +90,7 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
       repo: ctx.repo,
       target: ctx.target,
       excludeTop: ctx.excludeTop,
+      sharesInodes: ctx.sharesInodes,
       ...(ctx.cacheDir ? { cacheDir: ctx.cacheDir } : {}),
       ...(ctx.scratchDir ? { scratchDir: ctx.scratchDir } : {}),
       ...(ctx.previous ? { previous: ctx.previous } : {}),

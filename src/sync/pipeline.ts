@@ -1,8 +1,8 @@
 /**
  * A sync, top to bottom, as named steps:
  *
- *   take the repo -> precheck -> open staging -> fill -> verify -> commit
- *     -> collect -> prepare the next -> hooks
+ *   take the repo -> precheck (plan) -> open staging -> fill (apply) -> verify
+ *     -> commit -> collect -> prepare the next -> hooks
  *
  * Each step is a small function over one SyncRun, which holds the
  * repository, the source, the report and the clock: the timings are kept
@@ -10,12 +10,14 @@
  * current tree is, how a reader holds it, what to prepare next), so nothing
  * here asks which kind of storage it has, and no step hands the storage a
  * callback: the precheck asks the source between taking the repo and
- * opening staging.
+ * opening staging. The one overlap: a source whose precheck plans (rsync)
+ * says as soon as it sees a change, and staging is opened then, beside the
+ * rest of the plan, since making it only reads the current tree.
  */
 import type { RepoConfig, StorageMode } from '../config/repos.js';
 import { isOutOfSpace, ReposnapError } from '../errors.js';
 import { createSource } from '../sources/index.js';
-import { emptyChanges, type ChangeStats, type SourceProgress, type SourceResult, type SyncSource, type TreeStats } from '../sources/source.js';
+import { emptyChanges, type ChangeStats, type PrecheckResult, type SourcePlan, type SourceProgress, type SourceResult, type SyncSource, type TreeStats } from '../sources/source.js';
 import type { GcResult } from '../store/gc.js';
 import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../store/storage.js';
 import type { MetaManifestResult } from '../trust/metamanifest.js';
@@ -148,12 +150,16 @@ export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise
   // An unknown sync-user is a configuration error: found before anything is touched.
   await checkSyncUser(repo.config);
   const pending = await run.timed('prepare', () => takeRepo(run));
-  if (await run.timed('prepare', () => precheck(run, pending))) {
-    await pending.release();
+  const staging = stagingOnDemand(run, pending);
+  const found = await run.timed('prepare', () => precheck(run, pending, staging));
+  if (found.unchanged) {
+    await staging.abandon();
     run.report.unchangedBeforeClone = true;
   } else {
-    const update = await run.timed('prepare', () => openStaging(run, pending));
-    const filled = await run.timed('fetch', () => fillStaging(run, update));
+    const update = await run.timed('prepare', () => staging.open());
+    // The plan holds for a target that is an exact clone of the tree it was made against.
+    const plan = found.plan && !update.dirty && update.baseTree?.dir === pending.current ? found.plan : undefined;
+    const filled = await run.timed('fetch', () => fillStaging(run, update, plan));
     await failpoint('filled');
     if (filled.changed) {
       const verified = await run.timed('verify', () => verify(run, update));
@@ -181,13 +187,14 @@ async function takeRepo(run: SyncRun): Promise<PendingUpdate> {
 
 /**
  * Whether upstream is known to be unchanged, found before any tree is
- * cloned: git and tarball ask upstream; local and rsync compare it with the
- * current snapshot, read-only. Not when fetching must run as sync-user
+ * cloned: git and tarball ask upstream; local compares it with the current
+ * snapshot, read-only; rsync plans against it (and staging is opened as
+ * soon as it sees a change). Not when fetching must run as sync-user
  * (reading upstream must be that user's).
  */
-async function precheck(run: SyncRun, pending: PendingUpdate): Promise<boolean> {
+async function precheck(run: SyncRun, pending: PendingUpdate, staging: StagingOnDemand): Promise<PrecheckResult> {
   const { source } = run;
-  if (!source.precheck || needsWorker(run.repo.config) || !pending.precheckable) return false;
+  if (!source.precheck || needsWorker(run.repo.config) || !pending.precheckable) return { unchanged: false };
   try {
     return await source.precheck({
       repo: run.repo.name,
@@ -195,11 +202,44 @@ async function precheck(run: SyncRun, pending: PendingUpdate): Promise<boolean> 
       cacheDir: pending.cacheDir,
       lockFds: pending.lockFds,
       ...(pending.current !== undefined ? { current: pending.current } : {}),
+      onChange: () => staging.start(),
     });
   } catch (err) {
-    await pending.release();
+    await staging.abandon();
     throw err;
   }
+}
+
+interface StagingOnDemand {
+  /** Start making it now, without waiting. */
+  start(): void;
+  /** It, made now or earlier. */
+  open(): Promise<Update>;
+  /** Not needed after all: drop it if it was started, and let the repo go. */
+  abandon(): Promise<void>;
+}
+
+/** The staging tree, opened once, when first asked for (see precheck). */
+function stagingOnDemand(run: SyncRun, pending: PendingUpdate): StagingOnDemand {
+  let opening: Promise<Update> | undefined;
+  const open = (): Promise<Update> => {
+    if (opening === undefined) {
+      opening = openStaging(run, pending);
+      // Awaited by open() or abandon(); not an unhandled rejection meanwhile.
+      opening.catch(() => undefined);
+    }
+    return opening;
+  };
+  return {
+    start: () => void open(),
+    open,
+    async abandon() {
+      if (opening === undefined) return pending.release();
+      // A failed opening let the repo go itself.
+      const update = await opening.catch(() => undefined);
+      if (update) await run.repo.storage.abortUpdate(update, { unchanged: true });
+    },
+  };
 }
 
 /** Make the staging tree: a clone of the current snapshot, or an interrupted update's to resume. */
@@ -219,7 +259,7 @@ async function openStaging(run: SyncRun, pending: PendingUpdate): Promise<Update
  * tree now differs from its base, not only whether this fill changed it,
  * since a resumed tree may hold the work of an earlier, interrupted one.
  */
-async function fillStaging(run: SyncRun, update: Update): Promise<{ result: SourceResult; changed: boolean }> {
+async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | undefined): Promise<{ result: SourceResult; changed: boolean }> {
   const { repo, source } = run;
   let announced = false;
   let result: SourceResult;
@@ -229,6 +269,8 @@ async function fillStaging(run: SyncRun, update: Update): Promise<{ result: Sour
       repo: repo.name,
       target: update.target,
       excludeTop: update.excludeTop,
+      sharesInodes: update.sharesInodes,
+      ...(plan ? { plan } : {}),
       lockFds: update.lockFds,
       cacheDir: update.cacheDir,
       scratchDir: update.scratchDir,
@@ -253,6 +295,7 @@ async function fillStaging(run: SyncRun, update: Update): Promise<{ result: Sour
   }
   run.report.changes = result.changes;
   run.report.tree = result.tree;
+  run.report.warnings.push(...(result.warnings ?? []));
   return { result, changed };
 }
 

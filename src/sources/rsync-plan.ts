@@ -1,0 +1,212 @@
+/**
+ * What rsync says it would change, read from `--itemize-changes` output, and
+ * the list of paths that makes a second rsync apply just that.
+ *
+ * Every rsync reposnap runs prints `%i %n` per item (ITEM_FORMAT): an
+ * 11-character code (YXcstpoguax: Y the update type, X the file type, then
+ * one letter per attribute that differs) and the name, relative to the
+ * transfer's top, a directory's with a trailing slash. rsync run with
+ * LC_ALL=C escapes every byte that is not printable ASCII as `\#ooo`
+ * (octal), and a backslash that would read as such an escape as `\#134`,
+ * so a name always decodes back to its exact bytes, whatever it holds
+ * (newlines included).
+ */
+import type { ChangeStats, SourcePlan, TreeStats } from './source.js';
+
+/** rsync's out-format for every run: the item code and the name, nothing else (no " -> target"). */
+export const ITEM_FORMAT = '--out-format=%i %n';
+
+export type ItemKind =
+  /** Created: a new file, link or directory. */
+  | 'added'
+  /** Content (or link target) replaced: a new inode. */
+  | 'updated'
+  /** Only attributes differ (mode, owner, group, times): rsync sets them on the existing inode. */
+  | 'attributes'
+  /** Removed from the target. */
+  | 'deleted'
+  /** Only a directory's time differs: not a change of content. */
+  | 'dir-time';
+
+export interface Item {
+  kind: ItemKind;
+  /** rsync's type letter: f file, d directory, L symlink, D device, S special; '' for deletions. */
+  type: string;
+  /** The path, relative to the top, without a trailing slash ("." for the top itself). */
+  path: Buffer;
+}
+
+/** What one output line says: an item, a special file rsync skipped (--no-D), or nothing. */
+export function parseLine(line: string): Item | { kind: 'special'; path: string } | undefined {
+  if (line.startsWith('*deleting ')) return { kind: 'deleted', type: '', path: decodeName(line.slice(12)) };
+  const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (.*)$/s.exec(line);
+  if (m) {
+    const yx = m[1] as string;
+    const attrs = m[2] as string;
+    const item = { type: yx[1] as string, path: decodeName(m[3] as string) };
+    if (attrs.startsWith('+++')) return { kind: 'added', ...item };
+    if (yx[0] !== '.') return { kind: 'updated', ...item };
+    if (/^[.t ]+$/.test(attrs) && item.type === 'd') return { kind: 'dir-time', ...item };
+    return { kind: 'attributes', ...item };
+  }
+  // --no-D makes rsync skip devices, FIFOs and sockets; they are refused
+  // rather than leave a tree that silently lacks entries upstream has.
+  const special = /^skipping non-regular file "(.*)"$/s.exec(line);
+  if (special) return { kind: 'special', path: special[1] as string };
+  return undefined;
+}
+
+/** A name as rsync printed it, back to its bytes (see the top of this file). */
+export function decodeName(printed: string): Buffer {
+  let name = printed.endsWith('/') && printed.length > 1 ? printed.slice(0, -1) : printed;
+  if (name === './' || name === '') name = '.';
+  const parts: Buffer[] = [];
+  let last = 0;
+  for (const m of name.matchAll(/\\#([0-7]{3})/g)) {
+    parts.push(Buffer.from(name.slice(last, m.index), 'latin1'), Buffer.from([parseInt(m[1] as string, 8)]));
+    last = (m.index ?? 0) + m[0].length;
+  }
+  parts.push(Buffer.from(name.slice(last), 'latin1'));
+  return Buffer.concat(parts);
+}
+
+/** The totals rsync's --stats prints, read line by line. */
+export class RsyncStats {
+  /** Entries that are not directories. */
+  files = 0;
+  bytes = 0;
+  /** Bytes of file content rsync wrote. */
+  transferred = 0;
+  /** Bytes read from the other side (network, or a local sender's pipe). */
+  received = 0;
+
+  /** Take what `line` says; false when it is not a stats line. */
+  read(line: string): boolean {
+    const num = (re: RegExp): number | undefined => {
+      const mm = re.exec(line);
+      return mm ? Number((mm[1] as string).replace(/,/g, '')) : undefined;
+    };
+    const nFiles = num(/^Number of files: ([\d,]+)/);
+    if (nFiles !== undefined) {
+      const dirs = /dir: ([\d,]+)/.exec(line);
+      this.files = nFiles - (dirs ? Number((dirs[1] as string).replace(/,/g, '')) : 0);
+      return true;
+    }
+    const size = num(/^Total file size: ([\d,]+)/);
+    if (size !== undefined) return (this.bytes = size), true;
+    const sent = num(/^Total transferred file size: ([\d,]+)/);
+    if (sent !== undefined) return (this.transferred = sent), true;
+    const received = num(/^Total bytes received: ([\d,]+)/);
+    if (received !== undefined) return (this.received = received), true;
+    return false;
+  }
+}
+
+/**
+ * A plan: the items a dry run found between upstream and a tree (`base`),
+ * with the excludes it ran with. Applying it to an exact clone of `base`
+ * makes that clone equal to upstream as the dry run saw it.
+ */
+export class RsyncPlan implements SourcePlan {
+  readonly source = 'rsync';
+  readonly items: Item[] = [];
+  /** A device, FIFO or socket upstream has (rsync skips them; the fill refuses them). */
+  special: string | undefined;
+  readonly stats = new RsyncStats();
+  constructor(
+    /** The tree the dry run compared upstream with. */
+    readonly base: string,
+    readonly excludeTop: readonly string[],
+  ) {}
+
+  add(item: Item): void {
+    this.items.push(item);
+  }
+
+  /** Whether anything but directory times differs. */
+  get changed(): boolean {
+    return this.items.some((i) => i.kind !== 'dir-time');
+  }
+
+  changes(): ChangeStats {
+    return countChanges(this.items);
+  }
+
+  tree(): TreeStats {
+    return { files: this.stats.files, bytes: this.stats.bytes };
+  }
+
+  /** Every path the apply may touch that exists in the base (what is not new or deleted). */
+  existingPaths(): Buffer[] {
+    return this.items.filter((i) => i.kind !== 'added' && i.kind !== 'deleted').map((i) => i.path);
+  }
+
+  /**
+   * The --files-from list (NUL-separated, --from0) for the apply: every
+   * item but the top. Not the top: rsync takes "." in such a list as "this
+   * folder and everything directly in it" (its --dirs rule), so the top's
+   * own attributes are set apart (topChanged). A deletion is left out where
+   * a folder above it is deleted or replaced by a file or symlink: rsync
+   * removes that folder with what it holds (--force).
+   */
+  filesFrom(): Buffer {
+    const byPath = new Map<string, Item>(this.items.map((i) => [i.path.toString('latin1'), i]));
+    const parts: Buffer[] = [];
+    for (const i of this.items) {
+      if (isTop(i.path)) continue;
+      if (i.kind === 'deleted' && goesWithAncestor(i.path.toString('latin1'), byPath)) continue;
+      parts.push(i.path, Buffer.from([0]));
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Whether the top folder's own attributes (mode, owner, time) differ. */
+  get topChanged(): boolean {
+    return this.items.some((i) => isTop(i.path));
+  }
+
+  /**
+   * How many non-directory entries an apply treated otherwise than the plan
+   * said: upstream changed in between. Files count as changed either way
+   * (the apply writes an attribute change as a transfer).
+   */
+  drift(applied: readonly Item[]): number {
+    const key = (i: Item): string | undefined => {
+      if (i.type === 'd' || i.kind === 'dir-time') return undefined;
+      const kind = i.kind === 'attributes' && i.type === 'f' ? 'updated' : i.kind;
+      return `${kind} ${i.type} ${i.path.toString('latin1')}`;
+    };
+    const want = new Set(this.items.map(key).filter((k) => k !== undefined));
+    let drift = 0;
+    for (const i of applied) {
+      const k = key(i);
+      if (k === undefined) continue;
+      if (want.has(k)) want.delete(k);
+      else drift++;
+    }
+    return drift + want.size;
+  }
+}
+
+function isTop(p: Buffer): boolean {
+  return p.length === 1 && p[0] === 0x2e;
+}
+
+/** Whether a folder above `p` is deleted or becomes something other than a folder. */
+function goesWithAncestor(p: string, byPath: Map<string, Item>): boolean {
+  for (let i = p.lastIndexOf('/'); i > 0; i = p.lastIndexOf('/', i - 1)) {
+    const above = byPath.get(p.slice(0, i));
+    if (above && (above.kind === 'deleted' || above.type !== 'd')) return true;
+  }
+  return false;
+}
+
+/** Added, updated (content or attributes) and deleted entries among `items`. */
+export function countChanges(items: readonly Item[]): ChangeStats {
+  const c: ChangeStats = { added: 0, updated: 0, deleted: 0, bytesTransferred: 0 };
+  for (const i of items) {
+    if (i.kind === 'added' || i.kind === 'deleted') c[i.kind]++;
+    else if (i.kind === 'updated' || i.kind === 'attributes') c.updated++;
+  }
+  return c;
+}

@@ -1,0 +1,113 @@
+/**
+ * Reading rsync's itemized output back into a plan, and the --files-from
+ * list made from it: every kind of line rsync prints, names that only
+ * escapes can carry, and what the list leaves out. The real rsync's side of
+ * it (that what it prints reads back to the same bytes, and that applying
+ * the list makes the tree upstream's) is in rsync.test.ts.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { decodeName, ITEM_FORMAT, parseLine, RsyncPlan, type Item } from '../src/sources/rsync-plan.js';
+import { tmpdir } from './helpers.js';
+
+const item = (kind: Item['kind'], type: string, p: string): Item => ({ kind, type, path: Buffer.from(p, 'latin1') });
+
+describe('parseLine', () => {
+  it('tells every kind of item apart', () => {
+    expect(parseLine('>f+++++++++ cat/pkg/new.ebuild')).toEqual(item('added', 'f', 'cat/pkg/new.ebuild'));
+    expect(parseLine('cd+++++++++ cat/new/')).toEqual(item('added', 'd', 'cat/new'));
+    expect(parseLine('cL+++++++++ link')).toEqual(item('added', 'L', 'link'));
+    expect(parseLine('>f.st...... cat/pkg/Manifest')).toEqual(item('updated', 'f', 'cat/pkg/Manifest'));
+    expect(parseLine('>f..t...... same-size')).toEqual(item('updated', 'f', 'same-size'));
+    expect(parseLine('cLc.t...... link')).toEqual(item('updated', 'L', 'link'));
+    expect(parseLine('.f...p..... mode-only')).toEqual(item('attributes', 'f', 'mode-only'));
+    expect(parseLine('.f....o.... owner-only')).toEqual(item('attributes', 'f', 'owner-only'));
+    expect(parseLine('.L..t...... link')).toEqual(item('attributes', 'L', 'link'));
+    expect(parseLine('.d...p..... dir/')).toEqual(item('attributes', 'd', 'dir'));
+    expect(parseLine('.d..t...... dir/')).toEqual(item('dir-time', 'd', 'dir'));
+    expect(parseLine('.d..t...... ./')).toEqual(item('dir-time', 'd', '.'));
+    expect(parseLine('*deleting   cat/old/')).toEqual(item('deleted', '', 'cat/old'));
+    expect(parseLine('*deleting   cat/pkg/old.ebuild')).toEqual(item('deleted', '', 'cat/pkg/old.ebuild'));
+    expect(parseLine('skipping non-regular file "fifo"')).toEqual({ kind: 'special', path: 'fifo' });
+  });
+
+  it('ignores what is not an item', () => {
+    for (const line of ['', 'Number of files: 12 (reg: 9, dir: 3)', 'sending incremental file list', 'Total file size: 1,234 bytes', 'rsync: some complaint']) {
+      expect(parseLine(line)).toBeUndefined();
+    }
+  });
+
+  it('decodes escapes back to the name bytes', () => {
+    expect(decodeName('a/we ird\\#012name')).toEqual(Buffer.from('a/we ird\nname'));
+    expect(decodeName('back\\#134#134slash')).toEqual(Buffer.from('back\\#134slash'));
+    expect(decodeName('caf\\#351')).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+    expect(decodeName('dir/')).toEqual(Buffer.from('dir'));
+    expect(decodeName('./')).toEqual(Buffer.from('.'));
+  });
+
+  it("reads the real rsync's output back to the exact names", async () => {
+    const dir = tmpdir();
+    const src = path.join(dir, 'src');
+    await fs.mkdir(src);
+    const names = [Buffer.from('plain'), Buffer.from('new\nline'), Buffer.from('back\\#134slash'), Buffer.from([0x63, 0x61, 0x66, 0xe9]), Buffer.from('tab\there'), Buffer.from('ünïcode')];
+    for (const n of names) await fs.writeFile(Buffer.concat([Buffer.from(`${src}/`), n]), 'x');
+    const out = execFileSync('rsync', ['-a', '--no-8-bit-output', ITEM_FORMAT, '--dry-run', `${src}/`, path.join(dir, 'dst')], { env: { ...process.env, LC_ALL: 'C' }, encoding: 'utf8' });
+    const seen = out
+      .split('\n')
+      .map(parseLine)
+      .filter((i): i is Item => i !== undefined && i.kind === 'added' && i.type === 'f')
+      .map((i) => i.path.toString('hex'))
+      .sort();
+    expect(seen).toEqual(names.map((n) => n.toString('hex')).sort());
+  });
+});
+
+describe('RsyncPlan', () => {
+  it('lists every item but the top, and of nested deletions only the highest', () => {
+    const plan = new RsyncPlan('/base', []);
+    for (const i of [
+      item('deleted', '', 'gone/x/y'),
+      item('deleted', '', 'gone/x'),
+      item('deleted', '', 'gone'),
+      item('deleted', '', 'dir2file/in'),
+      item('added', 'f', 'dir2file'),
+      item('deleted', '', 'dir2link/in'),
+      item('updated', 'L', 'dir2link'),
+      item('dir-time', 'd', '.'),
+      item('attributes', 'f', 'a/mode'),
+      item('updated', 'f', 'a/b/new\ncontent'),
+      item('deleted', '', 'a/old'),
+      // A folder that stays a folder: what it loses is listed (rsync does not look inside it).
+      item('deleted', '', 'cat/pkg/Manifest'),
+      item('dir-time', 'd', 'cat/pkg'),
+    ]) {
+      plan.add(i);
+    }
+    expect(plan.filesFrom().toString('latin1').split('\0')).toEqual(['gone', 'dir2file', 'dir2link', 'a/mode', 'a/b/new\ncontent', 'a/old', 'cat/pkg/Manifest', 'cat/pkg', '']);
+    expect(plan.topChanged).toBe(true);
+    expect(plan.changed).toBe(true);
+    expect(plan.changes()).toEqual({ added: 1, updated: 3, deleted: 7, bytesTransferred: 0 });
+    expect(plan.existingPaths().map((p) => p.toString())).toEqual(['dir2link', '.', 'a/mode', 'a/b/new\ncontent', 'cat/pkg']);
+  });
+
+  it('counts directory times alone as no change', () => {
+    const plan = new RsyncPlan('/base', []);
+    plan.add(item('dir-time', 'd', '.'));
+    plan.add(item('dir-time', 'd', 'cat'));
+    expect(plan.changed).toBe(false);
+  });
+
+  it('tells when the apply did otherwise than the plan said', () => {
+    const plan = new RsyncPlan('/base', []);
+    plan.add(item('updated', 'f', 'a'));
+    plan.add(item('attributes', 'f', 'b'));
+    plan.add(item('added', 'L', 'c'));
+    plan.add(item('dir-time', 'd', 'dir'));
+    // --ignore-times turns an attribute change of a file into a transfer; directories do not count.
+    expect(plan.drift([item('updated', 'f', 'a'), item('updated', 'f', 'b'), item('added', 'L', 'c'), item('attributes', 'd', 'dir')])).toBe(0);
+    // Upstream changed in between: one more file, one planned change gone.
+    expect(plan.drift([item('updated', 'f', 'a'), item('updated', 'f', 'b'), item('added', 'f', 'late')])).toBe(2);
+  });
+});
