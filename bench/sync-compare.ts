@@ -18,11 +18,11 @@
  * REPEAT rounds, and the tables give each scenario's median round with the
  * spread beside it, so that no scenario gets all the quiet moments.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { removeTree } from '../dist/util/fs.js';
@@ -51,6 +51,17 @@ const PORTAGE_RSYNC_OPTS = [
   '--exclude=/distfiles', '--exclude=/local', '--exclude=/packages', '--exclude=/.git',
 ];
 
+/** What upstream served during one measured command (see RsyncDaemon). */
+interface Traffic {
+  /** Bytes the daemon sent, which is what the client received, over all connections. */
+  receivedBytes: number;
+  connections: number;
+  /** Connections whose file list held the whole tree. */
+  fullPasses: number;
+  /** Connections that ended in an error: the client stopped them early. */
+  stopped: number;
+}
+
 interface Measure {
   scale: number;
   fs: string;
@@ -58,6 +69,8 @@ interface Measure {
   visibleMs: number;
   exitMs: number;
   rssMb: number;
+  /** Absent for the sources that are not served by the rsync daemon. */
+  upstream?: Traffic;
 }
 
 /** Every measurement, one per scenario and round. */
@@ -95,16 +108,200 @@ function summarize(): Summary[] {
       rounds: ms.length,
       minVisibleMs: Math.min(...vis),
       maxVisibleMs: Math.max(...vis),
+      ...(first.upstream
+        ? {
+            upstream: {
+              receivedBytes: median(ms.map((m) => m.upstream?.receivedBytes ?? 0)),
+              connections: median(ms.map((m) => m.upstream?.connections ?? 0)),
+              fullPasses: median(ms.map((m) => m.upstream?.fullPasses ?? 0)),
+              stopped: median(ms.map((m) => m.upstream?.stopped ?? 0)),
+            },
+          }
+        : {}),
     };
   });
+}
+
+/**
+ * Upstream as real mirrors serve it: an rsync daemon on 127.0.0.1 with one
+ * read-only module whose path is a symlink to the tree being served (v1 or
+ * v2). Without chroot the daemon resolves that path at each connection, so
+ * pointing the symlink elsewhere switches what the next connection gets
+ * (checked when it starts).
+ *
+ * Its log has, for each connection, "sent N bytes  received M bytes  total
+ * size T": N is what the client received; T is the size of the files in
+ * that connection's file list, the whole tree's for a full pass and less
+ * for a list the client cut short or asked for by name (--files-from).
+ */
+class RsyncDaemon {
+  private served: { dir: string; bytes?: number } = { dir: '' };
+  private readonly sizes = new Map<string, number>();
+
+  private constructor(
+    readonly port: number,
+    private readonly child: ChildProcess,
+    private readonly link: string,
+    private readonly log: string,
+  ) {}
+
+  /** The sync URI every rsync scenario uses. */
+  get uri(): string {
+    return `rsync://127.0.0.1:${this.port}/gentoo/`;
+  }
+
+  static async start(dir: string): Promise<RsyncDaemon> {
+    const link = path.join(dir, 'upstream');
+    const log = path.join(dir, 'rsyncd.log');
+    const conf = path.join(dir, 'rsyncd.conf');
+    await fs.writeFile(
+      conf,
+      [
+        'use chroot = no',
+        'reverse lookup = no',
+        `log file = ${log}`,
+        // As root the daemon would otherwise serve as nobody, who cannot
+        // enter this run's private temporary directory.
+        ...(isRoot ? ['uid = 0', 'gid = 0'] : []),
+        '[gentoo]',
+        `path = ${link}`,
+        'read only = yes',
+        '',
+      ].join('\n'),
+    );
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      const child = spawn('rsync', ['--daemon', '--no-detach', `--config=${conf}`, '--address=127.0.0.1', `--port=${port}`], { stdio: 'ignore' });
+      let exited = false;
+      child.on('exit', () => (exited = true));
+      const listening = `listening on port ${port}\n`;
+      for (let waited = 0; !exited && waited < 10_000; waited += 20) {
+        if ((await fs.readFile(log, 'utf8').catch(() => '')).includes(listening)) {
+          const daemon = new RsyncDaemon(port, child, link, log);
+          await daemon.checkSwitching(dir);
+          return daemon;
+        }
+        await sleep(20);
+      }
+      child.kill();
+      // Another process may have taken the port between the probe and the daemon.
+      if (attempt === 5) throw new Error(`the rsync daemon did not start: ${(await fs.readFile(log, 'utf8').catch(() => '')).slice(-500)}`);
+    }
+  }
+
+  /** Repointing the module's symlink must change what the next connection lists. */
+  private async checkSwitching(dir: string): Promise<void> {
+    for (const name of ['a', 'b', 'a']) {
+      const tree = path.join(dir, `switch-check-${name}`);
+      await fs.mkdir(tree, { recursive: true });
+      await fs.writeFile(path.join(tree, `only-in-${name}`), name);
+      await this.point(tree);
+      const listed = execFileSync('rsync', ['--list-only', this.uri], { encoding: 'utf8' });
+      if (!listed.includes(`only-in-${name}`)) throw new Error(`the rsync daemon's module did not follow its symlink to ${tree}: it listed ${listed}`);
+    }
+  }
+
+  /** Note the size of a tree that will be served, for telling full passes (rsync's "total size"). */
+  async register(tree: string): Promise<void> {
+    const sizes = execFileSync('find', [tree, '(', '-type', 'f', '-o', '-type', 'l', ')', '-printf', '%s\n'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+    this.sizes.set(tree, sizes.split('\n').reduce((sum, n) => sum + Number(n || 0), 0));
+  }
+
+  /** Serve `tree` from the next connection on. */
+  async point(tree: string): Promise<void> {
+    const next = `${this.link}.new`;
+    await fs.rm(next, { force: true });
+    await fs.symlink(tree, next);
+    await fs.rename(next, this.link);
+    this.served = { dir: tree, ...(this.sizes.has(tree) ? { bytes: this.sizes.get(tree) } : {}) };
+  }
+
+  /** Where the log ends now: what comes after belongs to the next measured command. */
+  async mark(): Promise<number> {
+    return (await fs.stat(this.log)).size;
+  }
+
+  /**
+   * The connections logged since `from`, once each has ended: every one the
+   * client made ends with a "sent" line (and, if it ended in an error, an
+   * "rsync error" line after it), which the daemon may write a moment after
+   * the client exited.
+   */
+  async traffic(from: number): Promise<Traffic> {
+    let settled = false;
+    for (let waited = 0; ; waited += 20) {
+      const conns = await this.connections(from);
+      const open = conns.filter((c) => c.sent === undefined && !c.error);
+      if (open.length === 0 && settled) {
+        const full = this.served.bytes;
+        if (full === undefined) throw new Error(`no size noted for ${this.served.dir}`);
+        return {
+          receivedBytes: conns.reduce((sum, c) => sum + (c.sent ?? 0), 0),
+          connections: conns.length,
+          fullPasses: conns.filter((c) => c.total === full).length,
+          stopped: conns.filter((c) => c.error).length,
+        };
+      }
+      if (waited >= 10_000) throw new Error(`the rsync daemon did not log the end of ${open.length} connection(s) within 10 s`);
+      // Once all have a "sent" line, look once more for error lines after it.
+      settled = open.length === 0;
+      await sleep(settled ? 50 : 20);
+    }
+  }
+
+  private async connections(from: number): Promise<Array<{ sent?: number; total?: number; error: boolean }>> {
+    const fh = await fs.open(this.log, 'r');
+    let text: string;
+    try {
+      const size = (await fh.stat()).size;
+      const buf = Buffer.alloc(size - from);
+      await fh.read(buf, 0, buf.length, from);
+      text = buf.toString('utf8');
+    } finally {
+      await fh.close();
+    }
+    const byPid = new Map<string, { sent?: number; total?: number; error: boolean }>();
+    // Whole lines only: the daemon may be writing the last one.
+    for (const line of text.slice(0, text.lastIndexOf('\n') + 1).split('\n')) {
+      const m = /^\S+ \S+ \[(\d+)\] (.*)$/.exec(line);
+      if (!m) continue;
+      const [, pid, msg] = m as unknown as [string, string, string];
+      if (msg.startsWith('connect from ')) byPid.set(pid, { error: false });
+      const c = byPid.get(pid);
+      if (!c) continue;
+      const stats = /^sent (\d+) bytes\s+received \d+ bytes\s+total size (\d+)/.exec(msg);
+      if (stats) {
+        c.sent = Number(stats[1]);
+        c.total = Number(stats[2]);
+      } else if (msg.startsWith('rsync error: ')) c.error = true;
+    }
+    return [...byPid.values()];
+  }
+
+  stop(): void {
+    this.child.kill();
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**
  * Run a command; watch `watch` (a symlink) for a change to time when the new
  * tree became visible (or use the exit time when there is nothing to watch).
  */
-async function measure(cmd: string[], watch?: string): Promise<{ visibleMs: number; exitMs: number; rssMb: number }> {
+async function measure(cmd: string[], watch?: string, daemon?: RsyncDaemon): Promise<{ visibleMs: number; exitMs: number; rssMb: number; upstream?: Traffic }> {
   const before = watch ? safeReadlink(watch) : undefined;
+  const logFrom = await daemon?.mark();
   const rssFile = path.join(os.tmpdir(), `reposnap-bench-rss-${process.pid}`);
   const t0 = performance.now();
   const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, ...cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -122,7 +319,7 @@ async function measure(cmd: string[], watch?: string): Promise<{ visibleMs: numb
         visible = performance.now() - t0;
         break;
       }
-      await new Promise((r) => setTimeout(r, 1));
+      await sleep(1);
     }
   }
   const code = await exited;
@@ -130,7 +327,8 @@ async function measure(cmd: string[], watch?: string): Promise<{ visibleMs: numb
   if (code !== 0) throw new Error(`${cmd.join(' ')} failed (${code}): ${stderr.slice(-500)}`);
   const rssKb = Number((await fs.readFile(rssFile, 'utf8')).trim().split('\n').pop());
   await fs.rm(rssFile, { force: true });
-  return { visibleMs: visible ?? exitMs, exitMs, rssMb: rssKb / 1024 };
+  const upstream = daemon && logFrom !== undefined ? await daemon.traffic(logFrom) : undefined;
+  return { visibleMs: visible ?? exitMs, exitMs, rssMb: rssKb / 1024, ...(upstream ? { upstream } : {}) };
 }
 
 function safeReadlink(p: string): string | undefined {
@@ -154,28 +352,32 @@ async function reposnapConf(dir: string, type: string, uri: string, backend: str
   return conf;
 }
 
-/** The upstream pointer every scenario syncs from: a symlink to v1 or v2. */
-async function point(up: string, target: string): Promise<void> {
-  await fs.rm(up, { force: true });
-  await fs.symlink(target, up);
+/** One scale on one filesystem: its trees, and the daemon serving them. */
+interface Setup {
+  scale: number;
+  fsName: string;
+  work: string;
+  daemon: RsyncDaemon;
+  v1: string;
+  v2: string;
 }
 
-async function scenarioReposnap(scale: number, fsName: string, work: string, up: string, v1: string, v2: string, backend: string, prepare: boolean): Promise<void> {
+async function scenarioReposnap({ scale, fsName, work, daemon, v1, v2 }: Setup, backend: string, prepare: boolean): Promise<void> {
   const dir = await fs.mkdtemp(path.join(work, `reposnap-${backend}-`));
-  const conf = await reposnapConf(dir, 'rsync', up, backend, prepare);
-  await point(up, v1);
+  const conf = await reposnapConf(dir, 'rsync', daemon.uri, backend, prepare);
+  await daemon.point(v1);
   sh(process.execPath, [CLI, '-q', '-c', conf, 'sync']);
-  await point(up, v2);
+  await daemon.point(v2);
   sh('sync', []);
-  const m = await measure([process.execPath, CLI, '-q', '-c', conf, 'sync'], path.join(dir, 'store', 'latest'));
+  const m = await measure([process.execPath, CLI, '-q', '-c', conf, 'sync'], path.join(dir, 'store', 'latest'), daemon);
   const name = `reposnap ${backend}${prepare ? ' + prepared staging' : ' (cold)'}`;
   raw.push({ scale, fs: fsName, scenario: name, ...m });
-  const noop = await measure([process.execPath, CLI, '-q', '-c', conf, 'sync']);
+  const noop = await measure([process.execPath, CLI, '-q', '-c', conf, 'sync'], undefined, daemon);
   raw.push({ scale, fs: fsName, scenario: `no-op: ${name} (rsync source)`, ...noop });
   await removeTree(dir); // btrfs snapshots are read-only subvolumes: rm -rf cannot
 }
 
-async function scenarioPortage(scale: number, fsName: string, work: string, up: string, v1: string, v2: string): Promise<void> {
+async function scenarioPortage({ scale, fsName, work, daemon, v1, v2 }: Setup): Promise<void> {
   const dir = await fs.mkdtemp(path.join(work, 'portage-'));
   const store = path.join(dir, 'store');
   await fs.mkdir(path.join(store, 'snapshots'), { recursive: true });
@@ -189,30 +391,33 @@ if [ -n "$latest" ] && [ -d "$latest" ]; then
   mkdir update
   rsync -a --link-dest "$latest" "$latest/" update/
 fi
-rsync ${PORTAGE_RSYNC_OPTS.join(' ')} ${up}/ update/ > /dev/null
+rsync ${PORTAGE_RSYNC_OPTS.join(' ')} ${daemon.uri} update/ > /dev/null
 n=$(( $(ls snapshots | sort -n | tail -n 1 || echo 0) + 1 ))
 mv update snapshots/$n
 ln -sfn snapshots/$n latest.new
 mv -T latest.new latest
 `;
-  await point(up, v1);
+  await daemon.point(v1);
   sh('bash', ['-c', script]);
-  await point(up, v2);
+  await daemon.point(v2);
   sh('sync', []);
-  const m = await measure(['bash', '-c', script], path.join(store, 'latest'));
+  const m = await measure(['bash', '-c', script], path.join(store, 'latest'), daemon);
   raw.push({ scale, fs: fsName, scenario: "Portage's sync-rcu pipeline", ...m });
   sh('rm', ['-rf', dir]);
 }
 
-async function scenarioInPlace(scale: number, fsName: string, work: string, up: string, v1: string, v2: string): Promise<void> {
+async function scenarioInPlace({ scale, fsName, work, daemon, v1, v2 }: Setup): Promise<void> {
   const dest = await fs.mkdtemp(path.join(work, 'inplace-'));
-  await point(up, v1);
-  sh('rsync', ['-a', '--delete', `${up}/`, `${dest}/`]);
-  await point(up, v2);
+  await daemon.point(v1);
+  sh('rsync', ['-a', '--delete', daemon.uri, `${dest}/`]);
+  await daemon.point(v2);
   sh('sync', []);
-  const m = await measure(['rsync', '-a', '--delete', `${up}/`, `${dest}/`]);
+  const m = await measure(['rsync', '-a', '--delete', daemon.uri, `${dest}/`], undefined, daemon);
+  // One connection, one full list: anything else means the daemon served
+  // another tree than the one pointed at.
+  if (m.upstream?.connections !== 1 || m.upstream.fullPasses !== 1) throw new Error(`in-place rsync: expected one full pass from upstream, the daemon logged ${JSON.stringify(m.upstream)}`);
   raw.push({ scale, fs: fsName, scenario: 'in-place rsync (tears readers)', ...m });
-  const noop = await measure(['rsync', '-a', '--delete', `${up}/`, `${dest}/`]);
+  const noop = await measure(['rsync', '-a', '--delete', daemon.uri, `${dest}/`], undefined, daemon);
   raw.push({ scale, fs: fsName, scenario: "no-op: rsync's own (in place)", ...noop });
   sh('rm', ['-rf', dest]);
 }
@@ -341,26 +546,27 @@ function mountExt4(base: string, gb: number): { dir: string; unmount(): void } |
   };
 }
 
-async function runScale(scale: number, work: string, fsName: string, backends: string[], withNoopSources: boolean): Promise<number> {
+async function runScale(scale: number, work: string, fsName: string, daemon: RsyncDaemon, backends: string[], withNoopSources: boolean): Promise<number> {
   const v1 = path.join(work, `v1-${scale}`);
   const v2 = path.join(work, `v2-${scale}`);
-  const up = path.join(work, `upstream-${scale}`);
   const info = await generateTree(v1, scale);
   sh('cp', ['-a', v1, v2]);
   await applyUpdate(v2);
+  for (const tree of [v1, v2]) await daemon.register(tree);
   console.error(`bench: scale ${scale} on ${fsName}: ${info.files} files, ${info.dirs} directories, ${(info.bytes / 2 ** 20).toFixed(0)} MiB`);
+  const setup: Setup = { scale, fsName, work, daemon, v1, v2 };
   const noop = withNoopSources ? await noopSources(scale, fsName, work, v2) : undefined;
   for (let round = 0; round < REPEAT; round++) {
-    await scenarioInPlace(scale, fsName, work, up, v1, v2);
-    await scenarioPortage(scale, fsName, work, up, v1, v2);
-    for (const b of backends) await scenarioReposnap(scale, fsName, work, up, v1, v2, b, false);
+    await scenarioInPlace(setup);
+    await scenarioPortage(setup);
+    for (const b of backends) await scenarioReposnap(setup, b, false);
     // Prepared staging: the clone (a snapshot for btrfs) is made after the
     // previous sync, off the critical path.
-    for (const b of backends.filter((b) => b === 'hardlink' || b === 'btrfs')) await scenarioReposnap(scale, fsName, work, up, v1, v2, b, true);
+    for (const b of backends.filter((b) => b === 'hardlink' || b === 'btrfs')) await scenarioReposnap(setup, b, true);
     await noop?.round();
   }
   await noop?.close();
-  sh('rm', ['-rf', v1, v2, up]);
+  sh('rm', ['-rf', v1, v2]);
   return info.files;
 }
 
@@ -368,6 +574,7 @@ async function main(): Promise<void> {
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'reposnap-bench-'));
   const files: Record<string, number> = {};
   const unmounts: Array<() => void> = [];
+  const daemon = await RsyncDaemon.start(base);
   try {
     const ext4 = mountExt4(base, Math.max(2, Math.ceil(12 * Math.max(...SCALES)) + 2));
     if (ext4) unmounts.push(() => ext4.unmount());
@@ -375,7 +582,7 @@ async function main(): Promise<void> {
     const work = ext4?.dir ?? base;
     const mainFs = ext4 ? 'ext4' : `${execFileSync('stat', ['-f', '-c', '%T', base], { encoding: 'utf8' }).trim()} (tmp)`;
     for (const s of SCALES) {
-      files[s] = await runScale(s, work, mainFs, ['hardlink'], s === SCALES[0] || s === 1);
+      files[s] = await runScale(s, work, mainFs, daemon, ['hardlink'], s === SCALES[0] || s === 1);
       await print();
     }
     for (const kind of ['btrfs', 'xfs'] as const) {
@@ -383,10 +590,11 @@ async function main(): Promise<void> {
       if (!dir) continue;
       unmounts.push(() => sh('umount', [dir]));
       const name = kind === 'xfs' ? 'xfs (reflink=1)' : 'btrfs';
-      await runScale(FS_SCALE, dir, name, kind === 'btrfs' ? ['btrfs', 'reflink', 'hardlink'] : ['reflink', 'hardlink'], false);
+      await runScale(FS_SCALE, dir, name, daemon, kind === 'btrfs' ? ['btrfs', 'reflink', 'hardlink'] : ['reflink', 'hardlink'], false);
       await print();
     }
   } finally {
+    daemon.stop();
     for (const u of unmounts.reverse()) u();
     sh('rm', ['-rf', base]);
   }
@@ -404,7 +612,9 @@ function gitCommit(): string {
 function row(r: Summary, portage: Measure | undefined, inplace: Measure | undefined): string {
   const ratio = (a: number, b: Measure | undefined) => (b ? `${(a / b.visibleMs).toFixed(2)}` : '');
   const spread = r.rounds > 1 ? `${(r.minVisibleMs / 1000).toFixed(2)}–${(r.maxVisibleMs / 1000).toFixed(2)}` : '';
-  return `| ${r.scale} | ${r.fs} | ${r.scenario} | ${(r.visibleMs / 1000).toFixed(2)} | ${spread} | ${(r.exitMs / 1000).toFixed(2)} | ${r.rssMb.toFixed(0)} | ${r.scenario.startsWith('no-op') ? '' : ratio(r.visibleMs, portage)} | ${r.scenario.startsWith('no-op') ? '' : ratio(r.visibleMs, inplace)} |`;
+  const up = r.upstream;
+  const traffic = up ? `${(up.receivedBytes / 1024).toFixed(0)} | ${up.fullPasses} | ${up.connections}${up.stopped ? ` (${up.stopped} stopped)` : ''}` : ' |  | ';
+  return `| ${r.scale} | ${r.fs} | ${r.scenario} | ${(r.visibleMs / 1000).toFixed(2)} | ${spread} | ${(r.exitMs / 1000).toFixed(2)} | ${r.rssMb.toFixed(0)} | ${traffic} | ${r.scenario.startsWith('no-op') ? '' : ratio(r.visibleMs, portage)} | ${r.scenario.startsWith('no-op') ? '' : ratio(r.visibleMs, inplace)} |`;
 }
 
 async function print(files?: Record<string, number>): Promise<void> {
@@ -421,8 +631,8 @@ async function print(files?: Record<string, number>): Promise<void> {
     'Ratios are of time to visible, against Portage\'s pipeline and in-place rsync measured in the same run on the same filesystem.',
     `Each scale ran every scenario in turn, ${REPEAT} round${REPEAT === 1 ? '' : 's'}; times are the median round, the spread is the fastest and slowest round; peak RSS is the highest.`,
     '',
-    '| scale | filesystem | scenario | visible s | visible spread s | exit s | peak RSS MB | × Portage | × in-place |',
-    '|---:|---|---|---:|---:|---:|---:|---:|---:|',
+    '| scale | filesystem | scenario | visible s | visible spread s | exit s | peak RSS MB | received KiB | full list passes | connections | × Portage | × in-place |',
+    '|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
     const same = (name: string) => results.find((x) => x.scale === r.scale && x.fs === r.fs && x.scenario === name);
