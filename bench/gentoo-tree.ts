@@ -125,13 +125,14 @@ async function listFiles(root: string): Promise<string[]> {
 }
 
 /**
- * A day of upstream work: rewrite 1% of files, remove and add a few, bump
- * timestamp.chk. Untouched files keep their mtimes.
+ * A day of upstream work: rewrite `fraction` of the files (1% by default; a
+ * few hours' work is nearer 0.1%), remove 10 and add 10, bump timestamp.chk.
+ * Untouched files keep their mtimes.
  */
-export async function applyUpdate(root: string, seed = 2): Promise<{ changed: number; removed: number; added: number }> {
+export async function applyUpdate(root: string, seed = 2, fraction = 0.01): Promise<{ changed: number; removed: number; added: number }> {
   const r = rng(seed);
   const files = (await listFiles(root)).filter((f) => !f.endsWith('timestamp.chk'));
-  const changed = Math.max(1, Math.round(files.length * 0.01));
+  const changed = Math.max(1, Math.round(files.length * fraction));
   const picked = new Set<number>();
   while (picked.size < changed + 20) picked.add(Math.floor(r() * files.length));
   const idx = [...picked];

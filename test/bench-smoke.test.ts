@@ -25,8 +25,18 @@ describe('bench/sync-compare --quick', () => {
     const out = path.join(tmpdir(), 'performance.md');
     await runScript(['dist-bench/sync-compare.js', '--quick', '--scales', '0.01', '--out', out], 400_000);
     const md = await fs.readFile(out, 'utf8');
-    for (const row of ["Portage's sync-rcu pipeline", 'in-place rsync (tears readers)', 'reposnap hardlink (cold)', 'reposnap hardlink + prepared staging', 'no-op: reposnap hardlink (git source)', 'no-op: reposnap hardlink (tarball source, 304)']) {
-      expect(md).toContain(`| ${row} |`);
+    // The upstream columns, counted at the rsync daemon.
+    expect(md).toContain('| peak RSS MB | received KiB | full list passes | connections |');
+    // The main rows, for both changes; "(default)" goes to one reposnap row or the other.
+    for (const change of ['1%', '0.1%']) {
+      for (const row of ["Portage's sync-rcu pipeline", 'in-place rsync \\(tears readers\\)', 'reposnap hardlink, no prepared clone', 'reposnap hardlink, prepared clone']) {
+        expect(md).toMatch(new RegExp(`\\| ${change.replace('.', '\\.')} \\| ${row}( \\(default\\))? \\| [\\d.]+ \\|`));
+      }
+    }
+    // An in-place rsync is one connection and one full pass of upstream's file list.
+    expect(md).toMatch(/\| 1% \| in-place rsync \(tears readers\) \|( [^|]* \|){4} \d+ \| 1 \| 1 \|/);
+    for (const row of ["no-op: rsync's own (in place)", 'no-op: reposnap hardlink (git source)', 'no-op: reposnap hardlink (tarball source, 304)']) {
+      expect(md).toContain(`| none | ${row} |`);
     }
     expect(md).toMatch(/## Targets/);
     const verification = await fs.readFile(out.replace(/\.md$/, '-verification.md'), 'utf8');
