@@ -23,9 +23,9 @@
  * the source is told the tree is not its base (PreviousTree.exact false,
  * `toward` the heading), and the update is committed if the tree differs
  * from its base even when the resumed fill has nothing left to do. A clone
- * that never finished, a rejected tree and staging of an older base are
- * never resumed; a rejected tree stays a day for inspection (the newest one
- * per base), then collection takes it.
+ * that never finished, a rejected tree, staging of an older base and staging
+ * another backend made are never resumed; a rejected tree stays a day for
+ * inspection (the newest one per base), then collection takes it.
  */
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
@@ -107,7 +107,7 @@ export class Staging {
     backend: SnapshotBackend,
   ): Promise<Staging> {
     await fs.mkdir(layout.stagingDir, { recursive: true, mode: 0o755 });
-    const reused = await sweepStaging(layout, base);
+    const reused = await sweepStaging(layout, base, backend.name);
     if (reused) return reused;
 
     const tx = `${Date.now().toString(36)}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -272,7 +272,7 @@ export function isStaleStaging(info: StagingInfo | undefined, latest: number | n
  * (returned, locked) and delete the stale ones that nobody holds. The newest
  * rejected tree is left for inspection; older rejected ones go.
  */
-async function sweepStaging(layout: StoreLayout, base: number | null): Promise<Staging | undefined> {
+async function sweepStaging(layout: StoreLayout, base: number | null, backend: string): Promise<Staging | undefined> {
   let chosen: Staging | undefined;
   let keptRejected = false;
   const entries = await listStaging(layout);
@@ -293,7 +293,10 @@ async function sweepStaging(layout: StoreLayout, base: number | null): Promise<S
       await lock.release();
       continue;
     }
-    if (!chosen && info && !info.rejected && usable && !isStaleStaging(info, base)) {
+    // A tree another backend made is not taken over: its inodes are shared
+    // (or not) as that backend shares them, and the fill and the snapshot
+    // would be told otherwise (the backend was changed in the configuration).
+    if (!chosen && info && !info.rejected && usable && info.backend === backend && !isStaleStaging(info, base)) {
       info.pid = process.pid;
       chosen = Staging.adopt(layout, info, lock);
       continue;
