@@ -56,7 +56,7 @@ describe('RCU store with the local source', () => {
   });
 
   it('makes no snapshot when nothing changed', async () => {
-    const { repo, layout } = await setup();
+    const { repo, layout } = await setup('sync-rcu-spare-snapshots = 1\nsync-rcu-ttl-days = 0\nsync-rcu-prepare-staging = no');
     await repo.sync();
     const r = await repo.sync();
     expect(r.outcome).toBe('up-to-date');

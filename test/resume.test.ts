@@ -171,7 +171,7 @@ describe('the ways resuming went wrong', () => {
     upstreams.push(up);
     await up.serveA(); // C1
     // C2 (tree B) fails verification: it has cat-a/pkg/pkg-2.ebuild.
-    const c = await writeConf(dir, conf(dir, up, 'sync-verify-command = test ! -e cat-a/pkg/pkg-2.ebuild\n'));
+    const c = await writeConf(dir, conf(dir, up, 'sync-verify-command = test ! -e cat-a/pkg/pkg-2.ebuild\nsync-rcu-prepare-staging = no\n'));
     expect((await runCli(['-c', c, 'sync'])).code).toBe(0);
     await up.serveB();
     const rejected = await runCli(['-c', c, 'sync']);
@@ -231,7 +231,7 @@ describe('the ways resuming went wrong', () => {
   });
 
   it('a staging tree whose clone never finished is not resumed', async () => {
-    const { dir, up, c } = await syncedToA('git', 'cloning');
+    const { dir, up, c } = await syncedToA('git', 'cloning', 'sync-rcu-prepare-staging = no');
     // A clone cut short: half the tree, and a record that says so.
     const stagingRoot = path.join(dir, 'store', 'reposnap', 'staging');
     await fs.mkdir(path.join(stagingRoot, 'cut-1-aaaaaa', 'metadata'), { recursive: true });

@@ -8,11 +8,11 @@ import { describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import { rcuConf, readTree, runCli, sleep, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
-async function synced(): Promise<{ dir: string; up: string; conf: string }> {
+async function synced(extra = ''): Promise<{ dir: string; up: string; conf: string }> {
   const dir = tmpdir();
   const up = path.join(dir, 'upstream');
   await writeTree(up, { 'a/one': '1\n', 'b/two': '2\n', link: { symlink: 'a/one' } });
-  const conf = await writeConf(dir, rcuConf(dir));
+  const conf = await writeConf(dir, rcuConf(dir, extra));
   expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
   return { dir, up, conf };
 }
@@ -91,7 +91,7 @@ describe('revert', () => {
 
 describe('collection of abandoned staging', () => {
   it('deletes staging abandoned more than a day ago, keeps fresh staging on the current base', async () => {
-    const { dir, conf } = await synced();
+    const { dir, conf } = await synced('sync-rcu-prepare-staging = no');
     const repo = Repos.load({ path: conf }).get('test');
     const stagingRoot = path.join(dir, 'store', 'reposnap', 'staging');
 

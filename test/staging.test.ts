@@ -55,7 +55,8 @@ describe('resumable staging', () => {
       const up = path.join(dir, 'upstream');
       const total = await bigTree(up, 'a');
       // Slow rsync down so that the kill lands mid-transfer on a fast disk.
-      const extra = type === 'rsync' ? 'sync-rsync-extra-opts = --bwlimit=20000' : '';
+      // Without a prepared clone: what is left in staging afterwards is asserted.
+      const extra = `${type === 'rsync' ? 'sync-rsync-extra-opts = --bwlimit=20000\n' : ''}sync-rcu-prepare-staging = no`;
       const conf = await writeConf(dir, rcuConf(dir, extra, type));
       const stagingRoot = path.join(dir, 'store', 'reposnap', 'staging');
 
@@ -92,7 +93,7 @@ describe('resumable staging', () => {
     const stagingRoot = path.join(dir, 'store', 'reposnap', 'staging');
     await fs.mkdir(up);
     await fs.writeFile(path.join(up, 'f'), 'one\n');
-    const conf = await writeConf(dir, rcuConf(dir));
+    const conf = await writeConf(dir, rcuConf(dir, 'sync-rcu-prepare-staging = no'));
     const repo = Repos.load({ path: conf }).get('test');
     await repo.sync();
     // An update on top of snapshot 1 dies, leaving its staging.

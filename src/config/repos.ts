@@ -251,7 +251,9 @@ export function interpretRepos(doc: IniDocument, files: string[], opts: Interpre
     const syncRcu = bool('sync-rcu', false);
     const spareSnapshots = count('sync-rcu-spare-snapshots', 1);
     const ttlDays = count('sync-rcu-ttl-days', 7);
-    const prepareStaging = bool('sync-rcu-prepare-staging', false);
+    // On by default: the next sync's clone is made after this one, off the
+    // critical path (docs/performance.md measures both).
+    const prepareStaging = bool('sync-rcu-prepare-staging', true);
 
     const rawBackend = get('sync-rcu-backend')?.trim() ?? 'auto';
     if (!(BACKEND_NAMES as readonly string[]).includes(rawBackend)) {
