@@ -321,8 +321,12 @@ export function oneLine(stderr: string): boolean {
 export async function leftovers(store: string, location: string): Promise<string[]> {
   const out: string[] = [];
   const own = path.join(store, 'reposnap');
+  const prepared = await preparedClone(store);
   for (const sub of ['staging', 'trash']) {
-    for (const n of await fs.readdir(path.join(own, sub)).catch(() => [] as string[])) out.push(`${sub}/${n}`);
+    for (const n of await fs.readdir(path.join(own, sub)).catch(() => [] as string[])) {
+      if (sub === 'staging' && prepared !== undefined && (n === prepared || n.startsWith(`${prepared}.`))) continue;
+      out.push(`${sub}/${n}`);
+    }
   }
   for (const n of await fs.readdir(store).catch(() => [] as string[])) {
     if (n !== 'snapshots' && n !== 'latest' && n !== 'reposnap') out.push(n);
@@ -336,6 +340,23 @@ export async function leftovers(store: string, location: string): Promise<string
     if (n !== base && n.includes(base) && n.includes('reposnap')) out.push(path.join(parent, n));
   }
   return out;
+}
+
+/**
+ * The one staging tree a sync leaves on purpose (sync-rcu-prepare-staging,
+ * on by default): a clone of the latest snapshot that no fill has touched.
+ * Its tx, or undefined when there is none.
+ */
+async function preparedClone(store: string): Promise<string | undefined> {
+  const latest = await fs.readlink(path.join(store, 'latest')).catch(() => undefined);
+  const id = latest === undefined ? undefined : Number(path.basename(latest));
+  const dir = path.join(store, 'reposnap', 'staging');
+  for (const n of await fs.readdir(dir).catch(() => [] as string[])) {
+    if (!n.endsWith('.json')) continue;
+    const info = JSON.parse(await fs.readFile(path.join(dir, n), 'utf8').catch(() => '{}')) as { state?: string; fill?: string; base?: number; rejected?: unknown };
+    if (info.state === 'prepared' && info.fill === 'none' && info.rejected === undefined && info.base === id) return n.slice(0, -'.json'.length);
+  }
+  return undefined;
 }
 
 /** Mount a tmpfs of `size` (e.g. "8m") with `extra` options; root only. */
