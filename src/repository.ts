@@ -13,14 +13,28 @@ import { openStorage } from './store/open.js';
 import { RcuStorage } from './store/rcu-storage.js';
 import type { StorageStatus } from './store/status.js';
 import type { RepoStorage } from './store/storage.js';
+import { checkRepo, type RepoCheck } from './check.js';
+import type { RollbackRecord } from './store/rollback.js';
+import { latestId, listSnapshotIds } from './store/snapshots.js';
 import { runSync, type SyncOptions, type SyncReport } from './sync/pipeline.js';
+import { diffTrees, type TreeChange } from './tree/diff.js';
 import { verifySnapshot, type SnapshotVerification } from './sync/verify-snapshot.js';
 
 export type { SyncOptions, SyncProgress, SyncReport, SyncTimings, VerifiedSummary } from './sync/pipeline.js';
 export type { SnapshotVerification } from './sync/verify-snapshot.js';
+export type { TreeChange } from './tree/diff.js';
+export type { RollbackRecord } from './store/rollback.js';
+export type { RepoCheck } from './check.js';
 export type { SnapshotStatus, StagingStatus, StorageStatus } from './store/status.js';
 
 /** A repository as `status` shows it: its configuration, and its storage's state. */
+/** What `Repository.diff` found between snapshots `from` and `to`. */
+export interface SnapshotDiff {
+  from: number;
+  to: number;
+  changes: TreeChange[];
+}
+
 export interface RepoStatus extends StorageStatus {
   name: string;
   mode: StorageMode;
@@ -94,6 +108,55 @@ export class Repository {
       return { decisions: await planCollection(storage.layout, { spareSnapshots: c.spareSnapshots, ttlDays: c.ttlDays }), removed: [], removedStaging: [] };
     }
     return storage.garbageCollection();
+  }
+
+  /**
+   * What changed between two kept snapshots (default: the one before the
+   * current and the current), entry by entry.
+   */
+  async diff(from?: number, to?: number): Promise<SnapshotDiff> {
+    const layout = this.rcu('diff').layout;
+    const kept = await listSnapshotIds(layout);
+    const current = await latestId(layout);
+    const known = (id: number): number => {
+      if (!kept.includes(id)) {
+        throw new ReposnapError('EUSAGE', `repo ${this.name} has no snapshot ${id} (kept: ${kept.join(', ') || 'none'})`);
+      }
+      return id;
+    };
+    const b = to !== undefined ? known(to) : current;
+    if (b === undefined) throw new ReposnapError('ESTORE', `repo ${this.name} has no snapshot yet`);
+    const a = from !== undefined ? known(from) : kept.filter((id) => id < b).pop();
+    if (a === undefined) throw new ReposnapError('EUSAGE', `repo ${this.name} keeps no snapshot older than ${b} to compare it with (kept: ${kept.join(', ')})`);
+    try {
+      return { from: a, to: b, changes: await diffTrees(layout.snapshot(a), layout.snapshot(b)) };
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      throw new ReposnapError('ESTORE', `repo ${this.name}: snapshot ${a} or ${b} was collected while being compared; try again`);
+    }
+  }
+
+  /**
+   * Make an older kept snapshot current (default: the newest one older than
+   * the current), atomically; the next sync brings upstream back.
+   */
+  rollback(opts: { to?: number; wait?: boolean } = {}): Promise<RollbackRecord> {
+    return this.rcu('rollback').rollback(opts);
+  }
+
+  /** Keep snapshot `id` from collection until unpinned; false when it already was pinned. */
+  pin(id: number): Promise<boolean> {
+    return this.rcu('pin').pin(id, true);
+  }
+
+  /** Let collection take snapshot `id` again; false when it was not pinned. */
+  unpin(id: number): Promise<boolean> {
+    return this.rcu('unpin').pin(id, false);
+  }
+
+  /** Whether this repository can be synced here: tools, folders, filesystem and backend (see check.ts). */
+  check(): Promise<RepoCheck> {
+    return checkRepo(this.config);
   }
 
   /** Make the location a plain directory again and remove the store. */

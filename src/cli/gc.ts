@@ -37,6 +37,8 @@ export function describeDecision(d: GcDecision, dryRun: boolean): string {
         return `younger than the TTL (committed ${d.committedAt ?? '?'})`;
       case 'leased':
         return d.leasedBy.length > 0 ? `leased by pid ${d.leasedBy.join(', ')}` : 'leased';
+      case 'pinned':
+        return 'pinned';
     }
   });
   return `kept: ${why.join('; ')}`;

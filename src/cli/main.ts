@@ -8,10 +8,14 @@ import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_USAGE, ReposnapError } from '../errors.js';
 import { makeContext, type GlobalOptions } from './context.js';
+import { checkCommand } from './check.js';
+import { diffCommand } from './diff.js';
+import { listCommand } from './list.js';
 import { execCommand } from './exec.js';
 import { gcCommand } from './gc.js';
 import { migrateCommand } from './migrate.js';
 import { revertCommand } from './revert.js';
+import { pinCommand, rollbackCommand } from './rollback.js';
 import { installStopHandlers } from './signals.js';
 import { Output } from './output.js';
 import { pathCommand } from './path.js';
@@ -22,10 +26,25 @@ import { verifyCommand } from './verify.js';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
+function configOption(): Option {
+  return new Option('-c, --config <path>', 'repos.conf file or directory (default: $REPOSNAP_CONFIG, /etc/reposnap/repos.conf, /etc/portage/repos.conf)');
+}
+
+function quietOption(): Option {
+  return new Option('-q, --quiet', 'print nothing but errors and warnings');
+}
+
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const program = new Command();
-  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+  // Global options may come before the command or after it (`reposnap
+  // status gentoo -c FILE`): each command takes them too, and the one
+  // running sees both, its own winning.
+  let running: Command | undefined;
+  program.hook('preAction', (_program, action) => {
+    running = action;
+  });
+  const globals = (): GlobalOptions => (running ?? program).optsWithGlobals<GlobalOptions>();
   const run = (fn: () => Promise<number>) => async () => {
     exitCode = await fn();
   };
@@ -34,8 +53,8 @@ export async function main(argv: string[]): Promise<number> {
     .name('reposnap')
     .description('Keep local copies of repository trees up to date with read-copy-update snapshots.')
     .version(VERSION, '-V, --version', 'print the version')
-    .addOption(new Option('-c, --config <path>', 'repos.conf file or directory (default: $REPOSNAP_CONFIG, /etc/reposnap/repos.conf, /etc/portage/repos.conf)'))
-    .option('-q, --quiet', 'print nothing but errors and warnings')
+    .addOption(configOption())
+    .addOption(quietOption())
     .showSuggestionAfterError()
     .enablePositionalOptions()
     .exitOverride()
@@ -63,6 +82,19 @@ export async function main(argv: string[]): Promise<number> {
     );
 
   program
+    .command('check')
+    .description('check the configuration (exit 2) and what each repo needs here: tools, folders, filesystem, backend (exit 1 on a problem)')
+    .argument('[repo...]', 'repositories to check (default: all)')
+    .option('--json', 'print the findings as JSON')
+    .action((names: string[], o: { json?: boolean }) => run(() => checkCommand(makeContext(globals(), o.json === true), names, { json: o.json === true }))());
+
+  program
+    .command('list')
+    .description('one line per repository: mode, backend, current snapshot, when a sync last ended well')
+    .option('--json', 'print the list as JSON')
+    .action((o: { json?: boolean }) => run(() => listCommand(makeContext(globals(), o.json === true), { json: o.json === true }))());
+
+  program
     .command('status')
     .description('show the snapshots, staging and state of repositories')
     .argument('[repo...]', 'repositories to show (default: all)')
@@ -75,6 +107,14 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<repo>', 'repository')
     .option('--json', 'print the path as JSON')
     .action((name: string, o: { json?: boolean }) => run(() => pathCommand(makeContext(globals(), o.json === true), name, { json: o.json === true }))());
+
+  program
+    .command('diff')
+    .description('show what changed between two kept snapshots: + added, - removed, ~ changed (default: the previous and the current; one id: it and the current)')
+    .argument('<repo>', 'repository')
+    .argument('[ids...]', 'the older and the newer snapshot id')
+    .option('--json', 'print the changes as JSON')
+    .action((name: string, ids: string[], o: { json?: boolean }) => run(() => diffCommand(makeContext(globals(), o.json === true), name, ids, { json: o.json === true }))());
 
   program
     .command('exec')
@@ -106,6 +146,27 @@ export async function main(argv: string[]): Promise<number> {
     );
 
   program
+    .command('rollback')
+    .description('make an older kept snapshot current, atomically (default: the one before the current); the next sync brings upstream back')
+    .argument('<repo>', 'repository')
+    .argument('[id]', 'the snapshot to make current')
+    .option('--no-wait', 'fail with exit status 75 instead of waiting for a running update')
+    .option('--json', 'print the result as JSON')
+    .action((name: string, id: string | undefined, o: { wait: boolean; json?: boolean }) =>
+      run(() => rollbackCommand(makeContext(globals(), o.json === true), name, id, { wait: o.wait, json: o.json === true }))(),
+    );
+
+  for (const pinned of [true, false]) {
+    program
+      .command(pinned ? 'pin' : 'unpin')
+      .description(pinned ? 'keep a snapshot from collection, whatever its age, until unpinned' : 'let collection take a pinned snapshot again')
+      .argument('<repo>', 'repository')
+      .argument('<id>', 'the snapshot')
+      .option('--json', 'print the result as JSON')
+      .action((name: string, id: string, o: { json?: boolean }) => run(() => pinCommand(makeContext(globals(), o.json === true), name, id, pinned, { json: o.json === true }))());
+  }
+
+  program
     .command('migrate')
     .description('move a plain-directory location into the store as a snapshot (what the first sync does)')
     .argument('<repo>', 'repository')
@@ -134,9 +195,19 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<command...>', 'the command and its arguments (put -- before it)')
     .passThroughOptions()
     .action((dir: string, argv: string[]) => run(() => stampRun(makeContext(globals(), false), dir, argv))());
-  for (const sub of stamp.commands) sub.exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+  for (const sub of stamp.commands) sub.addOption(configOption()).addOption(quietOption()).exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
 
-  for (const cmd of program.commands) cmd.version(VERSION, '-V, --version', 'print the version').exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+  for (const cmd of program.commands) {
+    if (cmd !== stamp) cmd.addOption(configOption()).addOption(quietOption());
+    cmd.version(VERSION, '-V, --version', 'print the version').exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+  }
+
+  // Bare `reposnap` is a usage error, as for git and ostree: the help goes
+  // to stderr and the exit status is 2.
+  if (argv.length <= 2) {
+    program.outputHelp({ error: true });
+    return EXIT_USAGE;
+  }
 
   try {
     await program.parseAsync(argv);

@@ -40,6 +40,16 @@ export class Output {
     this.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
   }
 
+  /**
+   * What the user should know now, on stderr (stdout stays the command's
+   * result, --json included): not with --quiet.
+   */
+  notice(message: string): void {
+    if (this.opts.quiet) return;
+    this.clearProgress();
+    this.stderr.write(`reposnap: ${message}\n`);
+  }
+
   warn(message: string): void {
     this.clearProgress();
     this.stderr.write(`reposnap: warning: ${message}\n`);

@@ -39,6 +39,8 @@ export function renderStatus(s: RepoStatus): string {
       const rev = s.snapshots.find((x) => x.id === s.current?.id)?.revision;
       lines.push(`  current    snapshot ${s.current.id}, committed ${s.current.committedAt ?? '?'} (${formatAge(s.current.committedAt)})${rev ? `, revision ${rev}` : ''}`);
     }
+    if (s.lastCheck) lines.push(`  last sync  ${s.lastCheck.at} (${formatAge(s.lastCheck.at)}), ${s.lastCheck.outcome === 'updated' ? 'updated' : 'up to date'}`);
+    if (s.rolledBack) lines.push(`  rolled back from snapshot ${s.rolledBack.from} to ${s.rolledBack.to} at ${s.rolledBack.at}; the next sync brings upstream back`);
     if (s.snapshots.length === 0) lines.push('  snapshots  none');
     else {
       lines.push('  snapshots');
@@ -57,7 +59,9 @@ export function renderStatus(s: RepoStatus): string {
           : st.rejected
             ? `rejected, kept for inspection (${st.rejected.reason})`
             : st.fill === 'none'
-              ? 'abandoned, a clean clone (resumable)'
+              ? st.prepared
+                ? 'prepared for the next sync (a clean clone)'
+                : 'abandoned, a clean clone (resumable)'
               : `abandoned, ${st.fill === 'complete' ? 'filled' : 'partly filled'}${st.heading ? ` toward ${st.heading.slice(0, 12)}` : ''} (resumable)`;
         lines.push(`    ${st.tx}  base ${st.base ?? 'none'}  ${state}  ${st.createdAt ?? ''}`);
       }

@@ -1,5 +1,5 @@
 /** `reposnap sync [REPO...]`: bring repositories up to date. */
-import { ReposnapError } from '../errors.js';
+import { ReposnapError, type LockHolder } from '../errors.js';
 import type { SyncProgress, SyncReport } from '../repository.js';
 import { combinedExit, type CommandContext } from './context.js';
 import { errorMessage, formatBytes, formatMs } from './output.js';
@@ -23,8 +23,15 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
   }
 
   const onProgress = (e: SyncProgress): void => ctx.out.progress(describeProgress(e));
+  // Said at once, as Portage and Nix do: a sync that seems to hang is waiting for another.
+  const onWait = (repo: string) => (holder: LockHolder | undefined) =>
+    ctx.out.notice(
+      holder
+        ? `waiting for the update of ${repo} by pid ${holder.pid} (${holder.operation ?? 'update'}${holder.since ? `, since ${holder.since}` : ''})`
+        : `waiting for another process updating ${repo}`,
+    );
   // Different repositories have different locks, so they sync in parallel.
-  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress })));
+  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name) })));
 
   const errors: unknown[] = [];
   const results: unknown[] = [];

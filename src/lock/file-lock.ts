@@ -41,6 +41,8 @@ export interface LockOptions {
   operation?: string;
   /** The message of the BusyError, given the holder. */
   busyMessage?: (holder: LockHolder | undefined) => string;
+  /** Called once, with the holder, when the lock is busy and this is about to wait for it. */
+  onWait?: (holder: LockHolder | undefined) => void;
 }
 
 export class FileLock {
@@ -70,6 +72,7 @@ export class FileLock {
             const msg = opts.busyMessage?.(holder) ?? defaultBusy(path, holder);
             throw new BusyError(msg, holder);
           }
+          opts.onWait?.(await readHolder(path));
           await fsx.waitForLock(fh.fd, { shared });
         }
         if (!(await stillAt(fh, path))) {

@@ -58,6 +58,8 @@ export async function publishSnapshot(
   await failpoint('renamed');
   await pointLatestAt(layout, id);
   await atomicWriteFile(layout.lastIdFile, `${id}\n`);
+  // A rollback (rollback.ts) is history once a new snapshot is current.
+  await fs.rm(layout.rollbackRecord, { force: true });
   if (opts.fixLocation) await ensureLocationLink(layout);
   return meta;
 }

@@ -4,7 +4,8 @@
  * Policy (Portage's, with the commit time taken from metadata): keep latest,
  * keep the sync-rcu-spare-snapshots newest others, keep every snapshot
  * committed less than sync-rcu-ttl-days ago, and (unlike Portage) keep every
- * snapshot a reader holds a lease on, whatever its age; the rest goes.
+ * snapshot a reader holds a lease on, whatever its age, and every pinned
+ * one (`reposnap pin`); the rest goes.
  *
  * Deletion is made to look atomic to readers: the snapshot is moved out of
  * snapshots/ in one rename (into reposnap/trash/), and only then removed file
@@ -23,6 +24,7 @@ import type { StoreLayout } from './layout.js';
 import { leaseHolders } from './leases.js';
 import { FileLock } from '../lock/file-lock.js';
 import { commitTime, listMetaIds } from './metadata.js';
+import { isPinned } from './pins.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { collectStaleStaging } from './staging.js';
 
@@ -32,7 +34,7 @@ export interface GcPolicy {
   now?: Date;
 }
 
-export type KeepReason = 'latest' | 'spare' | 'ttl' | 'leased';
+export type KeepReason = 'latest' | 'spare' | 'ttl' | 'leased' | 'pinned';
 
 export interface GcDecision {
   id: number;
@@ -70,6 +72,7 @@ export async function planCollection(layout: StoreLayout, policy: GcPolicy): Pro
     if (time && now - time.getTime() < policy.ttlDays * DAY_MS) reasons.push('ttl');
     const lease = await leaseHolders(layout, id);
     if (lease.leased) reasons.push('leased');
+    if (await isPinned(layout, id)) reasons.push('pinned');
     decisions.push({ id, committedAt: time?.toISOString(), keep: reasons.length > 0, reasons, leasedBy: lease.pids });
   }
   return decisions.reverse();

@@ -66,6 +66,18 @@ export class StoreLayout {
     return path.join(this.stagingDir, `${tx}.scratch`);
   }
 
+  /** One empty file per pinned snapshot (see pins.ts). */
+  get pinsDir(): string {
+    return path.join(this.ownDir, 'pins');
+  }
+  pin(id: number): string {
+    return path.join(this.pinsDir, String(id));
+  }
+  /** What the last rollback did, until the next commit (see rollback.ts). */
+  get rollbackRecord(): string {
+    return path.join(this.ownDir, 'rollback.json');
+  }
+
   get leasesDir(): string {
     return path.join(this.ownDir, 'leases');
   }

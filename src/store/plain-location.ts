@@ -15,6 +15,7 @@ import { stampGeneration, type Generation } from '../stamp/cache.js';
 import { holderOf, type StorageStatus } from './status.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from '../lock/file-lock.js';
+import { readLastCheck, writeLastCheck, type LastCheck } from './last-check.js';
 import { busyMessage, type CommitInfo, type CurrentTree, type InitOptions, type PendingUpdate, type Update } from './storage.js';
 
 /**
@@ -64,7 +65,7 @@ export abstract class PlainLocationStorage {
   }
 
   async beginUpdate(opts: InitOptions = {}): Promise<PendingUpdate> {
-    const lock = await lockLocation(this.name, this.location, opts.wait ?? true);
+    const lock = await lockLocation(this.name, this.location, opts.wait ?? true, opts.onWait);
     try {
       const cacheDir = siblingCacheDir(this.location);
       return {
@@ -115,6 +116,10 @@ export abstract class PlainLocationStorage {
     return stampGeneration(this.location);
   }
 
+  recordCheck(check: LastCheck): Promise<void> {
+    return writeLastCheck(siblingCacheDir(this.location), check);
+  }
+
   async exists(): Promise<boolean> {
     return (await lstatOrUndefined(this.location)) !== undefined;
   }
@@ -125,6 +130,8 @@ export abstract class PlainLocationStorage {
     return {
       backend: null,
       current: cur ? { id: null, path: cur.path, committedAt: null } : null,
+      rolledBack: null,
+      lastCheck: (await readLastCheck(siblingCacheDir(this.location))) ?? null,
       snapshots: [],
       staging: [],
       busy: await holderOf(siblingLockPath(this.location)),
@@ -134,9 +141,9 @@ export abstract class PlainLocationStorage {
 }
 
 /** Take the repo's lock and make sure the location is a directory. */
-export async function lockLocation(name: string, location: string, wait: boolean): Promise<FileLock> {
+export async function lockLocation(name: string, location: string, wait: boolean, onWait?: InitOptions['onWait']): Promise<FileLock> {
   await fs.mkdir(path.dirname(location), { recursive: true, mode: 0o755 });
-  const lock = await FileLock.acquire(siblingLockPath(location), { wait, operation: 'sync', busyMessage: busyMessage(name) });
+  const lock = await FileLock.acquire(siblingLockPath(location), { wait, operation: 'sync', busyMessage: busyMessage(name), ...(onWait ? { onWait } : {}) });
   try {
     await ensureLocationDir(name, location);
   } catch (err) {

@@ -32,6 +32,9 @@ import { readMeta, type SnapshotMeta } from './metadata.js';
 import type { PreviousTree } from '../tree/provenance.js';
 import { treesDiffer } from '../tree/compare.js';
 import { migrateLocation } from './migrate.js';
+import { readLastCheck, writeLastCheck, type LastCheck } from './last-check.js';
+import { pinSnapshot, unpinSnapshot } from './pins.js';
+import { readRollback, rollBack, type RollbackRecord } from './rollback.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { Staging, listStaging } from './staging.js';
 import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type CurrentTree, type InitOptions, type PendingUpdate, type RepoStorage, type Update } from './storage.js';
@@ -148,9 +151,9 @@ export class RcuStorage implements RepoStorage {
   }
 
   /** Take the repo's sync lock (a whole update, migrate, revert), waiting or not. */
-  private async lockRepo(operation: string, wait: boolean): Promise<FileLock> {
+  private async lockRepo(operation: string, wait: boolean, onWait?: InitOptions['onWait']): Promise<FileLock> {
     try {
-      return await FileLock.acquire(this.layout.syncLock, { wait, operation, busyMessage: busyMessage(this.opts.name) });
+      return await FileLock.acquire(this.layout.syncLock, { wait, operation, busyMessage: busyMessage(this.opts.name), ...(onWait ? { onWait } : {}) });
     } catch (err) {
       throw this.explainLockGone(err);
     }
@@ -198,7 +201,7 @@ export class RcuStorage implements RepoStorage {
       throw new ReposnapError('ESTORE', `repo ${this.opts.name}: location ${layout.location} is a file, not a directory or symlink; move it away`);
     }
     await fs.mkdir(layout.ownDir, { recursive: true, mode: 0o755 });
-    const syncLock = await this.lockRepo('sync', opts.wait ?? true);
+    const syncLock = await this.lockRepo('sync', opts.wait ?? true, opts.onWait);
     try {
       await this.claim();
       const backend = await this.backend();
@@ -392,6 +395,33 @@ export class RcuStorage implements RepoStorage {
     }
   }
 
+  /**
+   * Make an older kept snapshot current (default: the newest one older than
+   * the current), while no update runs: see rollback.ts.
+   */
+  async rollback(opts: { to?: number; wait?: boolean } = {}): Promise<RollbackRecord> {
+    const syncLock = await this.lockRepo('rollback', opts.wait ?? true);
+    try {
+      return await this.withStoreLock('rollback', () => rollBack(this.layout, this.opts.name, opts.to));
+    } finally {
+      await syncLock.release();
+    }
+  }
+
+  /** Pin (or unpin) a kept snapshot: collection keeps it while pinned. Returns whether that changed anything. */
+  async pin(id: number, pinned: boolean): Promise<boolean> {
+    return this.withStoreLock(pinned ? 'pin' : 'unpin', async () => {
+      if (pinned && !(await listSnapshotIds(this.layout)).includes(id)) {
+        throw new ReposnapError('EUSAGE', `repo ${this.opts.name} has no snapshot ${id} (kept: ${(await listSnapshotIds(this.layout)).join(', ') || 'none'})`);
+      }
+      return pinned ? pinSnapshot(this.layout, id) : unpinSnapshot(this.layout, id);
+    });
+  }
+
+  recordCheck(check: LastCheck): Promise<void> {
+    return writeLastCheck(this.layout.ownDir, check);
+  }
+
   async current(): Promise<CurrentTree | undefined> {
     const id = await latestId(this.layout);
     return id === undefined ? undefined : { id, path: this.layout.snapshot(id) };
@@ -427,6 +457,7 @@ export class RcuStorage implements RepoStorage {
         backend: meta?.backend ?? null,
         keep: d.keep,
         keepReasons: d.reasons,
+        pinned: d.reasons.includes('pinned'),
         leases: { count: d.leasedBy.length, pids: d.leasedBy },
       });
     }
@@ -437,6 +468,8 @@ export class RcuStorage implements RepoStorage {
       // the configured choice (status never probes: it must not write).
       backend: cur?.backend ?? this.opts.backend,
       current: cur ? { id: cur.id, path: cur.path, committedAt: cur.committedAt } : null,
+      rolledBack: (await readRollback(layout)) ?? null,
+      lastCheck: (await readLastCheck(layout.ownDir)) ?? null,
       snapshots,
       staging: (await listStaging(layout)).map((x) => ({
         tx: x.tx,
@@ -446,6 +479,7 @@ export class RcuStorage implements RepoStorage {
         fill: x.info ? (x.info.fill ?? 'partial') : null,
         heading: x.info?.heading ?? null,
         rejected: x.info?.rejected ?? null,
+        prepared: x.info?.state === 'prepared',
       })),
       busy: await holderOf(layout.syncLock),
       generation: { kind: 'snapshot', value: cur?.id ?? null, inProgress: false },

@@ -6,6 +6,7 @@
 import type { LockHolder } from '../errors.js';
 import { FileLock, readHolder } from '../lock/file-lock.js';
 import type { KeepReason } from './gc.js';
+import type { LastCheck } from './last-check.js';
 
 /** A staging tree, as status shows it. */
 export interface StagingStatus {
@@ -19,6 +20,8 @@ export interface StagingStatus {
   heading: string | null;
   /** Why verification refused it (kept for inspection, never resumed). */
   rejected: { at: string; reason: string } | null;
+  /** Cloned ahead of time for the next sync (sync-rcu-prepare-staging). */
+  prepared: boolean;
 }
 
 export interface SnapshotStatus {
@@ -33,6 +36,8 @@ export interface SnapshotStatus {
   /** What collection would do now, and why. */
   keep: boolean;
   keepReasons: KeepReason[];
+  /** Kept by collection until unpinned (`reposnap pin`). */
+  pinned: boolean;
   /** Readers holding a lease: how many processes we can see, and their pids. */
   leases: { count: number; pids: number[] };
 }
@@ -42,6 +47,10 @@ export interface StorageStatus {
   /** The backend that made the current snapshot (rcu), or null. */
   backend: string | null;
   current: { id: number | null; path: string; committedAt: string | null } | null;
+  /** When a sync last ended well, and whether it updated the tree or found upstream unchanged. */
+  lastCheck: LastCheck | null;
+  /** The last rollback (`reposnap rollback`), until a sync commits a new snapshot (rcu). */
+  rolledBack: { from: number; to: number; at: string } | null;
   snapshots: SnapshotStatus[];
   staging: StagingStatus[];
   /** The process updating the repo right now, if any. */

@@ -12,9 +12,14 @@ import type { SnapshotMeta, VerificationRecord } from './metadata.js';
 import type { Generation } from '../stamp/cache.js';
 import type { StorageStatus } from './status.js';
 
+import type { LockHolder } from '../errors.js';
+import type { LastCheck } from './last-check.js';
+
 export interface InitOptions {
   /** Wait for another update of the same repo to finish (default) or fail busy. */
   wait?: boolean;
+  /** Called once when another process holds the repo and this update waits for it. */
+  onWait?: (holder: LockHolder | undefined) => void;
   onProgress?: (p: StorageProgress) => void;
 }
 
@@ -151,6 +156,8 @@ export interface RepoStorage {
 
   /** Take the repo for an update, without making a target yet. */
   beginUpdate(opts?: InitOptions): Promise<PendingUpdate>;
+  /** Record that a sync ended well just now, and how (see last-check.ts). */
+  recordCheck(check: LastCheck): Promise<void>;
   /** After an update was published, make what the next one starts from ready (false: nothing to do). */
   prepareNext(): Promise<boolean>;
   /** The tree readers get now, if there is one. */

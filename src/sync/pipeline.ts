@@ -15,7 +15,7 @@
  * rest of the plan, since making it only reads the current tree.
  */
 import type { RepoConfig, StorageMode } from '../config/repos.js';
-import { isOutOfSpace, ReposnapError } from '../errors.js';
+import { isOutOfSpace, ReposnapError, type LockHolder } from '../errors.js';
 import { createSource } from '../sources/index.js';
 import { emptyChanges, type ChangeStats, type PrecheckResult, type SourcePlan, type SourceProgress, type SourceResult, type SyncSource, type TreeStats } from '../sources/source.js';
 import type { GcResult } from '../store/gc.js';
@@ -34,6 +34,8 @@ export interface SyncOptions {
   allowOlder?: boolean;
   /** Called with progress; the CLI draws it on a terminal. */
   onProgress?: (event: SyncProgress) => void;
+  /** Called once when another process is updating the repo and this sync waits for it. */
+  onWait?: (holder: LockHolder | undefined) => void;
 }
 
 export type SyncProgress =
@@ -169,6 +171,7 @@ export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise
     }
   }
   await nameCurrentSnapshot(run);
+  await recordCheck(run);
   await run.timed('gc', () => collect(run));
   await run.timed('prepareNext', () => prepareNext(run));
   await runPostSyncHooks(run);
@@ -179,6 +182,7 @@ export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise
 async function takeRepo(run: SyncRun): Promise<PendingUpdate> {
   const pending = await run.repo.storage.beginUpdate({
     wait: run.opts.wait ?? true,
+    ...(run.opts.onWait ? { onWait: run.opts.onWait } : {}),
     onProgress: (p: StorageProgress) => run.progress(p),
   });
   run.report.migrated = pending.migrated?.id ?? null;
@@ -349,6 +353,15 @@ async function nameCurrentSnapshot(run: SyncRun): Promise<void> {
   if (run.report.snapshot !== null) return;
   const cur = await run.repo.storage.current();
   if (cur?.id != null) run.report.snapshot = { id: cur.id, path: cur.path };
+}
+
+/** The sync ended well: say when, and how, for `list` and `status`. */
+async function recordCheck(run: SyncRun): Promise<void> {
+  try {
+    await run.repo.storage.recordCheck({ at: new Date().toISOString(), outcome: run.report.outcome });
+  } catch (err) {
+    run.report.warnings.push(`repo ${run.repo.name}: recording the sync's time failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 /**
