@@ -23,6 +23,8 @@ export type { StorageProgress } from './store/storage.js';
 export type { SnapshotMeta, VerificationRecord } from './store/metadata.js';
 export type { MetaManifestResult } from './trust/metamanifest.js';
 export type { Lease } from './store/leases.js';
+export type { LastCheck } from './store/last-check.js';
+export type { BPath } from './tree/bytes.js';
 export { loadConfig, parseConfigText, findConfigPath, portageUserConfig, SYSTEM_CONFIG_PATHS } from './config/load.js';
 export type { LoadOptions } from './config/load.js';
 export type { RepoConfig, ReposConfig, MetaManifestConfig, UnmanagedRepo, InterpretOptions, StorageMode, BackendName, Position } from './config/repos.js';
