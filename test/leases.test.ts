@@ -196,3 +196,24 @@ setInterval(() => {}, 1000);
     expect(await snapshotIds(dir)).toEqual([7]);
   });
 });
+
+describe('a lease as a disposable', () => {
+  it('await using releases the lease at the end of the block, and collection may then take the snapshot', async () => {
+    const dir = tmpdir();
+    await writeVersionedTree(path.join(dir, 'upstream'), 5, 'v1');
+    const conf = await writeConf(dir, rcuConf(dir, 'sync-rcu-spare-snapshots = 0\nsync-rcu-ttl-days = 0'));
+    const repo = Repos.load({ path: conf }).get('test');
+    await repo.sync();
+    {
+      await using lease = await repo.lease();
+      expect(lease.id).toBe(1);
+      await writeVersionedTree(path.join(dir, 'upstream'), 5, 'v2');
+      await repo.sync();
+      // Held: snapshot 1 outlives the collection after snapshot 2.
+      await fs.access(path.join(dir, 'store', 'snapshots', '1'));
+    }
+    // Released with the block: the next collection takes it.
+    await repo.gc();
+    await expect(fs.access(path.join(dir, 'store', 'snapshots', '1'))).rejects.toThrow();
+  });
+});

@@ -35,6 +35,8 @@ export interface Lease {
   /** The descriptor holding the lease; a child process that inherits it keeps the lease. */
   readonly fd: number;
   release(): Promise<void>;
+  /** The same as release(), for `await using lease = await repo.lease()`. */
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 class HeldLease implements Lease {
@@ -45,6 +47,9 @@ class HeldLease implements Lease {
   ) {}
   get fd(): number {
     return this.lock.fd;
+  }
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
   }
   release(): Promise<void> {
     return this.lock.release();
