@@ -47,7 +47,7 @@ _reposnap() {
 
     local opts=""
     case $cmd in
-        sync) opts="--no-wait --allow-older --json" ;;
+        sync) opts="--no-wait --allow-older --dry-run --json" ;;
         verify) opts="--full --json" ;;
         check|status|path|diff|pin|unpin) opts="--json" ;;
         list)

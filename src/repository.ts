@@ -14,6 +14,7 @@ import { RcuStorage } from './store/rcu-storage.js';
 import type { StorageStatus } from './store/status.js';
 import type { RepoStorage } from './store/storage.js';
 import { checkRepo, type RepoCheck } from './check.js';
+import { previewSync, type SyncPreview } from './sync/preview.js';
 import type { RollbackRecord } from './store/rollback.js';
 import { latestId, listSnapshotIds } from './store/snapshots.js';
 import { runSync, type SyncOptions, type SyncReport } from './sync/pipeline.js';
@@ -25,6 +26,7 @@ export type { SnapshotVerification } from './sync/verify-snapshot.js';
 export type { TreeChange } from './tree/diff.js';
 export type { RollbackRecord } from './store/rollback.js';
 export type { RepoCheck } from './check.js';
+export type { SyncPreview } from './sync/preview.js';
 export type { SnapshotStatus, StagingStatus, StorageStatus } from './store/status.js';
 
 /** A repository as `status` shows it: its configuration, and its storage's state. */
@@ -152,6 +154,11 @@ export class Repository {
   /** Let collection take snapshot `id` again; false when it was not pinned. */
   unpin(id: number): Promise<boolean> {
     return this.rcu('unpin').pin(id, false);
+  }
+
+  /** What a sync would change now, without writing anything (see sync/preview.ts). */
+  preview(): Promise<SyncPreview> {
+    return previewSync(this);
   }
 
   /** Whether this repository can be synced here: tools, folders, filesystem and backend (see check.ts). */

@@ -146,7 +146,7 @@ printf '%s\\n' "\${COMPREPLY[@]}"`;
     const dir = tmpdir('reposnap-completion');
     const conf = await writeConf(dir, `[gentoo]\nlocation = ${dir}/gentoo\nsync-type = rsync\nsync-uri = rsync://127.0.0.1/gentoo\n\n[overlay]\nlocation = ${dir}/overlay\nsync-type = git\nsync-uri = https://127.0.0.1/overlay.git\n`);
     expect(await bashCompletes(dir, conf, ['s'])).toEqual(['stamp', 'status', 'sync']);
-    expect(await bashCompletes(dir, conf, ['sync', '--'])).toEqual(['--allow-older', '--help', '--json', '--no-wait']);
+    expect(await bashCompletes(dir, conf, ['sync', '--'])).toEqual(['--allow-older', '--dry-run', '--help', '--json', '--no-wait']);
     expect(await bashCompletes(dir, conf, ['sync', ''])).toEqual(['gentoo', 'overlay']);
     expect(await bashCompletes(dir, conf, ['-q', 'verify', 'ov'])).toEqual(['overlay']);
     expect(await bashCompletes(dir, conf, ['stamp', ''])).toEqual(['help', 'run', 'show', 'touch']);

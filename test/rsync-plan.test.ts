@@ -28,7 +28,7 @@ describe('parseLine', () => {
     expect(parseLine('.d...p..... dir/')).toEqual(item('attributes', 'd', 'dir'));
     expect(parseLine('.d..t...... dir/')).toEqual(item('dir-time', 'd', 'dir'));
     expect(parseLine('.d..t...... ./')).toEqual(item('dir-time', 'd', '.'));
-    expect(parseLine('*deleting   cat/old/')).toEqual(item('deleted', '', 'cat/old'));
+    expect(parseLine('*deleting   cat/old/')).toEqual(item('deleted', 'd', 'cat/old'));
     expect(parseLine('*deleting   cat/pkg/old.ebuild')).toEqual(item('deleted', '', 'cat/pkg/old.ebuild'));
     expect(parseLine('skipping non-regular file "fifo"')).toEqual({ kind: 'special', path: 'fifo' });
   });

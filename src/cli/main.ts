@@ -66,9 +66,10 @@ export async function main(argv: string[]): Promise<number> {
     .argument('[repo...]', 'repositories to sync')
     .option('--no-wait', `fail with exit status 75 instead of waiting when another process is updating a repo`)
     .option('--allow-older', 'accept a tree older than the current one (rollback protection off for this sync)')
+    .option('-n, --dry-run', 'say what each sync would change (+ added, - removed, ~ changed), writing nothing')
     .option('--json', 'print the results as JSON')
-    .action((names: string[], o: { wait: boolean; allowOlder?: boolean; json?: boolean }) =>
-      run(() => syncCommand(makeContext(globals(), o.json === true), names, { wait: o.wait, allowOlder: o.allowOlder === true, json: o.json === true }))(),
+    .action((names: string[], o: { wait: boolean; allowOlder?: boolean; dryRun?: boolean; json?: boolean }) =>
+      run(() => syncCommand(makeContext(globals(), o.json === true), names, { wait: o.wait, allowOlder: o.allowOlder === true, dryRun: o.dryRun === true, json: o.json === true }))(),
     );
 
   program

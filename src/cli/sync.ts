@@ -1,12 +1,14 @@
 /** `reposnap sync [REPO...]`: bring repositories up to date. */
 import { ReposnapError, type LockHolder } from '../errors.js';
-import type { SyncProgress, SyncReport } from '../repository.js';
+import type { Repository, SyncProgress, SyncReport } from '../repository.js';
+import { showPath } from '../tree/bytes.js';
 import { combinedExit, type CommandContext } from './context.js';
 import { errorMessage, formatBytes, formatMs } from './output.js';
 
 export interface SyncCommandOptions {
   wait: boolean;
   allowOlder?: boolean;
+  dryRun?: boolean;
   json: boolean;
 }
 
@@ -21,6 +23,8 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
   for (const r of selected) {
     if (r.config.syncType === undefined) throw new ReposnapError('EUSAGE', `repo ${r.name} has no sync-type; there is nothing to sync it from`);
   }
+
+  if (opts.dryRun) return dryRun(ctx, selected, opts.json);
 
   const onProgress = (e: SyncProgress): void => ctx.out.progress(describeProgress(e));
   // Said at once, as Portage and Nix do: a sync that seems to hang is waiting for another.
@@ -95,4 +99,35 @@ export function describeReport(r: SyncReport): string {
   if (r.resumed) line += '; resumed an interrupted update';
   if (parts.length) line += `; ${parts.join('; ')}`;
   return line;
+}
+
+const MARK = { added: '+', removed: '-', changed: '~' } as const;
+
+/** `sync --dry-run`: what each sync would change, nothing written. */
+async function dryRun(ctx: CommandContext, selected: Repository[], json: boolean): Promise<number> {
+  const settled = await Promise.allSettled(selected.map((r) => r.preview()));
+  const errors: unknown[] = [];
+  const results: unknown[] = [];
+  settled.forEach((s, i) => {
+    const name = (selected[i] as Repository).name;
+    if (s.status === 'rejected') {
+      errors.push(s.reason);
+      results.push({ repo: name, error: { code: s.reason instanceof ReposnapError ? s.reason.code : 'EINTERNAL', message: errorMessage(s.reason) } });
+      ctx.out.error(s.reason, name);
+      return;
+    }
+    const p = s.value;
+    results.push({ repo: p.repo, outcome: p.outcome, changes: p.changes.map((c) => ({ kind: c.kind, type: c.type, path: showPath(c.path) })) });
+    const head =
+      p.outcome === 'changes'
+        ? `${name}: would change ${p.changes.length} ${p.changes.length === 1 ? 'entry' : 'entries'}`
+        : p.outcome === 'up-to-date'
+          ? `${name}: up to date, nothing to do`
+          : p.outcome === 'first-sync'
+            ? `${name}: not synced yet; the first sync would fetch the whole tree`
+            : `${name}: the ${selected[i]?.config.syncType ?? ''} source cannot tell what changed without fetching`;
+    ctx.out.info([head, ...p.changes.map((c) => `  ${MARK[c.kind]} ${showPath(c.path)}${c.type === 'dir' ? '/' : ''}`)].join('\n'));
+  });
+  if (json) ctx.out.json({ results });
+  return combinedExit(errors);
 }

@@ -10,7 +10,8 @@ import { syncTree } from '../tree/mirror.js';
 import { treesDiffer } from '../tree/compare.js';
 import { failpoint } from '../util/failpoint.js';
 import type { SourceKind } from './kind.js';
-import { requireSourceDir, unchangedIf, type PrecheckResult, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+import { diffTrees, type TreeChange } from '../tree/diff.js';
+import { requireSourceDir, unchangedIf, type PrecheckResult, type PreviewContext, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 
 /** The local source reads no keys of its own. */
 export interface LocalConfig {
@@ -38,6 +39,12 @@ export class LocalSource implements SyncSource {
   async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
     if (ctx.current === undefined) return unchangedIf(false);
     return unchangedIf(!(await treesDiffer(this.uri, ctx.current)));
+  }
+
+  /** Upstream against the current tree, entry by entry (sync --dry-run). */
+  async preview(ctx: PreviewContext): Promise<TreeChange[]> {
+    await requireSourceDir(ctx.repo, this.uri);
+    return diffTrees(ctx.current, this.uri);
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {

@@ -11,6 +11,7 @@
  * so a name always decodes back to its exact bytes, whatever it holds
  * (newlines included).
  */
+import type { TreeChange } from '../tree/diff.js';
 import type { ChangeStats, SourcePlan, TreeStats } from './source.js';
 
 /** rsync's out-format for every run: the item code and the name, nothing else (no " -> target"). */
@@ -30,7 +31,7 @@ export type ItemKind =
 
 export interface Item {
   kind: ItemKind;
-  /** rsync's type letter: f file, d directory, L symlink, D device, S special; '' for deletions. */
+  /** rsync's type letter: f file, d directory, L symlink, D device, S special; for a deletion 'd' or '' (not a folder). */
   type: string;
   /** The path, relative to the top, without a trailing slash ("." for the top itself). */
   path: Buffer;
@@ -38,7 +39,8 @@ export interface Item {
 
 /** What one output line says: an item, a special file rsync skipped (--no-D), or nothing. */
 export function parseLine(line: string): Item | { kind: 'special'; path: string } | undefined {
-  if (line.startsWith('*deleting ')) return { kind: 'deleted', type: '', path: decodeName(line.slice(12)) };
+  // A deleted folder's name ends with a slash; rsync says no more of its type.
+  if (line.startsWith('*deleting ')) return { kind: 'deleted', type: line.endsWith('/') ? 'd' : '', path: decodeName(line.slice(12)) };
   const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (.*)$/s.exec(line);
   if (m) {
     const yx = m[1] as string;
@@ -158,6 +160,14 @@ export class RsyncPlan implements SourcePlan {
       parts.push(i.path, Buffer.from([0]));
     }
     return Buffer.concat(parts);
+  }
+
+  /** The plan as changes, for `sync --dry-run` (directory times alone left out). */
+  asChanges(): TreeChange[] {
+    const type = (t: string): TreeChange['type'] => (t === 'f' ? 'file' : t === 'd' ? 'dir' : t === 'L' ? 'symlink' : 'other');
+    return this.items
+      .filter((i) => i.kind !== 'dir-time')
+      .map((i) => ({ kind: i.kind === 'added' ? 'added' : i.kind === 'deleted' ? 'removed' : 'changed', path: i.path, type: i.kind === 'deleted' && i.type === '' ? 'other' : type(i.type) }));
   }
 
   /** Whether the top folder's own attributes (mode, owner, time) differ. */

@@ -37,7 +37,8 @@ import { failpoint } from '../util/failpoint.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
 import { unshareEntry } from '../tree/unshare.js';
-import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type PrecheckResult, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type PrecheckResult, type PreviewContext, type SourceResult, type SyncSource } from './source.js';
+import type { TreeChange } from '../tree/diff.js';
 import { isRoot } from '../util/identity.js';
 
 export const RSYNC_EXIT_MEANINGS: Record<number, string> = {
@@ -174,6 +175,15 @@ export class RsyncSource implements SyncSource {
     if (made.plan) return made.plan.changed || made.plan.special !== undefined ? { unchanged: false, plan: made.plan } : { unchanged: true };
     if (made.status.code !== null && UNREACHABLE.has(made.status.code)) throw rsyncFailed(ctx.repo, made.status, made.stderr);
     return { unchanged: false };
+  }
+
+  /** The plan against the current tree, as changes (sync --dry-run). */
+  async preview(ctx: PreviewContext): Promise<TreeChange[]> {
+    await this.requireLocalSource(ctx.repo);
+    const made = await this.plan(ctx.repo, ctx.current, [], []);
+    if (!made.plan) throw rsyncFailed(ctx.repo, made.status, made.stderr);
+    if (made.plan.special !== undefined) throw refusedSpecial(ctx.repo, made.plan.special);
+    return made.plan.asChanges();
   }
 
   /** A dry run from upstream against `base`, to the end; no plan when rsync fails. */

@@ -10,6 +10,7 @@
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import type { ChangeStats, MirrorProgress, TreeStats } from '../tree/mirror.js';
+import type { TreeChange } from '../tree/diff.js';
 
 export { emptyChanges, type ChangeStats, type TreeStats } from '../tree/mirror.js';
 export type { PreviousTree } from '../tree/provenance.js';
@@ -118,6 +119,18 @@ export interface SyncSource {
    * source can, it returns with a change the plan of what differs.
    */
   precheck?(ctx: PrecheckContext): Promise<PrecheckResult>;
+  /**
+   * What a sync would change in `current`, entry by entry, found without
+   * writing anything (`sync --dry-run`); absent where that cannot be known
+   * without fetching (git, tarball).
+   */
+  preview?(ctx: PreviewContext): Promise<TreeChange[]>;
+}
+
+export interface PreviewContext {
+  repo: string;
+  /** The tree readers see now, read-only. */
+  current: string;
 }
 
 /** Fail clearly unless `dir`, a source on this machine, is a readable directory. */
