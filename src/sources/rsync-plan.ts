@@ -79,28 +79,20 @@ export class RsyncStats {
   bytes = 0;
   /** Bytes of file content rsync wrote. */
   transferred = 0;
-  /** Bytes read from the other side (network, or a local sender's pipe). */
-  received = 0;
 
-  /** Take what `line` says; false when it is not a stats line. */
-  read(line: string): boolean {
+  /** Take what `line` says, if it is a stats line. */
+  read(line: string): void {
     const num = (re: RegExp): number | undefined => {
       const mm = re.exec(line);
       return mm ? Number((mm[1] as string).replace(/,/g, '')) : undefined;
     };
     const nFiles = num(/^Number of files: ([\d,]+)/);
     if (nFiles !== undefined) {
-      const dirs = /dir: ([\d,]+)/.exec(line);
-      this.files = nFiles - (dirs ? Number((dirs[1] as string).replace(/,/g, '')) : 0);
-      return true;
+      const dirs = num(/dir: ([\d,]+)/);
+      this.files = nFiles - (dirs ?? 0);
     }
-    const size = num(/^Total file size: ([\d,]+)/);
-    if (size !== undefined) return (this.bytes = size), true;
-    const sent = num(/^Total transferred file size: ([\d,]+)/);
-    if (sent !== undefined) return (this.transferred = sent), true;
-    const received = num(/^Total bytes received: ([\d,]+)/);
-    if (received !== undefined) return (this.received = received), true;
-    return false;
+    this.bytes = num(/^Total file size: ([\d,]+)/) ?? this.bytes;
+    this.transferred = num(/^Total transferred file size: ([\d,]+)/) ?? this.transferred;
   }
 }
 
@@ -111,15 +103,21 @@ export class RsyncStats {
  */
 export class RsyncPlan implements SourcePlan {
   readonly source = 'rsync';
-  readonly items: Item[] = [];
+  readonly items: Item[];
   /** A device, FIFO or socket upstream has (rsync skips them; the fill refuses them). */
-  special: string | undefined;
-  readonly stats = new RsyncStats();
+  readonly special: string | undefined;
+  readonly stats: RsyncStats;
   constructor(
     /** The tree the dry run compared upstream with. */
     readonly base: string,
     readonly excludeTop: readonly string[],
-  ) {}
+    /** What the dry run said (empty: items are added one by one). */
+    said: { items?: Item[]; stats?: RsyncStats; special?: string | undefined } = {},
+  ) {
+    this.items = said.items ?? [];
+    this.stats = said.stats ?? new RsyncStats();
+    this.special = said.special;
+  }
 
   add(item: Item): void {
     this.items.push(item);

@@ -36,7 +36,7 @@ import { runProcess } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
-import { unshareEntry } from '../tree/unshare.js';
+import { unshareSymlink } from '../tree/unshare.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type PrecheckResult, type PreviewContext, type SourceResult, type SyncSource } from './source.js';
 import type { TreeChange } from '../tree/diff.js';
 import { isRoot } from '../util/identity.js';
@@ -194,23 +194,15 @@ export class RsyncSource implements SyncSource {
     fds: number[],
     onChange?: () => void,
   ): Promise<{ plan?: RsyncPlan; status: ExitStatus; stderr: string }> {
-    const plan = new RsyncPlan(base, excludeTop);
     let told = false;
-    const { status, stderr } = await spawnRsync(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds }, (line) => {
-      const item = parseLine(line);
-      if (item === undefined) {
-        plan.stats.read(line);
-      } else if (item.kind === 'special') {
-        plan.special ??= item.path;
-      } else {
-        plan.add(item);
-        if (!told && item.kind !== 'dir-time') {
-          told = true;
-          onChange?.();
-        }
+    const run = await runItemized(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds }, (item) => {
+      if (!told && item.kind !== 'dir-time') {
+        told = true;
+        onChange?.();
       }
     });
-    return { ...(status.code === 0 ? { plan } : {}), status, stderr };
+    const { status, stderr } = run;
+    return { ...(status.code === 0 ? { plan: new RsyncPlan(base, excludeTop, run) } : {}), status, stderr };
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
@@ -233,65 +225,45 @@ export class RsyncSource implements SyncSource {
 
   /** One rsync over the whole tree, for a target that shares no inodes. */
   private async runFull(ctx: FillContext): Promise<SourceResult> {
-    const items: Item[] = [];
-    const stats = new RsyncStats();
-    let specialFile: string | undefined;
+    let changedSoFar = 0;
     // rsync cannot be stopped halfway from here: the failpoint is reached
     // when it has written everything, before the fill reports back (the
     // record still says "partial").
-    const { status, stderr } = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'full'), ctx.repo, { fds: ctx.lockFds ?? [] }, (line) => {
-      const item = parseLine(line);
-      if (item === undefined) stats.read(line);
-      else if (item.kind === 'special') specialFile ??= item.path;
-      else {
-        items.push(item);
-        if (items.length % 200 === 0) ctx.onProgress?.({ scanned: items.length, changed: items.filter((i) => i.kind !== 'dir-time').length });
-      }
+    const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'full'), ctx.repo, { fds: ctx.lockFds ?? [] }, (item, scanned) => {
+      if (item.kind !== 'dir-time') changedSoFar++;
+      if (scanned % 200 === 0) ctx.onProgress?.({ scanned, changed: changedSoFar });
     });
-    const changes = countChanges(items);
-    const changed = items.some((i) => i.kind !== 'dir-time');
+    const changed = changedSoFar > 0;
     if (changed) await failpoint('fill-midway');
-    if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
-    if (specialFile !== undefined) throw refusedSpecial(ctx.repo, specialFile);
-    return { changed, changes: { ...changes, bytesTransferred: stats.transferred }, tree: { files: stats.files, bytes: stats.bytes } };
+    if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
+    if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
+    return { changed, changes: { ...countChanges(run.items), bytesTransferred: run.stats.transferred }, tree: { files: run.stats.files, bytes: run.stats.bytes } };
   }
 
   /** rsync the plan's paths only into the target (see the top of this file). */
   private async apply(ctx: FillContext, plan: RsyncPlan): Promise<SourceResult> {
     const top = Buffer.from(ctx.target);
+    // Every listed path that exists, not only those planned as symlinks: if
+    // upstream turned a file back into the same symlink meanwhile, the apply
+    // would set that symlink's attributes in place.
     await mapLimit(plan.existingPaths(), FS_CONCURRENCY, async (p) => {
-      await unshareEntry(bjoin(top, p), 'symlink');
+      await unshareSymlink(bjoin(top, p));
     });
-    const applied: Item[] = [];
-    const stats = new RsyncStats();
-    let specialFile: string | undefined;
-    const { status, stderr } = await spawnRsync(
-      this.bin,
-      this.args(ctx.target, ctx.excludeTop, 'apply'),
-      ctx.repo,
-      { fds: ctx.lockFds ?? [], input: plan.filesFrom() },
-      (line) => {
-        const item = parseLine(line);
-        if (item === undefined) stats.read(line);
-        else if (item.kind === 'special') specialFile ??= item.path;
-        else {
-          applied.push(item);
-          if (applied.length % 200 === 0) ctx.onProgress?.({ scanned: applied.length, changed: applied.length });
-        }
-      },
-    );
-    if (applied.length > 0) await failpoint('fill-midway');
-    if (status.code !== 0) throw rsyncFailed(ctx.repo, status, stderr);
-    if (specialFile !== undefined) throw refusedSpecial(ctx.repo, specialFile);
+    const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: plan.filesFrom() }, (_item, n) => {
+      if (n % 200 === 0) ctx.onProgress?.({ scanned: n, changed: n });
+    });
+    if (run.items.length > 0) await failpoint('fill-midway');
+    if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
+    if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
     // The top's own attributes, after everything in it changed (see RsyncPlan.filesFrom).
     if (plan.topChanged) {
       const top = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'top'), ctx.repo, { fds: ctx.lockFds ?? [] }, () => undefined);
       if (top.status.code !== 0) throw rsyncFailed(ctx.repo, top.status, top.stderr);
     }
-    const drift = plan.drift(applied);
+    const drift = plan.drift(run.items);
     return {
       changed: true,
-      changes: { ...plan.changes(), bytesTransferred: stats.transferred },
+      changes: { ...plan.changes(), bytesTransferred: run.stats.transferred },
       tree: plan.tree(),
       ...(drift > 0
         ? { warnings: [`repo ${ctx.repo}: upstream changed while syncing (${drift} ${drift === 1 ? 'entry' : 'entries'} differed between the plan and the transfer); the next sync brings the rest`] }
@@ -345,6 +317,42 @@ async function spawnRsync(
     missing: { repo, tool: 'rsync' },
   });
   return { status: { code: end.code, signal: end.signal }, stderr: end.stderr };
+}
+
+/** What an itemizing rsync said: its items, its --stats totals, the first special file it skipped. */
+interface ItemizedRun {
+  items: Item[];
+  stats: RsyncStats;
+  special: string | undefined;
+  status: ExitStatus;
+  stderr: string;
+}
+
+/**
+ * Run rsync (see spawnRsync) and read its output back (rsync-plan.ts):
+ * every run reposnap makes itemizes. `onItem` sees each item as it comes,
+ * with how many came so far.
+ */
+async function runItemized(
+  bin: string,
+  args: string[],
+  repo: string,
+  opts: { fds?: number[]; input?: Buffer },
+  onItem?: (item: Item, count: number) => void,
+): Promise<ItemizedRun> {
+  const items: Item[] = [];
+  const stats = new RsyncStats();
+  let special: string | undefined;
+  const { status, stderr } = await spawnRsync(bin, args, repo, opts, (line) => {
+    const item = parseLine(line);
+    if (item === undefined) stats.read(line);
+    else if (item.kind === 'special') special ??= item.path;
+    else {
+      items.push(item);
+      onItem?.(item, items.length);
+    }
+  });
+  return { items, stats, special, status, stderr };
 }
 
 function rsyncFailed(repo: string, status: ExitStatus, stderr: string): ReposnapError {
