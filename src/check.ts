@@ -33,9 +33,8 @@ function toolsFor(config: RepoConfig): Array<{ tool: string; for: string }> {
   switch (config.syncType) {
     case 'rsync':
       need.push({ tool: 'rsync', for: 'sync-type = rsync' });
-      if (uri.startsWith('ssh://') || /^[^/]+:/.test(uri.replace(/^rsync:\/\//, ''))) {
-        if (!uri.startsWith('rsync://')) need.push({ tool: 'ssh', for: 'an rsync URI over ssh' });
-      }
+      // ssh://host/path and host:path go over ssh (RsyncSource.sourceArg).
+      if (!uri.startsWith('rsync://') && /^[^/]+:/.test(uri)) need.push({ tool: 'ssh', for: 'an rsync URI over ssh' });
       break;
     case 'git':
       need.push({ tool: 'git', for: 'sync-type = git' });

@@ -16,7 +16,7 @@ import type { RepoStorage } from './store/storage.js';
 import { checkRepo, type RepoCheck } from './check.js';
 import { previewSync, type SyncPreview } from './sync/preview.js';
 import type { RollbackRecord } from './store/rollback.js';
-import { latestId, listSnapshotIds } from './store/snapshots.js';
+import { keptBefore, keptSnapshot, latestId, listSnapshotIds } from './store/snapshots.js';
 import { runSync, type SyncOptions, type SyncReport } from './sync/pipeline.js';
 import { diffTrees, type TreeChange } from './tree/diff.js';
 import { verifySnapshot, type SnapshotVerification } from './sync/verify-snapshot.js';
@@ -119,16 +119,9 @@ export class Repository {
   async diff(from?: number, to?: number): Promise<SnapshotDiff> {
     const layout = this.rcu('diff').layout;
     const kept = await listSnapshotIds(layout);
-    const current = await latestId(layout);
-    const known = (id: number): number => {
-      if (!kept.includes(id)) {
-        throw new ReposnapError('EUSAGE', `repo ${this.name} has no snapshot ${id} (kept: ${kept.join(', ') || 'none'})`);
-      }
-      return id;
-    };
-    const b = to !== undefined ? known(to) : current;
+    const b = to !== undefined ? keptSnapshot(this.name, kept, to) : await latestId(layout);
     if (b === undefined) throw new ReposnapError('ESTORE', `repo ${this.name} has no snapshot yet`);
-    const a = from !== undefined ? known(from) : kept.filter((id) => id < b).pop();
+    const a = from !== undefined ? keptSnapshot(this.name, kept, from) : keptBefore(kept, b);
     if (a === undefined) throw new ReposnapError('EUSAGE', `repo ${this.name} keeps no snapshot older than ${b} to compare it with (kept: ${kept.join(', ')})`);
     try {
       return { from: a, to: b, changes: await diffTrees(layout.snapshot(a), layout.snapshot(b)) };

@@ -1,16 +1,11 @@
 /** `reposnap diff REPO [A] [B]`: what changed between two kept snapshots. */
 import { ReposnapError } from '../errors.js';
-import { showPath } from '../tree/bytes.js';
 import type { CommandContext } from './context.js';
-
-const MARK = { added: '+', removed: '-', changed: '~' } as const;
+import { changeJson, changeLine, snapshotIdArg } from './snapshots.js';
 
 export async function diffCommand(ctx: CommandContext, name: string, ids: string[], opts: { json: boolean }): Promise<number> {
   if (ids.length > 2) throw new ReposnapError('EUSAGE', 'diff compares two snapshots: give at most two ids');
-  const [from, to] = ids.map((s) => {
-    if (!/^\d+$/.test(s)) throw new ReposnapError('EUSAGE', `"${s}" is not a snapshot id (a number, as status shows them)`);
-    return Number(s);
-  });
+  const [from, to] = ids.map(snapshotIdArg);
   // One id: compare it with the current snapshot.
   const diff = await ctx.repos().get(name).diff(from, to);
   if (opts.json) {
@@ -18,11 +13,11 @@ export async function diffCommand(ctx: CommandContext, name: string, ids: string
       repo: name,
       from: diff.from,
       to: diff.to,
-      changes: diff.changes.map((c) => ({ kind: c.kind, type: c.type, path: showPath(c.path) })),
+      changes: diff.changes.map(changeJson),
     });
     return 0;
   }
-  const lines = diff.changes.map((c) => `${MARK[c.kind]} ${showPath(c.path)}${c.type === 'dir' ? '/' : ''}`);
+  const lines = diff.changes.map(changeLine);
   ctx.out.print(lines.length > 0 ? lines.join('\n') : `(snapshots ${diff.from} and ${diff.to} hold the same tree)`);
   return 0;
 }

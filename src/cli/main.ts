@@ -26,6 +26,9 @@ import { verifyCommand } from './verify.js';
 
 export const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
+/** Commander's usage errors, as one line of ours. */
+const REPORT_ERRORS = { outputError: (str: string, write: (s: string) => void) => write(`reposnap: ${str.replace(/^error: /, '')}`) };
+
 function configOption(): Option {
   return new Option('-c, --config <path>', 'repos.conf file or directory (default: $REPOSNAP_CONFIG, /etc/reposnap/repos.conf, /etc/portage/repos.conf)');
 }
@@ -58,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     .showSuggestionAfterError()
     .enablePositionalOptions()
     .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+    .configureOutput(REPORT_ERRORS);
 
   program
     .command('sync')
@@ -196,12 +199,13 @@ export async function main(argv: string[]): Promise<number> {
     .argument('<command...>', 'the command and its arguments (put -- before it)')
     .passThroughOptions()
     .action((dir: string, argv: string[]) => run(() => stampRun(makeContext(globals(), false), dir, argv))());
-  for (const sub of stamp.commands) sub.addOption(configOption()).addOption(quietOption()).exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
-
-  for (const cmd of program.commands) {
+  // Every command that runs takes the global options too; every command
+  // reports its usage errors as the program does.
+  for (const cmd of [...program.commands, ...stamp.commands]) {
     if (cmd !== stamp) cmd.addOption(configOption()).addOption(quietOption());
-    cmd.version(VERSION, '-V, --version', 'print the version').exitOverride().configureOutput({ outputError: (str, write) => write(`reposnap: ${str.replace(/^error: /, '')}`) });
+    cmd.exitOverride().configureOutput(REPORT_ERRORS);
   }
+  for (const cmd of program.commands) cmd.version(VERSION, '-V, --version', 'print the version');
 
   // Bare `reposnap` is a usage error, as for git and ostree: the help goes
   // to stderr and the exit status is 2.

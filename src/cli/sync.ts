@@ -1,7 +1,7 @@
 /** `reposnap sync [REPO...]`: bring repositories up to date. */
 import { ReposnapError, type LockHolder } from '../errors.js';
 import type { Repository, SyncProgress, SyncReport } from '../repository.js';
-import { showPath } from '../tree/bytes.js';
+import { changeJson, changeLine } from './snapshots.js';
 import { combinedExit, type CommandContext } from './context.js';
 import { errorMessage, formatBytes, formatMs } from './output.js';
 
@@ -101,8 +101,6 @@ export function describeReport(r: SyncReport): string {
   return line;
 }
 
-const MARK = { added: '+', removed: '-', changed: '~' } as const;
-
 /** `sync --dry-run`: what each sync would change, nothing written. */
 async function dryRun(ctx: CommandContext, selected: Repository[], json: boolean): Promise<number> {
   const settled = await Promise.allSettled(selected.map((r) => r.preview()));
@@ -117,7 +115,7 @@ async function dryRun(ctx: CommandContext, selected: Repository[], json: boolean
       return;
     }
     const p = s.value;
-    results.push({ repo: p.repo, outcome: p.outcome, changes: p.changes.map((c) => ({ kind: c.kind, type: c.type, path: showPath(c.path) })) });
+    results.push({ repo: p.repo, outcome: p.outcome, changes: p.changes.map(changeJson) });
     const head =
       p.outcome === 'changes'
         ? `${name}: would change ${p.changes.length} ${p.changes.length === 1 ? 'entry' : 'entries'}`
@@ -126,7 +124,7 @@ async function dryRun(ctx: CommandContext, selected: Repository[], json: boolean
           : p.outcome === 'first-sync'
             ? `${name}: not synced yet; the first sync would fetch the whole tree`
             : `${name}: the ${selected[i]?.config.syncType ?? ''} source cannot tell what changed without fetching`;
-    ctx.out.info([head, ...p.changes.map((c) => `  ${MARK[c.kind]} ${showPath(c.path)}${c.type === 'dir' ? '/' : ''}`)].join('\n'));
+    ctx.out.info([head, ...p.changes.map((c) => `  ${changeLine(c)}`)].join('\n'));
   });
   if (json) ctx.out.json({ results });
   return combinedExit(errors);

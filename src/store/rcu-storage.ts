@@ -35,7 +35,7 @@ import { migrateLocation } from './migrate.js';
 import { readLastCheck, writeLastCheck, type LastCheck } from './last-check.js';
 import { pinSnapshot, unpinSnapshot } from './pins.js';
 import { readRollback, rollBack, type RollbackRecord } from './rollback.js';
-import { latestId, listSnapshotIds } from './snapshots.js';
+import { keptSnapshot, latestId, listSnapshotIds } from './snapshots.js';
 import { Staging, listStaging } from './staging.js';
 import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type CurrentTree, type InitOptions, type PendingUpdate, type RepoStorage, type Update } from './storage.js';
 import type { Generation } from '../stamp/cache.js';
@@ -411,9 +411,7 @@ export class RcuStorage implements RepoStorage {
   /** Pin (or unpin) a kept snapshot: collection keeps it while pinned. Returns whether that changed anything. */
   async pin(id: number, pinned: boolean): Promise<boolean> {
     return this.withStoreLock(pinned ? 'pin' : 'unpin', async () => {
-      if (pinned && !(await listSnapshotIds(this.layout)).includes(id)) {
-        throw new ReposnapError('EUSAGE', `repo ${this.opts.name} has no snapshot ${id} (kept: ${(await listSnapshotIds(this.layout)).join(', ') || 'none'})`);
-      }
+      if (pinned) keptSnapshot(this.opts.name, await listSnapshotIds(this.layout), id);
       return pinned ? pinSnapshot(this.layout, id) : unpinSnapshot(this.layout, id);
     });
   }

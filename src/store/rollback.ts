@@ -14,7 +14,7 @@ import { atomicWriteFile } from '../util/fs.js';
 import { pointLatestAt } from './commit.js';
 import type { StoreLayout } from './layout.js';
 import { ensureLocationLink } from './location.js';
-import { latestId, listSnapshotIds } from './snapshots.js';
+import { keptBefore, keptSnapshot, latestId, listSnapshotIds } from './snapshots.js';
 
 export interface RollbackRecord {
   from: number;
@@ -27,9 +27,8 @@ export async function rollBack(layout: StoreLayout, repo: string, to?: number): 
   const current = await latestId(layout);
   if (current === undefined) throw new ReposnapError('ESTORE', `repo ${repo} has no snapshot yet`);
   const kept = await listSnapshotIds(layout);
-  const target = to ?? kept.filter((id) => id < current).pop();
+  const target = to !== undefined ? keptSnapshot(repo, kept, to) : keptBefore(kept, current);
   if (target === undefined) throw new ReposnapError('EUSAGE', `repo ${repo} keeps no snapshot older than the current one (${current}) to roll back to`);
-  if (!kept.includes(target)) throw new ReposnapError('EUSAGE', `repo ${repo} has no snapshot ${target} (kept: ${kept.join(', ')})`);
   if (target === current) throw new ReposnapError('EUSAGE', `snapshot ${target} of repo ${repo} is already the current one`);
   // Every folder in snapshots/ got there whole, by one rename (reposnap's or
   // Portage's), so any kept one can be made current.

@@ -28,6 +28,17 @@ export async function listSnapshotIds(layout: StoreLayout): Promise<number[]> {
     .sort((a, b) => a - b);
 }
 
+/** `id`, if it is among the `kept` snapshots; else a usage error naming those that are. */
+export function keptSnapshot(repo: string, kept: readonly number[], id: number): number {
+  if (!kept.includes(id)) throw new ReposnapError('EUSAGE', `repo ${repo} has no snapshot ${id} (kept: ${kept.join(', ') || 'none'})`);
+  return id;
+}
+
+/** The newest of the `kept` snapshots older than `id`. */
+export function keptBefore(kept: readonly number[], id: number): number | undefined {
+  return kept.filter((k) => k < id).pop();
+}
+
 /**
  * The id `latest` points at, if it points at a snapshot directory that
  * exists; undefined for a missing, dangling or foreign `latest`.
