@@ -222,8 +222,13 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
       }
     });
     // Directories are private to the target (never shared with a snapshot),
-    // so their attributes are set in place, after their contents.
-    await limiter.run(() => copyAttributes(d, sst));
+    // so their attributes are set in place, after their contents; only
+    // where they differ, so that a folder nothing changed in keeps its
+    // ctime (an incremental verification lists the folders whose ctime moved).
+    await limiter.run(async () => {
+      const now = await fs.lstat(d);
+      if (!sameOwnerMode(sst, now) || !sameTime(sst, now)) await copyAttributes(d, sst);
+    });
   };
 
   const compare = opts.compare ?? 'quick';
