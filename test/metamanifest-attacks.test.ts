@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { forgetKeys, makeSigningKey, writeManifests, type SigningKey } from '../bench/manifest-writer.js';
 import { verifyMetaManifest } from '../src/trust/metamanifest.js';
 import { Keyring } from '../src/trust/openpgp.js';
+import type { FolderIndex } from '../src/trust/tree-walk.js';
 import { sleep, tmpdir, writeTree } from './helpers.js';
 
 let dir: string;
@@ -29,8 +30,30 @@ afterAll(async () => {
   forgetKeys();
 });
 
-const verify = (root: string, base?: { root: string; clonedAt: number }) =>
-  verifyMetaManifest({ repo: 't', root, keyring: ring, jobs: 1, maxAgeDays: 0, ...(base ? { base } : {}) });
+const verifyOnce = (root: string, base?: { root: string; clonedAt: number; folders?: FolderIndex }, onFolders?: (i: FolderIndex) => void) =>
+  verifyMetaManifest({ repo: 't', root, keyring: ring, jobs: 1, maxAgeDays: 0, ...(base ? { base } : {}), ...(onFolders ? { onFolders } : {}) });
+
+/**
+ * Verify `root`; against a base, incrementally both ways (listing every
+ * folder, and with the base's folder index as its verification left it),
+ * which must agree.
+ */
+async function verify(root: string, base?: { root: string; clonedAt: number }): Promise<unknown> {
+  if (!base) return verifyOnce(root);
+  let folders: FolderIndex | undefined;
+  await verifyOnce(base.root, undefined, (i) => (folders = i)).catch(() => undefined);
+  const listing = await verifyOnce(root, base).then(
+    () => 'passed',
+    (err: Error) => err.message,
+  );
+  const indexed = await verifyOnce(root, { ...base, ...(folders ? { folders } : {}) }).then(
+    () => 'passed',
+    (err: Error) => err.message,
+  );
+  expect(indexed).toBe(listing);
+  if (indexed !== 'passed') throw new Error(indexed);
+  return indexed;
+}
 
 /** A hardlink clone of `base`, then `files` of `from` renamed in, as a fill writes them. */
 async function fill(base: string, staging: string, from: string, files: string[]): Promise<number> {

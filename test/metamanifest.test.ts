@@ -80,6 +80,9 @@ describe('sync-rsync-verify-metamanifest', () => {
     const report = JSON.parse(first.stdout).results[0];
     expect(report.verified).toMatchObject({ incremental: false, signedBy: signer.fpr });
     expect((await meta(base, 1)).verified).toMatchObject({ incremental: false, signedBy: signer.fpr });
+    // The folder index the next verification starts from, kept beside the metadata.
+    const index = JSON.parse(await fs.readFile(path.join(base, 'store', 'reposnap', 'meta', '1.folders.json'), 'utf8'));
+    expect(index.folders.map((f: [string]) => f[0])).toContain('app-misc');
 
     await writeTree(up, { 'dev-libs/foo/foo-3.ebuild': 'EAPI=8\n# new\n' });
     await fs.rm(path.join(up, 'dev-libs/foo/foo-1.ebuild'));
@@ -89,8 +92,11 @@ describe('sync-rsync-verify-metamanifest', () => {
     expect(second.code).toBe(0);
     const v = JSON.parse(second.stdout).results[0].verified;
     expect(v.incremental).toBe(true);
-    // The new ebuild, its Manifest and the Manifests above it; not the untouched app-misc files.
+    // The new ebuild, its Manifest and the Manifests above it; not the untouched app-misc files,
+    // nor their folders, which the base's folder index stands for.
     expect(v.hashed).toBeLessThan(v.files);
+    expect(v.foldersListed).toBeGreaterThan(0);
+    expect(v.foldersListed).toBeLessThan(v.folders);
     expect(await latest(base)).toBe('snapshots/2');
     const tree = await readTree(path.join(base, 'repo'));
     expect(tree['dev-libs/foo/foo-3.ebuild']?.content).toBe('EAPI=8\n# new\n');
@@ -103,6 +109,17 @@ describe('sync-rsync-verify-metamanifest', () => {
     const full = await runCli(['-c', path.join(base, 'repos.conf'), 'verify', 'test', '--full', '--json']);
     expect(full.code).toBe(0);
     expect(JSON.parse(full.stdout)).toMatchObject({ full: true, snapshot: 2 });
+  });
+
+  it("collection takes a snapshot's folder index with it", async () => {
+    const { base, up, sync } = await setup('index-gc', 'sync-rcu-spare-snapshots = 0\nsync-rcu-ttl-days = 0\n');
+    const metaDir = path.join(base, 'store', 'reposnap', 'meta');
+    expect((await sync()).code).toBe(0);
+    await writeTree(up, { 'dev-libs/foo/foo-3.ebuild': 'EAPI=8\n' });
+    await writeManifests(up, { key: signer, timestamp: new Date(Date.now() + 1000) });
+    expect((await sync()).code).toBe(0);
+    expect(await latest(base)).toBe('snapshots/2');
+    expect((await fs.readdir(metaDir)).sort()).toEqual(['2.folders.json', '2.json']);
   });
 
   it.each([

@@ -7,7 +7,8 @@
  *   1. give the tree's top folder the commit time as its mtime, then seal:
  *      make the staging tree durable (syncfs);
  *   2. under the store lock, pick N (never reused);
- *   3. write reposnap/meta/N.json (atomic);
+ *   3. write reposnap/meta/N.json (atomic), and N.folders.json where
+ *      verification left a folder index;
  *   4. rename staging/<tx> -> snapshots/N (btrfs: then make it read-only),
  *      fsync snapshots/;
  *   5. point latest.new at snapshots/N, rename it over latest, fsync the store;
@@ -25,7 +26,7 @@ import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined, syncFilesys
 import type { StoreLayout } from './layout.js';
 import { ensureLeaseFile } from './leases.js';
 import { ensureLocationLink } from './location.js';
-import { writeMeta, type SnapshotMeta } from './metadata.js';
+import { writeFolderIndex, writeMeta, type SnapshotMeta } from './metadata.js';
 import { nextSnapshotId } from './snapshots.js';
 
 export type MetaDraft = Omit<SnapshotMeta, 'id' | 'committedAt' | 'backend'>;
@@ -36,7 +37,7 @@ export async function publishSnapshot(
   dir: string,
   backend: SnapshotBackend,
   draft: MetaDraft,
-  opts: { fixLocation: boolean },
+  opts: { fixLocation: boolean; folderIndex?: string },
 ): Promise<SnapshotMeta> {
   // Portage's collection ages a snapshot by its folder's mtime, and a fill
   // copies upstream's (rsync -a: days old) onto it: without this, an
@@ -49,6 +50,7 @@ export async function publishSnapshot(
   await fs.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o755 });
   const id = await nextSnapshotId(layout);
   const meta: SnapshotMeta = { id, committedAt: committedAt.toISOString(), backend: backend.name, ...draft };
+  if (opts.folderIndex !== undefined) await writeFolderIndex(layout, id, opts.folderIndex);
   await writeMeta(layout, meta);
   await ensureLeaseFile(layout, id); // before anyone can resolve N
   await failpoint('sealed');

@@ -23,7 +23,7 @@ import { fsyncDir, removeDeadTemporaries, removeTree } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 import { leaseHolders } from './leases.js';
 import { FileLock } from '../lock/file-lock.js';
-import { commitTime, listMetaIds } from './metadata.js';
+import { commitTime, listMetaIds, removeMeta } from './metadata.js';
 import { isPinned } from './pins.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
 import { collectStaleStaging } from './staging.js';
@@ -129,7 +129,7 @@ export async function removeSnapshot(layout: StoreLayout, id: number): Promise<b
     await lock.release();
   }
   if (movedAside) await removeTree(aside);
-  await fs.rm(layout.meta(id), { force: true });
+  await removeMeta(layout, id);
   return true;
 }
 
@@ -158,7 +158,7 @@ async function dropDeadTemporaries(layout: StoreLayout): Promise<void> {
 async function dropOrphans(layout: StoreLayout): Promise<void> {
   const present = new Set(await listSnapshotIds(layout));
   for (const id of await listMetaIds(layout)) {
-    if (!present.has(id)) await fs.rm(layout.meta(id), { force: true });
+    if (!present.has(id)) await removeMeta(layout, id);
   }
   let names: string[] = [];
   try {

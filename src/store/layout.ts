@@ -14,6 +14,7 @@
  *   reposnap/last-id            highest snapshot id ever assigned
  *   reposnap/owner.json         the repository and location the store belongs to
  *   reposnap/meta/<N>.json      metadata of snapshot N
+ *   reposnap/meta/<N>.folders.json  the folders of snapshot N as its verification saw them
  *   reposnap/staging/<tx>/      the tree a transaction is building
  *   reposnap/staging/<tx>.lock  held by the transaction that owns <tx>/
  *   reposnap/staging/<tx>.json  what <tx>/ was cloned from
@@ -94,6 +95,10 @@ export class StoreLayout {
   }
   meta(id: number): string {
     return path.join(this.metaDir, `${id}.json`);
+  }
+  /** Snapshot `id`'s folder index (verification's, opaque to the store). */
+  folderIndex(id: number): string {
+    return path.join(this.metaDir, `${id}.folders.json`);
   }
   staging(tx: string): string {
     return path.join(this.stagingDir, tx);

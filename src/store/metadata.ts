@@ -66,14 +66,39 @@ export async function writeMeta(layout: StoreLayout, meta: SnapshotMeta): Promis
   await atomicWriteFile(layout.meta(meta.id), `${JSON.stringify(meta, null, 2)}\n`);
 }
 
-/** Ids that have a metadata file (including ones whose snapshot is gone). */
+/**
+ * The folder index a verification made of snapshot `id`'s tree (see
+ * trust/tree-walk.ts), kept beside its metadata for the next incremental
+ * verification; undefined when there is none. Written before the snapshot
+ * is published and never after, like the metadata: it describes an
+ * immutable tree.
+ */
+export async function readFolderIndex(layout: StoreLayout, id: number): Promise<string | undefined> {
+  try {
+    return await fs.readFile(layout.folderIndex(id), 'utf8');
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export async function writeFolderIndex(layout: StoreLayout, id: number, text: string): Promise<void> {
+  await fs.mkdir(layout.metaDir, { recursive: true, mode: 0o755 });
+  await atomicWriteFile(layout.folderIndex(id), text);
+}
+
+/** Remove snapshot `id`'s metadata and folder index. */
+export async function removeMeta(layout: StoreLayout, id: number): Promise<void> {
+  await fs.rm(layout.folderIndex(id), { force: true });
+  await fs.rm(layout.meta(id), { force: true });
+}
+
+/** Ids that have a metadata file or folder index (including ones whose snapshot is gone). */
 export async function listMetaIds(layout: StoreLayout): Promise<number[]> {
   try {
     const names = await fs.readdir(layout.metaDir);
-    return names
-      .map((n) => /^([1-9]\d*)\.json$/.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]));
+    const ids = names.map((n) => /^([1-9]\d*)(?:\.folders)?\.json$/.exec(n)).filter((m): m is RegExpExecArray => m !== null);
+    return [...new Set(ids.map((m) => Number(m[1])))];
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return [];
     throw err;

@@ -28,7 +28,7 @@ import { ensureLeaseFile, leaseHolders, acquireLease } from './leases.js';
 import { ensureLocationLink, locationKind } from './location.js';
 import { FileLock } from '../lock/file-lock.js';
 import { readOwner, writeOwner, type StoreOwner } from './owner.js';
-import { readMeta, type SnapshotMeta } from './metadata.js';
+import { readFolderIndex, readMeta, type SnapshotMeta } from './metadata.js';
 import type { PreviousTree } from '../tree/provenance.js';
 import { treesDiffer } from '../tree/compare.js';
 import { migrateLocation } from './migrate.js';
@@ -68,12 +68,19 @@ class RcuUpdate implements Update {
     /** The base snapshot's tree, to compare a dirty staging tree with. */
     private readonly baseDir: string | null,
     private readonly baseMeta: SnapshotMeta | undefined,
+    private readonly layout: StoreLayout,
   ) {}
   get baseTree(): Update['baseTree'] {
     if (this.baseDir === null) return undefined;
     const clonedAt = this.staging.info.clonedAt;
     const verified = this.baseMeta?.verified;
-    return { dir: this.baseDir, ...(clonedAt !== undefined ? { clonedAt } : {}), ...(verified ? { verified } : {}) };
+    const base = this.staging.base;
+    return {
+      dir: this.baseDir,
+      ...(clonedAt !== undefined ? { clonedAt } : {}),
+      ...(verified ? { verified } : {}),
+      ...(verified && base !== null ? { folderIndex: () => readFolderIndex(this.layout, base) } : {}),
+    };
   }
   get dirty(): boolean {
     return this.staging.fillState !== 'none';
@@ -238,7 +245,7 @@ export class RcuStorage implements RepoStorage {
             // The clone reports no per-file progress: cp does it faster than any walk that could.
             o.onProgress?.({ phase: 'clone', done: 0 });
             const staging = await Staging.open(layout, base ?? null, baseDir, backend);
-            return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, baseDir, baseMeta);
+            return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, baseDir, baseMeta, layout);
           } catch (err) {
             await syncLock.release();
             throw err;
@@ -270,7 +277,7 @@ export class RcuStorage implements RepoStorage {
             changes: info.changes,
             ...(info.verified ? { verified: info.verified } : {}),
           },
-          { fixLocation: true },
+          { fixLocation: true, ...(info.folderIndex !== undefined ? { folderIndex: info.folderIndex } : {}) },
         ),
       );
       await u.staging.finish();

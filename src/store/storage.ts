@@ -105,10 +105,11 @@ export interface Update {
   differsFromBase(): Promise<boolean>;
   /**
    * The snapshot the target was cloned from, for incremental verification:
-   * its tree, its verification record, and when the clone was complete
-   * (undefined where unknown, or for storage without snapshots).
+   * its tree, its verification record, when the clone was complete, and
+   * the folder index its verification left (undefined where unknown, or
+   * for storage without snapshots).
    */
-  readonly baseTree: { dir: string; clonedAt?: number; verified?: VerificationRecord } | undefined;
+  readonly baseTree: { dir: string; clonedAt?: number; verified?: VerificationRecord; folderIndex?: () => Promise<string | undefined> } | undefined;
 }
 
 export interface CommitInfo {
@@ -119,6 +120,8 @@ export interface CommitInfo {
   tree: TreeStats;
   /** The verification the tree passed, to record with it. */
   verified?: VerificationRecord;
+  /** That verification's folder index of the tree, kept for the next one (rcu). */
+  folderIndex?: string;
 }
 
 export interface CommitResult {

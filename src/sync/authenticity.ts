@@ -14,6 +14,7 @@ import type { Update } from '../store/storage.js';
 import { formatTimestamp, parseTimestamp } from '../trust/manifest-format.js';
 import { ManifestFailure, verifyMetaManifest, type MetaManifestResult } from '../trust/metamanifest.js';
 import { Keyring } from '../trust/openpgp.js';
+import { parseFolderIndex, serializeFolderIndex, type FolderIndex } from '../trust/tree-walk.js';
 import { manifestAge, timestampChkAge, type TreeAge } from '../trust/tree-age.js';
 
 export interface AuthenticityCheck {
@@ -30,6 +31,8 @@ export interface AuthenticityCheck {
 export interface Verified {
   record: VerificationRecord;
   result: MetaManifestResult;
+  /** The tree's folder index, to keep with the snapshot for the next incremental verification. */
+  folderIndex?: string;
 }
 
 const NOTHING_PUBLISHED = 'nothing was published, the previous snapshot stays current';
@@ -65,10 +68,14 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
     .update(await fs.readFile(config.key.file))
     .digest('hex');
   const base = c.update.baseTree;
+  // Without its folder index (a snapshot verified by an older reposnap, or
+  // the index lost) the base still serves: the walk then lists every folder.
+  const folders = parseIndex(await base?.folderIndex?.().catch(() => undefined));
   const incremental =
     !c.untrustedWriter && base?.clonedAt !== undefined && base.verified?.method === 'metamanifest' && base.verified.keyDigest === keyDigest
-      ? { root: base.dir, clonedAt: base.clonedAt }
+      ? { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) }
       : undefined;
+  let folderIndex: string | undefined;
   const keyring = await Keyring.open(c.repo, config.key);
   try {
     const result = await verifyMetaManifest({
@@ -79,9 +86,11 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
       maxAgeDays: config.maxAgeDays,
       ignoreTop: c.update.excludeTop,
       ...(incremental ? { base: incremental } : {}),
+      onFolders: (index) => (folderIndex = serializeFolderIndex(index)),
     });
     return {
       result,
+      ...(folderIndex !== undefined ? { folderIndex } : {}),
       record: {
         method: 'metamanifest',
         signedBy: result.signedBy,
@@ -102,6 +111,10 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
   } finally {
     await keyring.close();
   }
+}
+
+function parseIndex(text: string | undefined): FolderIndex | undefined {
+  return text === undefined ? undefined : parseFolderIndex(text);
 }
 
 function show(t: Date): string {

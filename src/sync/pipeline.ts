@@ -70,7 +70,7 @@ export interface SyncReport {
 }
 
 /** What the new tree's MetaManifest verification found (the report's share of MetaManifestResult). */
-export type VerifiedSummary = Pick<MetaManifestResult, 'signedBy' | 'timestamp' | 'incremental' | 'files' | 'hashed' | 'bytesHashed'>;
+export type VerifiedSummary = Pick<MetaManifestResult, 'signedBy' | 'timestamp' | 'incremental' | 'files' | 'hashed' | 'bytesHashed' | 'folders' | 'foldersListed'>;
 
 /**
  * Milliseconds: preparing (locks, migration, clone), fetching, verifying,
@@ -322,8 +322,8 @@ async function verify(run: SyncRun, update: Update): Promise<Verified | undefine
       untrustedWriter: needsWorker(config),
     });
     if (verified) {
-      const { signedBy, timestamp, incremental, files, hashed, bytesHashed } = verified.result;
-      run.report.verified = { signedBy, timestamp, incremental, files, hashed, bytesHashed };
+      const { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed } = verified.result;
+      run.report.verified = { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed };
     }
     if (config.verifyCommand !== undefined) await runVerifyCommand(name, config.verifyCommand, update.target);
     return verified;
@@ -343,6 +343,7 @@ async function commit(run: SyncRun, update: Update, result: SourceResult, verifi
     changes: result.changes,
     tree: result.tree,
     ...(verified ? { verified: verified.record } : {}),
+    ...(verified?.folderIndex !== undefined ? { folderIndex: verified.folderIndex } : {}),
   });
   run.report.outcome = 'updated';
   if (committed.snapshot) run.report.snapshot = { id: committed.snapshot.id, path: committed.snapshot.path };

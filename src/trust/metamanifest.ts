@@ -27,8 +27,8 @@
  * signature and TIMESTAMP are always checked. The cost is a stat of every
  * file plus reading what changed; see docs/design.md for what this trusts.
  */
-import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -37,8 +37,9 @@ import { Limiter } from '../util/limit.js';
 import { runProcess } from '../util/process.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
-import { cleartextBody, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, within, type FileEntry, type ParsedManifest } from './manifest-format.js';
+import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type FileTag, type ParsedManifest } from './manifest-format.js';
 import type { Keyring } from './openpgp.js';
+import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy } from './tree-walk.js';
 
 export interface MetaManifestOptions {
   repo: string;
@@ -56,9 +57,12 @@ export interface MetaManifestOptions {
    * Verify incrementally against the verified tree `root` was cloned from.
    * `statEveryFile`: look at every file's ctime, not only those in folders
    * whose own ctime changed (see walkTree); for a tree that may have been
-   * written in place.
+   * written in place. `folders`: the base's folder index, so that only
+   * folders touched since the clone are listed (see walkChangedTree).
    */
-  base?: { root: string; clonedAt: number; statEveryFile?: boolean };
+  base?: { root: string; clonedAt: number; statEveryFile?: boolean; folders?: FolderIndex };
+  /** Given the tree's folder index when it passes, to record for the next incremental verification. */
+  onFolders?: (index: FolderIndex) => void;
 }
 
 export interface MetaManifestResult {
@@ -75,6 +79,9 @@ export interface MetaManifestResult {
   /** Manifests read, and sub-Manifests whose whole folder was the base's. */
   manifests: number;
   skippedManifests: number;
+  /** Folders in the tree, and those listed (all but, incrementally with the base's folder index, those untouched since the clone). */
+  folders: number;
+  foldersListed: number;
 }
 
 /** Verification refused the tree: `file` (tree-relative) and what is wrong with it. */
@@ -87,15 +94,6 @@ export class ManifestFailure extends Error {
   }
 }
 
-interface Node {
-  kind: 'file' | 'dir' | 'other';
-  size: number;
-  ctimeMs: number;
-  /** For a symlink to a file of the tree: the file to read. */
-  target?: string;
-  /** Why a node that is not a file or folder cannot be verified. */
-  odd?: string;
-}
 
 const MAX_MANIFEST_BYTES = 512 * 1024 * 1024;
 
@@ -121,7 +119,11 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     return fine ? base.clonedAt + 40 : Math.floor((base.clonedAt + 40) / 1000) * 1000;
   };
   const policy: StatPolicy = !base ? 'none' : base.statEveryFile ? 'all' : 'dirs';
-  const { nodes, untouchedBefore } = await walkTree(root, new Set(opts.ignoreTop ?? []), policy, boundary);
+  const ignoreTop = new Set(opts.ignoreTop ?? []);
+  const walk =
+    (base?.folders && policy === 'dirs' ? await walkChangedTree(root, ignoreTop, base.folders, boundary) : undefined) ??
+    (await walkTree(root, ignoreTop, policy, boundary));
+  const { nodes, unlisted, untouchedBefore } = walk;
   const signed = await signing;
   if (!signed.ok) throw new ManifestFailure('Manifest', `OpenPGP signature refused: ${signed.why}`);
   const topParsed = parse(signed.text ?? '', 'Manifest');
@@ -159,6 +161,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     bytesHashed: 0,
     manifests: 1,
     skippedManifests: 0,
+    folders: walk.folders.size,
+    foldersListed: walk.folders.size - unlisted.size,
   };
   const entries = new Map<string, FileEntry>();
   const ignored = new Set<string>(opts.ignoreTop ?? []);
@@ -178,6 +182,15 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   };
   /** Sub-Manifests not read: the base's, over a folder that is all the base's. */
   const skipped = new Map<string, { entry: FileEntry; dir: string }>();
+  /**
+   * Lines of Manifests that were read, passed over unparsed: the base's
+   * lines, about a file in a folder that is the base's, or a sub-Manifest
+   * over such a folder (walkChangedTree did not list them). Taken in after
+   * all if a changed line elsewhere says something about their path.
+   */
+  let deferred: Deferred[] = [];
+  const deferredPaths = new Set<string>();
+  let deferredFiles = 0;
   const pool = new HashPool(opts.jobs);
   const hashing: Array<Promise<void>> = [];
   let failure: ManifestFailure | undefined;
@@ -186,9 +199,18 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     throw failure;
   };
 
-  /** The node an entry names, following a symlink to a file of the tree. */
-  const fileFor = (entry: FileEntry): Node => {
-    const n = nodes.get(entry.path);
+  /**
+   * The node an entry names, following a symlink to a file of the tree. In
+   * a folder that was not listed, an entry the base had names the base's
+   * file, unchanged; any other is looked at now.
+   */
+  const fileFor = (entry: FileEntry, sameAsBase: boolean): Node => {
+    let n = nodes.get(entry.path);
+    if (!n && unlisted.has(parentOf(entry.path) ?? '')) {
+      if (base && sameAsBase) return UNTOUCHED_FILE;
+      n = statNode(root, entry.path);
+      if (n) nodes.set(entry.path, n);
+    }
     if (!n) return fail(entry.path, `missing (listed in ${entry.manifest}:${entry.line})`);
     if (n.kind !== 'file') return fail(entry.path, n.odd ?? (n.kind === 'dir' ? `a folder, listed as a file in ${entry.manifest}:${entry.line}` : 'not a regular file'));
     return n;
@@ -196,7 +218,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
 
   /** Check a file against its entry: hashed, unless it and its entry are the verified base's. */
   const checkFile = (entry: FileEntry, sameAsBase: boolean): Promise<void> => {
-    const n = fileFor(entry);
+    const n = fileFor(entry, sameAsBase);
     if (base && sameAsBase && !n.target && !touched(n)) return Promise.resolve();
     // The size is known where the walk stat'ed the file; else reading checks it.
     if (n.size >= 0 && n.size !== entry.size) fail(entry.path, `size mismatch: ${n.size} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
@@ -250,7 +272,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   };
 
   const openSubManifest = async (entry: FileEntry, sameAsBase: boolean, baseListed: boolean): Promise<void> => {
-    const n = fileFor(entry);
+    const n = fileFor(entry, sameAsBase);
     const dir = parentOf(entry.path) ?? '';
     if (base && sameAsBase && !n.target && !touched(n) && !subtreeTouched(dir)) {
       skipped.set(entry.path, { entry, dir });
@@ -260,7 +282,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   };
 
   const readSubManifest = async (entry: FileEntry, sameAsBase: boolean, baseListed: boolean): Promise<void> => {
-    const n = fileFor(entry);
+    const n = fileFor(entry, sameAsBase);
     const file = n.target ?? path.join(root, entry.path);
     // A symlink is read and hashed anew every time: what it leads to may
     // have changed through a link on the way that no ctime here shows.
@@ -272,10 +294,13 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     const data = readBounded(file, entry.path, unchanged ? undefined : entry);
     if (!unchanged) checkBytes(entry, data);
     const text = await decompress(opts.repo, data, file, entry.path);
-    const parsed = parse(text, entry.path);
     result.manifests++;
-    if (!base || unchanged) {
-      await absorb(parsed, () => base !== undefined, entry.path, () => base !== undefined);
+    if (!base) {
+      await absorb(parse(text, entry.path), () => false, entry.path, () => false);
+      return;
+    }
+    if (unchanged) {
+      await absorb(parse(text, entry.path, deferUnchanged(entry.path, () => true, new Set())), () => true, entry.path, () => true);
       return;
     }
     // Changed since the base: compared line by line with the base's copy,
@@ -287,9 +312,40 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
           .catch(() => undefined)
       : undefined;
     const baseLines = manifestLines(baseText ?? '');
-    noteDisturbed(baseLines, parsed, entry.path);
+    const lines = new Set<string>();
+    const parsed = parse(text, entry.path, deferUnchanged(entry.path, (raw) => baseLines.has(raw), lines));
+    noteDisturbed(baseLines, lines, parsed, entry.path);
     await absorb(parsed, (e) => baseLines.has(e.raw), entry.path, listedIn(baseLines, entry.path));
   };
+
+  /**
+   * For parseManifest: pass over a line of the Manifest at `manifest` that
+   * the base's copy had word for word (`isBaseLine`) and that no changed
+   * line has spoken of so far, about the base's file (in a folder not
+   * listed, or listed but untouched itself) or a sub-Manifest over a
+   * folder that is all the base's; it waits in `deferred`, its path counted
+   * as covered. Every line seen is added to `seen`.
+   */
+  const deferUnchanged =
+    (manifest: string, isBaseLine: (raw: string) => boolean, seen: Set<string>) =>
+    (raw: string, line: number): boolean => {
+      seen.add(raw);
+      if (unlisted.size === 0 || !isBaseLine(raw)) return false;
+      const head = entryHead(raw, manifest);
+      if (!head) return false;
+      const dir = parentOf(head.path) ?? '';
+      if (head.tag === 'MANIFEST') {
+        if (nodes.has(head.path) || subtreeTouched(dir) || isDisturbed(dir)) return false;
+      } else {
+        const n = nodes.get(head.path);
+        if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(dir)) return false;
+        if (isDisturbed(head.path)) return false;
+        deferredPaths.add(head.path);
+      }
+      deferred.push({ raw, line, manifest, tag: head.tag, path: head.path });
+      return true;
+    };
+
 
   /** A file's entry checked against bytes already read. */
   const checkBytes = (entry: FileEntry, data: Buffer): void => {
@@ -309,12 +365,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * same line in the same Manifest says the same thing), so unchanged
    * lines cost a set lookup, not a parse.
    */
-  const noteDisturbed = (baseLines: Set<string>, parsed: ParsedManifest, manifest: string): void => {
-    const now = new Set<string>();
-    for (const e of [...parsed.files, ...parsed.ignores]) {
-      now.add(e.raw);
-      if (!baseLines.has(e.raw)) disturb(e.path);
-    }
+  const noteDisturbed = (baseLines: Set<string>, now: Set<string>, parsed: ParsedManifest, manifest: string): void => {
+    for (const e of [...parsed.files, ...parsed.ignores]) if (!baseLines.has(e.raw)) disturb(e.path);
     for (const line of baseLines) {
       if (now.has(line) || line.startsWith('TIMESTAMP') || line.startsWith('DIST')) continue;
       const gone = safeParse(line, manifest);
@@ -332,13 +384,14 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       const baseTop = await fs.readFile(path.join(base.root, 'Manifest'), 'utf8').catch(() => undefined);
       if (baseTop !== undefined) {
         const baseLines = manifestLines(cleartextBody(baseTop));
-        noteDisturbed(baseLines, topParsed, 'Manifest');
+        noteDisturbed(baseLines, manifestLines(signed.text ?? ''), topParsed, 'Manifest');
         topSameAsBase = (e) => baseLines.has(e.raw);
         topListed = listedIn(baseLines, 'Manifest');
       }
     }
     await absorb(topParsed, topSameAsBase, 'Manifest', topListed);
-    // A skipped folder whose coverage a changed Manifest touched is read after all.
+    // A skipped folder or a deferred line whose coverage a changed Manifest
+    // touched is taken in after all; what it brings may touch more.
     for (let again = true; again; ) {
       again = false;
       for (const [m, s] of skipped) {
@@ -347,11 +400,38 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         again = true;
         await readSubManifest(s.entry, true, true);
       }
+      const waiting = deferred;
+      deferred = [];
+      for (const d of waiting) {
+        if (!isDisturbed(d.tag === 'MANIFEST' ? (parentOf(d.path) ?? '') : d.path)) {
+          deferred.push(d);
+          continue;
+        }
+        again = true;
+        const entry = parse(d.raw, d.manifest).files[0] as FileEntry;
+        entry.line = d.line;
+        register(entry);
+        if (entry.tag === 'MANIFEST') await readSubManifest(entry, true, true);
+        else hashing.push(checkFile(entry, true));
+      }
     }
     await Promise.all(hashing);
-    result.skippedManifests = skipped.size;
 
-    const skippedDirs = new Set([...skipped.values()].map((s) => s.dir));
+    // Folders whose Manifest was not read: their files are the base's, all
+    // covered, and counted from the folder index.
+    const below = filesBelow(walk.folders);
+    const skippedDirs = new Set<string>();
+    for (const s of skipped.values()) {
+      skippedDirs.add(s.dir);
+      deferredFiles += below(s.dir) - 1; // its Manifest is an entry already
+    }
+    for (const d of deferred) {
+      if (d.tag !== 'MANIFEST') continue;
+      skippedDirs.add(parentOf(d.path) ?? '');
+      deferredFiles += below(parentOf(d.path) ?? '');
+    }
+    deferredFiles += deferred.filter((d) => d.tag !== 'MANIFEST').length;
+    result.skippedManifests = skippedDirs.size;
     const under = (p: string, set: Set<string>): boolean => {
       for (let q: string | undefined = p; q !== undefined; q = parentOf(q)) if (set.has(q)) return true;
       return false;
@@ -359,15 +439,29 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     for (const p of entries.keys()) {
       if (under(p, ignored)) fail(p, `listed in ${entries.get(p)?.manifest} but inside an IGNOREd path`);
     }
-    result.files = entries.size;
-    for (const [p, n] of nodes) {
-      if (n.kind === 'dir' || p === 'Manifest' || entries.has(p) || under(p, ignored)) continue;
-      if (under(parentOf(p) ?? '', skippedDirs)) {
-        result.files++;
-        continue;
+    result.files = entries.size + deferredFiles;
+    const stray = (p: string, n: Node): never => fail(p, n.odd ?? (n.kind === 'file' ? 'stray file: no Manifest lists it' : 'not a regular file, and not IGNOREd'));
+    const covered = (p: string): boolean => p === 'Manifest' || entries.has(p) || deferredPaths.has(p) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
+    for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p)) stray(p, n);
+    // In a folder that was not listed, only a path a changed line spoke of
+    // can have lost its coverage (an entry or an IGNORE dropped): a file
+    // there, or anything in such a folder below it.
+    for (const p of disturbed) {
+      if (covered(p)) continue;
+      const listed = nodes.get(p);
+      const n = listed ?? (unlisted.has(parentOf(p) ?? '') ? statNode(root, p) : undefined);
+      if (!n || (listed && n.kind !== 'dir')) continue; // gone, or a listed file the loop above judged
+      if (n.kind !== 'dir') stray(p, n);
+      for (const f of walk.folders.keys()) {
+        if (!unlisted.has(f) || !(f === p || f.startsWith(`${p}/`)) || under(f, skippedDirs)) continue;
+        for (const name of listNames(path.join(root, f))) {
+          const q = f === '' ? name : `${f}/${name}`;
+          const m = nodes.get(q) ?? statNode(root, q);
+          if (m && m.kind !== 'dir' && !covered(q)) stray(q, m);
+        }
       }
-      fail(p, n.odd ?? (n.kind === 'file' ? 'stray file: no Manifest lists it' : 'not a regular file, and not IGNOREd'));
     }
+    opts.onFolders?.(walk.folders);
     return result;
   } catch (err) {
     if (failure) throw failure;
@@ -380,6 +474,23 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   }
 }
 
+/** A line passed over unparsed (see deferUnchanged). */
+interface Deferred {
+  raw: string;
+  line: number;
+  manifest: string;
+  tag: FileTag;
+  path: string;
+}
+
+/** What fileFor gives for the base's file in a folder that was not listed. */
+const UNTOUCHED_FILE: Node = Object.freeze({ kind: 'file', size: -1, ctimeMs: -Infinity });
+
+/** The names in a folder but dot names. */
+function listNames(dir: string): string[] {
+  return readdirSync(dir).filter((n) => !n.startsWith('.'));
+}
+
 /**
  * `p`, marked as handled: a hash that fails while the walk is still queueing
  * others is reported by the Promise.all that collects them, not as an
@@ -390,9 +501,9 @@ function handled<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-function parse(text: string, manifest: string): ParsedManifest {
+function parse(text: string, manifest: string, skip?: (raw: string, line: number) => boolean): ParsedManifest {
   try {
-    return parseManifest(text, manifest);
+    return parseManifest(text, manifest, skip);
   } catch (err) {
     if (err instanceof ManifestSyntaxError) throw new ManifestFailure(err.manifest, `line ${err.line}: ${err.what}`);
     throw err;
@@ -410,12 +521,19 @@ function safeParse(text: string, manifest: string): ParsedManifest {
 
 /** Whether `lines` (a Manifest's at tree path `manifest`) hold a MANIFEST entry for tree path `p`. */
 function listedIn(lines: Set<string>, manifest: string): (p: string) => boolean {
-  const listed = new Set<string>();
-  for (const line of lines) {
-    if (!line.startsWith('MANIFEST')) continue;
-    for (const e of safeParse(line, manifest).files) if (e.tag === 'MANIFEST') listed.add(e.path);
-  }
-  return (p) => listed.has(p);
+  let listed: Set<string> | undefined;
+  return (p) => {
+    // Made when first asked: most changed Manifests are never asked.
+    if (!listed) {
+      listed = new Set();
+      for (const line of lines) {
+        if (!line.startsWith('MANIFEST')) continue;
+        const head = entryHead(line, manifest);
+        if (head?.tag === 'MANIFEST') listed.add(head.path);
+      }
+    }
+    return listed.has(p);
+  };
 }
 
 /**
@@ -436,11 +554,6 @@ function readBounded(file: string, shown: string, entry?: FileEntry): Buffer {
   }
 }
 
-function parentOf(p: string): string | undefined {
-  if (p === '') return undefined;
-  const i = p.lastIndexOf('/');
-  return i < 0 ? '' : p.slice(0, i);
-}
 
 /** A sub-Manifest's text, decompressed by its suffix as GLEP 61 names them. */
 async function decompress(repo: string, data: Buffer, file: string, shown: string): Promise<string> {
@@ -470,98 +583,4 @@ function unzip(data: Buffer, shown: string): Buffer {
   } catch (err) {
     throw new ManifestFailure(shown, `cannot be decompressed (${(err as Error).message})`);
   }
-}
-
-/**
- * How much of the tree the walk stats. "none" (full verification): nothing,
- * the folder listing gives each entry's type and reading checks the size.
- * "dirs" (a sync's incremental verification): every folder, and the files
- * of folders changed since the clone. A file's content changes only by a
- * new file renamed over it (no source writes in place, and a snapshot's
- * files are never written in place), and that changes its folder's ctime;
- * so the files of an unchanged folder are the base's. "all" (`reposnap
- * verify`): every file, to catch a file written in place after the fact.
- */
-type StatPolicy = 'none' | 'dirs' | 'all';
-
-/** Folders listed between two turns of the event loop, so a long walk does not stall signals and timers. */
-const WALK_SLICE = 256;
-
-/**
- * Every entry of the tree but dot names, by tree-relative path, with what
- * verification needs: type, size and ctime where stat'ed (see StatPolicy),
- * symlinks resolved (to a file inside the tree, else marked odd); and the
- * ctime before which an entry is untouched since the clone (`boundary`,
- * given whether this filesystem keeps sub-second ctimes).
- */
-async function walkTree(
-  root: string,
-  ignoreTop: Set<string>,
-  policy: StatPolicy,
-  boundary: (fineCtime: boolean) => number,
-): Promise<{ nodes: Map<string, Node>; untouchedBefore: number }> {
-  const nodes = new Map<string, Node>();
-  let fine = false;
-  const stat = (abs: string): Stats => {
-    const st = lstatSync(abs);
-    if (st.ctimeMs % 1000 !== 0) fine = true;
-    return st;
-  };
-  // Sync calls: tens of thousands of small syscalls cost far less made
-  // directly than as one promise each through the thread pool.
-  nodes.set('', { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : stat(root).ctimeMs });
-  const unstated: Array<[string, string]> = [];
-  const pending = [''];
-  for (let listed = 0; pending.length > 0; listed++) {
-    if (listed % WALK_SLICE === WALK_SLICE - 1) await new Promise((resolve) => setImmediate(resolve));
-    const rel = pending.pop() as string;
-    const dirAbs = rel === '' ? root : path.join(root, rel);
-    for (const e of readdirSync(dirAbs, { withFileTypes: true })) {
-      const name = e.name;
-      if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) continue;
-      const p = rel === '' ? name : `${rel}/${name}`;
-      const abs = path.join(dirAbs, name);
-      if (e.isDirectory()) {
-        nodes.set(p, { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : stat(abs).ctimeMs });
-        pending.push(p);
-      } else if (e.isFile()) {
-        if (policy === 'all') {
-          const st = stat(abs);
-          nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
-        } else {
-          nodes.set(p, { kind: 'file', size: -1, ctimeMs: Infinity });
-          if (policy === 'dirs') unstated.push([p, rel]);
-        }
-      } else if (e.isSymbolicLink()) {
-        nodes.set(p, resolveLink(root, abs, stat(abs).ctimeMs));
-      } else {
-        nodes.set(p, { kind: 'other', size: 0, ctimeMs: Infinity, odd: 'not a regular file, and not IGNOREd' });
-      }
-    }
-  }
-  const untouchedBefore = boundary(fine);
-  for (const [p, dir] of unstated) {
-    if ((nodes.get(dir)?.ctimeMs ?? Infinity) < untouchedBefore) {
-      (nodes.get(p) as Node).ctimeMs = -Infinity;
-      continue;
-    }
-    const st = lstatSync(path.join(root, p));
-    nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
-  }
-  return { nodes, untouchedBefore };
-}
-
-/** GLEP 74 follows symlinks; reposnap follows them only to regular files inside the tree. */
-function resolveLink(root: string, abs: string, ctimeMs: number): Node {
-  let real: string;
-  try {
-    real = realpathSync(abs);
-  } catch {
-    return { kind: 'other', size: 0, ctimeMs, odd: 'a dangling symlink, and not IGNOREd' };
-  }
-  if (!within(real, root)) return { kind: 'other', size: 0, ctimeMs, odd: 'a symlink leading out of the tree, and not IGNOREd' };
-  const st = statSync(real);
-  if (!st.isFile()) return { kind: 'other', size: 0, ctimeMs, odd: 'a symlink to something other than a file, and not IGNOREd' };
-  // Touched if either the link or its target is.
-  return { kind: 'file', size: st.size, ctimeMs: Math.max(ctimeMs, st.ctimeMs), target: real };
 }

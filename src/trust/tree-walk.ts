@@ -1,0 +1,324 @@
+/**
+ * The walk of a tree that MetaManifest verification needs: what is in it,
+ * and what was touched since it was cloned from a verified snapshot.
+ *
+ * Two walks:
+ *
+ * - `walkTree` lists every folder. It is what a full verification needs,
+ *   and what an incremental one falls back to when it has no folder index.
+ * - `walkChangedTree` lists only the folders touched since the clone. A
+ *   folder's ctime moves whenever an entry is added to, removed from or
+ *   renamed in it, and nothing can set it back; so a folder whose ctime is
+ *   from before the clone holds exactly the entries the base snapshot's
+ *   folder held at that path, and its sub-folders are the base's. The
+ *   base's folders come from its folder index (recorded when it was
+ *   verified, see FolderIndex), so the cost is one stat per folder and a
+ *   listing of the touched ones, not a listing of every folder: on a
+ *   Gentoo-sized tree (26k folders, 121k files) 60 ms instead of 800 ms.
+ *
+ * Names starting with "." are never part of the tree.
+ */
+import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
+import path from 'node:path';
+import { errnoCode } from '../errors.js';
+import { within } from './manifest-format.js';
+
+export interface Node {
+  kind: 'file' | 'dir' | 'other';
+  /** -1 where not stat'ed (reading the file checks the size). */
+  size: number;
+  /** -Infinity: untouched since the clone; Infinity: not known (a full verification). */
+  ctimeMs: number;
+  /** For a symlink to a file of the tree: the file to read. */
+  target?: string;
+  /** Why a node that is not a file or folder cannot be verified. */
+  odd?: string;
+}
+
+/**
+ * How much of the tree walkTree stats. "none" (full verification): nothing,
+ * the folder listing gives each entry's type and reading checks the size.
+ * "dirs" (a sync's incremental verification without a folder index): every
+ * folder, and the files of folders changed since the clone. A file's
+ * content changes only by a new file renamed over it (no source writes in
+ * place, and a snapshot's files are never written in place), and that
+ * changes its folder's ctime; so the files of an unchanged folder are the
+ * base's. "all" (`reposnap verify`): every file, to catch a file written in
+ * place after the fact.
+ */
+export type StatPolicy = 'none' | 'dirs' | 'all';
+
+/**
+ * The folders of a verified tree, by tree-relative path ('' is the top),
+ * each parent before its children: how many entries that are not folders
+ * each holds, and the names of its symlinks (which an incremental
+ * verification resolves again wherever they are: what a link leads to can
+ * change without its folder changing).
+ */
+export type FolderIndex = Map<string, { files: number; links: string[] }>;
+
+export interface TreeWalk {
+  /**
+   * Every entry listed: with walkTree, the whole tree; with
+   * walkChangedTree, every folder, the entries of the folders listed, and
+   * every symlink.
+   */
+  nodes: Map<string, Node>;
+  /** Folders not listed because their entries are the base's (walkChangedTree). */
+  unlisted: Set<string>;
+  /** The ctime before which an entry is untouched since the clone. */
+  untouchedBefore: number;
+  /** The tree's folder index, for the next incremental verification. */
+  folders: FolderIndex;
+}
+
+/** Folders listed between two turns of the event loop, so a long walk does not stall signals and timers. */
+const WALK_SLICE = 256;
+
+/**
+ * Every entry of the tree, by tree-relative path, with what verification
+ * needs: type, size and ctime where stat'ed (see StatPolicy), symlinks
+ * resolved (to a file inside the tree, else marked odd); and the ctime
+ * before which an entry is untouched since the clone (`boundary`, given
+ * whether this filesystem keeps sub-second ctimes).
+ */
+export async function walkTree(root: string, ignoreTop: Set<string>, policy: StatPolicy, boundary: (fineCtime: boolean) => number): Promise<TreeWalk> {
+  const nodes = new Map<string, Node>();
+  // In the order folders are taken off the stack: each after its parent.
+  const folders: FolderIndex = new Map();
+  const clock = new CtimeClock();
+  // Sync calls: tens of thousands of small syscalls cost far less made
+  // directly than as one promise each through the thread pool.
+  nodes.set('', { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : clock.lstat(root).ctimeMs });
+  const unstated: Array<[string, string]> = [];
+  const pending = [''];
+  for (let listed = 0; pending.length > 0; listed++) {
+    if (listed % WALK_SLICE === WALK_SLICE - 1) await new Promise((resolve) => setImmediate(resolve));
+    const rel = pending.pop() as string;
+    const dirAbs = rel === '' ? root : path.join(root, rel);
+    const folder = { files: 0, links: [] as string[] };
+    folders.set(rel, folder);
+    for (const e of readdirSync(dirAbs, { withFileTypes: true })) {
+      const name = e.name;
+      if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) continue;
+      const p = join(rel, name);
+      const abs = path.join(dirAbs, name);
+      if (e.isDirectory()) {
+        nodes.set(p, { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : clock.lstat(abs).ctimeMs });
+        pending.push(p);
+        continue;
+      }
+      folder.files++;
+      if (e.isFile()) {
+        if (policy === 'all') {
+          const st = clock.lstat(abs);
+          nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
+        } else {
+          nodes.set(p, { kind: 'file', size: -1, ctimeMs: Infinity });
+          if (policy === 'dirs') unstated.push([p, rel]);
+        }
+      } else if (e.isSymbolicLink()) {
+        folder.links.push(name);
+        nodes.set(p, resolveLink(root, abs, clock.lstat(abs).ctimeMs));
+      } else {
+        nodes.set(p, oddNode(Infinity));
+      }
+    }
+  }
+  const untouchedBefore = boundary(clock.fine);
+  for (const [p, dir] of unstated) {
+    if ((nodes.get(dir)?.ctimeMs ?? Infinity) < untouchedBefore) {
+      (nodes.get(p) as Node).ctimeMs = -Infinity;
+      continue;
+    }
+    const st = lstatSync(path.join(root, p));
+    nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
+  }
+  return { nodes, unlisted: new Set(), untouchedBefore, folders };
+}
+
+/**
+ * The walk of a tree cloned from the verified tree whose folder index is
+ * `base`, listing only the folders touched since the clone (see the
+ * header). Undefined when the tree does not fit the index (under a folder
+ * that was not touched, a folder or symlink the index names is not there,
+ * or the folder's link count says it holds other sub-folders): the index
+ * is not this base's, and the caller walks the whole tree instead.
+ */
+export async function walkChangedTree(root: string, ignoreTop: Set<string>, base: FolderIndex, boundary: (fineCtime: boolean) => number): Promise<TreeWalk | undefined> {
+  const clock = new CtimeClock();
+  // First every folder the base had, stat'ed by path: whether this
+  // filesystem keeps sub-second ctimes must be known before any folder is
+  // judged touched or not.
+  const stats = new Map<string, Stats>();
+  const children = new Map<string, string[]>();
+  for (const rel of base.keys()) {
+    if (rel !== '') {
+      const parent = parentOf(rel) as string;
+      const list = children.get(parent);
+      if (list) list.push(rel);
+      else children.set(parent, [rel]);
+    }
+    const st = clock.lstatIfAny(rel === '' ? root : `${root}/${rel}`);
+    if (st?.isDirectory()) stats.set(rel, st);
+  }
+  const untouchedBefore = boundary(clock.fine);
+
+  const nodes = new Map<string, Node>();
+  const unlisted = new Set<string>();
+  // In the order folders are taken off the stack: each after its parent.
+  const folders: FolderIndex = new Map();
+  const pending = [''];
+  for (let visited = 0; pending.length > 0; visited++) {
+    if (visited % (WALK_SLICE * 16) === WALK_SLICE * 16 - 1) await new Promise((resolve) => setImmediate(resolve));
+    const rel = pending.pop() as string;
+    const dirAbs = rel === '' ? root : `${root}/${rel}`;
+    const st = stats.get(rel) ?? clock.lstat(dirAbs);
+    nodes.set(rel, { kind: 'dir', size: 0, ctimeMs: st.ctimeMs });
+    const known = base.get(rel);
+    if (known && st.ctimeMs < untouchedBefore) {
+      // The base's entries: its sub-folders, its symlinks resolved anew.
+      // Where the filesystem counts a folder's links (2 + sub-folders; not
+      // btrfs, which says 1), the count must agree with the index.
+      const subs = children.get(rel) ?? [];
+      if (st.nlink !== 1 && st.nlink !== 2 + subs.length) return undefined;
+      unlisted.add(rel);
+      folders.set(rel, known);
+      for (const sub of subs) {
+        if (!stats.has(sub)) return undefined;
+        pending.push(sub);
+      }
+      for (const name of known.links) {
+        const abs = `${dirAbs}/${name}`;
+        const link = clock.lstatIfAny(abs);
+        if (!link?.isSymbolicLink()) return undefined;
+        nodes.set(join(rel, name), resolveLink(root, abs, link.ctimeMs));
+      }
+      continue;
+    }
+    // Touched, or new: listed, and every entry stat'ed.
+    const folder = { files: 0, links: [] as string[] };
+    folders.set(rel, folder);
+    for (const e of readdirSync(dirAbs, { withFileTypes: true })) {
+      const name = e.name;
+      if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) continue;
+      const p = join(rel, name);
+      const abs = `${dirAbs}/${name}`;
+      if (e.isDirectory()) {
+        pending.push(p);
+        continue;
+      }
+      folder.files++;
+      const s = clock.lstat(abs);
+      if (e.isFile()) nodes.set(p, { kind: 'file', size: s.size, ctimeMs: s.ctimeMs });
+      else if (e.isSymbolicLink()) {
+        folder.links.push(name);
+        nodes.set(p, resolveLink(root, abs, s.ctimeMs));
+      } else nodes.set(p, oddNode(s.ctimeMs));
+    }
+  }
+  return { nodes, unlisted, untouchedBefore, folders };
+}
+
+/**
+ * The node for `p` in a folder walkChangedTree did not list (so not in its
+ * nodes): a regular file, a folder or something else, as lstat says now.
+ */
+export function statNode(root: string, p: string): Node | undefined {
+  let st: Stats;
+  try {
+    st = lstatSync(path.join(root, p));
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+  if (st.isFile()) return { kind: 'file', size: st.size, ctimeMs: st.ctimeMs };
+  if (st.isDirectory()) return { kind: 'dir', size: 0, ctimeMs: st.ctimeMs };
+  if (st.isSymbolicLink()) return resolveLink(root, path.join(root, p), st.ctimeMs);
+  return oddNode(st.ctimeMs);
+}
+
+/** How many entries that are not folders are in `dir` and below it. */
+export function filesBelow(index: FolderIndex): (dir: string) => number {
+  const totals = new Map<string, number>();
+  // Children after parents in the index: summed from the end up.
+  const order = [...index.keys()];
+  for (let i = order.length - 1; i >= 0; i--) {
+    const rel = order[i] as string;
+    const total = (totals.get(rel) ?? 0) + (index.get(rel)?.files ?? 0);
+    totals.set(rel, total);
+    const parent = parentOf(rel);
+    if (parent !== undefined) totals.set(parent, (totals.get(parent) ?? 0) + total);
+  }
+  return (dir) => totals.get(dir) ?? 0;
+}
+
+export function serializeFolderIndex(index: FolderIndex): string {
+  return `${JSON.stringify({ version: 1, folders: [...index].map(([rel, f]) => (f.links.length > 0 ? [rel, f.files, f.links] : [rel, f.files])) })}\n`;
+}
+
+/** The index serializeFolderIndex wrote; undefined for anything else (the caller then walks the whole tree). */
+export function parseFolderIndex(text: string): FolderIndex | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const doc = parsed as { version?: unknown; folders?: unknown };
+  if (doc.version !== 1 || !Array.isArray(doc.folders)) return undefined;
+  const index: FolderIndex = new Map();
+  for (const item of doc.folders as unknown[]) {
+    if (!Array.isArray(item)) return undefined;
+    const [rel, files, links = []] = item as [unknown, unknown, unknown];
+    if (typeof rel !== 'string' || !Number.isInteger(files) || !Array.isArray(links) || !links.every((l) => typeof l === 'string')) return undefined;
+    // Parents first, or the walk would miss a folder.
+    if (rel !== '' && !index.has(parentOf(rel) as string)) return undefined;
+    index.set(rel, { files: files as number, links: links as string[] });
+  }
+  return index.has('') ? index : undefined;
+}
+
+/** Whether ctimes seen so far have sub-second parts (then so does this filesystem). */
+class CtimeClock {
+  fine = false;
+  lstat(abs: string): Stats {
+    const st = lstatSync(abs);
+    if (st.ctimeMs % 1000 !== 0) this.fine = true;
+    return st;
+  }
+  lstatIfAny(abs: string): Stats | undefined {
+    const st = lstatSync(abs, { throwIfNoEntry: false });
+    if (st && st.ctimeMs % 1000 !== 0) this.fine = true;
+    return st;
+  }
+}
+
+function oddNode(ctimeMs: number): Node {
+  return { kind: 'other', size: 0, ctimeMs, odd: 'not a regular file, and not IGNOREd' };
+}
+
+/** GLEP 74 follows symlinks; reposnap follows them only to regular files inside the tree. */
+function resolveLink(root: string, abs: string, ctimeMs: number): Node {
+  let real: string;
+  try {
+    real = realpathSync(abs);
+  } catch {
+    return { kind: 'other', size: 0, ctimeMs, odd: 'a dangling symlink, and not IGNOREd' };
+  }
+  if (!within(real, root)) return { kind: 'other', size: 0, ctimeMs, odd: 'a symlink leading out of the tree, and not IGNOREd' };
+  const st = statSync(real);
+  if (!st.isFile()) return { kind: 'other', size: 0, ctimeMs, odd: 'a symlink to something other than a file, and not IGNOREd' };
+  // Touched if either the link or its target is.
+  return { kind: 'file', size: st.size, ctimeMs: Math.max(ctimeMs, st.ctimeMs), target: real };
+}
+
+function join(rel: string, name: string): string {
+  return rel === '' ? name : `${rel}/${name}`;
+}
+
+export function parentOf(p: string): string | undefined {
+  if (p === '') return undefined;
+  const i = p.lastIndexOf('/');
+  return i < 0 ? '' : p.slice(0, i);
+}

@@ -1,0 +1,191 @@
+/**
+ * Incremental verification with the base's folder index: only folders
+ * touched since the clone are listed, the rest are taken to be the base's.
+ * Each case builds a verified base (and its folder index, as its own
+ * verification leaves it), a staging tree as a fill leaves it, and checks
+ * that the incremental verification with the index agrees with a full one:
+ * the same verdict, the same count of files, and fewer folders listed.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyMetaManifest, type MetaManifestResult } from '../src/trust/metamanifest.js';
+import { Keyring } from '../src/trust/openpgp.js';
+import type { FolderIndex } from '../src/trust/tree-walk.js';
+import { forgetKeys, makeSigningKey, sleep, tmpdir, writeManifests, writeTree, type SigningKey, type TreeSpec } from './helpers.js';
+
+let dir: string;
+let key: SigningKey;
+let ring: Keyring;
+beforeAll(async () => {
+  dir = tmpdir('folder-index');
+  key = makeSigningKey(dir, 'signer');
+  ring = await Keyring.open('t', { file: key.pub, position: { file: 'x', line: 0 } });
+});
+afterAll(async () => {
+  await ring.close();
+  forgetKeys();
+});
+
+const T1 = new Date('2026-11-01T00:00:00Z');
+const T2 = new Date('2026-11-20T00:00:00Z');
+
+/** A small Gentoo-shaped tree: categories, packages with files/, a metadata cache covered from its parent. */
+function gentooish(version: string): TreeSpec {
+  const spec: TreeSpec = {};
+  for (const cat of ['app-a', 'app-b', 'dev-c']) {
+    for (const pkg of ['one', 'two', 'three']) {
+      spec[`${cat}/${pkg}/${pkg}-1.ebuild`] = `EAPI=8 # ${cat}/${pkg}\n`;
+      spec[`${cat}/${pkg}/metadata.xml`] = `<pkgmetadata/>\n`;
+      spec[`${cat}/${pkg}/files/fix.patch`] = `--- ${pkg}\n`;
+      spec[`metadata/md5-cache/${cat}/${pkg}-1`] = `EAPI=8\nDESCRIPTION=${pkg}\n`;
+    }
+  }
+  spec['eclass/a.eclass'] = '# eclass\n';
+  spec['profiles/repo_name'] = 'gentoo\n';
+  spec['app-a/one/one-1.ebuild'] = `EAPI=8 # version ${version}\n`;
+  return spec;
+}
+
+interface Case {
+  t: string;
+  base: string;
+  staging: string;
+  clonedAt: number;
+  index: FolderIndex;
+}
+
+/** What upstream changes from T1 to T2. */
+interface Change {
+  write?: TreeSpec;
+  remove?: string[];
+}
+
+/**
+ * Trees `t/T1` (verified, cloned as the base) and `t/T2`, T1 with `change`
+ * (made on a copy, so that folders upstream did not touch keep their times,
+ * as on a real mirror); the staging tree is a hardlink clone of the base,
+ * then `fill` run on it (an rsync of T2 by default, the way the rsync
+ * source writes: new files renamed in).
+ */
+async function prepare(name: string, t1: TreeSpec, change: Change, opts: { ignore1?: string[]; ignore2?: string[]; fill?: (c: Case) => Promise<void> } = {}): Promise<Case> {
+  const t = path.join(dir, name);
+  await writeTree(path.join(t, 'T1'), t1);
+  await writeManifests(path.join(t, 'T1'), { key, timestamp: T1, ...(opts.ignore1 ? { ignore: opts.ignore1 } : {}) });
+  execFileSync('cp', ['-a', path.join(t, 'T1'), path.join(t, 'T2')]);
+  for (const r of change.remove ?? []) await fs.rm(path.join(t, 'T2', r), { recursive: true });
+  await writeTree(path.join(t, 'T2'), change.write ?? {});
+  await writeManifests(path.join(t, 'T2'), { key, timestamp: T2, ...(opts.ignore2 ? { ignore: opts.ignore2 } : {}) });
+  const base = path.join(t, 'base');
+  execFileSync('cp', ['-a', path.join(t, 'T1'), base]);
+  let index: FolderIndex | undefined;
+  await verifyMetaManifest({ repo: 't', root: base, keyring: ring, jobs: 1, maxAgeDays: 0, onFolders: (i) => (index = i) });
+  const staging = path.join(t, 'staging');
+  execFileSync('cp', ['-al', base, staging]);
+  const c: Case = { t, base, staging, clonedAt: Date.now(), index: index as FolderIndex };
+  await sleep(60);
+  if (opts.fill) await opts.fill(c);
+  // --checksum: T1 and T2 are written in the same second, where rsync's quick check would take a changed file for the same.
+  else execFileSync('rsync', ['-a', '--checksum', '--delete', `${path.join(t, 'T2')}/`, `${staging}/`]);
+  return c;
+}
+
+const full = (c: Case): Promise<MetaManifestResult> => verifyMetaManifest({ repo: 't', root: c.staging, keyring: ring, jobs: 1, maxAgeDays: 0 });
+const indexed = (c: Case, index: FolderIndex = c.index): Promise<MetaManifestResult> =>
+  verifyMetaManifest({ repo: 't', root: c.staging, keyring: ring, jobs: 1, maxAgeDays: 0, base: { root: c.base, clonedAt: c.clonedAt, folders: index } });
+
+/** Copy `files` of T2 into the staging tree, each renamed in as a fill writes it. */
+async function copyIn(c: Case, files: string[]): Promise<void> {
+  for (const f of files) {
+    const to = path.join(c.staging, f);
+    await fs.mkdir(path.dirname(to), { recursive: true });
+    await fs.copyFile(path.join(c.t, 'T2', f), `${to}.new`);
+    await fs.rename(`${to}.new`, to);
+  }
+}
+
+describe('incremental verification with the folder index', () => {
+  it('lists only the touched folders, and counts what a full verification counts', async () => {
+    const c = await prepare('good', gentooish('1'), { write: { 'app-a/one/one-1.ebuild': 'EAPI=8 # version 2\n', 'metadata/md5-cache/app-a/one-1': 'EAPI=8\nDESCRIPTION=new\n' } });
+    const f = await full(c);
+    const i = await indexed(c);
+    expect(i.files).toBe(f.files);
+    expect(i.folders).toBe(f.folders);
+    expect(f.foldersListed).toBe(f.folders);
+    // The top, app-a, app-a/one, metadata (its Manifest.gz), md5-cache and md5-cache/app-a, at most.
+    expect(i.foldersListed).toBeLessThanOrEqual(6);
+    expect(i.hashed).toBeLessThan(f.hashed);
+  });
+
+  it('takes in new, removed and replaced folders', async () => {
+    const t1: TreeSpec = { ...gentooish('1'), 'dev-c/gone/gone-1.ebuild': 'x\n', 'app-b/two/files': 'a file, later a folder\n' };
+    delete t1['app-b/two/files/fix.patch'];
+    const c = await prepare('shapes', t1, {
+      remove: ['dev-c/gone', 'app-b/two/files', 'app-a/three/files'],
+      write: { 'dev-c/new/new-1.ebuild': 'y\n', 'dev-c/new/files/n.patch': 'n\n', 'app-a/three/files': 'a folder, now a file\n', 'app-b/two/files/fix.patch': 'now in a folder\n' },
+    });
+    const f = await full(c);
+    const i = await indexed(c);
+    expect(i.files).toBe(f.files);
+    expect(i.folders).toBe(f.folders);
+    expect(i.foldersListed).toBeLessThan(i.folders);
+  });
+
+  it('finds a file left behind in an untouched folder after upstream dropped its entry', async () => {
+    // The fill brings the new Manifests but leaves the dropped file (and its folder) alone.
+    const c = await prepare('left-behind', gentooish('1'), { remove: ['metadata/md5-cache/dev-c/two-1'] }, { fill: (c) => copyIn(c, ['Manifest', 'metadata/Manifest.gz', 'metadata/md5-cache/Manifest']) });
+    await expect(full(c)).rejects.toThrow(/metadata\/md5-cache\/dev-c\/two-1: stray file/);
+    await expect(indexed(c)).rejects.toThrow(/metadata\/md5-cache\/dev-c\/two-1: stray file/);
+  });
+
+  it('finds the files of a folder whose IGNORE upstream dropped', async () => {
+    const t1 = { ...gentooish('1'), 'local/tool.sh': 'mine\n' };
+    // Upstream removes local/ and its IGNORE; the fill brings the new top-level Manifest but leaves local/ alone.
+    const c = await prepare('ignore-dropped', t1, { remove: ['local'] }, { ignore1: ['local'], fill: (c) => copyIn(c, ['Manifest']) });
+    await expect(full(c)).rejects.toThrow(/local\/tool\.sh: stray file/);
+    await expect(indexed(c)).rejects.toThrow(/local\/tool\.sh: stray file/);
+  });
+
+  it('hashes a file of an untouched folder whose entry changed', async () => {
+    // The new Manifests arrive, the new patch does not: the old one must not pass for it.
+    const c = await prepare('entry-changed', gentooish('1'), { write: { 'dev-c/two/files/fix.patch': 'a fixed patch\n' } }, { fill: (c) => copyIn(c, ['Manifest', 'dev-c/Manifest.gz', 'dev-c/two/Manifest']) });
+    await expect(full(c)).rejects.toThrow(/dev-c\/two\/files\/fix\.patch: size mismatch/);
+    await expect(indexed(c)).rejects.toThrow(/dev-c\/two\/files\/fix\.patch: size mismatch/);
+  });
+
+  it('resolves a symlink of an untouched folder again: what it leads to may have changed', async () => {
+    const t1 = { ...gentooish('1'), 'local/shared.patch': 'the patch\n', 'app-b/one/files/shared.patch': { symlink: '../../../local/shared.patch' } };
+    // Nothing changes upstream; the file the link leads to (in an IGNOREd folder) is swapped.
+    const c = await prepare('symlink', t1, {}, {
+      ignore1: ['local'],
+      ignore2: ['local'],
+      fill: async (c) => {
+        await fs.writeFile(path.join(c.staging, 'local', 'new'), 'the patch, trojaned\n');
+        await fs.rename(path.join(c.staging, 'local', 'new'), path.join(c.staging, 'local', 'shared.patch'));
+      },
+    });
+    await expect(full(c)).rejects.toThrow(/app-b\/one\/files\/shared\.patch: size mismatch/);
+    await expect(indexed(c)).rejects.toThrow(/app-b\/one\/files\/shared\.patch: size mismatch/);
+  });
+
+  it('lists every folder when the index does not fit the tree, so nothing it leaves out goes unseen', async () => {
+    const c = await prepare('misfit', gentooish('1'), { write: { 'app-a/one/one-1.ebuild': 'EAPI=8 # version 2\n' } });
+    // A file planted in a folder the index leaves out (a damaged index, or another tree's).
+    await fs.writeFile(path.join(c.staging, 'dev-c', 'three', 'files', 'planted.sh'), 'evil\n');
+    const damaged: FolderIndex = new Map([...c.index].filter(([rel]) => rel !== 'dev-c/three/files'));
+    await expect(full(c)).rejects.toThrow(/dev-c\/three\/files\/planted\.sh: stray file/);
+    await expect(indexed(c, damaged)).rejects.toThrow(/dev-c\/three\/files\/planted\.sh: stray file/);
+  });
+
+  it('gives the next verification an index equal to what a full walk finds', async () => {
+    const c = await prepare('next-index', gentooish('1'), { write: { 'app-a/one/one-1.ebuild': 'EAPI=8 # version 2\n', 'dev-c/new/new-1.ebuild': 'y\n' } });
+    let fromFull: FolderIndex | undefined;
+    let fromIndexed: FolderIndex | undefined;
+    await verifyMetaManifest({ repo: 't', root: c.staging, keyring: ring, jobs: 1, maxAgeDays: 0, onFolders: (i) => (fromFull = i) });
+    await verifyMetaManifest({ repo: 't', root: c.staging, keyring: ring, jobs: 1, maxAgeDays: 0, base: { root: c.base, clonedAt: c.clonedAt, folders: c.index }, onFolders: (i) => (fromIndexed = i) });
+    const sorted = (i: FolderIndex | undefined) => [...(i ?? [])].sort(([a], [b]) => a.localeCompare(b));
+    expect(sorted(fromIndexed)).toEqual(sorted(fromFull));
+    expect(fromFull?.has('dev-c/new')).toBe(true);
+  });
+});
