@@ -63,6 +63,8 @@ function describeProgress(e: SyncProgress): string {
   switch (e.phase) {
     case 'migrate':
       return `${e.repo}: preparing`;
+    case 'plan':
+      return `${e.repo}: checking upstream`;
     case 'clone':
       return e.done > 0 ? `${e.repo}: cloning latest snapshot (${e.done} entries)` : `${e.repo}: cloning latest snapshot`;
     case 'fetch':
