@@ -102,7 +102,7 @@ describe('sync-rsync-verify-metamanifest', () => {
     expect(check.stdout).toMatch(/snapshot 2 verified \(quick\)/);
     const full = await runCli(['-c', path.join(base, 'repos.conf'), 'verify', 'test', '--full', '--json']);
     expect(full.code).toBe(0);
-    expect(JSON.parse(full.stdout)).toMatchObject({ full: true, snapshot: 2 });
+    expect((JSON.parse(full.stdout) as { results: unknown }).results).toMatchObject({ full: true, snapshot: 2 });
   });
 
   it.each([
