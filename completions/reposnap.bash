@@ -21,7 +21,7 @@ _reposnap() {
     local commands="sync check verify list status path diff exec gc rollback pin unpin revert migrate stamp help"
 
     case $prev in
-        -c|--config)
+        -c|--config|--log-file)
             COMPREPLY=($(compgen -f -- "$cur"))
             return
             ;;
@@ -30,7 +30,7 @@ _reposnap() {
     # The command: the first word that is not an option or an option's value.
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in
-            -c|--config) ((i++)) ;;
+            -c|--config|--log-file) ((i++)) ;;
             -*) ;;
             *) if [[ -z $cmd ]]; then cmd=${COMP_WORDS[i]}; elif [[ -z $sub ]]; then sub=${COMP_WORDS[i]}; fi ;;
         esac
@@ -38,7 +38,7 @@ _reposnap() {
 
     if [[ -z $cmd ]]; then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--config --quiet --version --help" -- "$cur"))
+            COMPREPLY=($(compgen -W "--config --quiet --verbose --json --log-file --version --help" -- "$cur"))
         else
             COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         fi
@@ -47,7 +47,7 @@ _reposnap() {
 
     local opts=""
     case $cmd in
-        sync) opts="--no-wait --allow-older --dry-run --json" ;;
+        sync) opts="--no-wait --allow-older --dry-run --json --verbose --log-file" ;;
         verify) opts="--full --json" ;;
         check|status|path|diff|pin|unpin) opts="--json" ;;
         list)
@@ -65,7 +65,7 @@ _reposnap() {
         stamp)
             if [[ -z $sub ]]; then
                 COMPREPLY=($(compgen -W "touch show run help" -- "$cur"))
-            elif [[ $sub == show && $cur == -* ]]; then
+            elif [[ ($sub == show || $sub == touch) && $cur == -* ]]; then
                 COMPREPLY=($(compgen -W "--json" -- "$cur"))
             else
                 COMPREPLY=($(compgen -d -- "$cur"))

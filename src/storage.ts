@@ -27,7 +27,7 @@ export { StoreLayout } from './store/layout.js';
 export type { SnapshotBackend, ConcreteBackendName } from './backends/backend.js';
 export type { CloneStats } from './tree/clone.js';
 export { createSource } from './sources/index.js';
-export type { SyncSource, SourceResult, SourceProgress, FillContext, PrecheckContext, PrecheckResult, SourcePlan, PreviewContext } from './sources/source.js';
+export type { SyncSource, SourceResult, SourceProgress, FillContext, PrecheckContext, PrecheckResult, SourcePlan, PreviewContext, ToolOutputListener } from './sources/source.js';
 export type { PreviousTree } from './tree/provenance.js';
 export { LocalSource } from './sources/local.js';
 export { RsyncSource } from './sources/rsync.js';

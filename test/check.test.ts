@@ -36,7 +36,7 @@ describe('reposnap check', () => {
     expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
     r = await runCli(['-c', conf, 'check', 'test', '--json']);
     expect(r.code).toBe(0);
-    const json = JSON.parse(r.stdout) as { repos: Array<{ repo: string; problems: string[]; store: { backend: string; filesystem: string } }> };
+    const json = (JSON.parse(r.stdout) as { results: unknown }).results as { repos: Array<{ repo: string; problems: string[]; store: { backend: string; filesystem: string } }> };
     expect(json.repos[0]).toMatchObject({ repo: 'test', problems: [] });
     expect(json.repos[0]?.store.backend).toMatch(/^(btrfs|reflink|hardlink|copy)$/);
     expect(json.repos[0]?.store.filesystem).toBeTruthy();

@@ -33,7 +33,7 @@ describe('reposnap CLI', () => {
 
     const st = await runCli(['-c', conf, 'status', '--json']);
     expect(st.code).toBe(0);
-    const status = JSON.parse(st.stdout) as { repos: Array<Record<string, unknown>> };
+    const status = (JSON.parse(st.stdout) as { results: { repos: Array<Record<string, unknown>> } }).results;
     const repo = status.repos[0] as Record<string, unknown>;
     expect(repo).toMatchObject({
       name: 'test',
@@ -112,7 +112,7 @@ describe('reposnap CLI', () => {
     const conf = await writeConf(dir, rcuConf(dir));
     const r = await runCli(['status', '--json'], { env: { REPOSNAP_CONFIG: conf } });
     expect(r.code).toBe(0);
-    expect((JSON.parse(r.stdout) as { repos: Array<{ name: string }> }).repos[0]?.name).toBe('test');
+    expect((JSON.parse(r.stdout) as { results: { repos: Array<{ name: string }> } }).results.repos[0]?.name).toBe('test');
   });
 });
 
@@ -126,7 +126,7 @@ describe('progress and the library from options', () => {
     // script(1) gives the CLI a pseudo-terminal.
     const { execFileSync } = await import('node:child_process');
     const onTty = execFileSync('script', ['-qec', `${process.execPath} ${path.join(ROOT, 'dist/cli/main.js')} -c ${conf} sync`, '/dev/null'], { encoding: 'utf8' });
-    expect(onTty).toMatch(/test: (preparing|syncing|cloning|publishing)/);
+    expect(onTty).toMatch(/test: (starting|preparing|planning|cloning|filling|committing)/);
     expect(onTty).toContain('\r\x1b[K');
     expect(onTty).toMatch(/test: updated to snapshot 1/);
     const quiet = execFileSync('script', ['-qec', `${process.execPath} ${path.join(ROOT, 'dist/cli/main.js')} -q -c ${conf} sync`, '/dev/null'], { encoding: 'utf8' });

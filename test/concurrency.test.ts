@@ -47,7 +47,7 @@ describe('concurrent syncs', () => {
     expect((JSON.parse(json.stdout) as { results: Array<{ error: { code: string } }> }).results[0]?.error.code).toBe('EBUSY');
 
     const st = await runCli(['-c', conf, 'status', '--json']);
-    expect((JSON.parse(st.stdout) as { repos: Array<{ busy: { pid: number } }> }).repos[0]?.busy.pid).toBe(process.pid);
+    expect((JSON.parse(st.stdout) as { results: { repos: Array<{ busy: { pid: number } }> } }).results.repos[0]?.busy.pid).toBe(process.pid);
 
     const waiting = startCli(['-c', conf, 'sync']);
     await sleep(500);

@@ -52,7 +52,7 @@ describe('kill -9 during sync', () => {
     expect(await wholeVersion(location, N)).toBe(`v${KILLS}`);
     // Nothing is left locked, abandoned staging was resumed or discarded, and
     // the trash is empty.
-    const status = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as {
+    const status = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: unknown }).results as {
       repos: Array<{ busy: unknown; staging: unknown[]; snapshots: Array<{ id: number }> }>;
     };
     expect(status.repos[0]?.busy).toBeNull();

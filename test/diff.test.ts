@@ -54,7 +54,7 @@ describe('reposnap diff', () => {
     expect((await runCli(['-c', conf, 'diff', 'test', '1'])).stdout.trim().split('\n')).toEqual(expected);
     expect((await runCli(['-c', conf, 'diff', 'test', '2', '2'])).stdout).toMatch(/hold the same tree/);
 
-    const json = JSON.parse((await runCli(['-c', conf, 'diff', 'test', '--json'])).stdout) as { from: number; to: number; changes: Array<{ kind: string; type: string; path: string }> };
+    const json = (JSON.parse((await runCli(['-c', conf, 'diff', 'test', '--json'])).stdout) as { results: unknown }).results as { from: number; to: number; changes: Array<{ kind: string; type: string; path: string }> };
     expect([json.from, json.to]).toEqual([1, 2]);
     expect(json.changes).toContainEqual({ kind: 'changed', type: 'symlink', path: 'link' });
     expect(json.changes).toContainEqual({ kind: 'added', type: 'dir', path: 'was-file' });

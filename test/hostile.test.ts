@@ -377,12 +377,12 @@ describe('misuse', () => {
     await fs.writeFile(path.join(dir, 'store', 'snapshots', '7'), 'not a snapshot\n');
     await writeTree(path.join(dir, 'upstream'), { f: 'y\n' });
     expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
-    const st = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { repos: Array<{ snapshots: Array<{ id: number }> }> };
+    const st = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: unknown }).results as { repos: Array<{ snapshots: Array<{ id: number }> }> };
     expect(st.repos[0]?.snapshots.map((s) => s.id)).toEqual([1, 2]);
     // The spare slot went to snapshot 1, not to the file.
     await writeTree(path.join(dir, 'upstream'), { f: 'z\n' });
     expect((await runCli(['-c', conf, 'sync'])).code).toBe(0);
-    const st2 = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { repos: Array<{ snapshots: Array<{ id: number }> }> };
+    const st2 = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: unknown }).results as { repos: Array<{ snapshots: Array<{ id: number }> }> };
     expect(st2.repos[0]?.snapshots.map((s) => s.id)).toEqual([2, 3]);
 
     await fs.writeFile(path.join(dir, 'store', 'reposnap', 'last-id'), '9007199254740991\n');

@@ -67,7 +67,7 @@ describe('leases and exec', () => {
       expect(r.stdout).toMatch(new RegExp(`updated to snapshot ${v + 1}\\b`));
       // Snapshot 1 is leased: kept whatever the TTL and spare count.
       expect(await snapshotIds(dir)).toContain(1);
-      const st = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as StatusJson;
+      const st = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: StatusJson }).results;
       const s1 = st.repos[0]?.snapshots.find((s) => s.id === 1);
       expect(s1?.keepReasons).toEqual(['leased']);
       expect(s1?.leases.pids).toContain(reader.child.pid);
@@ -149,7 +149,7 @@ setInterval(() => {}, 1000);
     await writeVersionedTree(up, 3, 'v1');
     await runCli(['-c', conf, 'sync']);
     expect(await snapshotIds(dir)).toEqual([1, 2]);
-    const st = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as StatusJson;
+    const st = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: StatusJson }).results;
     expect(st.repos[0]?.snapshots[0]?.leases.count).toBeGreaterThanOrEqual(3); // lib, exec, sleep
 
     process.kill(-(lib.pid as number), 'SIGKILL');

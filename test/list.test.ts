@@ -18,7 +18,7 @@ describe('reposnap list', () => {
         `[hg]\nlocation = ${dir}/hg\nsync-type = mercurial\nsync-uri = https://127.0.0.1/hg\n`,
     );
     expect((await runCli(['-c', conf, 'sync', 'snap', 'plain'])).code).toBe(0);
-    let json = JSON.parse((await runCli(['-c', conf, 'list', '--json'])).stdout) as {
+    let json = (JSON.parse((await runCli(['-c', conf, 'list', '--json'])).stdout) as { results: unknown }).results as {
       repos: Array<{ repo: string; mode: string; snapshot: number | null; lastCheck: { outcome: string } | null }>;
       unmanaged: Array<{ repo: string }>;
     };
@@ -29,7 +29,7 @@ describe('reposnap list', () => {
 
     // A sync that finds nothing new is recorded too.
     expect((await runCli(['-c', conf, 'sync', 'snap'])).code).toBe(0);
-    json = JSON.parse((await runCli(['-c', conf, 'list', '--json'])).stdout) as typeof json;
+    json = (JSON.parse((await runCli(['-c', conf, 'list', '--json'])).stdout) as { results: typeof json }).results;
     expect(json.repos.find((r) => r.repo === 'snap')?.lastCheck?.outcome).toBe('up-to-date');
 
     const text = (await runCli(['-c', conf, 'list'])).stdout;

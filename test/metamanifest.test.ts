@@ -108,7 +108,7 @@ describe('sync-rsync-verify-metamanifest', () => {
     expect(check.stdout).toMatch(/snapshot 2 verified \(quick\)/);
     const full = await runCli(['-c', path.join(base, 'repos.conf'), 'verify', 'test', '--full', '--json']);
     expect(full.code).toBe(0);
-    expect(JSON.parse(full.stdout)).toMatchObject({ full: true, snapshot: 2 });
+    expect((JSON.parse(full.stdout) as { results: unknown }).results).toMatchObject({ full: true, snapshot: 2 });
   });
 
   it("collection takes a snapshot's folder index with it", async () => {

@@ -281,7 +281,7 @@ describe('repos reposnap leaves to Portage never stand in the way', () => {
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/portage-overlay {2}\(not managed by reposnap\)\n.*\n {2}why {8}sync-type = mercurial is synced by Portage \(emerge --sync\), not by reposnap/);
     const json = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout);
-    expect(json.unmanaged).toEqual([expect.objectContaining({ name: 'portage-overlay', syncType: 'mercurial' })]);
+    expect(json.results.unmanaged).toEqual([expect.objectContaining({ name: 'portage-overlay', syncType: 'mercurial' })]);
     const sync = await runCli(['-c', conf, 'sync']);
     expect(sync.stderr).toBe('');
     expect(sync.code).toBe(0);

@@ -40,7 +40,7 @@ interface StatusJson {
 
 async function status(confPath: string): Promise<StatusJson['repos'][number]> {
   const r = await runCli(['-c', confPath, 'status', '--json']);
-  return (JSON.parse(r.stdout) as StatusJson).repos[0] as StatusJson['repos'][number];
+  return (JSON.parse(r.stdout) as { results: StatusJson }).results.repos[0] as StatusJson['repos'][number];
 }
 
 /** Wait until no process (an orphan the kernel has not reaped yet) holds the repo. */

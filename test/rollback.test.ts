@@ -31,7 +31,7 @@ interface Status {
 }
 
 async function status(conf: string): Promise<Status['repos'][0]> {
-  return (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as Status).repos[0] as Status['repos'][0];
+  return (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: Status }).results.repos[0] as Status['repos'][0];
 }
 
 describe('reposnap rollback', () => {
@@ -51,7 +51,7 @@ describe('reposnap rollback', () => {
     // Nothing is deleted: 3 is still kept.
     expect(st.snapshots.map((x) => x.id)).toEqual([1, 2, 3]);
 
-    const json = JSON.parse((await runCli(['-c', s.conf, 'rollback', 'test', '1', '--json'])).stdout) as { from: number; to: number };
+    const json = (JSON.parse((await runCli(['-c', s.conf, 'rollback', 'test', '1', '--json'])).stdout) as { results: { from: number; to: number } }).results;
     expect([json.from, json.to]).toEqual([2, 1]);
     expect(await s.read()).toBe('v1\n');
 

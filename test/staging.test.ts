@@ -66,7 +66,7 @@ describe('resumable staging', () => {
       // notices its parent is gone; nobody takes the staging over before that.
       let staging: Array<{ base: number | null; locked: boolean }> = [];
       for (let i = 0; i < 200; i++) {
-        const st = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as {
+        const st = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: unknown }).results as {
           repos: Array<{ staging: Array<{ base: number | null; locked: boolean }> }>;
         };
         staging = st.repos[0]?.staging ?? [];

@@ -83,7 +83,7 @@ describe('modification stamps', () => {
     const root = tmpdir();
     const r = await runCli(['stamp', 'run', root, '--', 'sh', '-c', `test "$(cat ${root}/${STAMP_FILE} | grep -c '"inProgress":true')" = 1 && exit 4`]);
     expect(r.code).toBe(4);
-    const j = JSON.parse((await runCli(['stamp', 'show', root, '--json'])).stdout) as Record<string, unknown>;
+    const j = (JSON.parse((await runCli(['stamp', 'show', root, '--json'])).stdout) as { results: Record<string, unknown> }).results;
     expect(j).toMatchObject({ counter: 2, inProgress: false, pid: expect.any(Number), time: expect.stringMatching(/^\d{4}-/) });
     expect((await runCli(['stamp', 'show', path.join(root, 'nope'), '--json'])).code).toBe(0);
     expect((await runCli(['stamp', 'touch', path.join(root, 'nope')])).code).toBe(2);
@@ -178,7 +178,7 @@ describe('syncs in place stamp their location', () => {
       expect((await readStamp(path.join(dir, 'repo'))).counter).toBe(4);
       // The stamp survives rsync --delete and is not content.
       expect(await fs.readFile(path.join(dir, 'repo', 'f'), 'utf8')).toBe('22\n');
-      const st = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { repos: Array<{ generation: unknown }> };
+      const st = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: { repos: Array<{ generation: unknown }> } }).results;
       expect(st.repos[0]?.generation).toEqual({ kind: 'stamp', value: 4, inProgress: false });
       expect((await runCli(['-c', conf, 'status'])).stdout).toMatch(/generation stamp 4/);
     });

@@ -10,7 +10,7 @@ export async function checkCommand(ctx: CommandContext, names: string[], opts: {
   const selected = repos.select(names);
   const results = await Promise.all(selected.map((r) => r.check()));
   if (opts.json) {
-    ctx.out.json({ repos: results, unmanaged: names.length === 0 ? repos.unmanaged : [] });
+    ctx.out.results({ repos: results, unmanaged: names.length === 0 ? repos.unmanaged : [] });
   } else {
     const lines: string[] = [];
     for (const c of results) {

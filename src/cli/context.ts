@@ -1,11 +1,15 @@
 /** What every command needs: the configuration, output, and exit statuses. */
 import { Repos } from '../repos.js';
 import { BusyError, EXIT_BUSY, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ReposnapError } from '../errors.js';
+import { LogFile } from './log.js';
 import { Output } from './output.js';
 
 export interface GlobalOptions {
   config?: string;
   quiet?: boolean;
+  json?: boolean;
+  verbose?: boolean;
+  logFile?: string;
 }
 
 export interface CommandContext {
@@ -13,8 +17,18 @@ export interface CommandContext {
   repos(): Repos;
 }
 
-export function makeContext(global: GlobalOptions, json: boolean): CommandContext {
-  const out = new Output({ json, quiet: global.quiet === true });
+/**
+ * The context `command` ("sync", "stamp show") runs in. A log file that
+ * cannot be opened fails here, before the command does anything.
+ */
+export function makeContext(global: GlobalOptions, command: string): CommandContext {
+  const out = new Output({
+    json: global.json === true,
+    quiet: global.quiet === true,
+    verbose: global.verbose === true,
+    command,
+    ...(global.logFile !== undefined ? { log: LogFile.open(global.logFile) } : {}),
+  });
   let loaded: Repos | undefined;
   return {
     out,

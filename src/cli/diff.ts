@@ -9,7 +9,7 @@ export async function diffCommand(ctx: CommandContext, name: string, ids: string
   // One id: compare it with the current snapshot.
   const diff = await ctx.repos().get(name).diff(from, to);
   if (opts.json) {
-    ctx.out.json({
+    ctx.out.results({
       repo: name,
       from: diff.from,
       to: diff.to,

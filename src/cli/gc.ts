@@ -21,7 +21,7 @@ export async function gcCommand(ctx: CommandContext, names: string[], opts: { dr
       for (const tx of r.removedStaging) ctx.out.print(`  staging ${tx}: abandoned, deleted`);
     }
   }
-  if (opts.json) ctx.out.json({ results });
+  if (opts.json) ctx.out.results(results);
   return 0;
 }
 

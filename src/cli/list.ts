@@ -21,7 +21,7 @@ export async function listCommand(ctx: CommandContext, opts: { json: boolean }):
     rolledBack: s.rolledBack !== null,
   }));
   if (opts.json) {
-    ctx.out.json({ repos: rows, unmanaged: all.unmanaged.map((u) => ({ repo: u.name, why: u.why })) });
+    ctx.out.results({ repos: rows, unmanaged: all.unmanaged.map((u) => ({ repo: u.name, why: u.why })) });
     return 0;
   }
   const table = rows.map((r) => [

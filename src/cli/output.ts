@@ -1,43 +1,92 @@
 /**
- * Terminal output: one-line errors, progress that is drawn only on a terminal
- * (and never with --json or --quiet), and human-readable numbers.
+ * The output layer: what every command says and where it goes.
+ *
+ * - stdout: the command's result, as lines or, with --json, as one JSON
+ *   document (the envelope: {"version":1,"command":...,"results":...} or
+ *   {"version":1,"command":...,"error":{...}});
+ * - stderr: notices, warnings, errors, and with --verbose the output of the
+ *   tools a sync runs; with syslog priorities when it is the journal (log.ts);
+ * - progress, drawn on a terminal only, never with --json or --quiet, and
+ *   never in the journal (progress.ts);
+ * - the --log-file: result lines, notices, warnings and errors (and with
+ *   --verbose the tools' output), timestamped, whatever --quiet and --json say.
  */
-import { ReposnapError } from '../errors.js';
+import { BusyError, ConfigError, errnoCode, ReposnapError, type LockHolder } from '../errors.js';
+import { stderrIsJournal, writeStderr, type Level, type LogFile } from './log.js';
+import { ProgressBoard } from './progress.js';
+
+/** The version of the JSON envelope; it changes only when a change would break a reader. */
+export const JSON_VERSION = 1;
 
 export interface OutputOptions {
   json: boolean;
   quiet: boolean;
+  /** Show the output of the tools a sync runs (rsync's itemized changes, git's fetch). */
+  verbose?: boolean;
+  /** The command as the JSON envelope names it ("sync", "stamp show"); null when none was recognised. */
+  command?: string | null;
+  log?: LogFile;
+}
+
+/** An error as --json shows it. */
+export interface ErrorJson {
+  code: string;
+  message: string;
+  /** The repository, where known. */
+  repo?: string;
+  /** Where in the configuration (a configuration error). */
+  file?: string;
+  line?: number;
+  section?: string;
+  key?: string;
+  /** Who holds the repository (busy). */
+  holder?: LockHolder;
+  /** The system's error code, for an error that is not reposnap's own (EACCES...). */
+  errno?: string;
 }
 
 export class Output {
-  private progressShown = false;
-  private lastDraw = 0;
+  private readonly board: ProgressBoard | undefined;
+  private readonly warnings: string[] = [];
+  private answered = false;
 
   constructor(
     readonly opts: OutputOptions,
     private readonly stdout: NodeJS.WriteStream = process.stdout,
     private readonly stderr: NodeJS.WriteStream = process.stderr,
-  ) {}
-
-  get progressEnabled(): boolean {
-    return !this.opts.json && !this.opts.quiet && this.stderr.isTTY === true;
+  ) {
+    if (this.progressEnabled) this.board = new ProgressBoard(stderr);
   }
 
-  /** A result line (human mode) or nothing. */
+  get progressEnabled(): boolean {
+    return !this.opts.json && !this.opts.quiet && this.stderr.isTTY === true && !stderrIsJournal();
+  }
+
+  /** A result line (human mode), and a line in the log whatever the mode. */
   info(line: string): void {
+    this.opts.log?.write('info', line);
     if (this.opts.json || this.opts.quiet) return;
-    this.clearProgress();
-    this.stdout.write(`${line}\n`);
+    this.above(() => this.stdout.write(`${line}\n`));
   }
 
   /** Always printed: human output that is the command's whole point. */
   print(text: string): void {
-    this.clearProgress();
-    this.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    this.above(() => this.stdout.write(text.endsWith('\n') ? text : `${text}\n`));
   }
 
-  json(value: unknown): void {
-    this.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+  /** The command's result in the JSON envelope, once. */
+  results(value: unknown): void {
+    this.envelope({ results: value });
+  }
+
+  /**
+   * The command failed as a whole: the error on stderr and, with --json,
+   * the error envelope on stdout (unless a result was printed already).
+   * `said`: the stderr line was written already (commander's usage errors).
+   */
+  fail(err: unknown, repo?: string, opts: { said?: boolean } = {}): void {
+    if (!opts.said) this.error(err, repo);
+    if (this.opts.json && !this.answered) this.envelope({ error: errorJson(err, repo) });
   }
 
   /**
@@ -45,40 +94,86 @@ export class Output {
    * result, --json included): not with --quiet.
    */
   notice(message: string): void {
-    if (this.opts.quiet) return;
-    this.clearProgress();
-    this.stderr.write(`reposnap: ${message}\n`);
+    this.say('info', `reposnap: ${message}`, !this.opts.quiet);
   }
 
   warn(message: string): void {
-    this.clearProgress();
-    this.stderr.write(`reposnap: warning: ${message}\n`);
+    this.warnings.push(message);
+    this.say('warning', `reposnap: warning: ${message}`, true);
   }
 
   /** One line for `err`; `repo` names the repository when the error itself does not. */
   error(err: unknown, repo?: string): void {
-    this.clearProgress();
     const msg = errorMessage(err);
     const named = repo === undefined || err instanceof ReposnapError || msg.startsWith(`repo ${repo}`) ? msg : `repo ${repo}: ${msg}`;
-    this.stderr.write(`reposnap: ${named}\n`);
+    this.say('error', `reposnap: ${named}`, true);
   }
 
-  /** Redraw the progress line, at most ten times a second. */
-  progress(line: string): void {
-    if (!this.progressEnabled) return;
-    const now = Date.now();
-    if (now - this.lastDraw < 100) return;
-    this.lastDraw = now;
-    const width = this.stderr.columns || 80;
-    this.stderr.write(`\r\x1b[K${line.slice(0, width - 1)}`);
-    this.progressShown = true;
+  /** A line of a tool's output (rsync, git), shown with --verbose. */
+  tool(repo: string, tool: string, line: string): void {
+    if (!this.opts.verbose || line.trim() === '') return;
+    this.say('debug', `reposnap: ${repo}: ${tool}: ${line}`, !this.opts.quiet);
   }
 
-  clearProgress(): void {
-    if (!this.progressShown) return;
-    this.stderr.write('\r\x1b[K');
-    this.progressShown = false;
+  /** Set `key`'s progress line (a repository's); `phase`: a new phase, drawn at once. */
+  progress(key: string, line: string, phase = false): void {
+    this.board?.set(key, line, phase);
   }
+
+  /** `key` is done: its progress line goes. */
+  progressDone(key: string): void {
+    this.board?.remove(key);
+  }
+
+  /** The end: no more progress. */
+  close(): void {
+    this.board?.close();
+  }
+
+  private say(level: Level, line: string, onStderr: boolean): void {
+    this.opts.log?.write(level, line.replace(/^reposnap: /, ''));
+    if (onStderr) this.above(() => writeStderr(level, line, this.stderr));
+  }
+
+  /** Write above the progress lines, which are drawn again below. */
+  private above(write: () => void): void {
+    this.board?.clear();
+    write();
+    this.board?.redraw();
+  }
+
+  private envelope(body: { results: unknown } | { error: ErrorJson }): void {
+    if (this.answered) return;
+    this.answered = true;
+    const doc = { version: JSON_VERSION, command: this.opts.command ?? null, ...body, ...(this.warnings.length > 0 ? { warnings: this.warnings } : {}) };
+    this.above(() => this.stdout.write(`${JSON.stringify(doc, wholeMilliseconds, 2)}\n`));
+  }
+}
+
+/** Times in JSON (every field ending in "Ms") are whole milliseconds. */
+function wholeMilliseconds(key: string, value: unknown): unknown {
+  return typeof value === 'number' && key.endsWith('Ms') ? Math.round(value) : value;
+}
+
+/** `err` as --json shows it: its code, its message, and what it says about where. */
+export function errorJson(err: unknown, repo?: string): ErrorJson {
+  const errno = err instanceof ReposnapError ? undefined : errnoCode(err);
+  const out: ErrorJson = {
+    code: err instanceof ReposnapError ? err.code : 'EINTERNAL',
+    message: err instanceof ReposnapError ? err.message : errorMessage(err),
+  };
+  const section = err instanceof ConfigError ? err.position.section : undefined;
+  const named = repo ?? (section !== undefined && section !== 'DEFAULT' ? section : undefined);
+  if (named !== undefined) out.repo = named;
+  if (err instanceof ConfigError) {
+    out.file = err.position.file;
+    if (err.position.line > 0) out.line = err.position.line;
+    if (err.position.section !== undefined) out.section = err.position.section;
+    if (err.position.key !== undefined) out.key = err.position.key;
+  }
+  if (err instanceof BusyError && err.holder) out.holder = err.holder;
+  if (errno !== undefined) out.errno = errno;
+  return out;
 }
 
 /** One line: our errors as they are, anything else with its code. */

@@ -4,7 +4,7 @@ import type { CommandContext } from './context.js';
 export async function revertCommand(ctx: CommandContext, name: string, opts: { force: boolean; wait: boolean; json: boolean }): Promise<number> {
   const repo = ctx.repos().get(name);
   const r = await repo.revert({ force: opts.force, wait: opts.wait });
-  if (opts.json) ctx.out.json({ repo: name, reverted: r.reverted, revertedFrom: r.id, location: repo.config.location });
+  if (opts.json) ctx.out.results({ repo: name, reverted: r.reverted, revertedFrom: r.id, location: repo.config.location });
   else if (!r.reverted) ctx.out.info(`${name}: nothing to revert (no store at ${repo.config.storeDir})`);
   else {
     ctx.out.info(`${name}: ${repo.config.location} is a plain directory again${r.id !== null ? ` (content of snapshot ${r.id})` : ''}; store ${repo.config.storeDir} removed`);

@@ -4,7 +4,7 @@ import { snapshotIdArg } from './snapshots.js';
 
 export async function rollbackCommand(ctx: CommandContext, name: string, id: string | undefined, opts: { wait: boolean; json: boolean }): Promise<number> {
   const r = await ctx.repos().get(name).rollback({ ...(id !== undefined ? { to: snapshotIdArg(id) } : {}), wait: opts.wait });
-  if (opts.json) ctx.out.json({ repo: name, ...r });
+  if (opts.json) ctx.out.results({ repo: name, ...r });
   else ctx.out.info(`${name}: rolled back from snapshot ${r.from} to ${r.to}; the next sync brings upstream back (pin ${r.from} to keep it)`);
   return 0;
 }
@@ -13,7 +13,7 @@ export async function pinCommand(ctx: CommandContext, name: string, id: string, 
   const n = snapshotIdArg(id);
   const repo = ctx.repos().get(name);
   const changed = pinned ? await repo.pin(n) : await repo.unpin(n);
-  if (opts.json) ctx.out.json({ repo: name, id: n, pinned, changed });
+  if (opts.json) ctx.out.results({ repo: name, id: n, pinned, changed });
   else ctx.out.info(`${name}: snapshot ${n} ${pinned ? (changed ? 'pinned: collection keeps it' : 'was pinned already') : changed ? 'unpinned: collection may take it' : 'was not pinned'}`);
   return 0;
 }

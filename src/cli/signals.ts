@@ -8,6 +8,7 @@ import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { constants } from 'node:os';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { signalChildren } from '../util/children.js';
+import { stderrIsJournal, writeStderr } from './log.js';
 
 const STOPPING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGCONT', 'SIGALRM'];
@@ -19,7 +20,8 @@ export function installStopHandlers(): void {
     process.on(sig, () => {
       if (forwardTo) return; // the forwarding handler deals with it
       signalChildren('SIGTERM');
-      process.stderr.write(`\nreposnap: interrupted by ${sig}\n`);
+      // On a new line: a progress line may be half drawn.
+      writeStderr('warning', `${stderrIsJournal() ? '' : '\n'}reposnap: interrupted by ${sig}`);
       process.exit(128 + (constants.signals[sig] ?? 1));
     });
   }

@@ -9,9 +9,10 @@ import { Modification, modify, readStamp } from '../stamp/stamp.js';
 import type { CommandContext } from './context.js';
 import { exitLike, runForwarding } from './signals.js';
 
-export async function stampTouch(ctx: CommandContext, dir: string): Promise<number> {
+export async function stampTouch(ctx: CommandContext, dir: string, opts: { json: boolean }): Promise<number> {
   await modify(path.resolve(dir), () => Promise.resolve());
   const s = await readStamp(path.resolve(dir));
+  if (opts.json) ctx.out.results({ dir, counter: s.counter });
   ctx.out.info(`${dir}: stamped (counter ${s.counter})`);
   return 0;
 }
@@ -19,7 +20,7 @@ export async function stampTouch(ctx: CommandContext, dir: string): Promise<numb
 export async function stampShow(ctx: CommandContext, dir: string, opts: { json: boolean }): Promise<number> {
   const s = await readStamp(path.resolve(dir));
   if (opts.json) {
-    ctx.out.json({ counter: s.counter, inProgress: s.inProgress, pid: s.pid, time: s.time, writerDead: s.writerDead, signature: s.signature });
+    ctx.out.results({ dir, counter: s.counter, inProgress: s.inProgress, pid: s.pid, time: s.time, writerDead: s.writerDead, signature: s.signature });
     return 0;
   }
   const state = s.inProgress ? (s.writerDead ? `modification by pid ${s.pid} in progress, but that writer died` : `being modified by pid ${s.pid}`) : 'not being modified';

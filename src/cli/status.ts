@@ -11,7 +11,7 @@ export async function statusCommand(ctx: CommandContext, names: string[], opts: 
   // Repos Portage syncs are listed with why, when no names narrow the list.
   const unmanaged = names.length === 0 ? all.unmanaged : [];
   if (opts.json) {
-    ctx.out.json({ repos: statuses, unmanaged });
+    ctx.out.results({ repos: statuses, unmanaged });
     return 0;
   }
   if (statuses.length === 0 && unmanaged.length === 0) {

@@ -1,9 +1,10 @@
 /** `reposnap sync [REPO...]`: bring repositories up to date. */
 import { ReposnapError, type LockHolder } from '../errors.js';
-import type { Repository, SyncProgress, SyncReport } from '../repository.js';
+import type { Repository, SyncPreview, SyncProgress, SyncReport, ToolOutput } from '../repository.js';
+import type { SourceProgress } from '../sources/source.js';
 import { changeJson, changeLine } from './snapshots.js';
 import { combinedExit, type CommandContext } from './context.js';
-import { errorMessage, formatBytes, formatMs } from './output.js';
+import { errorJson, formatBytes, formatMs } from './output.js';
 
 export interface SyncCommandOptions {
   wait: boolean;
@@ -17,7 +18,7 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
   const selected = names.length > 0 ? repos.select(names) : repos.autoSync();
   if (selected.length === 0) {
     ctx.out.info('nothing to sync: no repository has a sync-type with auto-sync = yes');
-    if (opts.json) ctx.out.json({ results: [] });
+    if (opts.json) ctx.out.results([]);
     return 0;
   }
   for (const r of selected) {
@@ -26,56 +27,164 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
 
   if (opts.dryRun) return dryRun(ctx, selected, opts.json);
 
-  const onProgress = (e: SyncProgress): void => ctx.out.progress(describeProgress(e));
+  const meters = new Map(selected.map((r) => [r.name, new SyncMeter(r.name)]));
+  const show = (repo: string, draw: (m: SyncMeter) => boolean): void => {
+    const m = meters.get(repo);
+    if (m && ctx.out.progressEnabled) {
+      const phase = draw(m);
+      ctx.out.progress(repo, m.line(), phase);
+    }
+  };
+  const onProgress = (e: SyncProgress): void => show(e.repo, (m) => m.update(e));
   // Said at once, as Portage and Nix do: a sync that seems to hang is waiting for another.
-  const onWait = (repo: string) => (holder: LockHolder | undefined) =>
+  const onWait = (repo: string) => (holder: LockHolder | undefined) => {
     ctx.out.notice(
       holder
         ? `waiting for the update of ${repo} by pid ${holder.pid} (${holder.operation ?? 'update'}${holder.since ? `, since ${holder.since}` : ''})`
         : `waiting for another process updating ${repo}`,
     );
-  // Different repositories have different locks, so they sync in parallel.
-  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name) })));
+    show(repo, (m) => m.waiting(holder));
+  };
+  const onToolOutput = ctx.out.opts.verbose ? (o: ToolOutput): void => ctx.out.tool(o.repo, o.tool, o.line) : undefined;
 
+  // Different repositories have different locks, so they sync in parallel;
+  // each says how it ended as soon as it has.
   const errors: unknown[] = [];
   const results: unknown[] = [];
-  settled.forEach((s, i) => {
-    const name = (selected[i] as { name: string }).name;
-    if (s.status === 'fulfilled') {
-      results.push(s.value);
-      ctx.out.info(describeReport(s.value));
-      for (const w of s.value.warnings) ctx.out.warn(w);
+  await Promise.all(
+    selected.map(async (r, i) => {
+      show(r.name, () => true);
+      let report: SyncReport;
+      try {
+        report = await r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name), ...(onToolOutput ? { onToolOutput } : {}) });
+      } catch (err) {
+        ctx.out.progressDone(r.name);
+        errors.push(err);
+        results[i] = { repo: r.name, error: errorJson(err, r.name) };
+        ctx.out.error(err, r.name);
+        return;
+      }
+      ctx.out.progressDone(r.name);
+      results[i] = report;
+      ctx.out.info(describeReport(report));
+      for (const w of report.warnings) ctx.out.warn(w);
       // A failed hook fails the sync (as in Portage); the snapshot stays.
-      const failed = s.value.hooks.find((h) => h.status !== 0);
-      if (failed) errors.push(new ReposnapError('EHOOK', `repo ${name}: post-sync hook ${failed.hook} failed`));
-    } else {
-      errors.push(s.reason);
-      const code = s.reason instanceof ReposnapError ? s.reason.code : 'EINTERNAL';
-      results.push({ repo: name, error: { code, message: errorMessage(s.reason) } });
-      ctx.out.error(s.reason, name);
-    }
-  });
-  if (opts.json) ctx.out.json({ results });
+      const failed = report.hooks.find((h) => h.status !== 0);
+      if (failed) errors.push(new ReposnapError('EHOOK', `repo ${r.name}: post-sync hook ${failed.hook} failed`));
+    }),
+  );
+  if (opts.json) ctx.out.results(results);
   return combinedExit(errors);
 }
 
-function describeProgress(e: SyncProgress): string {
-  switch (e.phase) {
-    case 'migrate':
-      return `${e.repo}: preparing`;
-    case 'clone':
-      return e.done > 0 ? `${e.repo}: cloning latest snapshot (${e.done} entries)` : `${e.repo}: cloning latest snapshot`;
-    case 'fetch':
-      return `${e.repo}: syncing (${e.scanned} checked, ${e.changed} changed)`;
-    case 'verify':
-      return `${e.repo}: verifying`;
-    case 'commit':
-      return `${e.repo}: publishing`;
-    case 'hooks':
-      return `${e.repo}: running post-sync hooks`;
-    case 'gc':
-      return `${e.repo}: collecting old snapshots`;
+/**
+ * One repository's sync as a progress line: the phase, the counts against
+ * the total where the source knows it, the rate, the bytes. rsync's plan
+ * and the clone beside it run at once, and share the line.
+ */
+class SyncMeter {
+  private phase: SyncProgress['phase'] | 'start' | 'wait' = 'start';
+  private since = Date.now();
+  private last: SyncProgress | undefined;
+  private cloningBeside = false;
+  private holder: LockHolder | undefined;
+
+  constructor(
+    readonly repo: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Take `e`; true when it begins a new phase (drawn at once). */
+  update(e: SyncProgress): boolean {
+    if (e.phase === 'clone' && this.phase === 'plan') {
+      const first = !this.cloningBeside;
+      this.cloningBeside = true;
+      return first;
+    }
+    const step = (x: SyncProgress | undefined): string | undefined => (x && 'step' in x ? x.step : undefined);
+    const fresh = e.phase !== this.phase || step(e) !== step(this.last);
+    if (fresh) {
+      this.phase = e.phase;
+      this.since = this.now();
+      this.cloningBeside = false;
+    }
+    this.last = e;
+    return fresh;
   }
+
+  waiting(holder: LockHolder | undefined): boolean {
+    this.phase = 'wait';
+    this.holder = holder;
+    return true;
+  }
+
+  line(): string {
+    const head = `${this.repo}: `;
+    const e = this.last;
+    switch (this.phase) {
+      case 'start':
+        return `${head}starting`;
+      case 'wait':
+        return `${head}waiting for ${this.holder ? `pid ${this.holder.pid}` : 'another process'}`;
+      case 'migrate':
+        return `${head}preparing`;
+      case 'plan': {
+        const found = e?.phase === 'plan' && e.changed > 0 ? `: ${changedEntries(e)} to change${this.rate(e.changed, '')}` : '';
+        return `${head}planning${found}${this.cloningBeside ? '; cloning beside it' : ''}`;
+      }
+      case 'clone': {
+        const done = e?.phase === 'clone' && e.done > 0 ? ` (${count(e.done)} files and folders)` : '';
+        return `${head}cloning the current snapshot${done}`;
+      }
+      case 'fetch':
+        return `${head}${e?.phase === 'fetch' ? this.filling(e) : 'filling'}`;
+      case 'verify':
+        return `${head}verifying`;
+      case 'commit':
+        return `${head}committing`;
+      case 'gc':
+        return `${head}collecting old snapshots`;
+      case 'hooks':
+        return `${head}running post-sync hooks`;
+    }
+  }
+
+  private filling(e: SourceProgress): string {
+    if (e.step === 'download') {
+      const bytes = e.bytes ?? 0;
+      const of = e.totalBytes !== undefined && e.totalBytes > 0 ? ` of ${formatBytes(e.totalBytes)} (${Math.floor((bytes * 100) / e.totalBytes)}%)` : '';
+      return `downloading ${formatBytes(bytes)}${of}${this.rate(bytes, 'B')}`;
+    }
+    if (e.total !== undefined) {
+      const done = Math.min(e.changed, e.total);
+      const pct = e.total > 0 ? ` (${Math.floor((done * 100) / e.total)}%)` : '';
+      return `filling ${count(done)} of ${count(e.total)}${pct}: ${changedEntries(e)}${this.rate(done, '')}`;
+    }
+    if (e.scanned === 0 && e.changed === 0) return 'filling';
+    const checked = e.folders !== undefined ? `${changedEntries(e)} changed, ${count(e.scanned)} checked` : `${count(e.changed)} changed, ${count(e.scanned)} files and folders checked`;
+    return `filling: ${checked}${this.rate(e.scanned, '')}`;
+  }
+
+  /** `n` per second since the phase began, after a second of it. */
+  private rate(n: number, unit: 'B' | ''): string {
+    const secs = (this.now() - this.since) / 1000;
+    if (secs < 1 || n === 0) return '';
+    const r = n / secs;
+    return unit === 'B' ? `, ${formatBytes(Math.round(r))}/s` : `, ${count(Math.round(r))}/s`;
+  }
+}
+
+/** Changed entries as files and folders (as status counts them: a file is anything not a folder). */
+function changedEntries(e: SourceProgress): string {
+  if (e.folders === undefined) return count(e.changed);
+  const files = e.changed - e.folders;
+  const parts = files > 0 || e.folders === 0 ? [`${count(files)} file${files === 1 ? '' : 's'}`] : [];
+  if (e.folders > 0) parts.push(`${count(e.folders)} folder${e.folders === 1 ? '' : 's'}`);
+  return parts.join(', ');
+}
+
+function count(n: number): string {
+  return n.toLocaleString('en-US');
 }
 
 export function describeReport(r: SyncReport): string {
@@ -103,19 +212,23 @@ export function describeReport(r: SyncReport): string {
 
 /** `sync --dry-run`: what each sync would change, nothing written. */
 async function dryRun(ctx: CommandContext, selected: Repository[], json: boolean): Promise<number> {
-  const settled = await Promise.allSettled(selected.map((r) => r.preview()));
   const errors: unknown[] = [];
   const results: unknown[] = [];
-  settled.forEach((s, i) => {
-    const name = (selected[i] as Repository).name;
-    if (s.status === 'rejected') {
-      errors.push(s.reason);
-      results.push({ repo: name, error: { code: s.reason instanceof ReposnapError ? s.reason.code : 'EINTERNAL', message: errorMessage(s.reason) } });
-      ctx.out.error(s.reason, name);
+  await Promise.all(selected.map(async (r, i) => {
+    const name = r.name;
+    ctx.out.progress(name, `${name}: planning`, true);
+    let p: SyncPreview;
+    try {
+      p = await r.preview();
+    } catch (err) {
+      ctx.out.progressDone(name);
+      errors.push(err);
+      results[i] = { repo: name, error: errorJson(err, name) };
+      ctx.out.error(err, name);
       return;
     }
-    const p = s.value;
-    results.push({ repo: p.repo, outcome: p.outcome, changes: p.changes.map(changeJson) });
+    ctx.out.progressDone(name);
+    results[i] = { repo: p.repo, outcome: p.outcome, changes: p.changes.map(changeJson) };
     const head =
       p.outcome === 'changes'
         ? `${name}: would change ${p.changes.length} ${p.changes.length === 1 ? 'entry' : 'entries'}`
@@ -123,9 +236,9 @@ async function dryRun(ctx: CommandContext, selected: Repository[], json: boolean
           ? `${name}: up to date, nothing to do`
           : p.outcome === 'first-sync'
             ? `${name}: not synced yet; the first sync would fetch the whole tree`
-            : `${name}: the ${selected[i]?.config.syncType ?? ''} source cannot tell what changed without fetching`;
+            : `${name}: the ${r.config.syncType ?? ''} source cannot tell what changed without fetching`;
     ctx.out.info([head, ...p.changes.map((c) => `  ${changeLine(c)}`)].join('\n'));
-  });
-  if (json) ctx.out.json({ results });
+  }));
+  if (json) ctx.out.results(results);
   return combinedExit(errors);
 }

@@ -9,6 +9,6 @@ export async function verifyCommand(ctx: CommandContext, name: string, opts: { f
   ctx.out.info(
     `${r.repo}: ${what} verified (${r.full ? 'full' : 'quick'}): signed by ${r.signedBy}, TIMESTAMP ${r.timestamp}; ${r.files} files, ${r.hashed} hashed (${formatBytes(r.bytesHashed)})`,
   );
-  if (opts.json) ctx.out.json(r);
+  if (opts.json) ctx.out.results(r);
   return 0;
 }

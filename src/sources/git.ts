@@ -24,7 +24,7 @@ import { failpoint } from '../util/failpoint.js';
 import { lstatOrUndefined, removeTree } from '../util/fs.js';
 import { isAlive, tempNameBytes, temporaryWriter } from '../util/temp-name.js';
 import { syncTree } from '../tree/mirror.js';
-import { emptyChanges, unchangedIf, type PrecheckResult, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, unchangedIf, type PrecheckResult, type ChangeStats, type FillContext, type PrecheckContext, type SourceResult, type SyncSource, type ToolOutputListener } from './source.js';
 
 export interface GitConfig {
   type: 'git';
@@ -80,13 +80,13 @@ export class GitSource implements SyncSource {
   /** Fetch now; unchanged when the fetched commit is the one the current tree came from. */
   async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
     if (ctx.previous?.revision === undefined) return unchangedIf(false);
-    return unchangedIf((await this.fetch(ctx.repo, path.join(ctx.cacheDir, 'git'), ctx.lockFds)) === ctx.previous.revision);
+    return unchangedIf((await this.fetch(ctx.repo, path.join(ctx.cacheDir, 'git'), ctx.lockFds, ctx.onToolOutput)) === ctx.previous.revision);
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     if (!ctx.cacheDir || !ctx.scratchDir) throw new ReposnapError('EINTERNAL', 'git source needs a cache and a scratch directory');
     const mirror = path.join(ctx.cacheDir, 'git');
-    const commit = await this.fetch(ctx.repo, mirror, ctx.lockFds ?? []);
+    const commit = await this.fetch(ctx.repo, mirror, ctx.lockFds ?? [], ctx.onToolOutput);
     const prev = ctx.previous?.revision;
     const exact = ctx.previous?.exact === true;
     const changes = emptyChanges();
@@ -123,14 +123,15 @@ export class GitSource implements SyncSource {
       link: true,
       compare: 'content-any-mtime',
       midway: () => failpoint('fill-midway'),
+      ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
     });
     await removeTree(checkout);
     await fs.rm(index, { force: true });
     return { ...result, changed: true, revision: commit };
   }
 
-  /** Bring the mirror up to date; return the fetched commit id. */
-  private async fetch(repo: string, mirror: string, lockFds: number[]): Promise<string> {
+  /** Bring the mirror up to date; return the fetched commit id. `listener` hears what git fetch says. */
+  private async fetch(repo: string, mirror: string, lockFds: number[], listener?: ToolOutputListener): Promise<string> {
     if (!(await lstatOrUndefined(path.join(mirror, 'HEAD')))) {
       await removeTree(mirror);
       await fs.mkdir(path.dirname(mirror), { recursive: true, mode: 0o755 });
@@ -141,12 +142,13 @@ export class GitSource implements SyncSource {
     }
     await git(repo, ['--git-dir', mirror, 'config', 'remote.origin.url', this.uri]);
     const src = this.opts.branch ? `refs/heads/${this.opts.branch}` : 'HEAD';
-    const args = ['--git-dir', mirror, 'fetch', '--quiet', '--no-tags', '--no-write-fetch-head'];
+    // Quiet unless someone listens: then git says what it fetched.
+    const args = ['--git-dir', mirror, 'fetch', ...(listener ? [] : ['--quiet']), '--no-tags', '--no-write-fetch-head'];
     if (this.opts.depth > 0) args.push(`--depth=${this.opts.depth}`);
     else if (await lstatOrUndefined(path.join(mirror, 'shallow'))) args.push('--unshallow');
     args.push('origin', `+${src}:refs/reposnap/fetched`);
     try {
-      await git(repo, args, { lockFds, timeoutMs: 30 * 60_000 });
+      await git(repo, args, { lockFds, timeoutMs: 30 * 60_000, ...(listener ? { onLine: (line: string) => listener('git', line) } : {}) });
     } catch (err) {
       throw this.explainFetchError(repo, err);
     }
@@ -228,8 +230,10 @@ class GitError extends Error {
   }
 }
 
-async function git(repo: string, args: string[], opts: { env?: Record<string, string>; lockFds?: number[]; timeoutMs?: number } = {}): Promise<RunResult> {
+async function git(repo: string, args: string[], opts: { env?: Record<string, string>; lockFds?: number[]; timeoutMs?: number; onLine?: (line: string) => void } = {}): Promise<RunResult> {
+  const onLine = opts.onLine;
   const end = await runProcess('git', args, {
+    ...(onLine ? { onLine: (line: string) => onLine(line) } : {}),
     env: { ...GIT_ENV, ...opts.env },
     ...(opts.lockFds ? { fds: opts.lockFds } : {}),
     ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),

@@ -36,6 +36,8 @@ export interface DownloadOptions {
   timeoutMs?: number;
   /** The most the file may hold: a larger announced size is refused before any byte, a body that runs on is cut there. */
   maxBytes?: number;
+  /** Told, as the body arrives, how much of the file is here and how large it is (when the server says). */
+  onBytes?: (have: number, total: number | undefined) => void;
 }
 
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
@@ -105,6 +107,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       if ((append ? have : 0) + received + chunk.length > max) throw tooLarge(`more than ${max} bytes sent`);
       await fh.write(chunk);
       received += chunk.length;
+      opts.onBytes?.((append ? have : 0) + received, Number.isFinite(total) ? total : undefined);
     }
   } catch (err) {
     await fh.close();

@@ -37,7 +37,7 @@ import { failpoint } from '../util/failpoint.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
 import { unshareSymlink } from '../tree/unshare.js';
-import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type PrecheckResult, type PreviewContext, type SourceResult, type SyncSource } from './source.js';
+import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type PrecheckResult, type PreviewContext, type SourceProgress, type SourceResult, type SyncSource } from './source.js';
 import type { TreeChange } from '../tree/diff.js';
 import { isRoot } from '../util/identity.js';
 
@@ -171,7 +171,7 @@ export class RsyncSource implements SyncSource {
   async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
     if (ctx.current === undefined) return { unchanged: false };
     await this.requireLocalSource(ctx.repo);
-    const made = await this.plan(ctx.repo, ctx.current, [], ctx.lockFds, ctx.onChange);
+    const made = await this.plan(ctx.repo, ctx.current, [], ctx.lockFds, { ...(ctx.onChange ? { onChange: ctx.onChange } : {}), ...listeners(ctx) });
     if (made.plan) return made.plan.changed || made.plan.special !== undefined ? { unchanged: false, plan: made.plan } : { unchanged: true };
     if (made.status.code !== null && UNREACHABLE.has(made.status.code)) throw rsyncFailed(ctx.repo, made.status, made.stderr);
     return { unchanged: false };
@@ -186,21 +186,30 @@ export class RsyncSource implements SyncSource {
     return made.plan.asChanges();
   }
 
-  /** A dry run from upstream against `base`, to the end; no plan when rsync fails. */
+  /**
+   * A dry run from upstream against `base`, to the end; no plan when rsync
+   * fails. `onChange` is called at the first change; `onProgress` hears of
+   * the changes found so far.
+   */
   private async plan(
     repo: string,
     base: string,
     excludeTop: readonly string[],
     fds: number[],
-    onChange?: () => void,
+    on: { onChange?: () => void } & Listeners = {},
   ): Promise<{ plan?: RsyncPlan; status: ExitStatus; stderr: string }> {
     let told = false;
-    const run = await runItemized(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds }, (item) => {
-      if (!told && item.kind !== 'dir-time') {
+    const found = new Counter(on.onProgress);
+    const tool = on.onToolOutput ? { onToolOutput: (line: string) => on.onToolOutput?.('rsync --dry-run', line) } : {};
+    const run = await runItemized(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds, ...tool }, (item) => {
+      if (item.kind === 'dir-time') return;
+      if (!told) {
         told = true;
-        onChange?.();
+        on.onChange?.();
       }
+      found.change(item);
     });
+    found.flush();
     const { status, stderr } = run;
     return { ...(status.code === 0 ? { plan: new RsyncPlan(base, excludeTop, run) } : {}), status, stderr };
   }
@@ -209,7 +218,7 @@ export class RsyncSource implements SyncSource {
     await this.requireLocalSource(ctx.repo);
     let plan = ctx.plan instanceof RsyncPlan && sameNames(ctx.plan.excludeTop, ctx.excludeTop) ? ctx.plan : undefined;
     if (plan === undefined && ctx.sharesInodes) {
-      const made = await this.plan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? []);
+      const made = await this.plan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? [], listeners(ctx));
       if (!made.plan) throw rsyncFailed(ctx.repo, made.status, made.stderr);
       plan = made.plan;
     }
@@ -225,15 +234,16 @@ export class RsyncSource implements SyncSource {
 
   /** One rsync over the whole tree, for a target that shares no inodes. */
   private async runFull(ctx: FillContext): Promise<SourceResult> {
-    let changedSoFar = 0;
+    const done = new Counter(ctx.onProgress);
     // rsync cannot be stopped halfway from here: the failpoint is reached
     // when it has written everything, before the fill reports back (the
     // record still says "partial").
-    const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'full'), ctx.repo, { fds: ctx.lockFds ?? [] }, (item, scanned) => {
-      if (item.kind !== 'dir-time') changedSoFar++;
-      if (scanned % 200 === 0) ctx.onProgress?.({ scanned, changed: changedSoFar });
+    const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'full'), ctx.repo, { fds: ctx.lockFds ?? [], ...toolOutput(ctx) }, (item) => {
+      if (item.kind === 'dir-time') done.scan();
+      else done.change(item);
     });
-    const changed = changedSoFar > 0;
+    done.flush();
+    const changed = done.changed > 0;
     if (changed) await failpoint('fill-midway');
     if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
     if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
@@ -249,15 +259,17 @@ export class RsyncSource implements SyncSource {
     await mapLimit(plan.existingPaths(), FS_CONCURRENCY, async (p) => {
       await unshareSymlink(bjoin(top, p));
     });
-    const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: plan.filesFrom() }, (_item, n) => {
-      if (n % 200 === 0) ctx.onProgress?.({ scanned: n, changed: n });
-    });
+    const list = plan.filesFrom();
+    // The paths listed: what rsync is about to go through, each once.
+    const done = new Counter(ctx.onProgress, { total: list.reduce((n, b) => (b === 0 ? n + 1 : n), 0) });
+    const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: list, ...toolOutput(ctx) }, (item) => done.change(item));
+    done.flush();
     if (run.items.length > 0) await failpoint('fill-midway');
     if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
     if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
     // The top's own attributes, after everything in it changed (see RsyncPlan.filesFrom).
     if (plan.topChanged) {
-      const top = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'top'), ctx.repo, { fds: ctx.lockFds ?? [] }, () => undefined);
+      const top = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'top'), ctx.repo, { fds: ctx.lockFds ?? [], ...toolOutput(ctx) }, () => undefined);
       if (top.status.code !== 0) throw rsyncFailed(ctx.repo, top.status, top.stderr);
     }
     const drift = plan.drift(run.items);
@@ -278,6 +290,47 @@ export class RsyncSource implements SyncSource {
   }
 }
 
+type Listeners = Pick<FillContext, 'onProgress' | 'onToolOutput'>;
+
+function listeners(ctx: Listeners): Listeners {
+  return { ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}), ...(ctx.onToolOutput ? { onToolOutput: ctx.onToolOutput } : {}) };
+}
+
+/** rsync's lines for the context's listener, if it has one. */
+function toolOutput(ctx: Listeners): { onToolOutput?: (line: string) => void } {
+  const listener = ctx.onToolOutput;
+  return listener ? { onToolOutput: (line: string) => listener('rsync', line) } : {};
+}
+
+/**
+ * Items as progress: entries gone through, those changed, of them folders
+ * (files and folders as status counts them), every 200 and at the end.
+ */
+class Counter {
+  scanned = 0;
+  changed = 0;
+  private folders = 0;
+  constructor(
+    private readonly onProgress: ((p: SourceProgress) => void) | undefined,
+    private readonly extra: Pick<SourceProgress, 'total'> = {},
+  ) {}
+
+  scan(): void {
+    this.scanned++;
+    if (this.scanned % 200 === 0) this.flush();
+  }
+
+  change(item: Item): void {
+    this.changed++;
+    if (item.type === 'd') this.folders++;
+    this.scan();
+  }
+
+  flush(): void {
+    this.onProgress?.({ scanned: this.scanned, changed: this.changed, folders: this.folders, ...this.extra });
+  }
+}
+
 /** Exits that mean upstream could not be reached or spoken to: a fill would fail the same way. */
 const UNREACHABLE = new Set([5, 10, 12, 30, 35]);
 
@@ -287,6 +340,12 @@ function sameNames(a: readonly string[], b: readonly string[]): boolean {
 
 function refusedSpecial(repo: string, file: string): ReposnapError {
   return new ReposnapError('EUNSAFE', `repo ${repo}: refusing special file (device, FIFO or socket) ${file}`);
+}
+
+interface RsyncRunOptions {
+  fds?: number[];
+  input?: Buffer;
+  onToolOutput?: (line: string) => void;
 }
 
 interface ExitStatus {
@@ -299,16 +358,18 @@ interface ExitStatus {
  * under LC_ALL=C (names escaped the same way whatever the locale), handing
  * each line of its output to `onLine`; resolves with its exit and the tail
  * of its complaints. `fds` are passed on (lock descriptors); `input` is its
- * stdin (a --files-from list).
+ * stdin (a --files-from list); `onToolOutput` sees every line it prints.
  */
 async function spawnRsync(
   bin: string,
   args: string[],
   repo: string,
-  opts: { fds?: number[]; input?: Buffer },
+  opts: RsyncRunOptions,
   onLine: (line: string) => void,
 ): Promise<{ status: ExitStatus; stderr: string }> {
+  const tool = opts.onToolOutput;
   const end = await runProcess(bin, args, {
+    ...(tool ? { onLine: (line: string) => tool(line) } : {}),
     dieWithUs: 'TERM',
     env: { LC_ALL: 'C' },
     ...(opts.fds ? { fds: opts.fds } : {}),
@@ -337,7 +398,7 @@ async function runItemized(
   bin: string,
   args: string[],
   repo: string,
-  opts: { fds?: number[]; input?: Buffer },
+  opts: RsyncRunOptions,
   onItem?: (item: Item, count: number) => void,
 ): Promise<ItemizedRun> {
   const items: Item[] = [];

@@ -41,8 +41,25 @@ export interface SourcePlan {
 /** What a precheck found: upstream unchanged, or changed (with the plan, where the source makes one). */
 export type PrecheckResult = { unchanged: true } | { unchanged: false; plan?: SourcePlan };
 
-/** Progress of a fill: entries examined and changed so far. */
-export type SourceProgress = MirrorProgress;
+/**
+ * Progress of a plan or a fill: entries examined and changed so far, and
+ * what else the source knows. Files and folders are counted as `status`
+ * counts them: a file is every entry that is not a folder.
+ */
+export interface SourceProgress extends MirrorProgress {
+  /** A step of the fill that is not about entries: downloading an archive. */
+  step?: 'download';
+  /** Of the entries changed so far, how many are folders. */
+  folders?: number;
+  /** How many entries this step handles in all, where known (rsync applying its plan). */
+  total?: number;
+  /** Bytes so far (received, or written), and in all where known. */
+  bytes?: number;
+  totalBytes?: number;
+}
+
+/** A line of output of a tool a source runs (rsync, git), for whoever shows it (`reposnap -v`). */
+export type ToolOutputListener = (tool: string, line: string) => void;
 
 export interface FillContext {
   /** Repository name, for messages. */
@@ -83,6 +100,7 @@ export interface FillContext {
    */
   beginWriting(revision?: string): Promise<void>;
   onProgress?: (p: SourceProgress) => void;
+  onToolOutput?: ToolOutputListener;
 }
 
 export interface PrecheckContext {
@@ -103,6 +121,9 @@ export interface PrecheckContext {
    * meanwhile, since that only reads the current tree.
    */
   onChange?: () => void;
+  /** Progress of a precheck that takes a while (rsync's plan). */
+  onProgress?: (p: SourceProgress) => void;
+  onToolOutput?: ToolOutputListener;
 }
 
 export interface SyncSource {

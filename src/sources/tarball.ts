@@ -38,7 +38,7 @@ import { DEFAULT_TARBALL_LIMITS, type TarballLimits } from './tarball-limits.js'
 export { DEFAULT_TARBALL_LIMITS, type TarballLimits } from './tarball-limits.js';
 import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
-import { download, dropDownload, fetchSmall, notModified, type Validators } from './http-download.js';
+import { download, dropDownload, fetchSmall, notModified, type DownloadOptions, type Validators } from './http-download.js';
 import { syncTree } from '../tree/mirror.js';
 import { emptyChanges, unchangedIf, type PrecheckResult, type FillContext, type PrecheckContext, type SourceResult, type SyncSource } from './source.js';
 import { extractArchive } from './tar-extract.js';
@@ -191,7 +191,7 @@ export class TarballSource implements SyncSource {
     const have = prev?.exact ? this.validatorsOf(prev.state) : undefined;
 
     const limits = this.opts.limits ?? DEFAULT_TARBALL_LIMITS;
-    const got = await download({ repo: ctx.repo, url: this.uri, file: archive, maxBytes: limits.maxDownload, ...(have ? { have } : {}) });
+    const got = await download({ repo: ctx.repo, url: this.uri, file: archive, maxBytes: limits.maxDownload, ...(have ? { have } : {}), ...downloadProgress(ctx) });
     if (got.status === 'not-modified') {
       return { changed: false, changes: emptyChanges(), tree: { files: 0, bytes: 0 }, ...(prev?.revision ? { revision: prev.revision } : {}), ...(prev?.state ? { state: prev.state } : {}) };
     }
@@ -229,7 +229,14 @@ export class TarballSource implements SyncSource {
     }
     const root = await unwrapSingleDir(unpacked);
     await ctx.beginWriting(sha256);
-    const result = await syncTree(root, ctx.target, { repo: ctx.repo, excludeTop: ctx.excludeTop, link: true, compare: 'content', midway: () => failpoint('fill-midway') });
+    const result = await syncTree(root, ctx.target, {
+      repo: ctx.repo,
+      excludeTop: ctx.excludeTop,
+      link: true,
+      compare: 'content',
+      midway: () => failpoint('fill-midway'),
+      ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
+    });
     await removeTree(unpacked);
     await dropDownload(archive);
     return { ...result, changed: result.changed || prev?.revision !== sha256 || !this.verifiedEnough(prev.state), revision: sha256, state };
@@ -288,4 +295,19 @@ async function unwrapSingleDir(dir: string): Promise<string> {
   const entries = await fs.readdir(dir, { withFileTypes: true });
   if (entries.length === 1 && entries[0]?.isDirectory()) return path.join(dir, entries[0].name);
   return dir;
+}
+
+/** A download's bytes as the fill's progress, five times a second at most. */
+function downloadProgress(ctx: FillContext): Pick<DownloadOptions, 'onBytes'> {
+  const onProgress = ctx.onProgress;
+  if (!onProgress) return {};
+  let last = 0;
+  return {
+    onBytes(bytes, total) {
+      const now = Date.now();
+      if (now - last < 200 && bytes !== total) return;
+      last = now;
+      onProgress({ step: 'download', scanned: 0, changed: 0, bytes, ...(total !== undefined ? { totalBytes: total } : {}) });
+    },
+  };
 }

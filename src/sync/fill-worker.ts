@@ -8,23 +8,28 @@
  * It speaks JSON lines. stdin: the request (configuration and fill
  * context), then one answer per question asked. stdout: `writing` (the
  * source is about to write; wait for the parent to record it, see
- * FillContext.beginWriting), then one `result` or `error`.
+ * FillContext.beginWriting), `progress` and `output` (a tool's line) when
+ * the parent listens for them, then one `result` or `error`.
  */
 import { createInterface } from 'node:readline';
 import type { RepoConfig } from '../config/repos.js';
 import { ReposnapError } from '../errors.js';
 import { createSource } from '../sources/index.js';
-import type { FillContext } from '../sources/source.js';
+import type { FillContext, SourceProgress } from '../sources/source.js';
 
 export interface WorkerRequest {
   config: RepoConfig;
-  ctx: Omit<FillContext, 'onProgress' | 'lockFds' | 'beginWriting'>;
+  ctx: Omit<FillContext, 'onProgress' | 'onToolOutput' | 'lockFds' | 'beginWriting'>;
   lockFdCount: number;
+  /** What the parent wants to hear of as it happens. */
+  listen?: { progress: boolean; output: boolean };
 }
 
 /** Worker to parent. */
 export type WorkerMessage =
   | { type: 'writing'; revision?: string }
+  | { type: 'progress'; progress: SourceProgress }
+  | { type: 'output'; tool: string; line: string }
   | { type: 'result'; result: unknown }
   | { type: 'error'; code: string; message: string };
 
@@ -50,7 +55,13 @@ async function main(): Promise<void> {
       const answer = JSON.parse(await next()) as WorkerAnswer;
       if (!answer.ok) throw new ReposnapError('ESTORE', answer.message);
     };
-    const result = await createSource(req.config).fill({ ...req.ctx, lockFds, beginWriting });
+    const result = await createSource(req.config).fill({
+      ...req.ctx,
+      lockFds,
+      beginWriting,
+      ...(req.listen?.progress ? { onProgress: (progress: SourceProgress) => send({ type: 'progress', progress }) } : {}),
+      ...(req.listen?.output ? { onToolOutput: (tool: string, line: string) => send({ type: 'output', tool, line }) } : {}),
+    });
     reply = { type: 'result', result };
   } catch (err) {
     reply =

@@ -96,6 +96,7 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
       ...(ctx.previous ? { previous: ctx.previous } : {}),
     },
     lockFdCount: ctx.lockFds?.length ?? 0,
+    listen: { progress: ctx.onProgress !== undefined, output: ctx.onToolOutput !== undefined },
   };
   // setpriv (user, groups, parent-death signal) -> sh (umask) -> node worker.
   let argv = [process.execPath, WORKER];
@@ -115,7 +116,7 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
   };
   child.stdin?.on('error', () => undefined); // a worker that died is reported below
   child.stdin?.write(`${JSON.stringify(req)}\n`);
-  let reply: Exclude<WorkerMessage, { type: 'writing' }> | undefined;
+  let reply: Extract<WorkerMessage, { type: 'result' | 'error' }> | undefined;
   const talk = (async () => {
     for await (const line of createInterface({ input: child.stdout as Readable })) {
       let m: WorkerMessage;
@@ -124,7 +125,9 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
       } catch {
         continue;
       }
-      if (m.type === 'writing') {
+      if (m.type === 'progress') ctx.onProgress?.(m.progress);
+      else if (m.type === 'output') ctx.onToolOutput?.(m.tool, m.line);
+      else if (m.type === 'writing') {
         try {
           await ctx.beginWriting(m.revision);
           answer({ ok: true });

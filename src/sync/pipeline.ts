@@ -17,7 +17,7 @@
 import type { RepoConfig, StorageMode } from '../config/repos.js';
 import { isOutOfSpace, ReposnapError, type LockHolder } from '../errors.js';
 import { createSource } from '../sources/index.js';
-import { emptyChanges, type ChangeStats, type PrecheckResult, type SourcePlan, type SourceProgress, type SourceResult, type SyncSource, type TreeStats } from '../sources/source.js';
+import { emptyChanges, type ChangeStats, type PrecheckResult, type SourcePlan, type SourceProgress, type SourceResult, type SyncSource, type ToolOutputListener, type TreeStats } from '../sources/source.js';
 import type { GcResult } from '../store/gc.js';
 import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../store/storage.js';
 import type { MetaManifestResult } from '../trust/metamanifest.js';
@@ -36,11 +36,29 @@ export interface SyncOptions {
   onProgress?: (event: SyncProgress) => void;
   /** Called once when another process is updating the repo and this sync waits for it. */
   onWait?: (holder: LockHolder | undefined) => void;
+  /**
+   * Called with each line the tools the sync runs print (rsync's itemized
+   * changes and its complaints, git's fetch): `reposnap -v` shows them.
+   */
+  onToolOutput?: (output: ToolOutput) => void;
 }
 
+/** A line of a tool's output: which repo's sync ran it, which tool (rsync, "rsync --dry-run" for a plan, git). */
+export interface ToolOutput {
+  repo: string;
+  tool: string;
+  line: string;
+}
+
+/**
+ * What a sync is doing, in order: migrating a plain location, finding out
+ * whether upstream changed (plan: rsync's dry run, git's fetch, a
+ * conditional GET), cloning the current snapshot into staging, filling it
+ * (fetch), verifying, committing, collecting, running hooks.
+ */
 export type SyncProgress =
   | ({ repo: string; phase: 'migrate' | 'clone' } & Pick<StorageProgress, 'done'>)
-  | ({ repo: string; phase: 'fetch' } & SourceProgress)
+  | ({ repo: string; phase: 'plan' | 'fetch' } & SourceProgress)
   | { repo: string; phase: 'verify' | 'commit' | 'gc' | 'hooks' };
 
 export interface SyncReport {
@@ -94,6 +112,9 @@ export interface SyncTarget {
   readonly storage: RepoStorage;
 }
 
+/** A progress event before the repo's name is added to it. */
+type PhaseEvent = SyncProgress extends infer E ? (E extends SyncProgress ? Omit<E, 'repo'> : never) : never;
+
 type Phase = 'prepare' | 'fetch' | 'verify' | 'commit' | 'gc' | 'prepareNext';
 
 /** One sync in progress: its parts, its report and its clock. */
@@ -136,8 +157,16 @@ class SyncRun {
     }
   }
 
-  progress(event: Omit<SyncProgress, 'repo'>): void {
+  progress(event: PhaseEvent): void {
     this.opts.onProgress?.({ repo: this.repo.name, ...event } as SyncProgress);
+  }
+
+  /** Where the source sends its tools' lines: nowhere, unless someone listens. */
+  get toolOutput(): { onToolOutput: ToolOutputListener } | Record<string, never> {
+    const listener = this.opts.onToolOutput;
+    if (!listener) return {};
+    const repo = this.repo.name;
+    return { onToolOutput: (tool: string, line: string) => listener({ repo, tool, line }) };
   }
 
   finish(): SyncReport {
@@ -199,6 +228,7 @@ async function takeRepo(run: SyncRun): Promise<PendingUpdate> {
 async function precheck(run: SyncRun, pending: PendingUpdate, staging: StagingOnDemand): Promise<PrecheckResult> {
   const { source } = run;
   if (!source.precheck || needsWorker(run.repo.config) || !pending.precheckable) return { unchanged: false };
+  run.progress({ phase: 'plan', scanned: 0, changed: 0 });
   try {
     return await source.precheck({
       repo: run.repo.name,
@@ -207,6 +237,8 @@ async function precheck(run: SyncRun, pending: PendingUpdate, staging: StagingOn
       lockFds: pending.lockFds,
       ...(pending.current !== undefined ? { current: pending.current } : {}),
       onChange: () => staging.start(),
+      onProgress: (p: SourceProgress) => run.progress({ phase: 'plan', ...p }),
+      ...run.toolOutput,
     });
   } catch (err) {
     await staging.abandon();
@@ -268,6 +300,7 @@ async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | unde
   let announced = false;
   let result: SourceResult;
   let changed: boolean;
+  run.progress({ phase: 'fetch', scanned: 0, changed: 0 });
   try {
     result = await fill(repo.config, source, {
       repo: repo.name,
@@ -284,6 +317,7 @@ async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | unde
         await update.beginWriting(revision);
       },
       onProgress: (p: SourceProgress) => run.progress({ phase: 'fetch', ...p }),
+      ...run.toolOutput,
     });
     if (result.changed && !announced) {
       throw new ReposnapError('EINTERNAL', `repo ${repo.name}: the ${source.type} source changed the tree without announcing it (resume contract)`);

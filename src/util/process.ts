@@ -12,11 +12,13 @@
  * - `ownGroup` gives it a process group of its own, so that `stop()` stops
  *   it and everything it forked;
  * - its output is captured, split into lines as it arrives, sent to our
- *   stderr or dropped; of its complaints only the tail is kept;
+ *   stderr or dropped; of its complaints only the tail is kept; `onLine`
+ *   sees every line of both as well (what `reposnap -v` shows);
  * - a tool that is not installed is a one-line error saying so.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { dyingWithUs, trackChild } from './children.js';
 
@@ -42,6 +44,8 @@ export interface ProcessOptions {
   stdout?: 'capture' | 'stderr' | 'ignore' | ((line: string, handle: ProcessHandle) => void);
   /** Its stderr: the tail kept (default), or copied to ours. */
   stderr?: 'tail' | 'inherit';
+  /** Every line of its stdout (when captured or handed over) and of its stderr (when its tail is kept), as well. */
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** For "is not installed": the repo and the tool as users know it. */
   missing?: { repo: string; tool: string };
 }
@@ -98,14 +102,28 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
   const chunks: Buffer[] = [];
   let stderr = '';
   let lines: LineReader | undefined;
+  const tap = opts.onLine;
   if (typeof out === 'function') {
-    lines = new LineReader((line) => out(line, handle));
+    lines = new LineReader((line) => {
+      tap?.(line, 'stdout');
+      out(line, handle);
+    });
     (child.stdout as Readable).setEncoding('utf8').on('data', (d: string) => lines?.push(d));
   } else if (out === 'capture') {
-    (child.stdout as Readable).on('data', (d: Buffer) => chunks.push(d));
+    if (tap) lines = new LineReader((line) => tap(line, 'stdout'));
+    const text = new StringDecoder('utf8');
+    (child.stdout as Readable).on('data', (d: Buffer) => {
+      chunks.push(d);
+      lines?.push(text.write(d));
+    });
   }
+  let errLines: LineReader | undefined;
   if (opts.stderr !== 'inherit') {
-    (child.stderr as Readable).setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-STDERR_TAIL)));
+    if (tap) errLines = new LineReader((line) => tap(line, 'stderr'));
+    (child.stderr as Readable).setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-STDERR_TAIL);
+      errLines?.push(d);
+    });
   }
   if (opts.input !== undefined) {
     child.stdin?.on('error', () => undefined); // a child that does not read it
@@ -118,6 +136,7 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
       child.on('close', (c, s) => resolve({ code: c, signal: s }));
     });
     lines?.end();
+    errLines?.end();
     // setpriv reports a tool it cannot execute itself.
     if (opts.dieWithUs && code === 127 && /failed to execute/.test(stderr) && opts.missing) throw notInstalled(opts.missing, cmd);
     return { code, signal, stdout: Buffer.concat(chunks), stderr };
