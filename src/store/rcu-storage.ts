@@ -113,7 +113,10 @@ class RcuUpdate implements Update {
     return this.staging.base;
   }
   get resumed(): boolean {
-    return this.staging.resumed;
+    return this.staging.resumed && !this.staging.prepared;
+  }
+  get prepared(): boolean {
+    return this.staging.prepared;
   }
   get mustCommit(): boolean {
     return this.staging.base === null;

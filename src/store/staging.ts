@@ -82,6 +82,10 @@ export class Staging {
   get tx(): string {
     return this.info.tx;
   }
+  /** A clone made ahead of time (sync-rcu-prepare-staging) that no fill has written to: reused, but nothing interrupted. */
+  get prepared(): boolean {
+    return this.resumed && this.info.state === 'prepared' && this.fillState === 'none';
+  }
   get dir(): string {
     return this.layout.staging(this.info.tx);
   }

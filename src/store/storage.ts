@@ -64,6 +64,8 @@ export interface Update {
   readonly base: number | null;
   /** Whether the target was left by an interrupted update and is resumed. */
   readonly resumed: boolean;
+  /** Whether the target is a clone made ahead of time, after the previous update (rcu). */
+  readonly prepared?: boolean;
   /** Commit even if the source reports no change (there is no snapshot yet). */
   readonly mustCommit: boolean;
   /** A snapshot made by migrating a plain-directory location first. */

@@ -71,7 +71,10 @@ export interface SyncReport {
   /** A snapshot made first from a plain-directory location (rcu). */
   migrated: number | null;
   backend: string | null;
+  /** The update went on from an interrupted one's tree. */
   resumed: boolean;
+  /** The update started from a clone made ahead of time (sync-rcu-prepare-staging). */
+  prepared: boolean;
   /** Upstream was found unchanged (git commit id, HTTP 304) before any tree was cloned. */
   unchangedBeforeClone: boolean;
   changes: ChangeStats;
@@ -136,6 +139,7 @@ class SyncRun {
       migrated: null,
       backend: null,
       resumed: false,
+      prepared: false,
       unchangedBeforeClone: false,
       changes: emptyChanges(),
       tree: { files: 0, bytes: 0 },
@@ -283,6 +287,7 @@ async function openStaging(run: SyncRun, pending: PendingUpdate): Promise<Update
   const update = await pending.open({ onProgress: (p: StorageProgress) => run.progress(p) });
   run.report.backend = update.backend ?? null;
   run.report.resumed = update.resumed;
+  run.report.prepared = update.prepared ?? false;
   await failpoint('staged');
   return update;
 }
