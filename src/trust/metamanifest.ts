@@ -170,14 +170,20 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const disturbed = new Set<string>();
   /** Every folder holding a disturbed path, at any depth. */
   const disturbedWithin = new Set<string>();
-  const disturb = (p: string): void => {
+  /**
+   * Disturbed IGNOREs: the only disturbed paths that can hold others (an
+   * entry names a file; one that names a folder fails wherever it is read).
+   */
+  const disturbedIgnores = new Set<string>();
+  const disturb = (p: string, ignore = false): void => {
     disturbed.add(p);
+    if (ignore) disturbedIgnores.add(p);
     for (let d = parentOf(p); d !== undefined && !disturbedWithin.has(d); d = parentOf(d)) disturbedWithin.add(d);
   };
   /** Whether a disturbed path is inside `dir`, is `dir`, or holds it (an IGNORE of a parent). */
   const isDisturbed = (dir: string): boolean => {
-    if (disturbedWithin.has(dir)) return true;
-    for (let d: string | undefined = dir; d !== undefined; d = parentOf(d)) if (disturbed.has(d)) return true;
+    if (disturbedWithin.has(dir) || disturbed.has(dir)) return true;
+    if (disturbedIgnores.size > 0) for (let d = parentOf(dir); d !== undefined; d = parentOf(d)) if (disturbedIgnores.has(d)) return true;
     return false;
   };
   /** Sub-Manifests not read: the base's, over a folder that is all the base's. */
@@ -366,11 +372,13 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * lines cost a set lookup, not a parse.
    */
   const noteDisturbed = (baseLines: Set<string>, now: Set<string>, parsed: ParsedManifest, manifest: string): void => {
-    for (const e of [...parsed.files, ...parsed.ignores]) if (!baseLines.has(e.raw)) disturb(e.path);
+    for (const e of parsed.files) if (!baseLines.has(e.raw)) disturb(e.path);
+    for (const e of parsed.ignores) if (!baseLines.has(e.raw)) disturb(e.path, true);
     for (const line of baseLines) {
       if (now.has(line) || line.startsWith('TIMESTAMP') || line.startsWith('DIST')) continue;
       const gone = safeParse(line, manifest);
-      for (const e of [...gone.files, ...gone.ignores]) disturb(e.path);
+      for (const e of gone.files) disturb(e.path);
+      for (const e of gone.ignores) disturb(e.path, true);
     }
   };
 
