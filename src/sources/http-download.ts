@@ -8,10 +8,13 @@
  *   Range + If-Range, so a changed resource is sent whole instead of spliced.
  * - Proxies: every request goes through the proxy the environment names
  *   (http_proxy, https_proxy, no_proxy; see http-proxy.ts).
+ * - An aborted sync ends the request (util/abort.ts); what was received is
+ *   kept for the next sync to resume.
  */
 import fs from 'node:fs/promises';
 import { fetch, type Response } from 'undici';
 import { errnoCode, isOutOfSpace, ReposnapError } from '../errors.js';
+import { timeoutSignal } from '../util/abort.js';
 import { atomicWriteFile } from '../util/fs.js';
 import { downloadDispatcher, throughProxy } from './http-proxy.js';
 
@@ -59,7 +62,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
 
   let res: Response;
   try {
-    res = await fetch(opts.url, { headers, redirect: 'follow', signal: AbortSignal.timeout(opts.timeoutMs ?? 30 * 60_000), dispatcher: downloadDispatcher() });
+    res = await fetch(opts.url, { headers, redirect: 'follow', signal: timeoutSignal(opts.timeoutMs ?? 30 * 60_000), dispatcher: downloadDispatcher() });
   } catch (err) {
     throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}${throughProxy(opts.url)}: ${networkReason(err)}`, { cause: err });
   }
@@ -178,7 +181,7 @@ export async function notModified(url: string, have: Validators): Promise<boolea
   if (have.lastModified) headers['if-modified-since'] = have.lastModified;
   if (Object.keys(headers).length === 1) return false;
   try {
-    const res = await fetch(url, { headers, redirect: 'follow', signal: AbortSignal.timeout(60_000), dispatcher: downloadDispatcher() });
+    const res = await fetch(url, { headers, redirect: 'follow', signal: timeoutSignal(60_000), dispatcher: downloadDispatcher() });
     await res.body?.cancel().catch(() => undefined);
     return res.status === 304;
   } catch {
@@ -195,7 +198,7 @@ export async function notModified(url: string, have: Validators): Promise<boolea
 export async function fetchSmall(url: string, maxBytes: number, timeoutMs = 60_000): Promise<Buffer> {
   let res: Response;
   try {
-    res = await fetch(url, { headers: { 'user-agent': 'reposnap', 'accept-encoding': 'identity' }, redirect: 'follow', signal: AbortSignal.timeout(timeoutMs), dispatcher: downloadDispatcher() });
+    res = await fetch(url, { headers: { 'user-agent': 'reposnap', 'accept-encoding': 'identity' }, redirect: 'follow', signal: timeoutSignal(timeoutMs), dispatcher: downloadDispatcher() });
   } catch (err) {
     throw new Error(`${networkReason(err)}${throughProxy(url)}`, { cause: err });
   }
