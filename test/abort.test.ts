@@ -1,5 +1,5 @@
 /**
- * Aborting a sync (SyncOptions.signal), with real
+ * Aborting a sync (SyncOptions.signal, and the CLI's SIGINT), with real
  * rsync, a real slow HTTP server on 127.0.0.1 and real processes: what runs
  * is stopped and gone before the sync rejects, the repo is let go, the
  * previous snapshot stays current, and the next sync resumes what was
@@ -17,7 +17,7 @@ import { AbortedError, ReposnapError } from '../src/errors.js';
 import { FileLock } from '../src/lock/file-lock.js';
 import { Repos } from '../src/repos.js';
 import { digest } from '../torture/upstreams.js';
-import { rcuConf, sleep, tmpdir, writeConf } from './helpers.js';
+import { rcuConf, readTree, runCli, sleep, startCli, tmpdir, writeConf } from './helpers.js';
 
 const servers: http.Server[] = [];
 afterAll(() => {
@@ -275,5 +275,36 @@ describe('an aborted sync', () => {
     expect(report).toMatchObject({ outcome: 'updated', resumed: true });
     expect(ranges).toEqual([`bytes=${partial}-`]);
     expect(await digest(path.join(dir, 'repo'))).toBe(await digest(src));
+  });
+
+  it('by SIGINT to the CLI: rsync is stopped and gone, the exit status says SIGINT, and the next sync resumes to exactly upstream', { timeout: 120_000 }, async () => {
+    const dir = tmpdir('abort-cli');
+    const upstream = path.join(dir, 'upstream');
+    await writeBigTree(upstream, 100, 'A');
+    const slow = await writeConf(dir, rcuConf(dir, 'sync-rsync-extra-opts = --bwlimit=200', 'rsync', upstream), 'slow.conf');
+    expect((await runCli(['-c', slow, 'sync'])).code).toBe(0);
+    const a = await digest(path.join(dir, 'repo'));
+    await writeBigTree(upstream, 500, 'B');
+
+    const cli = startCli(['-c', slow, 'sync']);
+    const pid = cli.child.pid as number;
+    await until('the rsync applying the plan', () => descendants(pid).find((p) => p.comm === 'rsync' && p.cmdline.includes('--files-from=-')));
+    await sleep(500);
+    const rsyncs = descendants(pid).filter((p) => p.comm === 'rsync');
+    cli.child.kill('SIGINT');
+    const r = await cli.done;
+    expect(r.code).toBe(130);
+    expect(r.stderr).toContain('reposnap: interrupted by SIGINT; stopping');
+    expect(r.stderr).toContain('reposnap: repo test: sync aborted: interrupted by SIGINT; nothing was published');
+    // reposnap waited for them before it exited.
+    expect(rsyncs.filter((p) => running(p.pid))).toEqual([]);
+    expect(await digest(path.join(dir, 'repo'))).toBe(a);
+
+    const fast = await writeConf(dir, rcuConf(dir, '', 'rsync', upstream), 'fast.conf');
+    const next = await runCli(['-c', fast, 'sync', '--no-wait', '--json']);
+    expect(next.code, next.stderr).toBe(0);
+    expect(JSON.parse(next.stdout).results[0]).toMatchObject({ outcome: 'updated', resumed: true });
+    expect(await digest(path.join(dir, 'repo'))).toBe(await digest(upstream));
+    expect((await readTree(path.join(dir, 'repo')))['VERSION']?.content).toBe('B\n');
   });
 });

@@ -4,6 +4,7 @@ import type { Repository, SyncProgress, SyncReport } from '../repository.js';
 import { changeJson, changeLine } from './snapshots.js';
 import { combinedExit, type CommandContext } from './context.js';
 import { errorMessage, formatBytes, formatMs } from './output.js';
+import { stopSignal, stoppedExit } from './signals.js';
 
 export interface SyncCommandOptions {
   wait: boolean;
@@ -35,7 +36,9 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
         : `waiting for another process updating ${repo}`,
     );
   // Different repositories have different locks, so they sync in parallel.
-  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name) })));
+  // SIGINT, SIGTERM, SIGHUP: every sync stops, keeping what it fetched (signals.ts).
+  const signal = stopSignal();
+  const settled = await Promise.allSettled(selected.map((r) => r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name), signal })));
 
   const errors: unknown[] = [];
   const results: unknown[] = [];
@@ -56,7 +59,7 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
     }
   });
   if (opts.json) ctx.out.json({ results });
-  return combinedExit(errors);
+  return stoppedExit() ?? combinedExit(errors);
 }
 
 function describeProgress(e: SyncProgress): string {
