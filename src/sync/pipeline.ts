@@ -51,8 +51,10 @@ export interface SyncOptions {
    * Abort the sync: its child processes (rsync, git, gpg, decompressors...)
    * are stopped and waited for, downloads end, staging is kept for the next
    * sync to resume, the repo is let go, and the sync rejects with an
-   * AbortedError (code EABORTED); the previous snapshot stays current.
-   * Already aborted: rejects at once, touching nothing. Once the commit has
+   * AbortedError (code EABORTED); the previous snapshot stays current (in
+   * place, where the location is the target, it holds what was written,
+   * as after any failure). Already aborted: rejects at once, touching
+   * nothing. Once the commit has
    * begun, the sync resolves instead (see the top of pipeline.ts).
    */
   signal?: AbortSignal;
@@ -191,7 +193,7 @@ class SyncRun {
 export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise<SyncReport> {
   const { signal } = opts;
   if (signal === undefined) return steps(new SyncRun(repo, opts));
-  if (signal.aborted) throw abortedSync(repo.name, signal);
+  if (signal.aborted) throw abortedSync(repo.name, signal, undefined);
   const run = new SyncRun(repo, opts);
   try {
     return await abortable(signal, () => steps(run));
@@ -199,16 +201,19 @@ export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise
     // Once the commit has begun, a failure is what it says, not "aborted, nothing changed".
     if (!signal.aborted || run.committing) throw err;
     // What the stopped step reported (rsync killed...) says nothing more.
-    throw abortedSync(repo.name, signal);
+    throw abortedSync(repo.name, signal, repo.storage.mode);
   }
 }
 
-function abortedSync(repo: string, signal: AbortSignal): AbortedError {
+/** `mode`: of the storage the sync had begun to change; undefined when it had not started. */
+function abortedSync(repo: string, signal: AbortSignal, mode: StorageMode | undefined): AbortedError {
   const reason: unknown = signal.reason;
   // The reason, when the caller gave one (the default DOMException says only "aborted").
   const name = reason instanceof Error ? reason.name : undefined;
   const why = typeof reason === 'string' ? `: ${reason}` : name === 'TimeoutError' ? ': timed out' : reason instanceof Error && name !== 'AbortError' ? `: ${reason.message}` : '';
-  return new AbortedError(`repo ${repo}: sync aborted${why}; nothing was published`, reason);
+  // In place, the location is the target: what was written before the abort is there, as after any failure.
+  const left = mode === 'in-place' ? 'the location holds what was written until then (in-place mode)' : 'nothing was published';
+  return new AbortedError(`repo ${repo}: sync aborted${why}; ${left}`, reason);
 }
 
 async function steps(run: SyncRun): Promise<SyncReport> {
