@@ -83,7 +83,8 @@ interface Scope {
   stops: boolean;
 }
 
-const scopes = new AsyncLocalStorage<Scope>();
+// Undefined inside `detached` (AsyncLocalStorage.exit is still marked experimental).
+const scopes = new AsyncLocalStorage<Scope | undefined>();
 
 /**
  * Run `fn` so that `signal` reaches what it runs (see the top of this
@@ -108,7 +109,7 @@ export function uninterruptible<T>(fn: () => Promise<T>): Promise<T> {
 
 /** Run `fn` outside any abortable run: what it starts is nobody's to stop (a probe whose answer is kept). */
 export function detached<T>(fn: () => Promise<T>): Promise<T> {
-  return scopes.exit(fn);
+  return scopes.run(undefined, fn);
 }
 
 /** The signal of the abortable run this is part of, if any. */
