@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'EVERIFY' // sync-verify-command rejected the update
   | 'EHOOK' // a post-sync hook failed
   | 'ENOREPO' // no such repo in the configuration
+  | 'EABORTED' // the caller's AbortSignal stopped it
   | 'EINTERNAL';
 
 export class ReposnapError extends Error {
@@ -90,6 +91,19 @@ export class BusyError extends ReposnapError {
     super('EBUSY', message);
     this.name = 'BusyError';
     this.holder = holder;
+  }
+}
+
+/**
+ * An operation stopped by the AbortSignal its caller gave it (a sync:
+ * nothing was published). Its name is "AbortError", as the web platform's
+ * is, so that `err.name === 'AbortError'` checks work; its cause is the
+ * signal's reason.
+ */
+export class AbortedError extends ReposnapError {
+  constructor(message: string, reason: unknown) {
+    super('EABORTED', message, { cause: reason });
+    this.name = 'AbortError';
   }
 }
 

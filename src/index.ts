@@ -35,7 +35,7 @@ export type { GitConfig } from './sources/git.js';
 export type { KeySource } from './trust/openpgp.js';
 export type { TarballConfig, TarballKeys, TarballLimits } from './sources/tarball.js';
 export type { WebrsyncConfig } from './sources/webrsync.js';
-export { ReposnapError, ConfigError, BusyError, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_BUSY } from './errors.js';
+export { ReposnapError, ConfigError, BusyError, AbortedError, EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_BUSY } from './errors.js';
 export type { ErrorCode, LockHolder, ConfigPosition } from './errors.js';
 export { modify, readStamp, Modification, STAMP_FILE } from './stamp/stamp.js';
 export type { Stamp, StampContent } from './stamp/stamp.js';

@@ -1,8 +1,13 @@
 /**
- * Signals. By default SIGINT, SIGTERM and SIGHUP stop reposnap: children
- * (rsync) are told to stop, staging stays for the next sync to resume, and
- * the kernel drops our locks as we exit. While `exec` runs a command, signals
- * are forwarded to the command instead, and reposnap waits for it.
+ * Signals. SIGINT, SIGTERM and SIGHUP stop reposnap. A command that can
+ * stop by itself (sync, through the library's AbortSignal) is asked to:
+ * its children are stopped and waited for, staging is kept for the next
+ * sync to resume, its locks are released, and reposnap exits with 128 + the
+ * signal's number once it has. A second signal, or one during any other
+ * command, stops at once: children are told to stop, and the kernel drops
+ * our locks as we exit (staging stays as well). While `exec` runs a
+ * command, signals are forwarded to the command instead, and reposnap
+ * waits for it.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { constants } from 'node:os';
@@ -14,17 +19,40 @@ const STOPPING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH', 'SIGCONT', 'SIGALRM'];
 
 let forwardTo: ChildProcess | undefined;
+/** Set while a command that stops by itself runs (see stopSignal). */
+let stopping: AbortController | undefined;
+let stoppedBy: NodeJS.Signals | undefined;
 
 export function installStopHandlers(): void {
   for (const sig of STOPPING) {
     process.on(sig, () => {
       if (forwardTo) return; // the forwarding handler deals with it
+      if (stopping && stoppedBy === undefined) {
+        stoppedBy = sig;
+        process.stderr.write(`\nreposnap: interrupted by ${sig}; stopping (${sig} again stops at once)\n`);
+        stopping.abort(new Error(`interrupted by ${sig}`));
+        return;
+      }
       signalChildren('SIGTERM');
       // On a new line: a progress line may be half drawn.
       writeStderr('warning', `${stderrIsJournal() ? '' : '\n'}reposnap: interrupted by ${sig}`);
       process.exit(128 + (constants.signals[sig] ?? 1));
     });
   }
+}
+
+/**
+ * For a command that stops by itself: the signal that SIGINT, SIGTERM or
+ * SIGHUP aborts, instead of ending the process at once.
+ */
+export function stopSignal(): AbortSignal {
+  stopping ??= new AbortController();
+  return stopping.signal;
+}
+
+/** The exit status of a command that stopped by itself on a signal (128 + its number), if one did. */
+export function stoppedExit(): number | undefined {
+  return stoppedBy === undefined ? undefined : 128 + (constants.signals[stoppedBy] ?? 1);
 }
 
 /** Forward signals to `child` until the returned function is called. */

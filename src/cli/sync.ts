@@ -5,6 +5,7 @@ import type { SourceProgress } from '../sources/source.js';
 import { changeJson, changeLine } from './snapshots.js';
 import { combinedExit, type CommandContext } from './context.js';
 import { errorJson, formatBytes, formatMs } from './output.js';
+import { stopSignal, stoppedExit } from './signals.js';
 
 export interface SyncCommandOptions {
   wait: boolean;
@@ -46,6 +47,8 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
     show(repo, (m) => m.waiting(holder));
   };
   const onToolOutput = ctx.out.opts.verbose ? (o: ToolOutput): void => ctx.out.tool(o.repo, o.tool, o.line) : undefined;
+  // SIGINT, SIGTERM, SIGHUP: every sync stops, keeping what it fetched (signals.ts).
+  const signal = stopSignal();
 
   // Different repositories have different locks, so they sync in parallel;
   // each says how it ended as soon as it has.
@@ -56,7 +59,7 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
       show(r.name, () => true);
       let report: SyncReport;
       try {
-        report = await r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name), ...(onToolOutput ? { onToolOutput } : {}) });
+        report = await r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name), signal, ...(onToolOutput ? { onToolOutput } : {}) });
       } catch (err) {
         ctx.out.progressDone(r.name);
         errors.push(err);
@@ -74,7 +77,7 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
     }),
   );
   if (opts.json) ctx.out.results(results);
-  return combinedExit(errors);
+  return stoppedExit() ?? combinedExit(errors);
 }
 
 /**

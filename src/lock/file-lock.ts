@@ -27,9 +27,12 @@
  * ENOENT error for the caller to explain.
  */
 import fsx from 'fs-native-extensions';
+import { spawn } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { BusyError, errnoCode, type LockHolder } from '../errors.js';
+import { dyingWithUs, trackChild } from '../util/children.js';
 
 export type LockMode = 'exclusive' | 'shared';
 
@@ -43,6 +46,8 @@ export interface LockOptions {
   busyMessage?: (holder: LockHolder | undefined) => string;
   /** Called once, with the holder, when the lock is busy and this is about to wait for it. */
   onWait?: (holder: LockHolder | undefined) => void;
+  /** Stop waiting when this aborts (throwing its reason); see waitAbortably. */
+  signal?: AbortSignal;
 }
 
 export class FileLock {
@@ -73,7 +78,8 @@ export class FileLock {
             throw new BusyError(msg, holder);
           }
           opts.onWait?.(await readHolder(path));
-          await fsx.waitForLock(fh.fd, { shared });
+          if (opts.signal) await waitAbortably(fh.fd, shared, opts.signal);
+          else await fsx.waitForLock(fh.fd, { shared });
         }
         if (!(await stillAt(fh, path))) {
           await fh.close();
@@ -144,6 +150,40 @@ export class FileLock {
       // Closing the last descriptor drops the OFD lock.
       await this.fh.close();
     }
+  }
+}
+
+/** Run by the helper: wait for the lock on fd 3 (argv: the module's path, the mode). */
+const WAITER = "require(process.argv[1]).waitForLockSync(3, { shared: process.argv[2] === 'shared' })";
+const FSX = createRequire(import.meta.url).resolve('fs-native-extensions');
+
+/**
+ * Wait for the lock on `fd` as the kernel queues waiters, in a way that
+ * `signal` can stop. The kernel's wait cannot be interrupted on one of
+ * libuv's threads (that thread, and the process, would stay until the lock
+ * was free), but it can in a process of its own: a helper that inherits
+ * the descriptor waits, and is killed on abort. The lock it takes belongs
+ * to the open file description, which is ours too, so it stays ours when
+ * the helper exits. Started only when the lock is busy.
+ */
+async function waitAbortably(fd: number, shared: boolean, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
+  const [cmd, args] = await dyingWithUs('KILL', process.execPath, ['-e', WAITER, FSX, shared ? 'shared' : 'exclusive']);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', fd] });
+  trackChild(child);
+  const stop = (): void => void child.kill('SIGKILL');
+  signal.addEventListener('abort', stop, { once: true });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
+  try {
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+    signal.throwIfAborted();
+    if (code !== 0) throw new Error(`waiting for the lock failed: ${stderr.trim().split('\n').pop() ?? `exit ${code}`}`);
+  } finally {
+    signal.removeEventListener('abort', stop);
   }
 }
 

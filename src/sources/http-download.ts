@@ -6,10 +6,17 @@
  * - Resume: the partial file and the validators of the response it came from
  *   are kept beside each other; the next attempt asks for the rest with
  *   Range + If-Range, so a changed resource is sent whole instead of spliced.
+ * - Proxies: every request goes through the proxy the environment names
+ *   (http_proxy, https_proxy, no_proxy; see http-proxy.ts).
+ * - An aborted sync ends the request (util/abort.ts); what was received is
+ *   kept for the next sync to resume.
  */
 import fs from 'node:fs/promises';
+import { fetch, type Response } from 'undici';
 import { errnoCode, isOutOfSpace, ReposnapError } from '../errors.js';
+import { timeoutSignal } from '../util/abort.js';
 import { atomicWriteFile } from '../util/fs.js';
+import { downloadDispatcher, throughProxy } from './http-proxy.js';
 
 export interface Validators {
   etag?: string;
@@ -57,9 +64,9 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
 
   let res: Response;
   try {
-    res = await fetch(opts.url, { headers, redirect: 'follow', signal: AbortSignal.timeout(opts.timeoutMs ?? 30 * 60_000) });
+    res = await fetch(opts.url, { headers, redirect: 'follow', signal: timeoutSignal(opts.timeoutMs ?? 30 * 60_000), dispatcher: downloadDispatcher() });
   } catch (err) {
-    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}: ${networkReason(err)}`, { cause: err });
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}${throughProxy(opts.url)}: ${networkReason(err)}`, { cause: err });
   }
 
   if (res.status === 304 && !resuming) return { status: 'not-modified' };
@@ -76,7 +83,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       await fs.rm(opts.file, { force: true });
       return download({ ...opts });
     }
-    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}: HTTP ${res.status} ${res.statusText}`);
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}${throughProxy(opts.url)}: HTTP ${res.status} ${res.statusText}`);
   }
 
   const validators: Validators = {
@@ -177,7 +184,7 @@ export async function notModified(url: string, have: Validators): Promise<boolea
   if (have.lastModified) headers['if-modified-since'] = have.lastModified;
   if (Object.keys(headers).length === 1) return false;
   try {
-    const res = await fetch(url, { headers, redirect: 'follow', signal: AbortSignal.timeout(60_000) });
+    const res = await fetch(url, { headers, redirect: 'follow', signal: timeoutSignal(60_000), dispatcher: downloadDispatcher() });
     await res.body?.cancel().catch(() => undefined);
     return res.status === 304;
   } catch {
@@ -194,9 +201,9 @@ export async function notModified(url: string, have: Validators): Promise<boolea
 export async function fetchSmall(url: string, maxBytes: number, timeoutMs = 60_000): Promise<Buffer> {
   let res: Response;
   try {
-    res = await fetch(url, { headers: { 'user-agent': 'reposnap', 'accept-encoding': 'identity' }, redirect: 'follow', signal: AbortSignal.timeout(timeoutMs) });
+    res = await fetch(url, { headers: { 'user-agent': 'reposnap', 'accept-encoding': 'identity' }, redirect: 'follow', signal: timeoutSignal(timeoutMs), dispatcher: downloadDispatcher() });
   } catch (err) {
-    throw new Error(networkReason(err), { cause: err });
+    throw new Error(`${networkReason(err)}${throughProxy(url)}`, { cause: err });
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);

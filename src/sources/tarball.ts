@@ -36,6 +36,7 @@ import { keyFileFor, Keyring, unverified, type KeySource } from '../trust/openpg
 import { DEFAULT_TARBALL_LIMITS, type TarballLimits } from './tarball-limits.js';
 
 export { DEFAULT_TARBALL_LIMITS, type TarballLimits } from './tarball-limits.js';
+import { aborted } from '../util/abort.js';
 import { failpoint } from '../util/failpoint.js';
 import { removeTree } from '../util/fs.js';
 import { download, dropDownload, fetchSmall, notModified, type DownloadOptions, type Validators } from './http-download.js';
@@ -223,7 +224,8 @@ export class TarballSource implements SyncSource {
       await extractArchive(ctx.repo, archive, unpacked, limits);
     } catch (err) {
       // A bad archive is not worth resuming: the next sync fetches it afresh.
-      await dropDownload(archive);
+      // An extraction stopped by an aborted sync says nothing of the archive.
+      if (!aborted()) await dropDownload(archive);
       await removeTree(unpacked);
       throw err;
     }
@@ -261,7 +263,8 @@ export class TarballSource implements SyncSource {
     }
     const verdict = await ring.verifyFile(repo, signature, archive);
     if (!verdict.ok) {
-      await dropDownload(archive);
+      // gpg stopped by an aborted sync judged nothing: the archive stays for the next sync.
+      if (!aborted()) await dropDownload(archive);
       throw unverified(repo, what, `${verdict.why} (signature ${signatureUri}, key file ${key.file})`);
     }
     return verdict.fingerprint;

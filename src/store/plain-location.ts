@@ -65,7 +65,7 @@ export abstract class PlainLocationStorage {
   }
 
   async beginUpdate(opts: InitOptions = {}): Promise<PendingUpdate> {
-    const lock = await lockLocation(this.name, this.location, opts.wait ?? true, opts.onWait);
+    const lock = await lockLocation(this.name, this.location, opts.wait ?? true, opts.onWait, opts.signal);
     try {
       const cacheDir = siblingCacheDir(this.location);
       return {
@@ -141,9 +141,9 @@ export abstract class PlainLocationStorage {
 }
 
 /** Take the repo's lock and make sure the location is a directory. */
-export async function lockLocation(name: string, location: string, wait: boolean, onWait?: InitOptions['onWait']): Promise<FileLock> {
+export async function lockLocation(name: string, location: string, wait: boolean, onWait?: InitOptions['onWait'], signal?: AbortSignal): Promise<FileLock> {
   await fs.mkdir(path.dirname(location), { recursive: true, mode: 0o755 });
-  const lock = await FileLock.acquire(siblingLockPath(location), { wait, operation: 'sync', busyMessage: busyMessage(name), ...(onWait ? { onWait } : {}) });
+  const lock = await FileLock.acquire(siblingLockPath(location), { wait, operation: 'sync', busyMessage: busyMessage(name), ...(onWait ? { onWait } : {}), ...(signal ? { signal } : {}) });
   try {
     await ensureLocationDir(name, location);
   } catch (err) {

@@ -161,9 +161,9 @@ export class RcuStorage implements RepoStorage {
   }
 
   /** Take the repo's sync lock (a whole update, migrate, revert), waiting or not. */
-  private async lockRepo(operation: string, wait: boolean, onWait?: InitOptions['onWait']): Promise<FileLock> {
+  private async lockRepo(operation: string, wait: boolean, onWait?: InitOptions['onWait'], signal?: AbortSignal): Promise<FileLock> {
     try {
-      return await FileLock.acquire(this.layout.syncLock, { wait, operation, busyMessage: busyMessage(this.opts.name), ...(onWait ? { onWait } : {}) });
+      return await FileLock.acquire(this.layout.syncLock, { wait, operation, busyMessage: busyMessage(this.opts.name), ...(onWait ? { onWait } : {}), ...(signal ? { signal } : {}) });
     } catch (err) {
       throw this.explainLockGone(err);
     }
@@ -211,7 +211,7 @@ export class RcuStorage implements RepoStorage {
       throw new ReposnapError('ESTORE', `repo ${this.opts.name}: location ${layout.location} is a file, not a directory or symlink; move it away`);
     }
     await fs.mkdir(layout.ownDir, { recursive: true, mode: 0o755 });
-    const syncLock = await this.lockRepo('sync', opts.wait ?? true, opts.onWait);
+    const syncLock = await this.lockRepo('sync', opts.wait ?? true, opts.onWait, opts.signal);
     try {
       await this.claim();
       const backend = await this.backend();

@@ -21,6 +21,8 @@ export interface InitOptions {
   /** Called once when another process holds the repo and this update waits for it. */
   onWait?: (holder: LockHolder | undefined) => void;
   onProgress?: (p: StorageProgress) => void;
+  /** Stop waiting for another update when this aborts (throwing its reason). */
+  signal?: AbortSignal;
 }
 
 /**

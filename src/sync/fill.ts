@@ -17,7 +17,11 @@
  * copied into a new inode, so that a descriptor the user still holds open
  * on it writes into nothing that will be published. Otherwise the sync user
  * could rewrite the published snapshot, and every older one, that root
- * reads.
+ * reads. The user may still run processes then (one it left behind), so
+ * each folder is closed to it (the owner's, mode 0700) before anything in
+ * it is looked at, and gets its mode back only when everything below it is
+ * done: the user can then neither swap an entry for one of its own nor
+ * open a copy while it is made.
  */
 import { spawn } from 'node:child_process';
 import { constants as fsc } from 'node:fs';
@@ -159,6 +163,14 @@ export async function takeBack(target: string, account: Account): Promise<void> 
   const owner = await fs.stat(path.dirname(target));
   const limiter = new Limiter(FS_CONCURRENCY);
   const walk = async (dir: Buffer): Promise<void> => {
+    // Closed first (its parent already is, so this is the folder the walk
+    // found). Besides the swaps, this is what keeps the copies below from
+    // the user: fs.copyFile gives a copy its source's owner (Node 22 and
+    // later do), the user's, until the chown that follows it.
+    const st = await fs.lstat(dir);
+    if (!st.isDirectory()) throw new ReposnapError('EUNSAFE', `the sync user replaced the folder ${showPath(dir)}; refusing it`);
+    await fs.lchown(dir, owner.uid, owner.gid);
+    await fs.chmod(dir, 0o700);
     const entries = await fs.readdir(dir, { withFileTypes: true, encoding: 'buffer' });
     const subdirs: Buffer[] = [];
     await settleAll(
@@ -191,8 +203,6 @@ export async function takeBack(target: string, account: Account): Promise<void> 
       ),
     );
     await mapLimit(subdirs, DIR_CONCURRENCY, walk);
-    const st = await fs.lstat(dir);
-    await fs.lchown(dir, owner.uid, owner.gid);
     await fs.chmod(dir, st.mode & TAKEN_BACK_BITS);
   };
   await walk(Buffer.from(target));

@@ -13,14 +13,25 @@
  * opening staging. The one overlap: a source whose precheck plans (rsync)
  * says as soon as it sees a change, and staging is opened then, beside the
  * rest of the plan, since making it only reads the current tree.
+ *
+ * Aborting (SyncOptions.signal, util/abort.ts): up to the commit, an abort
+ * stops what runs (children, downloads, walks), each step lets go of what
+ * it holds as after a failure, keeping staging for the next sync to resume,
+ * and the sync rejects with an AbortedError once its children are gone: the
+ * previous snapshot stays current. The commit itself is not cut short (it
+ * takes milliseconds, and a half-made commit helps nobody); once it has
+ * begun, an abort only skips what is left to do after it (collection,
+ * preparing the next staging, hooks), with a warning each, and the sync
+ * resolves: it rejects as aborted exactly when it published nothing.
  */
 import type { RepoConfig, StorageMode } from '../config/repos.js';
-import { isOutOfSpace, ReposnapError, type LockHolder } from '../errors.js';
+import { AbortedError, isOutOfSpace, ReposnapError, type LockHolder } from '../errors.js';
 import { createSource } from '../sources/index.js';
 import { emptyChanges, type ChangeStats, type PrecheckResult, type SourcePlan, type SourceProgress, type SourceResult, type SyncSource, type ToolOutputListener, type TreeStats } from '../sources/source.js';
 import type { GcResult } from '../store/gc.js';
 import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../store/storage.js';
 import type { MetaManifestResult } from '../trust/metamanifest.js';
+import { abortable, uninterruptible } from '../util/abort.js';
 import { failpoint } from '../util/failpoint.js';
 import { checkAuthenticity, type Verified } from './authenticity.js';
 import { checkSyncUser, fill, needsWorker } from './fill.js';
@@ -41,6 +52,17 @@ export interface SyncOptions {
    * changes and its complaints, git's fetch): `reposnap -v` shows them.
    */
   onToolOutput?: (output: ToolOutput) => void;
+  /**
+   * Abort the sync: its child processes (rsync, git, gpg, decompressors...)
+   * are stopped and waited for, downloads end, staging is kept for the next
+   * sync to resume, the repo is let go, and the sync rejects with an
+   * AbortedError (code EABORTED); the previous snapshot stays current (in
+   * place, where the location is the target, it holds what was written,
+   * as after any failure). Already aborted: rejects at once, touching
+   * nothing. Once the commit has
+   * begun, the sync resolves instead (see the top of pipeline.ts).
+   */
+  signal?: AbortSignal;
 }
 
 /** A line of a tool's output: which repo's sync ran it, which tool (rsync, "rsync --dry-run" for a plan, git). */
@@ -124,6 +146,8 @@ type Phase = 'prepare' | 'fetch' | 'verify' | 'commit' | 'gc' | 'prepareNext';
 class SyncRun {
   readonly source: SyncSource;
   readonly report: SyncReport;
+  /** The commit has begun: an abort no longer makes the sync fail. */
+  committing = false;
   private readonly t0 = performance.now();
 
   constructor(
@@ -161,6 +185,25 @@ class SyncRun {
     }
   }
 
+  get aborted(): boolean {
+    return this.opts.signal?.aborted === true;
+  }
+
+  /** Fail now if the sync was aborted, after `letGo` let go of what the step holds. */
+  async stopIfAborted(letGo: () => Promise<void>): Promise<void> {
+    if (!this.aborted) return;
+    await letGo();
+    (this.opts.signal as AbortSignal).throwIfAborted();
+  }
+
+  /** Whether `what`, left to do after the sync's main work, is to be skipped because the sync was aborted (saying so). */
+  skipped(what: string): boolean {
+    if (!this.aborted) return false;
+    const at = !this.committing ? '' : this.report.snapshot ? ` after snapshot ${this.report.snapshot.id} was published` : ' after the update was published';
+    this.report.warnings.push(`repo ${this.repo.name}: aborted${at}; ${what} skipped`);
+    return true;
+  }
+
   progress(event: PhaseEvent): void {
     this.opts.onProgress?.({ repo: this.repo.name, ...event } as SyncProgress);
   }
@@ -181,33 +224,72 @@ class SyncRun {
 
 /** Bring `repo` up to date from its source. */
 export async function runSync(repo: SyncTarget, opts: SyncOptions = {}): Promise<SyncReport> {
+  const { signal } = opts;
+  if (signal === undefined) return steps(new SyncRun(repo, opts));
+  if (signal.aborted) throw abortedSync(repo.name, signal, undefined);
   const run = new SyncRun(repo, opts);
+  try {
+    return await abortable(signal, () => steps(run));
+  } catch (err) {
+    // Once the commit has begun, a failure is what it says, not "aborted, nothing changed".
+    if (!signal.aborted || run.committing) throw err;
+    // What the stopped step reported (rsync killed...) says nothing more.
+    throw abortedSync(repo.name, signal, repo.storage.mode);
+  }
+}
+
+/** `mode`: of the storage the sync had begun to change; undefined when it had not started. */
+function abortedSync(repo: string, signal: AbortSignal, mode: StorageMode | undefined): AbortedError {
+  const reason: unknown = signal.reason;
+  // The reason, when the caller gave one (the default DOMException says only "aborted").
+  const name = reason instanceof Error ? reason.name : undefined;
+  const why = typeof reason === 'string' ? `: ${reason}` : name === 'TimeoutError' ? ': timed out' : reason instanceof Error && name !== 'AbortError' ? `: ${reason.message}` : '';
+  // In place, the location is the target: what was written before the abort is there, as after any failure.
+  const left = mode === 'in-place' ? 'the location holds what was written until then (in-place mode)' : 'nothing was published';
+  return new AbortedError(`repo ${repo}: sync aborted${why}; ${left}`, reason);
+}
+
+async function steps(run: SyncRun): Promise<SyncReport> {
+  const { repo } = run;
   // An unknown sync-user is a configuration error: found before anything is touched.
   await checkSyncUser(repo.config);
   const pending = await run.timed('prepare', () => takeRepo(run));
+  await run.stopIfAborted(() => pending.release());
   const staging = stagingOnDemand(run, pending);
   const found = await run.timed('prepare', () => precheck(run, pending, staging));
+  await run.stopIfAborted(() => staging.abandon());
   if (found.unchanged) {
     await staging.abandon();
     run.report.unchangedBeforeClone = true;
   } else {
     const update = await run.timed('prepare', () => staging.open());
+    // Kept as it is: a clone to start from, or the resumed tree as it was.
+    const keep = (): Promise<void> => repo.storage.abortUpdate(update, { keep: true });
+    await run.stopIfAborted(keep);
     // The plan holds for a target that is an exact clone of the tree it was made against.
     const plan = found.plan && !update.dirty && update.baseTree?.dir === pending.current ? found.plan : undefined;
     const filled = await run.timed('fetch', () => fillStaging(run, update, plan));
     await failpoint('filled');
+    await run.stopIfAborted(keep);
     if (filled.changed) {
       const verified = await run.timed('verify', () => verify(run, update));
-      await run.timed('commit', () => commit(run, update, filled.result, verified));
+      await run.stopIfAborted(keep);
+      run.committing = true;
+      // Not cut short by an abort: see the top of this file.
+      await uninterruptible(() => run.timed('commit', () => commit(run, update, filled.result, verified)));
     } else {
-      await run.repo.storage.abortUpdate(update, { unchanged: true });
+      await repo.storage.abortUpdate(update, { unchanged: true });
     }
   }
+  // Nothing published: an abort fails the sync. After a commit, it skips what is left.
+  const stopIfNothingPublished = (): Promise<void> => (run.committing ? Promise.resolve() : run.stopIfAborted(() => Promise.resolve()));
+  await stopIfNothingPublished();
   await nameCurrentSnapshot(run);
   await recordCheck(run);
-  await run.timed('gc', () => collect(run));
-  await run.timed('prepareNext', () => prepareNext(run));
+  if (!run.skipped('collection')) await run.timed('gc', () => collect(run));
+  if (run.report.outcome === 'updated' && !run.skipped('preparing the next staging')) await run.timed('prepareNext', () => prepareNext(run));
   await runPostSyncHooks(run);
+  await stopIfNothingPublished();
   return run.finish();
 }
 
@@ -216,6 +298,7 @@ async function takeRepo(run: SyncRun): Promise<PendingUpdate> {
   const pending = await run.repo.storage.beginUpdate({
     wait: run.opts.wait ?? true,
     ...(run.opts.onWait ? { onWait: run.opts.onWait } : {}),
+    ...(run.opts.signal ? { signal: run.opts.signal } : {}),
     onProgress: (p: StorageProgress) => run.progress(p),
   });
   run.report.migrated = pending.migrated?.id ?? null;
@@ -367,7 +450,9 @@ async function verify(run: SyncRun, update: Update): Promise<Verified | undefine
     if (config.verifyCommand !== undefined) await runVerifyCommand(name, config.verifyCommand, update.target);
     return verified;
   } catch (err) {
-    await storage.abortUpdate(update, { inspect: true, reason: err instanceof Error ? err.message : String(err) });
+    // A check stopped by an abort refused nothing: the tree is kept to resume, not for inspection.
+    if (run.aborted) await storage.abortUpdate(update, { keep: true });
+    else await storage.abortUpdate(update, { inspect: true, reason: err instanceof Error ? err.message : String(err) });
     throw err;
   }
 }
@@ -433,6 +518,7 @@ async function prepareNext(run: SyncRun): Promise<void> {
 async function runPostSyncHooks(run: SyncRun): Promise<void> {
   const { config, name, storage } = run.repo;
   if (config.hooksDir === undefined || (run.report.outcome !== 'updated' && config.hooksOnlyOnChange)) return;
+  if (run.skipped('post-sync hooks')) return;
   run.progress({ phase: 'hooks' });
   const hooksDir = config.hooksDir;
   const args = [name, config.syncUri ?? '', config.location];

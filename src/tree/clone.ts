@@ -15,6 +15,7 @@ import { copyAttributes } from './attributes.js';
 import { bjoin, bpath, showPath, type BPath } from './bytes.js';
 import { cpClone } from './cp-clone.js';
 import { isRoot } from '../util/identity.js';
+import { abortSignal } from '../util/abort.js';
 
 export interface CloneStats {
   dirs: number;
@@ -55,6 +56,8 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
   if (!opts.excludeTop?.length && !opts.onEntry && (await cpClone(from, to, opts.method, opts.intoExisting === true))) return stats;
   const limiter = new Limiter(FS_CONCURRENCY);
   const exclude = new Set(opts.excludeTop ?? []);
+  // An aborted sync stops the walk at the next folder (and an aborted cp is not done again this way).
+  const signal = abortSignal();
 
   const copyFlags = fsc.COPYFILE_EXCL | (opts.method === 'reflink' ? fsc.COPYFILE_FICLONE_FORCE : fsc.COPYFILE_FICLONE);
   const copyFile = async (src: BPath, dst: BPath, st?: Stats): Promise<void> => {
@@ -98,6 +101,7 @@ export async function cloneTree(from: string, to: string, opts: CloneOptions): P
   };
 
   const cloneDir = async (src: BPath, dst: BPath, top: boolean): Promise<void> => {
+    signal?.throwIfAborted();
     const st = await limiter.run(() => fs.lstat(src));
     if (!(top && opts.intoExisting)) await limiter.run(() => fs.mkdir(dst, { mode: 0o700 }));
     stats.dirs++;

@@ -11,11 +11,13 @@
 import { readdir } from 'node:fs/promises';
 import { removeTree } from '../util/fs.js';
 import { runProcess } from '../util/process.js';
+import { detached } from '../util/abort.js';
 
 let gnuCp: Promise<boolean> | undefined;
 
 function haveGnuCp(): Promise<boolean> {
-  gnuCp ??= runProcess('cp', ['--version'])
+  // Asked once for the process: an aborted sync must not stop the probe and leave "no" as the answer.
+  gnuCp ??= detached(() => runProcess('cp', ['--version']))
     .then((r) => r.code === 0 && /GNU coreutils/.test(r.stdout.toString()))
     .catch(() => false);
   return gnuCp;

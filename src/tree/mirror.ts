@@ -16,6 +16,7 @@ import { bjoin, bpath, showPath, type BPath } from './bytes.js';
 import { sameBytes, sameFile, sameOwner, sameOwnerMode, sameTime } from './compare.js';
 import { trustedReader, type SourceDir, type SourceReader } from './source-reader.js';
 import { isRoot } from '../util/identity.js';
+import { abortSignal } from '../util/abort.js';
 
 export interface TreeStats {
   /** Entries in the resulting tree that are not directories. */
@@ -84,6 +85,8 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   const progress: MirrorProgress = { scanned: 0, changed: 0 };
   const exclude = new Set(opts.excludeTop);
   let midway = opts.midway;
+  // An aborted sync stops the walk at the next folder; what is in flight lands first.
+  const signal = abortSignal();
 
   const fail = (what: string, p: BPath, err: unknown): never => {
     if (err instanceof ReposnapError) throw new ReposnapError(err.code, err.code === 'EUNSAFE' ? `repo ${opts.repo}: ${err.message}` : err.message, { cause: err });
@@ -152,6 +155,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   };
 
   const syncDir = async (sDir: SourceDir, d: BPath, sst: Stats, top: boolean): Promise<void> => {
+    signal?.throwIfAborted();
     const [sNames, dEntries] = await Promise.all([
       limiter.run(() => sDir.names()).catch((err: unknown) => fail('read directory', sDir.shown, err)),
       limiter.run(() => fs.readdir(d, { withFileTypes: true, encoding: 'buffer' })),

@@ -1,15 +1,19 @@
 /**
  * Child processes (rsync...) that must not outlive an interrupted reposnap:
  * an orphaned rsync would go on writing into a staging tree that the next
- * sync may take over.
+ * sync may take over. A child started by an abortable sync is also that
+ * sync's to stop and wait for (abort.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { adoptChild } from './abort.js';
 
 const children = new Set<ChildProcess>();
 
-export function trackChild(child: ChildProcess): void {
+/** Track `child`; `group`: it leads a process group of its own (ProcessOptions.ownGroup). */
+export function trackChild(child: ChildProcess, opts: { group?: boolean } = {}): void {
   children.add(child);
   child.once('exit', () => children.delete(child));
+  adoptChild(child, opts.group === true);
 }
 
 export function signalChildren(signal: NodeJS.Signals): void {

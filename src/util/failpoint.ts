@@ -6,9 +6,10 @@
  *
  * With REPOSNAP_FAILPOINT=<name> in the environment, reaching <name> prints
  * "reposnap: failpoint <name>" on stderr and waits forever: the event loop
- * stays free, so SIGINT and SIGTERM take their normal course, and SIGKILL
- * leaves everything exactly as it was at that instant. Without the variable
- * a failpoint costs one comparison. Names used:
+ * stays free, so SIGINT and SIGTERM take their normal course (they abort the
+ * sync, which goes on from the failpoint to stop as it would have there),
+ * and SIGKILL leaves everything exactly as it was at that instant. Without
+ * the variable a failpoint costs one comparison. Names used:
  *
  *   staged       the staging tree is open (cloned or resumed), nothing written yet
  *   fill-midway  a fill has written part of the update (a temporary may exist;
@@ -17,11 +18,25 @@
  *   sealed       the tree is durable and snapshot N's metadata written; not yet renamed
  *   renamed      snapshots/N exists; `latest` still names the previous snapshot
  */
+import { abortSignal } from './abort.js';
+
 const wanted = process.env.REPOSNAP_FAILPOINT;
 
 export async function failpoint(name: string): Promise<void> {
   if (wanted !== name) return;
   process.stderr.write(`reposnap: failpoint ${name}\n`);
+  const signal = abortSignal();
+  if (signal?.aborted) return;
   // A timer keeps the process alive; it never fires in practice.
-  await new Promise<void>((resolve) => setTimeout(resolve, 2 ** 31 - 1));
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 2 ** 31 - 1);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        resolve();
+      },
+      { once: true },
+    );
+  });
 }

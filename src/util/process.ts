@@ -3,10 +3,11 @@
  * (rsync, git, cp, du, sync, rm, a verify command, hooks) goes through
  * runProcess, which knows the rules they share:
  *
- * - it is tracked, so an interrupted reposnap stops it (children.ts); with
- *   `dieWithUs` it also gets a parent-death signal, so even a reposnap
- *   killed with SIGKILL takes it down (an orphan must not go on writing into
- *   a tree the next sync may take over);
+ * - it is tracked, so an interrupted reposnap stops it (children.ts), and
+ *   so does an aborted sync (abort.ts); with `dieWithUs` it also gets a
+ *   parent-death signal, so even a reposnap killed with SIGKILL takes it
+ *   down (an orphan must not go on writing into a tree the next sync may
+ *   take over);
  * - `fds` are passed on as fds 3, 4, ... (lock descriptors: the child holds
  *   the lock for as long as it lives);
  * - `ownGroup` gives it a process group of its own, so that `stop()` stops
@@ -86,7 +87,7 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
     }
   }
   const child = spawn(file, argv, { stdio, ...(env ? { env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}), detached: opts.ownGroup === true });
-  trackChild(child);
+  trackChild(child, { group: opts.ownGroup === true });
   const handle: ProcessHandle = {
     child,
     stop(signal: NodeJS.Signals = 'SIGKILL') {
