@@ -31,7 +31,7 @@ describe('concurrent syncs', () => {
     // No leftovers. A clone prepared for the next sync is not one: the sync
     // that committed makes it when it finds the repo free, which it may be
     // for a moment if a waiting sync has not joined the kernel's queue yet.
-    const st = JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { repos: Array<{ staging: Array<{ base: number; locked: boolean; prepared: boolean }> }> };
+    const st = (JSON.parse((await runCli(['-c', conf, 'status', '--json'])).stdout) as { results: { repos: Array<{ staging: Array<{ base: number; locked: boolean; prepared: boolean }> }> } }).results;
     expect(st.repos[0]?.staging.filter((x) => !(x.prepared && !x.locked && x.base === 1))).toEqual([]);
     expect(st.repos[0]?.staging.length).toBeLessThanOrEqual(1);
   });

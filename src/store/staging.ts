@@ -82,10 +82,11 @@ export class Staging {
   get tx(): string {
     return this.info.tx;
   }
-  /** A clone made ahead of time (sync-rcu-prepare-staging) that no fill has written to: reused, but nothing interrupted. */
+  /** Whether this update took a clone made ahead of time (sync-rcu-prepare-staging) that nothing had used: reused, but nothing interrupted. */
   get prepared(): boolean {
-    return this.resumed && this.info.state === 'prepared' && this.fillState === 'none';
+    return this.tookPrepared;
   }
+  private tookPrepared = false;
   get dir(): string {
     return this.layout.staging(this.info.tx);
   }
@@ -112,7 +113,16 @@ export class Staging {
   ): Promise<Staging> {
     await fs.mkdir(layout.stagingDir, { recursive: true, mode: 0o755 });
     const reused = await sweepStaging(layout, base, backend.name);
-    if (reused) return reused;
+    if (reused) {
+      // A clone made ahead is this update's from now on: if it is cut
+      // short, the next one resumes an interrupted update, not a clone.
+      if (reused.info.state === 'prepared' && reused.fillState === 'none') {
+        reused.tookPrepared = true;
+        reused.info.state = 'cloned';
+        await reused.writeInfo();
+      }
+      return reused;
+    }
 
     const tx = `${Date.now().toString(36)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     const lock = await FileLock.acquire(layout.stagingLock(tx), { operation: 'stage' });
