@@ -31,7 +31,7 @@ interface StatusJson {
 async function status(conf: string): Promise<StatusJson['repos'][number]> {
   const r = await runCli(['-c', conf, 'status', '--json']);
   expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as StatusJson).repos[0] as StatusJson['repos'][number];
+  return (JSON.parse(r.stdout) as { results: StatusJson }).results.repos[0] as StatusJson['repos'][number];
 }
 
 async function contents(root: string): Promise<Record<string, string>> {
@@ -122,7 +122,7 @@ describe(`the CLI on Node ${process.versions.node}`, () => {
     expect(run.code).toBe(3);
     const show = await runCli(['stamp', 'show', root, '--json']);
     expect(show.code).toBe(0);
-    expect(JSON.parse(show.stdout)).toMatchObject({ counter: 4, inProgress: false, pid: expect.any(Number) });
+    expect(JSON.parse(show.stdout).results).toMatchObject({ counter: 4, inProgress: false, pid: expect.any(Number) });
   });
 
   it('SIGINT stops a sync cleanly (exit 130), and the next one completes', async () => {
