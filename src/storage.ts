@@ -24,7 +24,7 @@ export { PlainLocationStorage } from './store/plain-location.js';
 export { FileLock } from './lock/file-lock.js';
 export type { LockMode, LockOptions } from './lock/file-lock.js';
 export { StoreLayout } from './store/layout.js';
-export type { SnapshotBackend, ConcreteBackendName } from './backends/backend.js';
+export type { SnapshotBackend, ConcreteBackendName, LayerMounts } from './backends/backend.js';
 export type { CloneStats } from './tree/clone.js';
 export { createSource } from './sources/index.js';
 export type { SyncSource, SourceResult, SourceProgress, FillContext, PrecheckContext, PrecheckResult, SourcePlan, PreviewContext } from './sources/source.js';
