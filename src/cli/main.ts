@@ -14,6 +14,7 @@ import { listCommand } from './list.js';
 import { execCommand } from './exec.js';
 import { gcCommand } from './gc.js';
 import { migrateCommand } from './migrate.js';
+import { mountCommand } from './mount.js';
 import { revertCommand } from './revert.js';
 import { pinCommand, rollbackCommand } from './rollback.js';
 import { installStopHandlers } from './signals.js';
@@ -169,6 +170,13 @@ export async function main(argv: string[]): Promise<number> {
       .option('--json', 'print the result as JSON')
       .action((name: string, id: string, o: { json?: boolean }) => run(() => pinCommand(makeContext(globals(), o.json === true), name, id, pinned, { json: o.json === true }))());
   }
+
+  program
+    .command('mount')
+    .description('mount the snapshots of overlayfs stores that lost their mounts (at boot; every command that reads a snapshot does it too)')
+    .argument('[repo...]', 'repositories (default: every RCU repository)')
+    .option('--json', 'print what was mounted as JSON')
+    .action((names: string[], o: { json?: boolean }) => run(() => mountCommand(makeContext(globals(), o.json === true), names, { json: o.json === true }))());
 
   program
     .command('migrate')
