@@ -19,7 +19,7 @@ export { RcuStorage } from './store/rcu-storage.js';
 export type { RcuOptions } from './store/rcu-storage.js';
 export { QuarantineStorage } from './store/quarantine-storage.js';
 export { InPlaceStorage } from './store/inplace-storage.js';
-export type { RepoStorage, Update, PendingUpdate, CurrentTree, InitOptions, AbortOptions, CommitInfo, CommitResult } from './store/storage.js';
+export type { RepoStorage, Update, PendingUpdate, CurrentTree, InitOptions, AbortOptions, CommitInfo, CommitResult, PreparedNext } from './store/storage.js';
 export { PlainLocationStorage } from './store/plain-location.js';
 export { FileLock } from './lock/file-lock.js';
 export type { LockMode, LockOptions } from './lock/file-lock.js';

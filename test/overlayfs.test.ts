@@ -133,17 +133,27 @@ describe('overlayfs snapshots', () => {
     await repo.sync();
     // A reader in another process, reading its snapshot again and again.
     const reader = startCli(['-c', conf1, 'exec', 'test', '--', 'sh', '-c', 'while :; do cat "$REPOSNAP_SNAPSHOT"/VERSION >/dev/null || exit 3; sleep 0.05; done']);
-    await sleep(500);
-    const held = (await repo.status()).snapshots.find((s) => s.leases.count > 0);
-    expect(held?.id).toBe(1);
+    let held: number | undefined;
+    for (let waited = 0; held === undefined && waited < 20_000; waited += 100) {
+      held = (await repo.status()).snapshots.find((s) => s.leases.count > 0)?.id;
+      if (held === undefined) await sleep(100);
+    }
+    expect(held).toBe(1);
     const heldTree = await readTree(layout.snapshot(1));
+    const flattened: number[] = [];
     for (let i = 1; i <= 10; i++) {
       await writeVersionedTree(up, 200, `v${i}`);
       if (i % 3 === 0) await fs.rm(path.join(up, 'cat-1'), { recursive: true });
-      await repo.sync();
+      const r = await repo.sync();
+      if (r.flattened) {
+        expect(r.flattened).toMatchObject({ snapshot: r.snapshot?.id, layers: 3 });
+        flattened.push(r.flattened.snapshot);
+      }
       expect(await wholeVersion(path.join(root, 'repo'), i % 3 === 0 ? 150 : 200)).toBe(`v${i}`);
     }
     expect(await readTree(layout.snapshot(1))).toEqual(heldTree);
+    // Stacks of 1, 2, 3 layers, then flattened: snapshots 3, 5, 7, 9, 11 reach 3 (1 on its own, then 2 on each flat layer).
+    expect(flattened).toEqual([3, 5, 7, 9, 11]);
     const st = await repo.status();
     expect(st.snapshots.map((s) => s.id)).toEqual([1, 11]); // the leased one and the current
     // Exactly the layers the kept stacks use (and the flattened current, if its stack is full).

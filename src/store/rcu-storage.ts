@@ -39,10 +39,11 @@ import { readRollback, rollBack, type RollbackRecord } from './rollback.js';
 import { keptSnapshot, latestId, listSnapshotIds } from './snapshots.js';
 import { flattenSnapshot, restoreMounts, snapshotLayers, unmountedSnapshots, type RestoreResult } from './layers.js';
 import { flattenLayers } from '../tree/flatten.js';
+import { statWalk } from '../tree/clone.js';
 import { isRoot } from '../util/identity.js';
 import { mountPointsUnder } from '../util/mounts.js';
 import { Staging, listStaging } from './staging.js';
-import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type CurrentTree, type InitOptions, type PendingUpdate, type RepoStorage, type Update } from './storage.js';
+import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type CurrentTree, type InitOptions, type PendingUpdate, type PreparedNext, type RepoStorage, type Update } from './storage.js';
 import type { Generation } from '../stamp/cache.js';
 import { snapshotGeneration } from './generation.js';
 import { holderOf, type SnapshotStatus, type StorageStatus } from './status.js';
@@ -143,9 +144,6 @@ export class RcuStorage implements RepoStorage {
   backend(): Promise<SnapshotBackend> {
     return chooseBackend(this.opts.backend, this.opts.storeDir, this.opts.allowHardlinks);
   }
-
-  /** What the last prepareNext's flattening cost (overlayfs), if it made one. */
-  flattened: { ms: number; folders: number; linked: number; removed: number } | undefined;
 
   private get maxLayers(): number {
     return this.opts.overlayMaxLayers ?? OVERLAY_MAX_LAYERS;
@@ -333,21 +331,29 @@ export class RcuStorage implements RepoStorage {
    * With sync-rcu-prepare-staging, clone the current snapshot into staging
    * now, so that the next sync starts from a ready copy. Skipped when
    * another update holds the repo (it is about to make its own) or one is
-   * ready. Returns whether a clone was made.
+   * ready. overlayfs: a stack at its bound is flattened first, whether or
+   * not staging is prepared, so that the next sync does not wait for it.
    */
-  async prepareNext(): Promise<boolean> {
+  async prepareNext(): Promise<PreparedNext> {
+    const none: PreparedNext = { prepared: false, flattened: null };
     const backend = await this.backend();
-    if (!this.opts.prepareStaging && !backend.layers) return false;
+    if (!this.opts.prepareStaging && !backend.layers) return none;
     const lock = await FileLock.tryAcquire(this.layout.syncLock, { operation: 'prepare' });
-    if (!lock) return false;
+    if (!lock) return none;
     try {
       const base = await latestId(this.layout);
-      if (base === undefined) return false;
-      // overlayfs: a stack at its bound is flattened now, whether or not
-      // staging is prepared, so that the next sync does not wait for it.
+      if (base === undefined) return none;
+      let flattened: PreparedNext['flattened'] = null;
       const layers = backend.layers ? await snapshotLayers(this.layout, base) : undefined;
-      if (layers && layers.length >= this.maxLayers) this.flattened = await flattenSnapshot(this.layout, base, layers);
-      if (!this.opts.prepareStaging) return false;
+      if (layers && layers.length >= this.maxLayers) {
+        const made = await flattenSnapshot(this.layout, base, layers);
+        if (made) flattened = { snapshot: base, layers: layers.length, ms: made.ms };
+      }
+      // A new mount's first walk pays for every lookup through its layers
+      // (twice the walk of a warm one, measured at 121k files); the next
+      // sync's plan walks this snapshot, so walk it now, off that path.
+      if (layers) await statWalk(this.layout.snapshot(base));
+      if (!this.opts.prepareStaging) return { prepared: false, flattened };
       const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), backend, this.stagingOptions());
       const made = !staging.resumed;
       try {
@@ -355,7 +361,7 @@ export class RcuStorage implements RepoStorage {
       } finally {
         await staging.keepPrepared();
       }
-      return made;
+      return { prepared: made, flattened };
     } finally {
       await lock.release();
     }
