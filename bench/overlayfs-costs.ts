@@ -157,7 +157,7 @@ export async function overlayCosts(dir: string, scales: number[], depth: number,
         walk(d); // warm
         readAll(d);
       }
-      for (let r = 0; r < Math.max(runs, 5); r++) {
+      for (let r = 0; r < Math.max(runs * 3, 5); r++) {
         for (const [key, d] of trees) walks[key].push(await time(() => walk(d)));
         for (const [key, d] of trees) reads[key].push(await time(() => readAll(d)));
       }
@@ -215,7 +215,7 @@ export function renderOverlay(rows: OverlayRow[], header: string): string {
     '|---:|---:|---:|---:|---:|---:|---:|',
     ...rows.map((r) => `| ${r.files} | ${r.hardlinkCloneMs.toFixed(0)} | ${r.prepareMs.toFixed(1)} | ${ratio(r.prepareMs, r.hardlinkCloneMs)} | ${r.hardlinkPublishMs.toFixed(2)} | ${r.publishMs.toFixed(1)} | ${r.flattenMs.toFixed(0)} |`),
     '',
-    `Reading, warm cache (what a reader pays for the layers; median of at least 5 runs, the trees in turn in each): a full walk (\`find -printf\`: an lstat of every entry) and a full read (\`cat\` of every file) of the same tree as a plain folder, as an overlay of one layer, and as overlays of ${half} and ${depth} layers, each above the first a 1% change made through a staging overlay (${depth}: the deepest stack sync-rcu-overlay-max-layers allows by default).`,
+    `Reading, warm cache (what a reader pays for the layers; median of 9 runs (5 with --quick), the trees in turn in each): a full walk (\`find -printf\`: an lstat of every entry) and a full read (\`cat\` of every file) of the same tree as a plain folder, as an overlay of one layer, and as overlays of ${half} and ${depth} layers, each above the first a 1% change made through a staging overlay (${depth}: the deepest stack sync-rcu-overlay-max-layers allows by default).`,
     '',
     `| files | walk: plain ms | 1 layer | ${half} layers | ${depth} layers | ${depth} / plain | read: plain ms | 1 layer | ${half} layers | ${depth} layers | ${depth} / plain |`,
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
