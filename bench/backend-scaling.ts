@@ -8,10 +8,16 @@
  * delete. Medians of a few runs; ratios are between sizes and backends
  * measured in the same run (these machines are shared and noisy).
  *
- *   npm run bench:backends              sizes 10k and 200k files
- *   npm run bench:backends -- --quick   sizes 1k and 5k (what CI runs)
- *   --out FILE                          where the markdown goes (default docs/performance-backends.md)
- *   --only btrfs,tmp                    only these filesystems (tmp, btrfs, xfs)
+ * As root, also overlayfs on a loop-mounted ext4 image (bench/overlayfs-costs.ts):
+ * opening staging against the hardlink clone, publishing, reading through a
+ * stack and flattening it, for Gentoo-shaped trees of about 30k and 108k
+ * files; written to docs/performance-overlayfs.md.
+ *
+ *   npm run bench:backends              sizes 10k and 200k files (overlayfs: 30k and 108k)
+ *   npm run bench:backends -- --quick   sizes 1k and 5k (what CI runs; overlayfs: 1.2k and 6k)
+ *   --out FILE                          where the markdown goes (default docs/performance-backends.md;
+ *                                       overlayfs: FILE with -overlayfs before .md)
+ *   --only btrfs,tmp                    only these filesystems (tmp, btrfs, xfs, ext4 = overlayfs)
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -20,6 +26,8 @@ import path from 'node:path';
 import { backendByName } from '../dist/backends/select.js';
 import type { ConcreteBackendName } from '../dist/backends/backend.js';
 import { removeTree, syncFilesystem } from '../dist/util/fs.js';
+import { OVERLAY_MAX_LAYERS } from '../dist/config/repos.js';
+import { overlayCosts, renderOverlay, type OverlayRow } from './overlayfs-costs.js';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -29,7 +37,11 @@ const SIZES = quick ? [1000, 5000] : [10_000, 200_000];
 const RUNS = quick ? 1 : 3;
 const isRoot = process.getuid?.() === 0;
 const onlyIdx = args.indexOf('--only');
-const ONLY = onlyIdx >= 0 ? (args[onlyIdx + 1] as string).split(',') : ['tmp', 'btrfs', 'xfs'];
+const ONLY = onlyIdx >= 0 ? (args[onlyIdx + 1] as string).split(',') : ['tmp', 'btrfs', 'xfs', 'ext4'];
+/** Gentoo-shaped trees (bench/gentoo-tree.ts): scale 0.25 is about 30k files, 0.9 about 108k. */
+const OVERLAY_SCALES = quick ? [0.01, 0.05] : [0.25, 0.9];
+/** The stack read and flattened: sync-rcu-overlay-max-layers' default. */
+const OVERLAY_DEPTH = OVERLAY_MAX_LAYERS;
 
 interface Row {
   fs: string;
@@ -63,13 +75,14 @@ async function fillTree(root: string, files: number): Promise<void> {
   await Promise.all(writes);
 }
 
-function mount(kind: 'btrfs' | 'xfs', base: string): string | undefined {
+function mount(kind: 'btrfs' | 'xfs' | 'ext4', base: string): string | undefined {
   if (!isRoot) return undefined;
   const img = path.join(base, `${kind}.img`);
   const dir = path.join(base, kind);
   try {
     execFileSync('truncate', ['-s', quick ? '1G' : '6G', img]);
-    execFileSync(`mkfs.${kind}`, kind === 'btrfs' ? ['-q', '-f', img] : ['-q', '-f', '-m', 'reflink=1', img], { stdio: 'ignore' });
+    const mkfs = kind === 'btrfs' ? ['-q', '-f', img] : kind === 'xfs' ? ['-q', '-f', '-m', 'reflink=1', img] : ['-q', '-F', '-i', '8192', img];
+    execFileSync(`mkfs.${kind}`, mkfs, { stdio: 'ignore' });
     execFileSync('mkdir', ['-p', dir]);
     execFileSync('mount', ['-o', 'loop', img, dir], { stdio: 'ignore' });
     return dir;
@@ -87,10 +100,20 @@ async function main(): Promise<void> {
     if (dir) filesystems.push({ name: kind === 'xfs' ? 'xfs (reflink=1)' : 'btrfs', dir, umount: () => execFileSync('umount', [dir]) });
   }
   const rows: Row[] = [];
+  let overlayRows: OverlayRow[] = [];
   try {
+    if (ONLY.includes('ext4')) {
+      const dir = mount('ext4', base);
+      if (dir) {
+        filesystems.push({ name: 'ext4', dir, umount: () => execFileSync('umount', [dir]) });
+        overlayRows = await overlayCosts(dir, OVERLAY_SCALES, OVERLAY_DEPTH, RUNS, (line) => console.error(line));
+        filesystems.pop();
+        execFileSync('umount', [dir]);
+      } else console.error('bench: no overlayfs rows (they need root and a loop-mounted ext4 image)');
+    }
     for (const f of filesystems) {
       const usable: ConcreteBackendName[] = [];
-      for (const name of ['btrfs', 'reflink', 'hardlink'] as const) if (await backendByName(name).probe(f.dir)) usable.push(name);
+      for (const name of ['btrfs', 'reflink', 'hardlink'] as const) if ((await backendByName(name).probe(f.dir)) === true) usable.push(name);
       for (const files of SIZES) {
         for (const name of usable) {
           const backend = backendByName(name);
@@ -123,9 +146,18 @@ async function main(): Promise<void> {
     for (const f of filesystems) f.umount?.();
     await fs.rm(base, { recursive: true, force: true });
   }
-  await fs.writeFile(out, render(rows));
-  await fs.writeFile(out.replace(/\.md$/, '.json'), `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), sizes: SIZES, runs: RUNS, rows }, null, 2)}\n`);
-  console.error(`bench: wrote ${out}`);
+  if (rows.length > 0) {
+    await fs.writeFile(out, render(rows));
+    await fs.writeFile(out.replace(/\.md$/, '.json'), `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), sizes: SIZES, runs: RUNS, rows }, null, 2)}\n`);
+    console.error(`bench: wrote ${out}`);
+  }
+  if (overlayRows.length > 0) {
+    const overlayOut = out.endsWith('-backends.md') ? out.replace(/-backends\.md$/, '-overlayfs.md') : out.replace(/\.md$/, '-overlayfs.md');
+    const header = `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()} with \`npm run bench:backends${quick ? ' -- --quick' : ''}\` (median of ${RUNS} run${RUNS > 1 ? 's' : ''}), ext4 on a loop-mounted image (mkfs.ext4 -i 8192).`;
+    await fs.writeFile(overlayOut, renderOverlay(overlayRows, header));
+    await fs.writeFile(overlayOut.replace(/\.md$/, '.json'), `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), scales: OVERLAY_SCALES, depth: OVERLAY_DEPTH, runs: RUNS, rows: overlayRows }, null, 2)}\n`);
+    console.error(`bench: wrote ${overlayOut}`);
+  }
 }
 
 function fsType(p: string): string {

@@ -1,7 +1,8 @@
 /**
  * reposnap against the alternatives, side by side on the same trees, in one
- * run: reposnap sync (hardlink with and without a prepared clone, and
- * reflink / btrfs where this machine can loop-mount xfs / btrfs as root),
+ * run: reposnap sync (hardlink and, as root where the kernel has overlayfs,
+ * overlayfs, with and without a prepared clone, and reflink / btrfs where
+ * this machine can loop-mount xfs / btrfs as root),
  * Portage's sync-rcu pipeline reproduced with the commands it runs, and an
  * in-place rsync, all fetching from an rsync daemon on 127.0.0.1 as from a
  * mirror. For each: time to visible (start until a reader resolving the
@@ -18,13 +19,14 @@
  *   --repeat N                     rounds per scale (default 3, 1 with --quick)
  *   --no-verification              skip bench/verification.ts, which otherwise
  *                                  runs after, writing <out>-verification.md
+ *   --no-other-fs                  the main filesystem only (no btrfs, no xfs)
  *
  * The machine is shared and noisy: each scale runs every scenario in turn,
  * REPEAT rounds, and the tables give each scenario's median round with the
  * spread beside it, so that no scenario gets all the quiet moments.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -51,6 +53,9 @@ let mainFsNote: string | undefined;
 let mainFs = 'ext4';
 const FS_SCALE = Number(opt('--fs-scale') ?? (quick ? SCALES[0] : 1));
 const REPEAT = Number(opt('--repeat') ?? (quick ? 1 : 3));
+const OTHER_FS = !args.includes('--no-other-fs');
+/** overlayfs runs beside hardlink on the main filesystem where it can: as root, with overlayfs in the kernel. */
+const OVERLAYFS = isRoot && /\boverlay\b/.test(readFileSync('/proc/filesystems', 'utf8'));
 
 /**
  * Whether reposnap's default settings are taken to include prepared staging
@@ -672,12 +677,13 @@ async function main(): Promise<void> {
     else console.error(`bench: the main filesystem is the temporary directory's: ${mainFsNote}`);
     const work = ext4?.dir ?? base;
     mainFs = ext4 ? 'ext4' : `${execFileSync('stat', ['-f', '-c', '%T', base], { encoding: 'utf8' }).trim()} (tmp)`;
+    const mainBackends = ['hardlink', ...(OVERLAYFS && ext4 ? ['overlayfs'] : [])];
     for (const s of SCALES) {
-      scales[s] = await runScale(s, work, mainFs, daemon, CHANGES, { cold: ['hardlink'], prepared: ['hardlink'] }, s === SCALES[0] || s === 1);
+      scales[s] = await runScale(s, work, mainFs, daemon, CHANGES, { cold: mainBackends, prepared: mainBackends }, s === SCALES[0] || s === 1);
       await print();
     }
     // The other filesystems: the first change only, each backend that works there.
-    for (const kind of ['btrfs', 'xfs'] as const) {
+    for (const kind of (['btrfs', 'xfs'] as const).filter(() => OTHER_FS)) {
       const dir = mountImage(kind, base, quick ? 1 : 4);
       if (!dir) continue;
       unmounts.push(() => sh('umount', [dir]));
@@ -746,7 +752,7 @@ async function print(scales?: Record<string, ScaleInfo>): Promise<void> {
     '',
     `- Filesystem: ${mainFs === 'ext4' ? 'ext4 on a loop-mounted image (mkfs.ext4 -i 8192; the loop device does direct I/O, so the image is not cached twice)' : `${mainFs}, the temporary directory's own filesystem, because ${mainFsNote ?? 'ext4 could not be used'}`}, for every scale${fsScale}. Upstream's trees, stores and destinations are all on the filesystem of their row.`,
     '- Upstream: an rsync daemon (`rsync --daemon`, `use chroot = no`) on 127.0.0.1 at a free port, with one read-only module whose path is a symlink pointed at the old or the new tree (checked to switch at start). In-place rsync, Portage\'s pipeline and reposnap\'s rsync source all sync from `rsync://127.0.0.1:PORT/gentoo/`, as from a mirror; Portage\'s pipeline passes Portage\'s own rsync options (`--compress` among them), the others do not compress. The no-ops of the local, git (file://) and tarball (HTTP on 127.0.0.1) sources do not use the daemon.',
-    `- Trees from bench/gentoo-tree.ts. Changes (column "change"): "1%" rewrites 1% of the files, removes 10, adds 10 and bumps metadata/timestamp.chk; "0.1%" the same with 0.1% rewritten; "${NO_CHANGE}" is a no-op, a sync right after the 1% one with nothing new upstream. The 0.1% change runs in-place rsync, Portage's pipeline and reposnap hardlink with and without a prepared clone, on ${mainFs} only.${perScale ? ` Per scale: ${perScale}.` : ''}`,
+    `- Trees from bench/gentoo-tree.ts. Changes (column "change"): "1%" rewrites 1% of the files, removes 10, adds 10 and bumps metadata/timestamp.chk; "0.1%" the same with 0.1% rewritten; "${NO_CHANGE}" is a no-op, a sync right after the 1% one with nothing new upstream. The 0.1% change runs in-place rsync, Portage's pipeline and reposnap ${OVERLAYFS ? 'hardlink and overlayfs' : 'hardlink'} with and without a prepared clone, on ${mainFs} only.${perScale ? ` Per scale: ${perScale}.` : ''}`,
     '- Each scenario starts from a fresh destination synced to the old tree (not timed), then `sync`, then the timed sync to the new tree.',
     `- reposnap "prepared clone": sync-rcu-prepare-staging = yes, the clone this sync writes into was made at the end of the previous sync (the sync after a previous one); "no prepared clone": = no, the sync clones the current snapshot itself (as the first change after a fresh store). "(default)" marks ${DEFAULT_PREPARED ? 'prepared staging' : 'no prepared staging'} as reposnap's default settings (DEFAULT_PREPARED in bench/sync-compare.ts).`,
     '- visible = from start until a reader resolving the location sees the new tree (for in-place rsync: its exit; readers see a mix before). exit = until the process exits (reposnap includes collection and, with a prepared clone, making the clone for the next sync). RSS = peak resident size of the command and its children (GNU time); the daemon is not among them.',
@@ -795,10 +801,31 @@ function targets(results: Summary[]): string[] {
     }
     check("default settings, no-op: <= 1.0× rsync's own no-op", get(s, mainFs, NO_CHANGE, rsyncNoopName('hardlink', DEFAULT_PREPARED))?.exitMs, get(s, mainFs, NO_CHANGE, RSYNC_NOOP)?.exitMs, 1.0);
   }
+  const overlay = reposnapName('overlayfs', DEFAULT_PREPARED);
+  if (results.some((r) => r.scenario === overlay)) {
+    out.push('', `overlayfs on ${mainFs} (opening staging is one mount, so a prepared clone saves little; the cost is in reading through the layers, docs/performance-overlayfs.md):`, '');
+    for (const s of at) {
+      for (const { label: c } of CHANGES) {
+        const inplace = get(s, mainFs, c, INPLACE)?.visibleMs;
+        for (const name of [overlay, reposnapName('overlayfs', !DEFAULT_PREPARED)]) {
+          const v = get(s, mainFs, c, name)?.visibleMs;
+          const h = get(s, mainFs, c, name.replace('overlayfs', 'hardlink'))?.visibleMs;
+          if (v === undefined || inplace === undefined) continue;
+          out.push(`- scale ${s}, ${c} change, ${name.replace('reposnap overlayfs, ', '')}: time to visible ${secs(v)} s, ${(v / inplace).toFixed(2)}× in-place rsync${h !== undefined ? `, ${(v / h).toFixed(2)}× reposnap hardlink the same way` : ''}`);
+        }
+      }
+    }
+  }
+  if (!results.some((r) => r.fs !== mainFs)) return growth(out, results, get, cold);
   out.push('', `Other filesystems, at scale ${FS_SCALE}, 1% change:`, '');
   const onFs = (fsName: string, scenario: string) => get(FS_SCALE, fsName, '1%', scenario)?.visibleMs;
   check(`btrfs, btrfs backend, ${DEFAULT_PREPARED ? 'prepared clone' : 'no prepared clone'}: time to visible <= 1.0× in-place rsync on btrfs`, onFs('btrfs', reposnapName('btrfs', DEFAULT_PREPARED)), onFs('btrfs', INPLACE), 1.0);
   check(`xfs, reflink backend, ${DEFAULT_PREPARED ? 'prepared clone' : 'no prepared clone'}: time to visible <= 1.2× in-place rsync on xfs`, onFs('xfs (reflink=1)', reposnapName('reflink', DEFAULT_PREPARED)), onFs('xfs (reflink=1)', INPLACE), 1.2);
+  return growth(out, results, get, cold);
+}
+
+/** Peak RSS, and how each scenario grows from the smallest scale to the largest. */
+function growth(out: string[], results: Summary[], get: (scale: number, fsName: string, change: string, scenario: string) => Summary | undefined, cold: string): string[] {
   const big = Math.max(...SCALES);
   const rss = Math.max(...results.filter((r) => r.scale === big && r.fs === mainFs && r.scenario.includes('reposnap')).map((r) => r.rssMb));
   const rssLabel = `peak RSS of reposnap at scale ${big}, any scenario on ${mainFs}: <= 200 MB`;
@@ -808,7 +835,8 @@ function targets(results: Summary[]): string[] {
   out.push('', `Growth from scale ${lo} to ${big} on ${mainFs} (time to visible; exit for the no-ops; seconds):`, '');
   out.push(`| change | scenario | ${SCALES.join(' | ')} | × ${big} / ${lo} |`, `|---|---|${SCALES.map(() => '---:|').join('')}---:|`);
   const rows: Array<[string, string]> = [];
-  for (const { label: c } of CHANGES) for (const name of [INPLACE, PORTAGE, cold, reposnapName('hardlink', true)]) rows.push([c, name]);
+  const overlays = OVERLAYFS ? [reposnapName('overlayfs', false), reposnapName('overlayfs', true)] : [];
+  for (const { label: c } of CHANGES) for (const name of [INPLACE, PORTAGE, cold, reposnapName('hardlink', true), ...overlays]) rows.push([c, name]);
   rows.push([NO_CHANGE, RSYNC_NOOP], [NO_CHANGE, rsyncNoopName('hardlink', DEFAULT_PREPARED)]);
   for (const [c, name] of rows) {
     const v = (s: number) => get(s, mainFs, c, name)?.visibleMs;

@@ -18,7 +18,7 @@ _reposnap() {
     local cur prev cmd sub i
     cur=${COMP_WORDS[COMP_CWORD]}
     prev=${COMP_WORDS[COMP_CWORD-1]}
-    local commands="sync check verify list status path diff exec gc rollback pin unpin revert migrate stamp help"
+    local commands="sync check verify list status path diff exec gc rollback pin unpin revert migrate mount stamp help"
 
     case $prev in
         -c|--config|--log-file)
@@ -49,7 +49,7 @@ _reposnap() {
     case $cmd in
         sync) opts="--no-wait --allow-older --dry-run --json --verbose --log-file" ;;
         verify) opts="--full --json" ;;
-        check|status|path|diff|pin|unpin) opts="--json" ;;
+        check|status|path|diff|pin|unpin|mount) opts="--json" ;;
         list)
             COMPREPLY=($(compgen -W "--json --help" -- "$cur"))
             return

@@ -16,6 +16,7 @@ import type { RepoStorage } from './store/storage.js';
 import { checkRepo, type RepoCheck } from './check.js';
 import { previewSync, type SyncPreview } from './sync/preview.js';
 import type { RollbackRecord } from './store/rollback.js';
+import type { RestoreResult } from './store/layers.js';
 import { keptBefore, keptSnapshot, latestId, listSnapshotIds } from './store/snapshots.js';
 import { runSync, type SyncOptions, type SyncReport } from './sync/pipeline.js';
 import { diffTrees, type TreeChange } from './tree/diff.js';
@@ -25,6 +26,7 @@ export type { SyncOptions, SyncProgress, SyncReport, SyncTimings, ToolOutput, Ve
 export type { SnapshotVerification } from './sync/verify-snapshot.js';
 export type { TreeChange } from './tree/diff.js';
 export type { RollbackRecord } from './store/rollback.js';
+export type { RestoreResult } from './store/layers.js';
 export type { RepoCheck } from './check.js';
 export type { SyncPreview } from './sync/preview.js';
 export type { SnapshotStatus, StagingStatus, StorageStatus } from './store/status.js';
@@ -75,8 +77,21 @@ export class Repository {
    * Lease the current snapshot: collection will not delete it until the
    * lease is released (or the process dies).
    */
-  lease(): Promise<Lease> {
-    return acquireLease(this.rcu('a lease').layout, this.name);
+  async lease(): Promise<Lease> {
+    const storage = this.rcu('a lease');
+    if (await storage.exists()) await storage.mount();
+    return acquireLease(storage.layout, this.name);
+  }
+
+  /**
+   * overlayfs: mount the kept snapshots that have lost their mounts (after
+   * a reboot). Every command that resolves a snapshot does this first;
+   * `reposnap mount` does it at boot, before anything reads the repository.
+   */
+  async mount(): Promise<RestoreResult> {
+    const storage = this.rcu('mount');
+    if (!(await storage.exists())) return { mounted: [], failed: [] };
+    return storage.mount();
   }
 
   /** Run `fn` with a lease on the current snapshot, released afterwards. */
@@ -117,6 +132,7 @@ export class Repository {
    * current and the current), entry by entry.
    */
   async diff(from?: number, to?: number): Promise<SnapshotDiff> {
+    await this.mount();
     const layout = this.rcu('diff').layout;
     const kept = await listSnapshotIds(layout);
     const b = to !== undefined ? keptSnapshot(this.name, kept, to) : await latestId(layout);
@@ -180,6 +196,7 @@ export class Repository {
 
   /** The canonical path of the tree a reader should use now. */
   async currentPath(): Promise<string> {
+    if (this.storage instanceof RcuStorage && (await this.storage.exists())) await this.storage.mount();
     try {
       return await fs.realpath(this.config.location);
     } catch (err) {

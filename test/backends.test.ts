@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import { StoreLayout } from '../src/store/layout.js';
 import { readMeta } from '../src/store/metadata.js';
-import { mountImage, type Mounted } from './fs-images.js';
+import { mountImage, overlayUnavailable, type Mounted } from './fs-images.js';
 import { readTree, runCli, sleep, startCli, tmpdir, wholeVersion, writeConf, writeTree, writeVersionedTree } from './helpers.js';
 
 const BIG = 'x'.repeat(16 * 1024); // larger than btrfs inline extents, so sharing shows
@@ -61,6 +61,11 @@ async function battery(base: string, backend: string): Promise<void> {
   const [a, b] = await Promise.all([fs.stat(path.join(layout.snapshot(1), 'big/blob')), fs.stat(path.join(layout.snapshot(2), 'big/blob'))]);
   if (backend === 'hardlink') expect(b.ino).toBe(a.ino);
   else expect(b.ino === a.ino && a.dev === b.dev).toBe(false);
+  if (backend === 'overlayfs') {
+    // A read-only overlay of its layers: the change is in its own layer, the rest read from snapshot 1's.
+    expect((await readMeta(layout, 2))?.layers).toEqual(['2', '1']);
+    await expect(fs.writeFile(path.join(layout.snapshot(2), 'x'), 'x')).rejects.toThrow(/EROFS/);
+  }
   if (backend === 'reflink' || backend === 'btrfs') expect(sharedExtents(path.join(layout.snapshot(2), 'big/blob'))).toBe(true);
   if (backend === 'btrfs') {
     expect((await fs.stat(layout.snapshot(2))).ino).toBe(256); // a subvolume
@@ -103,17 +108,18 @@ describe('backends on the test machine\'s own filesystem', () => {
   }
 });
 
-for (const kind of ['btrfs', 'xfs'] as const) {
+for (const kind of ['btrfs', 'xfs', 'ext4'] as const) {
   describe(`backends on ${kind}`, () => {
     let mounted: Mounted | string = 'not mounted yet';
     beforeAll(() => {
-      mounted = mountImage(kind);
+      mounted = (kind === 'ext4' ? overlayUnavailable() : undefined) ?? mountImage(kind);
       if (typeof mounted === 'string') console.log(`skipping ${kind} backend tests: ${mounted}`);
     });
     afterAll(() => {
       if (typeof mounted !== 'string') mounted.unmount();
     });
-    const backends = kind === 'btrfs' ? ['btrfs', 'reflink', 'hardlink', 'copy'] : ['reflink', 'hardlink', 'copy'];
+    // ext4: the filesystem overlayfs is for (hardlink and copy run on the test machine's own).
+    const backends = kind === 'btrfs' ? ['btrfs', 'reflink', 'hardlink', 'copy'] : kind === 'xfs' ? ['reflink', 'hardlink', 'copy'] : ['overlayfs'];
     for (const backend of backends) {
       it(`store battery: ${backend}`, async (ctx) => {
         if (typeof mounted === 'string') return ctx.skip();
@@ -121,12 +127,13 @@ for (const kind of ['btrfs', 'xfs'] as const) {
       });
     }
 
-    it(`auto picks ${kind === 'btrfs' ? 'btrfs' : 'reflink'}`, async (ctx) => {
+    const auto = kind === 'btrfs' ? 'btrfs' : kind === 'xfs' ? 'reflink' : 'hardlink';
+    it(`auto picks ${auto}`, async (ctx) => {
       if (typeof mounted === 'string') return ctx.skip();
       const root = await fs.mkdtemp(path.join(mounted.dir, 'auto-'));
       await writeTree(path.join(root, 'upstream'), { f: 'x\n' });
       const repo = Repos.fromText(confFor(root, 'auto'), path.join(root, 'r.conf')).get('test');
-      expect((await repo.sync()).backend).toBe(kind === 'btrfs' ? 'btrfs' : 'reflink');
+      expect((await repo.sync()).backend).toBe(auto);
     });
 
     if (kind === 'btrfs') {

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { overlayUnavailable } from './fs-images.js';
 import { ROOT, tmpdir } from './helpers.js';
 
 /**
@@ -32,6 +33,9 @@ describe('bench/sync-compare --quick', () => {
       for (const row of ["Portage's sync-rcu pipeline", 'in-place rsync \\(tears readers\\)', 'reposnap hardlink, no prepared clone', 'reposnap hardlink, prepared clone']) {
         expect(md).toMatch(new RegExp(`\\| ${change.replace('.', '\\.')} \\| ${row}( \\(default\\))? \\| [\\d.]+ \\|`));
       }
+    }
+    if (overlayUnavailable() === undefined) {
+      for (const row of ['reposnap overlayfs, no prepared clone', 'reposnap overlayfs, prepared clone']) expect(md).toMatch(new RegExp(`\\| 1% \\| ${row}( \\(default\\))? \\| [\\d.]+ \\|`));
     }
     // An in-place rsync is one connection and one full pass of upstream's file list.
     expect(md).toMatch(/\| 1% \| in-place rsync \(tears readers\) \|( [^|]* \|){4} \d+ \| 1 \| 1 \|/);
@@ -63,5 +67,11 @@ describe('bench/backend-scaling --quick', () => {
     expect(md).toMatch(/\| hardlink \| 1000 \|/);
     const json = JSON.parse(await fs.readFile(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: unknown[] };
     expect(json.rows.length).toBeGreaterThanOrEqual(2);
+    // As root, with overlayfs in the kernel: its costs on a loop-mounted ext4 image, in a file of their own.
+    if (overlayUnavailable() === undefined) {
+      const overlay = await fs.readFile(out.replace(/\.md$/, '-overlayfs.md'), 'utf8');
+      expect(overlay).toMatch(/\| files \| prepare: hardlink ms \| prepare: overlayfs ms \|/);
+      expect(overlay).toMatch(/\| files \| walk: plain ms \|/);
+    }
   }, 300_000);
 });

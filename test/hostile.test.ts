@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileLock } from '../src/lock/file-lock.js';
 import { containing, HOLDER, RACED_TREE, symlinkRacer } from '../torture/hostile-races.js';
-import { isRoot, rcuConf, readTree, runCli, sleep, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
+import { isRoot, rcuConf, readTree, runCli, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 const procs: ChildProcess[] = [];
@@ -317,7 +317,14 @@ describe('misuse', () => {
     const lock = await FileLock.acquire(path.join(dir, 'store', 'reposnap', 'sync.lock'), { operation: 'revert' });
     await writeTree(path.join(dir, 'upstream'), { g: 'new\n' });
     const waiting = startCli(['-c', conf, 'sync']);
-    await sleep(500);
+    // Once it says it waits (a fixed pause lost the race on a loaded machine).
+    await new Promise<void>((resolve) => {
+      let said = '';
+      waiting.child.stderr?.on('data', (d: Buffer) => {
+        said += d.toString();
+        if (said.includes('waiting for the update')) resolve();
+      });
+    });
     await fs.rm(path.join(dir, 'repo'));
     await fs.cp(path.join(dir, 'store', 'snapshots', '1'), path.join(dir, 'repo'), { recursive: true });
     await fs.rm(path.join(dir, 'store'), { recursive: true });

@@ -59,7 +59,7 @@ describe('the package', () => {
       files: Array<{ path: string }>;
     }>;
     const files = packed[0]?.files.map((f) => f.path) ?? [];
-    for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/cli/main.js', 'dist/sync/fill-worker.js', 'dist/index.js', 'dist/index.d.ts', 'dist/storage.d.ts', 'man/reposnap.8', 'systemd/reposnap-sync.service', 'systemd/reposnap-sync.timer']) {
+    for (const f of ['LICENSE', 'README.md', 'package.json', 'dist/cli/main.js', 'dist/sync/fill-worker.js', 'dist/index.js', 'dist/index.d.ts', 'dist/storage.d.ts', 'man/reposnap.8', 'systemd/reposnap-sync.service', 'systemd/reposnap-sync.timer', 'systemd/reposnap-mount.service', 'systemd/reposnap-sync-overlayfs.conf']) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => f.endsWith('.map'))).toEqual([]);
@@ -114,11 +114,22 @@ describe('the systemd units', () => {
       return;
     }
     const dir = tmpdir('reposnap-units');
-    for (const u of ['reposnap-sync.service', 'reposnap-sync.timer']) await fs.copyFile(path.join(ROOT, 'systemd', u), path.join(dir, u));
+    const units = ['reposnap-sync.service', 'reposnap-sync.timer', 'reposnap-mount.service'];
+    for (const u of units) await fs.copyFile(path.join(ROOT, 'systemd', u), path.join(dir, u));
     // --man=no: the man page the units name is not installed on this machine.
-    const r = spawnSync('systemd-analyze', ['verify', '--man=no', path.join(dir, 'reposnap-sync.service'), path.join(dir, 'reposnap-sync.timer')], { encoding: 'utf8' });
+    const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...units.map((u) => path.join(dir, u))], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
+    // The overlayfs drop-in, read beside the service as systemd reads drop-ins.
+    await fs.mkdir(path.join(dir, 'reposnap-sync.service.d'));
+    await fs.copyFile(path.join(ROOT, 'systemd', 'reposnap-sync-overlayfs.conf'), path.join(dir, 'reposnap-sync.service.d', 'overlayfs.conf'));
+    const d = spawnSync('systemd-analyze', ['verify', '--man=no', path.join(dir, 'reposnap-sync.service')], { encoding: 'utf8' });
+    expect(d.stderr).toBe('');
+    // Mounts must be made in the system's mount namespace: nothing in the
+    // mount unit may give it one of its own.
+    const mount = await fs.readFile(path.join(dir, 'reposnap-mount.service'), 'utf8');
+    for (const line of ['ExecStart=/usr/bin/env reposnap --quiet mount', 'Before=basic.target']) expect(mount).toContain(line);
+    expect(mount).not.toMatch(/^(Protect\w+|Private\w+|ReadWritePaths|ReadOnlyPaths|MountFlags)=/m);
     const service = await fs.readFile(path.join(dir, 'reposnap-sync.service'), 'utf8');
     for (const line of ['SuccessExitStatus=75', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'PrivateTmp=yes']) expect(service).toContain(line);
     const timer = await fs.readFile(path.join(dir, 'reposnap-sync.timer'), 'utf8');

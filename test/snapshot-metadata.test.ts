@@ -9,16 +9,18 @@
  *
  * With hardlinks the new snapshot's unchanged files are the old ones'
  * inodes, so this is what fails if a fill sets an attribute in place
- * (rsync does, for an entry whose content is unchanged). btrfs and xfs
- * (reflink) run on loop-mounted images as root, skipped elsewhere with the
- * reason printed.
+ * (rsync does, for an entry whose content is unchanged). With overlayfs the
+ * fill writes through an overlay onto the older snapshots' layers, and
+ * copy-up must keep every change (attributes included) out of them. btrfs,
+ * xfs (reflink) and ext4 (overlayfs) run on loop-mounted images as root,
+ * skipped elsewhere with the reason printed.
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import { StoreLayout } from '../src/store/layout.js';
-import { mountImage, type Mounted } from './fs-images.js';
+import { mountImage, overlayUnavailable, type Mounted } from './fs-images.js';
 import { isRoot, tmpdir, writeConf, writeTree } from './helpers.js';
 
 const NOBODY = 65534;
@@ -153,11 +155,12 @@ describe('metadata-only changes upstream never reach an older snapshot', () => {
 for (const [kind, backends] of [
   ['xfs', ['reflink']],
   ['btrfs', ['btrfs', 'hardlink']],
+  ['ext4', ['overlayfs']],
 ] as const) {
   describe(`metadata-only changes on ${kind}`, () => {
     let mounted: Mounted | string;
     beforeAll(() => {
-      mounted = mountImage(kind);
+      mounted = (kind === 'ext4' ? overlayUnavailable() : undefined) ?? mountImage(kind);
       if (typeof mounted === 'string') console.log(`skipping the ${kind} cases: ${mounted}`);
     });
     afterAll(() => {

@@ -7,7 +7,22 @@
  */
 import type { CloneStats } from '../tree/clone.js';
 
-export type ConcreteBackendName = 'btrfs' | 'reflink' | 'hardlink' | 'copy';
+export type ConcreteBackendName = 'btrfs' | 'reflink' | 'hardlink' | 'copy' | 'overlayfs';
+
+/**
+ * A backend whose snapshots are stacks of layers (overlayfs): a snapshot is
+ * a read-only mount of its layers, staging a writable mount whose upper
+ * layer becomes the next snapshot's own. Paths are absolute; the store says
+ * which folders are layers (store/layers.ts).
+ */
+export interface LayerMounts {
+  /** Mount `at` writable on `lower` (top first), writing into `upper` (with `work`, an empty folder beside it). */
+  mountWritable(at: string, lower: string[], upper: string, work: string): Promise<void>;
+  /** Mount `at` read-only on `layers` (top first; at least two). */
+  mountReadOnly(at: string, layers: string[]): Promise<void>;
+  /** Unmount `at`; with `lazy`, a busy mount is detached and goes when its last user does. */
+  unmount(at: string, opts?: { lazy?: boolean }): Promise<void>;
+}
 
 export interface SnapshotBackend {
   readonly name: ConcreteBackendName;
@@ -17,8 +32,11 @@ export interface SnapshotBackend {
    * not even its attributes (FillContext.sharesInodes).
    */
   readonly sharesInodes: boolean;
-  /** Whether this backend works for a store at `storeDir` (which exists). */
-  probe(storeDir: string): Promise<boolean>;
+  /**
+   * Whether this backend works for a store at `storeDir` (which exists): true,
+   * or false or why not.
+   */
+  probe(storeDir: string): Promise<boolean | string>;
   /** Make `to` (which must not exist) a writable clone of the tree `from`. */
   clone(from: string, to: string, onEntry?: (s: CloneStats) => void): Promise<CloneStats>;
   /**
@@ -34,4 +52,10 @@ export interface SnapshotBackend {
    * directories, so this comes after the rename).
    */
   freeze?(dir: string): Promise<void>;
+  /**
+   * Snapshots as stacks of layers (overlayfs). Such a backend's `clone` and
+   * `createEmpty` make the plain trees that become a stack's bottom layer:
+   * the first snapshot, a migrated location, a snapshot another backend made.
+   */
+  readonly layers?: LayerMounts;
 }

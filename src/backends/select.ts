@@ -9,6 +9,7 @@ import type { ConcreteBackendName, SnapshotBackend } from './backend.js';
 import { btrfsBackend } from './btrfs.js';
 import { copyBackend } from './copy.js';
 import { hardlinkBackend } from './hardlink.js';
+import { overlayfsBackend } from './overlayfs.js';
 import { reflinkBackend } from './reflink.js';
 
 const BACKENDS: Record<ConcreteBackendName, SnapshotBackend> = {
@@ -16,12 +17,16 @@ const BACKENDS: Record<ConcreteBackendName, SnapshotBackend> = {
   reflink: reflinkBackend,
   hardlink: hardlinkBackend,
   copy: copyBackend,
+  overlayfs: overlayfsBackend,
 };
 
 /**
  * btrfs subvolume snapshots cost the same whatever the tree's size; reflinks
  * cost a clone call per file but share no inodes; hardlinks one link per
- * file; copies everything.
+ * file; copies everything. overlayfs is never chosen automatically: its
+ * snapshots are mounts, which must be brought back after every reboot
+ * (`reposnap mount`) and are seen only in the mount namespace that made
+ * them (docs/design.md, "overlayfs").
  */
 const AUTO_ORDER: ConcreteBackendName[] = ['btrfs', 'reflink', 'hardlink', 'copy'];
 
@@ -32,6 +37,7 @@ const WHY: Record<ConcreteBackendName, string> = {
   reflink: ' (its filesystem cannot clone files: it needs btrfs, xfs with reflink=1 or similar)',
   hardlink: ' (hardlinks cannot be made there)',
   copy: '',
+  overlayfs: ' (it needs root, overlayfs in the kernel and a store filesystem overlayfs can write to, such as ext4, xfs or btrfs)',
 };
 
 export function backendByName(name: ConcreteBackendName): SnapshotBackend {
@@ -46,8 +52,10 @@ export async function chooseBackend(wanted: BackendName, storeDir: string, allow
   const key = `${storeDir}\0${allowHardlinks}\0${wanted}`;
   if (wanted !== 'auto') {
     if (probed.get(key) === wanted) return BACKENDS[wanted];
-    if (!(await BACKENDS[wanted].probe(storeDir))) {
-      throw new ReposnapError('ESTORE', `sync-rcu-backend = ${wanted} does not work for the store ${storeDir}${WHY[wanted]}`);
+    const works = await BACKENDS[wanted].probe(storeDir);
+    if (works !== true) {
+      const why = typeof works === 'string' ? ` (${works})` : WHY[wanted];
+      throw new ReposnapError('ESTORE', `sync-rcu-backend = ${wanted} does not work for the store ${storeDir}${why}`);
     }
     probed.set(key, wanted);
     return BACKENDS[wanted];
@@ -56,7 +64,7 @@ export async function chooseBackend(wanted: BackendName, storeDir: string, allow
   if (known) return BACKENDS[known];
   for (const name of AUTO_ORDER) {
     if (name === 'hardlink' && !allowHardlinks) continue;
-    if (await BACKENDS[name].probe(storeDir)) {
+    if ((await BACKENDS[name].probe(storeDir)) === true) {
       probed.set(key, name);
       return BACKENDS[name];
     }

@@ -13,12 +13,13 @@ export async function gcCommand(ctx: CommandContext, names: string[], opts: { dr
       continue;
     }
     const r = await repo.gc({ dryRun: opts.dryRun });
-    results.push({ repo: repo.name, dryRun: opts.dryRun, removed: r.removed, removedStaging: r.removedStaging, decisions: r.decisions });
+    results.push({ repo: repo.name, dryRun: opts.dryRun, removed: r.removed, removedStaging: r.removedStaging, removedLayers: r.removedLayers ?? [], decisions: r.decisions });
     if (!opts.json) {
       ctx.out.print(`${repo.name}:`);
       for (const d of r.decisions) ctx.out.print(`  ${String(d.id).padStart(5)}  ${describeDecision(d, opts.dryRun)}`);
       if (r.decisions.length === 0) ctx.out.print('  no snapshots');
       for (const tx of r.removedStaging) ctx.out.print(`  staging ${tx}: abandoned, deleted`);
+      if (r.removedLayers?.length) ctx.out.print(`  layers ${r.removedLayers.join(', ')}: no snapshot uses them, deleted`);
     }
   }
   if (opts.json) ctx.out.results(results);

@@ -14,6 +14,7 @@ import { listCommand } from './list.js';
 import { execCommand } from './exec.js';
 import { gcCommand } from './gc.js';
 import { migrateCommand } from './migrate.js';
+import { mountCommand } from './mount.js';
 import { revertCommand } from './revert.js';
 import { pinCommand, rollbackCommand } from './rollback.js';
 import { installStopHandlers } from './signals.js';
@@ -207,6 +208,12 @@ export async function main(argv: string[]): Promise<number> {
       .argument('<id>', 'the snapshot')
       .action((name: string, id: string) => run(command, (ctx) => pinCommand(ctx, name, id, pinned, { json: globals().json === true }), name)());
   }
+
+  program
+    .command('mount')
+    .description('mount the snapshots of overlayfs stores that lost their mounts (at boot; every command that reads a snapshot does it too)')
+    .argument('[repo...]', 'repositories (default: every RCU repository)')
+    .action((names: string[]) => run('mount', (ctx) => mountCommand(ctx, names, { json: globals().json === true }))());
 
   program
     .command('migrate')

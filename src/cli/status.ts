@@ -49,6 +49,10 @@ export function renderStatus(s: RepoStatus): string {
         const fate = snap.keep ? `kept: ${snap.keepReasons.join(', ')}` : 'goes at next collection';
         const leases = snap.leases.count > 0 ? `  leases: ${snap.leases.count} (pid ${snap.leases.pids.join(', ')})` : '';
         lines.push(`    ${String(snap.id).padStart(5)}  ${snap.committedAt ?? 'unknown time'}  ${size.padEnd(24)}  ${fate}${leases}`);
+        if (snap.layers) {
+          const mount = snap.mounted ? '' : '  NOT MOUNTED (reposnap mount brings it back)';
+          lines.push(`           layers ${snap.layers.join(' on ')}${mount}`);
+        }
       }
     }
     if (s.staging.length > 0) {

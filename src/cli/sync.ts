@@ -209,6 +209,7 @@ export function describeReport(r: SyncReport): string {
   }
   if (r.verified) line += `; verified ${r.verified.incremental ? 'incrementally' : 'in full'} (${r.verified.hashed} files hashed), signed by ${r.verified.signedBy.slice(-16)}, TIMESTAMP ${r.verified.timestamp}`;
   if (r.resumed) line += '; resumed an interrupted update';
+  if (r.flattened) line += `; flattened snapshot ${r.flattened.snapshot}'s ${r.flattened.layers} layers into one in ${formatMs(r.flattened.ms)}`;
   if (parts.length) line += `; ${parts.join('; ')}`;
   return line;
 }

@@ -19,8 +19,15 @@ import { PORTAGE_KEY_ORIGIN, PORTAGE_KEYS } from './portage-keys.js';
 
 export { SYNC_TYPES, type SourceConfig, type SyncType } from '../sources/index.js';
 
-export const BACKEND_NAMES = ['auto', 'btrfs', 'reflink', 'hardlink', 'copy'] as const;
+export const BACKEND_NAMES = ['auto', 'btrfs', 'reflink', 'hardlink', 'copy', 'overlayfs'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/**
+ * overlayfs stacks: the default bound on a snapshot's layers (its own and
+ * those below). Measured in docs/performance-backends.md: what a deeper
+ * stack costs a full read against what flattening costs after a sync.
+ */
+export const OVERLAY_MAX_LAYERS = 8;
 
 /**
  * How updates reach the location, chosen as Portage chooses its repo storage:
@@ -50,6 +57,8 @@ export interface RepoConfig {
   backend: BackendName;
   /** After a commit, clone the new snapshot into staging for the next sync. */
   prepareStaging: boolean;
+  /** overlayfs: the most layers a snapshot's stack may have; deeper, the next one starts from a flattened layer. */
+  overlayMaxLayers: number;
   /** The source's own keys, read by its kind (sources/kind.ts), by sync-type. */
   source: SourceConfig | undefined;
   /** MetaManifest (GLEP 74) verification before commit (sync-rsync-verify-metamanifest). */
@@ -119,6 +128,7 @@ const OWN_KEYS = new Set([
   'sync-rcu-ttl-days',
   'sync-rcu-backend',
   'sync-rcu-prepare-staging',
+  'sync-rcu-overlay-max-layers',
   // and every source kind's own keys (SOURCE_KINDS[type].keys)
   'sync-verify-command',
   'sync-hooks-dir',
@@ -255,6 +265,11 @@ export function interpretRepos(doc: IniDocument, files: string[], opts: Interpre
     // critical path (docs/performance.md measures both).
     const prepareStaging = bool('sync-rcu-prepare-staging', true);
 
+    const overlayMaxLayers = count('sync-rcu-overlay-max-layers', OVERLAY_MAX_LAYERS);
+    if (overlayMaxLayers < 2 || overlayMaxLayers > 64) {
+      throw new ConfigError(at('sync-rcu-overlay-max-layers'), `expected 2 to 64 (a snapshot's own layer and those below it), got ${overlayMaxLayers}`);
+    }
+
     const rawBackend = get('sync-rcu-backend')?.trim() ?? 'auto';
     if (!(BACKEND_NAMES as readonly string[]).includes(rawBackend)) {
       throw new ConfigError(at('sync-rcu-backend'), `unknown backend "${rawBackend}" (known: ${BACKEND_NAMES.join(', ')})`);
@@ -341,6 +356,7 @@ export function interpretRepos(doc: IniDocument, files: string[], opts: Interpre
       ttlDays,
       backend,
       prepareStaging,
+      overlayMaxLayers,
       source,
       metamanifest,
       verifyCommand,

@@ -18,27 +18,52 @@
  * A kill at any point leaves `latest` at either the old or the new snapshot,
  * both complete. Dying between 4 and 5 leaves a complete, unpublished
  * snapshot N that collection treats like any older snapshot.
+ *
+ * With overlayfs (a backend with layers), step 1 first unmounts the staging
+ * overlay (refused while anything still has a file open in it: nothing may
+ * write into a layer once it is published), and step 4 is: rename the
+ * tree's layer (the staging's upper layer, or a plain staging tree, which
+ * becomes a bottom layer) to reposnap/layers/N, make the folder
+ * snapshots/N and mount N's stack on it read-only; the stack is in
+ * meta/N.json, written at step 3. snapshots/N is empty for the moment
+ * between its mkdir and its mount, which no reader can reach (latest does
+ * not point at it yet); a kill then leaves it to be mounted by the next
+ * command (layers.ts restoreMounts), or collected.
  */
 import fs from 'node:fs/promises';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { failpoint } from '../util/failpoint.js';
-import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined, syncFilesystem } from '../util/fs.js';
+import { ReposnapError } from '../errors.js';
+import { atomicSymlink, atomicWriteFile, fsyncDir, lstatOrUndefined, removeTree, syncFilesystem } from '../util/fs.js';
 import type { StoreLayout } from './layout.js';
 import { ensureLeaseFile } from './leases.js';
+import { mountSnapshot } from './layers.js';
 import { ensureLocationLink } from './location.js';
 import { writeFolderIndex, writeMeta, type SnapshotMeta } from './metadata.js';
 import { nextSnapshotId } from './snapshots.js';
 
 export type MetaDraft = Omit<SnapshotMeta, 'id' | 'committedAt' | 'backend'>;
 
-/** Publish `dir` as a new snapshot. The caller holds the store lock. */
+/** A staging overlay being published: its lower layers, upper layer and work folder. */
+export interface StagedOverlay {
+  lower: string[];
+  upper: string;
+  work: string;
+}
+
+/**
+ * Publish `dir` as a new snapshot. The caller holds the store lock. With
+ * overlayfs, `overlay` says which overlay `dir` is (none: `dir` is a plain
+ * tree, published as a bottom layer).
+ */
 export async function publishSnapshot(
   layout: StoreLayout,
   dir: string,
   backend: SnapshotBackend,
   draft: MetaDraft,
-  opts: { fixLocation: boolean; folderIndex?: string },
+  opts: { fixLocation: boolean; folderIndex?: string; overlay?: StagedOverlay },
 ): Promise<SnapshotMeta> {
+  if (backend.layers) return publishLayered(layout, dir, backend, draft, opts);
   // Portage's collection ages a snapshot by its folder's mtime, and a fill
   // copies upstream's (rsync -a: days old) onto it: without this, an
   // `emerge --sync` on the same store deletes a snapshot made seconds ago.
@@ -61,6 +86,57 @@ export async function publishSnapshot(
   await pointLatestAt(layout, id);
   await atomicWriteFile(layout.lastIdFile, `${id}\n`);
   // A rollback (rollback.ts) is history once a new snapshot is current.
+  await fs.rm(layout.rollbackRecord, { force: true });
+  if (opts.fixLocation) await ensureLocationLink(layout);
+  return meta;
+}
+
+async function publishLayered(
+  layout: StoreLayout,
+  dir: string,
+  backend: SnapshotBackend,
+  draft: MetaDraft,
+  opts: { fixLocation: boolean; folderIndex?: string; overlay?: StagedOverlay },
+): Promise<SnapshotMeta> {
+  const committedAt = new Date();
+  await fs.utimes(dir, committedAt, committedAt);
+  const overlay = opts.overlay;
+  if (overlay) {
+    // Not lazily: a process still writing through the mount would write
+    // into a published layer.
+    try {
+      await backend.layers?.unmount(dir);
+    } catch (err) {
+      throw new ReposnapError('ESTORE', `cannot commit: something still uses the staging tree ${dir} (${err instanceof Error ? err.message : String(err)})`);
+    }
+    await removeTree(overlay.work);
+  }
+  const layerTree = overlay ? overlay.upper : dir;
+  await syncFilesystem(layout.storeDir);
+  await fs.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o755 });
+  await fs.mkdir(layout.layersDir, { recursive: true, mode: 0o755 });
+  const id = await nextSnapshotId(layout);
+  const layers = [String(id), ...(overlay?.lower ?? [])];
+  const meta: SnapshotMeta = { id, committedAt: committedAt.toISOString(), backend: backend.name, ...draft, layers };
+  if (opts.folderIndex !== undefined) await writeFolderIndex(layout, id, opts.folderIndex);
+  await writeMeta(layout, meta);
+  await ensureLeaseFile(layout, id);
+  await failpoint('sealed');
+  await fs.rename(layerTree, layout.layer(String(id)));
+  await fsyncDir(layout.layersDir);
+  if (overlay) await fs.rmdir(dir); // the staging mount's folder
+  await fs.mkdir(layout.snapshot(id), { mode: 0o755 });
+  try {
+    await mountSnapshot(layout, id, layers);
+  } catch (err) {
+    // Not published; its layer and metadata go at the next collection.
+    await fs.rmdir(layout.snapshot(id)).catch(() => undefined);
+    throw err;
+  }
+  await fsyncDir(layout.snapshotsDir);
+  await failpoint('renamed');
+  await pointLatestAt(layout, id);
+  await atomicWriteFile(layout.lastIdFile, `${id}\n`);
   await fs.rm(layout.rollbackRecord, { force: true });
   if (opts.fixLocation) await ensureLocationLink(layout);
   return meta;

@@ -10,8 +10,10 @@
  * Deletion is made to look atomic to readers: the snapshot is moved out of
  * snapshots/ in one rename (into reposnap/trash/), and only then removed file
  * by file; a btrfs subvolume is deleted in one call, which takes it out of
- * the namespace at once. A reader resolving paths sees the whole snapshot or
- * none of it.
+ * the namespace at once; an overlay (overlayfs) is unmounted in one call,
+ * which leaves an empty folder that then goes like any other. A reader
+ * resolving paths sees the whole snapshot or none of it. Layers go after
+ * the snapshots, when nothing uses them any more (layers.ts).
  * The caller holds the store lock.
  */
 import { randomBytes } from 'node:crypto';
@@ -20,13 +22,15 @@ import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { deleteSubvolume, isSubvolume } from '../util/btrfs.js';
 import { fsyncDir, removeDeadTemporaries, removeTree } from '../util/fs.js';
+import { isMountPoint, unmount } from '../util/mounts.js';
+import { collectLayers } from './layers.js';
 import type { StoreLayout } from './layout.js';
 import { leaseHolders } from './leases.js';
 import { FileLock } from '../lock/file-lock.js';
 import { commitTime, listMetaIds, removeMeta } from './metadata.js';
 import { isPinned } from './pins.js';
 import { latestId, listSnapshotIds } from './snapshots.js';
-import { collectStaleStaging } from './staging.js';
+import { collectStaleStaging, listStaging } from './staging.js';
 
 export interface GcPolicy {
   spareSnapshots: number;
@@ -50,6 +54,8 @@ export interface GcResult {
   removed: number[];
   /** Abandoned staging trees collected (stale base, or older than a day). */
   removedStaging: string[];
+  /** overlayfs layers no snapshot or staging tree used any more. */
+  removedLayers?: string[];
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -95,7 +101,9 @@ export async function collect(layout: StoreLayout, policy: GcPolicy): Promise<Gc
   await dropOrphans(layout);
   await dropDeadTemporaries(layout);
   const removedStaging = await collectStaleStaging(layout, (await latestId(layout)) ?? null);
-  return { decisions, removed, removedStaging };
+  const stagingLayers = (await listStaging(layout)).map((s) => s.info?.lower ?? []);
+  const removedLayers = await collectLayers(layout, stagingLayers);
+  return { decisions, removed, removedStaging, ...(removedLayers.length > 0 ? { removedLayers } : {}) };
 }
 
 /**
@@ -110,6 +118,10 @@ export async function removeSnapshot(layout: StoreLayout, id: number): Promise<b
   const aside = `${layout.trashDir}/${id}-${randomBytes(3).toString('hex')}`;
   let movedAside = false;
   try {
+    // An overlay leaves the namespace in one unmount (lazily if a reader
+    // without a lease is in it: it keeps what it has open), leaving the
+    // empty folder it was mounted on.
+    if (await isMountPoint(layout.snapshot(id))) await unmount(layout.snapshot(id), { lazy: true });
     if (await isSubvolume(layout.snapshot(id))) {
       // A btrfs snapshot leaves the namespace at once when deleted (and a
       // read-only subvolume cannot be moved to another directory).
@@ -147,7 +159,7 @@ async function emptyTrash(layout: StoreLayout): Promise<void> {
 
 /** Half-written files of killed writers (atomic writes not yet renamed). */
 async function dropDeadTemporaries(layout: StoreLayout): Promise<void> {
-  for (const dir of [layout.storeDir, layout.ownDir, layout.metaDir, layout.stagingDir, layout.leasesDir]) await removeDeadTemporaries(dir);
+  for (const dir of [layout.storeDir, layout.ownDir, layout.metaDir, layout.stagingDir, layout.leasesDir, layout.layersDir]) await removeDeadTemporaries(dir);
   await removeDeadTemporaries(path.dirname(layout.location), `.${path.basename(layout.location)}.reposnap-`);
 }
 

@@ -22,6 +22,14 @@
  *   reposnap/cache/             source caches kept between syncs (git mirror)
  *   reposnap/trash/             snapshots moved out of sight, being deleted
  *   reposnap/leases/<N>.lock    readers of snapshot N hold a shared lock here
+ *
+ * With the overlayfs backend, snapshots/<N> is a read-only overlay mount of
+ * layers kept here (the stack is in meta/<N>.json):
+ *
+ *   reposnap/layers/<N>/        snapshot N's own layer (its staging's upper layer)
+ *   reposnap/layers/<N>-flat/   snapshot N's whole tree in one layer (a deep stack flattened)
+ *   reposnap/layers/empty/      the empty layer under a stack of one (overlayfs needs two)
+ *   reposnap/staging/<tx>.layer/upper, work   a staging overlay's upper layer
  */
 import path from 'node:path';
 
@@ -62,6 +70,16 @@ export class StoreLayout {
   /** Source caches kept between syncs (the git mirror). */
   get cacheDir(): string {
     return path.join(this.ownDir, 'cache');
+  }
+  get layersDir(): string {
+    return path.join(this.ownDir, 'layers');
+  }
+  layer(name: string): string {
+    return path.join(this.layersDir, name);
+  }
+  /** A staging overlay's upper layer and work folder live here. */
+  stagingLayer(tx: string): string {
+    return path.join(this.stagingDir, `${tx}.layer`);
   }
   stagingScratch(tx: string): string {
     return path.join(this.stagingDir, `${tx}.scratch`);

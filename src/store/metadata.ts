@@ -31,6 +31,12 @@ export interface SnapshotMeta {
   changes?: ChangeStats;
   /** How the tree was verified before it was published, if it was. */
   verified?: VerificationRecord;
+  /**
+   * overlayfs: the layers snapshots/<N> is mounted on, top first (names in
+   * reposnap/layers/); the first is the snapshot's own. What brings the
+   * mount back after a reboot, and what collection keeps layers for.
+   */
+  layers?: string[];
 }
 
 /** A MetaManifest verification that passed, as recorded with the snapshot. */

@@ -17,6 +17,7 @@ export function openStorage(repo: RepoConfig): RepoStorage {
         backend: repo.backend,
         allowHardlinks: repo.syncAllowHardlinks,
         prepareStaging: repo.prepareStaging,
+        overlayMaxLayers: repo.overlayMaxLayers,
         ...(repo.keyPositions['sync-rcu-store-dir'] ? { storeDirPosition: repo.keyPositions['sync-rcu-store-dir'] } : {}),
       });
     case 'quarantine':

@@ -16,7 +16,7 @@ import { holderOf, type StorageStatus } from './status.js';
 import { atomicWriteFile, lstatOrUndefined, removeTree } from '../util/fs.js';
 import { FileLock } from '../lock/file-lock.js';
 import { readLastCheck, writeLastCheck, type LastCheck } from './last-check.js';
-import { busyMessage, type CommitInfo, type CurrentTree, type InitOptions, type PendingUpdate, type Update } from './storage.js';
+import { busyMessage, type CommitInfo, type CurrentTree, type InitOptions, type PendingUpdate, type PreparedNext, type Update } from './storage.js';
 
 /**
  * Names at the top of a plain location that are not upstream's content and
@@ -93,8 +93,8 @@ export abstract class PlainLocationStorage {
   }
 
   /** Nothing is made ahead of time for a plain location. */
-  prepareNext(): Promise<boolean> {
-    return Promise.resolve(false);
+  prepareNext(): Promise<PreparedNext> {
+    return Promise.resolve({ prepared: false, flattened: null });
   }
 
   /** Nothing old is kept. */

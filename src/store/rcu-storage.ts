@@ -25,6 +25,7 @@ import { publishSnapshot } from './commit.js';
 import { collect, type GcResult, planCollection } from './gc.js';
 import { StoreLayout } from './layout.js';
 import { ensureLeaseFile, leaseHolders, acquireLease } from './leases.js';
+import { OVERLAY_MAX_LAYERS } from '../config/repos.js';
 import { ensureLocationLink, locationKind } from './location.js';
 import { FileLock } from '../lock/file-lock.js';
 import { readOwner, writeOwner, type StoreOwner } from './owner.js';
@@ -36,8 +37,13 @@ import { readLastCheck, writeLastCheck, type LastCheck } from './last-check.js';
 import { pinSnapshot, unpinSnapshot } from './pins.js';
 import { readRollback, rollBack, type RollbackRecord } from './rollback.js';
 import { keptSnapshot, latestId, listSnapshotIds } from './snapshots.js';
+import { flattenSnapshot, restoreMounts, snapshotLayers, unmountedSnapshots, type RestoreResult } from './layers.js';
+import { flattenLayers } from '../tree/flatten.js';
+import { statWalk } from '../tree/clone.js';
+import { isRoot } from '../util/identity.js';
+import { mountPointsUnder } from '../util/mounts.js';
 import { Staging, listStaging } from './staging.js';
-import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type CurrentTree, type InitOptions, type PendingUpdate, type RepoStorage, type Update } from './storage.js';
+import { busyMessage, type AbortOptions, type CommitInfo, type CommitResult, type CurrentTree, type InitOptions, type PendingUpdate, type PreparedNext, type RepoStorage, type Update } from './storage.js';
 import type { Generation } from '../stamp/cache.js';
 import { snapshotGeneration } from './generation.js';
 import { holderOf, type SnapshotStatus, type StorageStatus } from './status.js';
@@ -51,6 +57,8 @@ export interface RcuOptions {
   backend: BackendName;
   allowHardlinks: boolean;
   prepareStaging?: boolean;
+  /** overlayfs: the most layers a snapshot's stack may have (sync-rcu-overlay-max-layers). */
+  overlayMaxLayers?: number;
   /** Where sync-rcu-store-dir is set, for errors about the store. */
   storeDirPosition?: { file: string; line: number };
 }
@@ -125,7 +133,9 @@ class RcuUpdate implements Update {
     return this.snapshotBackend.name;
   }
   get sharesInodes(): boolean {
-    // An empty start shares nothing, whatever the backend.
+    // An empty start shares nothing, whatever the backend; nor does an
+    // overlay, which copies a file up before changing it.
+    if (this.staging.overlay) return false;
     return this.snapshotBackend.sharesInodes && this.staging.base !== null;
   }
   get lockFds(): number[] {
@@ -143,6 +153,27 @@ export class RcuStorage implements RepoStorage {
 
   backend(): Promise<SnapshotBackend> {
     return chooseBackend(this.opts.backend, this.opts.storeDir, this.opts.allowHardlinks);
+  }
+
+  private get maxLayers(): number {
+    return this.opts.overlayMaxLayers ?? OVERLAY_MAX_LAYERS;
+  }
+
+  private stagingOptions(): { overlayMaxLayers: number } {
+    return { overlayMaxLayers: this.maxLayers };
+  }
+
+  /**
+   * overlayfs: bring back the mounts of snapshots that lost theirs (after a
+   * reboot), before anything reads them. One look at the mount table when
+   * all are mounted; the store lock only when one is not (so collection is
+   * not unmounting it meanwhile). Throws when the current snapshot cannot
+   * be mounted (not root, say): a reader would find an empty folder.
+   */
+  async mount(): Promise<RestoreResult> {
+    if ((await unmountedSnapshots(this.layout)).length === 0) return { mounted: [], failed: [] };
+    if (!isRoot) return restoreMounts(this.layout, this.opts.name);
+    return this.withStoreLock('mount', () => restoreMounts(this.layout, this.opts.name));
   }
 
   /** Take the store lock for `fn` (commit, collection, layout changes). */
@@ -216,6 +247,7 @@ export class RcuStorage implements RepoStorage {
       await this.claim();
       const backend = await this.backend();
       const { migrated, base } = await this.withStoreLock('prepare', async () => {
+        await restoreMounts(layout, this.opts.name);
         opts.onProgress?.({ phase: 'migrate', done: 0 });
         const migrated = await migrateLocation(layout, backend);
         // Snapshots made by another tool get lease files, so that readers
@@ -247,7 +279,7 @@ export class RcuStorage implements RepoStorage {
           try {
             // The clone reports no per-file progress: cp does it faster than any walk that could.
             o.onProgress?.({ phase: 'clone', done: 0 });
-            const staging = await Staging.open(layout, base ?? null, baseDir, backend);
+            const staging = await Staging.open(layout, base ?? null, baseDir, backend, this.stagingOptions());
             return new RcuUpdate(staging, syncLock, backend, migrated, layout.cacheDir, previous, baseDir, baseMeta, layout);
           } catch (err) {
             await syncLock.release();
@@ -280,7 +312,11 @@ export class RcuStorage implements RepoStorage {
             changes: info.changes,
             ...(info.verified ? { verified: info.verified } : {}),
           },
-          { fixLocation: true, ...(info.folderIndex !== undefined ? { folderIndex: info.folderIndex } : {}) },
+          {
+            fixLocation: true,
+            ...(info.folderIndex !== undefined ? { folderIndex: info.folderIndex } : {}),
+            ...(u.staging.overlay ? { overlay: u.staging.overlay } : {}),
+          },
         ),
       );
       await u.staging.finish();
@@ -309,24 +345,37 @@ export class RcuStorage implements RepoStorage {
    * With sync-rcu-prepare-staging, clone the current snapshot into staging
    * now, so that the next sync starts from a ready copy. Skipped when
    * another update holds the repo (it is about to make its own) or one is
-   * ready. Returns whether a clone was made.
+   * ready. overlayfs: a stack at its bound is flattened first, whether or
+   * not staging is prepared, so that the next sync does not wait for it.
    */
-  async prepareNext(): Promise<boolean> {
-    if (!this.opts.prepareStaging) return false;
+  async prepareNext(): Promise<PreparedNext> {
+    const none: PreparedNext = { prepared: false, flattened: null };
+    const backend = await this.backend();
+    if (!this.opts.prepareStaging && !backend.layers) return none;
     const lock = await FileLock.tryAcquire(this.layout.syncLock, { operation: 'prepare' });
-    if (!lock) return false;
+    if (!lock) return none;
     try {
       const base = await latestId(this.layout);
-      if (base === undefined) return false;
-      const backend = await this.backend();
-      const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), backend);
+      if (base === undefined) return none;
+      let flattened: PreparedNext['flattened'] = null;
+      const layers = backend.layers ? await snapshotLayers(this.layout, base) : undefined;
+      if (layers && layers.length >= this.maxLayers) {
+        const made = await flattenSnapshot(this.layout, base, layers);
+        if (made) flattened = { snapshot: base, layers: layers.length, ms: made.ms };
+      }
+      // A new mount's first walk pays for every lookup through its layers
+      // (twice the walk of a warm one, measured at 121k files); the next
+      // sync's plan walks this snapshot, so walk it now, off that path.
+      if (layers) await statWalk(this.layout.snapshot(base));
+      if (!this.opts.prepareStaging) return { prepared: false, flattened };
+      const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), backend, this.stagingOptions());
       const made = !staging.resumed;
       try {
         if (made) await backend.warm?.(staging.dir);
       } finally {
         await staging.keepPrepared();
       }
-      return made;
+      return { prepared: made, flattened };
     } finally {
       await lock.release();
     }
@@ -364,7 +413,14 @@ export class RcuStorage implements RepoStorage {
         if (id !== undefined && (kind === 'symlink' || kind === 'missing' || kind === 'empty-dir')) {
           const tmp = layout.locationAside;
           await removeTree(tmp);
-          await (await this.backend()).clone(layout.snapshot(id), tmp);
+          const layers = await snapshotLayers(layout, id);
+          if (layers) {
+            // An overlay snapshot becomes a plain folder: its tree, linked from its layers.
+            await restoreMounts(layout, this.opts.name);
+            await flattenLayers(layout.snapshot(id), layers.map((l) => layout.layer(l)), tmp);
+          } else {
+            await (await this.backend()).clone(layout.snapshot(id), tmp);
+          }
           await syncFilesystem(tmp);
           if (kind === 'missing') {
             await fs.rename(tmp, layout.location);
@@ -412,7 +468,10 @@ export class RcuStorage implements RepoStorage {
   async rollback(opts: { to?: number; wait?: boolean } = {}): Promise<RollbackRecord> {
     const syncLock = await this.lockRepo('rollback', opts.wait ?? true);
     try {
-      return await this.withStoreLock('rollback', () => rollBack(this.layout, this.opts.name, opts.to));
+      return await this.withStoreLock('rollback', async () => {
+        await restoreMounts(this.layout, this.opts.name);
+        return rollBack(this.layout, this.opts.name, opts.to);
+      });
     } finally {
       await syncLock.release();
     }
@@ -431,12 +490,14 @@ export class RcuStorage implements RepoStorage {
   }
 
   async current(): Promise<CurrentTree | undefined> {
+    if (await this.exists()) await this.mount();
     const id = await latestId(this.layout);
     return id === undefined ? undefined : { id, path: this.layout.snapshot(id) };
   }
 
   /** A lease on the current snapshot, for as long as `fn` runs. */
   async withReaderView<T>(fn: (view: CurrentTree) => Promise<T>): Promise<T> {
+    if (await this.exists()) await this.mount();
     const lease = await acquireLease(this.layout, this.opts.name);
     try {
       return await fn({ id: lease.id, path: lease.path });
@@ -452,6 +513,7 @@ export class RcuStorage implements RepoStorage {
   async status(): Promise<StorageStatus> {
     const layout = this.layout;
     const snapshots: SnapshotStatus[] = [];
+    const mounted = await mountPointsUnder(layout.snapshotsDir);
     for (const d of await planCollection(layout, { spareSnapshots: this.opts.spareSnapshots, ttlDays: this.opts.ttlDays })) {
       const meta = await readMeta(layout, d.id);
       snapshots.push({
@@ -463,6 +525,8 @@ export class RcuStorage implements RepoStorage {
         files: meta?.files ?? null,
         bytes: meta?.bytes ?? null,
         backend: meta?.backend ?? null,
+        layers: meta?.layers ?? null,
+        mounted: meta?.layers ? mounted.has(await fs.realpath(layout.snapshot(d.id)).catch(() => '')) : null,
         keep: d.keep,
         keepReasons: d.reasons,
         pinned: d.reasons.includes('pinned'),

@@ -32,8 +32,11 @@ import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
 import { atomicWriteFile, removeTree } from '../util/fs.js';
+import { isMountPoint } from '../util/mounts.js';
 import type { SnapshotBackend } from '../backends/backend.js';
+import { OVERLAY_MAX_LAYERS } from '../config/repos.js';
 import type { StoreLayout } from './layout.js';
+import { mountStaging, stagingIntact, stagingLower } from './layers.js';
 import { FileLock } from '../lock/file-lock.js';
 
 export interface StagingInfo {
@@ -61,6 +64,11 @@ export interface StagingInfo {
   heading?: string;
   /** Verification refused this tree: kept for inspection, never resumed. */
   rejected?: { at: string; reason: string };
+  /**
+   * overlayfs: the tree is an overlay mounted on these layers (top first,
+   * names in reposnap/layers/), writing into staging/<tx>.layer/upper.
+   */
+  lower?: string[];
 }
 
 export type FillState = 'none' | 'partial' | 'complete';
@@ -99,17 +107,27 @@ export class Staging {
   get scratchDir(): string {
     return this.layout.stagingScratch(this.info.tx);
   }
+  /** The overlay this tree is (overlayfs): its lower layers, upper layer and work folder. */
+  get overlay(): { lower: string[]; upper: string; work: string } | undefined {
+    const lower = this.info.lower;
+    if (!lower) return undefined;
+    const dir = this.layout.stagingLayer(this.info.tx);
+    return { lower, upper: `${dir}/upper`, work: `${dir}/work` };
+  }
 
   /**
    * Staging for an update on top of `base`: an abandoned one cloned from the
    * same base if there is one, else a new clone of `baseDir` (or an empty
-   * tree when there is no base).
+   * tree when there is no base). With overlayfs and a base made of layers,
+   * the clone is a writable overlay on the base's layers (or, when its
+   * stack is as deep as `overlayMaxLayers` allows, on its flattened tree).
    */
   static async open(
     layout: StoreLayout,
     base: number | null,
     baseDir: string | null,
     backend: SnapshotBackend,
+    opts: { overlayMaxLayers?: number } = {},
   ): Promise<Staging> {
     await fs.mkdir(layout.stagingDir, { recursive: true, mode: 0o755 });
     const reused = await sweepStaging(layout, base, backend.name);
@@ -123,6 +141,7 @@ export class Staging {
       }
       return reused;
     }
+    const lower = backend.layers && base !== null && baseDir !== null ? await stagingLower(layout, base, opts.overlayMaxLayers ?? OVERLAY_MAX_LAYERS) : undefined;
 
     const tx = `${Date.now().toString(36)}-${process.pid}-${randomBytes(3).toString('hex')}`;
     const lock = await FileLock.acquire(layout.stagingLock(tx), { operation: 'stage' });
@@ -134,11 +153,13 @@ export class Staging {
       pid: process.pid,
       state: 'cloning',
       fill: 'none',
+      ...(lower ? { lower } : {}),
     };
     const staging = new Staging(layout, info, lock, false);
     try {
       await staging.writeInfo();
-      if (baseDir === null) await backend.createEmpty(staging.dir);
+      if (lower) await mountStaging(layout, staging.dir, layout.stagingLayer(tx), lower, true);
+      else if (baseDir === null) await backend.createEmpty(staging.dir);
       else await backend.clone(baseDir, staging.dir);
       info.state = 'cloned';
       info.clonedAt = Date.now();
@@ -198,6 +219,7 @@ export class Staging {
   /** The tree is gone (committed or discarded): drop the bookkeeping and the lock. */
   async finish(): Promise<void> {
     await removeTree(this.scratchDir);
+    await removeTree(this.layout.stagingLayer(this.tx));
     await fs.rm(this.layout.stagingInfo(this.tx), { force: true });
     // Remove the lock file while still holding it, so nobody can take a lock
     // on a file that describes nothing.
@@ -247,7 +269,7 @@ export async function listStaging(layout: StoreLayout): Promise<StagingEntry[]> 
   const txs = new Set<string>();
   for (const n of names) {
     if (n.startsWith('.')) continue;
-    txs.add(n.replace(/\.(lock|json|scratch)$/, ''));
+    txs.add(n.replace(/\.(lock|json|scratch|layer)$/, ''));
   }
   const out: StagingEntry[] = [];
   for (const tx of [...txs].sort()) {
@@ -297,11 +319,6 @@ async function sweepStaging(layout: StoreLayout, base: number | null, backend: s
     const lock = await FileLock.tryAcquire(layout.stagingLock(entry.tx), { operation: 'stage' });
     if (!lock) continue; // someone took it meanwhile
     const info = await readInfo(layout, entry.tx);
-    // A tree sealed read-only (a btrfs commit cut short) cannot be resumed.
-    const usable = await fs
-      .access(layout.staging(entry.tx), fsc.W_OK)
-      .then(() => true)
-      .catch(() => false);
     if (info?.rejected && !keptRejected && !isStaleStaging(info, base)) {
       keptRejected = true;
       await lock.release();
@@ -310,7 +327,7 @@ async function sweepStaging(layout: StoreLayout, base: number | null, backend: s
     // A tree another backend made is not taken over: its inodes are shared
     // (or not) as that backend shares them, and the fill and the snapshot
     // would be told otherwise (the backend was changed in the configuration).
-    if (!chosen && info && !info.rejected && usable && info.backend === backend && !isStaleStaging(info, base)) {
+    if (!chosen && info && !info.rejected && info.backend === backend && !isStaleStaging(info, base) && (await resumable(layout, info))) {
       info.pid = process.pid;
       chosen = Staging.adopt(layout, info, lock);
       continue;
@@ -318,6 +335,30 @@ async function sweepStaging(layout: StoreLayout, base: number | null, backend: s
     await Staging.adopt(layout, info ?? stubInfo(entry.tx), lock).discard();
   }
   return chosen;
+}
+
+/**
+ * Whether an abandoned tree can be written into again: not one sealed
+ * read-only (a btrfs commit cut short), and for an overlay, one whose
+ * layers are all there, mounted again if it lost its mount (a reboot, a
+ * commit cut short after its unmount).
+ */
+async function resumable(layout: StoreLayout, info: StagingInfo): Promise<boolean> {
+  const dir = layout.staging(info.tx);
+  if (info.lower) {
+    if (!(await stagingIntact(layout, dir, layout.stagingLayer(info.tx), info.lower))) return false;
+    if (!(await isMountPoint(dir))) {
+      try {
+        await mountStaging(layout, dir, layout.stagingLayer(info.tx), info.lower, false);
+      } catch {
+        return false;
+      }
+    }
+  }
+  return fs
+    .access(dir, fsc.W_OK)
+    .then(() => true)
+    .catch(() => false);
 }
 
 /** Delete stale abandoned staging (for collection); returns the tx names removed. */

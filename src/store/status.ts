@@ -33,6 +33,10 @@ export interface SnapshotStatus {
   files: number | null;
   bytes: number | null;
   backend: string | null;
+  /** overlayfs: the layers it is mounted on, top first (its own first); null for a plain folder. */
+  layers: string[] | null;
+  /** overlayfs: whether it is mounted (false after a reboot, until `reposnap mount` or the next command); null for a plain folder. */
+  mounted: boolean | null;
   /** What collection would do now, and why. */
   keep: boolean;
   keepReasons: KeepReason[];

@@ -165,8 +165,8 @@ export interface RepoStorage {
   beginUpdate(opts?: InitOptions): Promise<PendingUpdate>;
   /** Record that a sync ended well just now, and how (see last-check.ts). */
   recordCheck(check: LastCheck): Promise<void>;
-  /** After an update was published, make what the next one starts from ready (false: nothing to do). */
-  prepareNext(): Promise<boolean>;
+  /** After an update was published, make what the next one starts from ready. */
+  prepareNext(): Promise<PreparedNext>;
   /** The tree readers get now, if there is one. */
   current(): Promise<CurrentTree | undefined>;
   /** Run `fn` with the current tree held still for it (rcu: a lease), or fail when there is none. */
@@ -184,4 +184,12 @@ export function busyMessage(repo: string) {
     holder
       ? `repo ${repo} is busy: pid ${holder.pid} holds it (${holder.operation ?? 'update'} since ${holder.since ?? '?'})`
       : `repo ${repo} is busy: another process holds it`;
+}
+
+/** What prepareNext made ready for the next update. */
+export interface PreparedNext {
+  /** A staging tree was made (sync-rcu-prepare-staging). */
+  prepared: boolean;
+  /** overlayfs: the current snapshot (its stack of `layers` layers at the bound) was flattened into one layer, taking `ms`. */
+  flattened: { snapshot: number; layers: number; ms: number } | null;
 }

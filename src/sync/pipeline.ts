@@ -103,6 +103,8 @@ export interface SyncReport {
   tree: TreeStats;
   /** Snapshot ids collected after the commit. */
   collected: number[];
+  /** overlayfs: the new snapshot's stack reached its bound and was flattened after the commit (part of prepareNextMs). */
+  flattened: { snapshot: number; layers: number; ms: number } | null;
   timings: SyncTimings;
   /** The MetaManifest verification the new tree passed (absent when not asked for, or nothing changed). */
   verified: VerifiedSummary | null;
@@ -168,6 +170,7 @@ class SyncRun {
       changes: emptyChanges(),
       tree: { files: 0, bytes: 0 },
       collected: [],
+      flattened: null,
       timings: { prepareMs: 0, fetchMs: 0, verifyMs: 0, commitMs: 0, gcMs: 0, prepareNextMs: 0, totalMs: 0 },
       verified: null,
       hooks: [],
@@ -508,7 +511,7 @@ async function collect(run: SyncRun): Promise<void> {
 async function prepareNext(run: SyncRun): Promise<void> {
   if (run.report.outcome !== 'updated') return;
   try {
-    await run.repo.storage.prepareNext();
+    run.report.flattened = (await run.repo.storage.prepareNext()).flattened;
   } catch (err) {
     run.report.warnings.push(`repo ${run.repo.name}: preparing staging for the next sync failed: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -6,7 +6,7 @@
  * snapshots. Used by the local, git and tarball sources, and to bring a
  * quarantine back into place.
  */
-import type { Stats } from 'node:fs';
+import { constants as fsc, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
@@ -71,6 +71,17 @@ export interface SyncTreeOptions {
   reader?: SourceReader;
 }
 
+/** Link `from` as `to`; false when they are on different filesystems (EXDEV). */
+async function linkOrCross(from: BPath, to: BPath): Promise<boolean> {
+  try {
+    await fs.link(from, to);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'EXDEV') return false;
+    throw err;
+  }
+}
+
 /**
  * Make the tree at `dst` equal to the tree at `src`. `src` is read with
  * `opts.reader`: by path for trees reposnap made, anchored to descriptors
@@ -117,8 +128,12 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
       if (dst && dst.isFile() && (await unchanged(sDir, name, d, sst, dst))) return;
       const tmp = tempNameBytes(dDir, name);
       try {
-        if (opts.link) {
-          await fs.link(sDir.path(name), tmp);
+        if (opts.link && (await linkOrCross(sDir.path(name), tmp))) {
+          // linked
+        } else if (opts.link) {
+          // Across filesystems (an overlay target, a scratch folder elsewhere): a copy.
+          await fs.copyFile(sDir.path(name), tmp, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
+          await copyAttributes(tmp, sst);
         } else {
           // The attributes are those of what was copied (the reader may
           // have found the file to be another than the one looked at).

@@ -10,6 +10,7 @@ import { errnoCode } from '../errors.js';
 import { runProcess } from './process.js';
 import { isAlive, tempName, temporaryWriter } from './temp-name.js';
 import { deleteNestedSubvolumes, deleteSubvolume, isOnBtrfs, isSubvolume } from './btrfs.js';
+import { mountsUnder, unmount } from './mounts.js';
 
 
 
@@ -138,10 +139,14 @@ export async function isEmptyDir(p: string): Promise<boolean> {
 /**
  * Remove a tree without following symlinks; missing is fine. btrfs
  * subvolumes in it (snapshots made by the btrfs backend, read-only ones
- * included) are deleted as subvolumes, so any backend's trees, or a store
- * mixing them, are removed by the same call.
+ * included) are deleted as subvolumes, and overlays mounted in it (the
+ * overlayfs backend's snapshots and staging) are unmounted first, so any
+ * backend's trees, or a store mixing them, are removed by the same call.
  */
 export async function removeTree(p: string): Promise<void> {
+  // Never delete through an overlay: that would write whiteouts into its
+  // upper layer, or fail on a read-only one. Unmounted, it is a plain folder.
+  for (const m of await mountsUnder(p)) if (m.fsType === 'overlay') await unmount(m.mountPoint, { lazy: true });
   if (await isSubvolume(p)) {
     await deleteSubvolume(p);
     return;
