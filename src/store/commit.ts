@@ -44,6 +44,17 @@ import { nextSnapshotId } from './snapshots.js';
 
 export type MetaDraft = Omit<SnapshotMeta, 'id' | 'committedAt' | 'backend'>;
 
+/**
+ * How a snapshot is published: whether to make the location the store's
+ * link, the folder index verification left, and (overlayfs) which overlay
+ * the staging tree is.
+ */
+export interface PublishOptions {
+  fixLocation: boolean;
+  folderIndex?: string;
+  overlay?: StagedOverlay;
+}
+
 /** A staging overlay being published: its lower layers, upper layer and work folder. */
 export interface StagedOverlay {
   lower: string[];
@@ -61,7 +72,7 @@ export async function publishSnapshot(
   dir: string,
   backend: SnapshotBackend,
   draft: MetaDraft,
-  opts: { fixLocation: boolean; folderIndex?: string; overlay?: StagedOverlay },
+  opts: PublishOptions,
 ): Promise<SnapshotMeta> {
   if (backend.layers) return publishLayered(layout, dir, backend, draft, opts);
   // Portage's collection ages a snapshot by its folder's mtime, and a fill
@@ -96,7 +107,7 @@ async function publishLayered(
   dir: string,
   backend: SnapshotBackend,
   draft: MetaDraft,
-  opts: { fixLocation: boolean; folderIndex?: string; overlay?: StagedOverlay },
+  opts: PublishOptions,
 ): Promise<SnapshotMeta> {
   const committedAt = new Date();
   await fs.utimes(dir, committedAt, committedAt);

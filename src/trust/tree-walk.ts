@@ -18,7 +18,7 @@
  *
  * Names starting with "." are never part of the tree.
  */
-import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, statSync, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
 import { within } from './manifest-format.js';
@@ -95,35 +95,28 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
   for (let listed = 0; pending.length > 0; listed++) {
     if (listed % WALK_SLICE === WALK_SLICE - 1) await new Promise((resolve) => setImmediate(resolve));
     const rel = pending.pop() as string;
-    const dirAbs = rel === '' ? root : path.join(root, rel);
-    const folder = { files: 0, links: [] as string[] };
-    folders.set(rel, folder);
-    for (const e of readdirSync(dirAbs, { withFileTypes: true })) {
-      const name = e.name;
-      if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) continue;
-      const p = join(rel, name);
-      const abs = path.join(dirAbs, name);
-      if (e.isDirectory()) {
+    listFolder(
+      folders,
+      rel,
+      rel === '' ? root : `${root}/${rel}`,
+      ignoreTop,
+      (p, abs) => {
         nodes.set(p, { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : clock.lstat(abs).ctimeMs });
         pending.push(p);
-        continue;
-      }
-      folder.files++;
-      if (e.isFile()) {
-        if (policy === 'all') {
-          const st = clock.lstat(abs);
-          nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
-        } else {
-          nodes.set(p, { kind: 'file', size: -1, ctimeMs: Infinity });
-          if (policy === 'dirs') unstated.push([p, rel]);
-        }
-      } else if (e.isSymbolicLink()) {
-        folder.links.push(name);
-        nodes.set(p, resolveLink(root, abs, clock.lstat(abs).ctimeMs));
-      } else {
-        nodes.set(p, oddNode(Infinity));
-      }
-    }
+      },
+      (p, abs, e) => {
+        if (e.isFile()) {
+          if (policy === 'all') {
+            const st = clock.lstat(abs);
+            nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
+          } else {
+            nodes.set(p, { kind: 'file', size: -1, ctimeMs: Infinity });
+            if (policy === 'dirs') unstated.push([p, rel]);
+          }
+        } else if (e.isSymbolicLink()) nodes.set(p, resolveLink(root, abs, clock.lstat(abs).ctimeMs));
+        else nodes.set(p, oddNode(Infinity));
+      },
+    );
   }
   const untouchedBefore = boundary(clock.fine);
   for (const [p, dir] of unstated) {
@@ -197,25 +190,19 @@ export async function walkChangedTree(root: string, ignoreTop: Set<string>, base
       continue;
     }
     // Touched, or new: listed, and every entry stat'ed.
-    const folder = { files: 0, links: [] as string[] };
-    folders.set(rel, folder);
-    for (const e of readdirSync(dirAbs, { withFileTypes: true })) {
-      const name = e.name;
-      if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) continue;
-      const p = join(rel, name);
-      const abs = `${dirAbs}/${name}`;
-      if (e.isDirectory()) {
-        pending.push(p);
-        continue;
-      }
-      folder.files++;
-      const s = clock.lstat(abs);
-      if (e.isFile()) nodes.set(p, { kind: 'file', size: s.size, ctimeMs: s.ctimeMs });
-      else if (e.isSymbolicLink()) {
-        folder.links.push(name);
-        nodes.set(p, resolveLink(root, abs, s.ctimeMs));
-      } else nodes.set(p, oddNode(s.ctimeMs));
-    }
+    listFolder(
+      folders,
+      rel,
+      dirAbs,
+      ignoreTop,
+      (p) => pending.push(p),
+      (p, abs, e) => {
+        const s = clock.lstat(abs);
+        if (e.isFile()) nodes.set(p, { kind: 'file', size: s.size, ctimeMs: s.ctimeMs });
+        else if (e.isSymbolicLink()) nodes.set(p, resolveLink(root, abs, s.ctimeMs));
+        else nodes.set(p, oddNode(s.ctimeMs));
+      },
+    );
   }
   return { nodes, unlisted, untouchedBefore, folders };
 }
@@ -277,6 +264,36 @@ export function parseFolderIndex(text: string): FolderIndex | undefined {
     index.set(rel, { files: files as number, links: links as string[] });
   }
   return index.has('') ? index : undefined;
+}
+
+/**
+ * List folder `rel` (at `dirAbs`) into `folders`: every entry but dot names
+ * (and, at the top, `ignoreTop`); a sub-folder goes to `onFolder`, any
+ * other entry to `onEntry`, counted, and named in the record if a symlink.
+ */
+function listFolder(
+  folders: FolderIndex,
+  rel: string,
+  dirAbs: string,
+  ignoreTop: Set<string>,
+  onFolder: (p: string, abs: string) => void,
+  onEntry: (p: string, abs: string, e: Dirent) => void,
+): void {
+  const folder = { files: 0, links: [] as string[] };
+  folders.set(rel, folder);
+  for (const e of readdirSync(dirAbs, { withFileTypes: true })) {
+    const name = e.name;
+    if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) continue;
+    const p = join(rel, name);
+    const abs = `${dirAbs}/${name}`;
+    if (e.isDirectory()) {
+      onFolder(p, abs);
+      continue;
+    }
+    folder.files++;
+    if (e.isSymbolicLink()) folder.links.push(name);
+    onEntry(p, abs, e);
+  }
 }
 
 /** Whether ctimes seen so far have sub-second parts (then so does this filesystem). */
