@@ -68,13 +68,11 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
     .update(await fs.readFile(config.key.file))
     .digest('hex');
   const base = c.update.baseTree;
+  const fromBase = !c.untrustedWriter && base?.clonedAt !== undefined && base.verified?.method === 'metamanifest' && base.verified.keyDigest === keyDigest;
   // Without its folder index (a snapshot verified by an older reposnap, or
   // the index lost) the base still serves: the walk then lists every folder.
-  const folders = parseIndex(await base?.folderIndex?.().catch(() => undefined));
-  const incremental =
-    !c.untrustedWriter && base?.clonedAt !== undefined && base.verified?.method === 'metamanifest' && base.verified.keyDigest === keyDigest
-      ? { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) }
-      : undefined;
+  const folders = fromBase ? parseIndex(await base.folderIndex?.().catch(() => undefined)) : undefined;
+  const incremental = fromBase ? { root: base.dir, clonedAt: base.clonedAt as number, ...(folders ? { folders } : {}) } : undefined;
   let folderIndex: string | undefined;
   const keyring = await Keyring.open(c.repo, config.key);
   try {
