@@ -2,7 +2,7 @@
  * The rsync source with the real rsync: local paths, file:// URIs, an rsync
  * daemon on 127.0.0.1, refused options and rsync's failures.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -149,6 +149,38 @@ describe('rsync source', () => {
     expect(r.snapshot?.id).toBe(1);
     expect(await readTree(await repo.currentPath())).toEqual(await readTree(up));
     expect((await repo.sync()).outcome).toBe('up-to-date');
+  });
+
+  it('turns off Nagle on daemon connections, unless the user set socket options', async () => {
+    const dir = tmpdir();
+    const up = await upstream(dir);
+    const port = await startDaemon(up, dir);
+    // rsync as found on PATH, behind a wrapper that writes down its arguments.
+    const bin = path.join(dir, 'bin');
+    await fs.mkdir(bin);
+    const real = execFileSync('sh', ['-c', 'command -v rsync'], { encoding: 'utf8' }).trim();
+    await fs.writeFile(path.join(bin, 'rsync'), `#!/bin/sh\nprintf '%s\\n' "$*" >> ${dir}/argv\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const saved = process.env.PATH;
+    process.env.PATH = `${bin}:${saved ?? ''}`;
+    try {
+      const repo = Repos.fromText(rcuConf(dir, '', 'rsync', `rsync://127.0.0.1:${port}/repo`), path.join(dir, 'repos.conf')).get('test');
+      expect((await repo.sync()).snapshot?.id).toBe(1);
+      const runs = (await fs.readFile(path.join(dir, 'argv'), 'utf8')).trim().split('\n');
+      expect(runs.length).toBeGreaterThan(0);
+      for (const r of runs) expect(r).toContain('--sockopts=TCP_NODELAY');
+      await fs.writeFile(path.join(up, 'more'), 'more\n');
+      await fs.rm(path.join(dir, 'argv'));
+      const own = Repos.fromText(rcuConf(dir, 'sync-rsync-extra-opts = --sockopts=SO_KEEPALIVE', 'rsync', `rsync://127.0.0.1:${port}/repo`), path.join(dir, 'repos.conf')).get('test');
+      expect((await own.sync()).snapshot?.id).toBe(2);
+      const mine = (await fs.readFile(path.join(dir, 'argv'), 'utf8')).trim().split('\n');
+      for (const r of mine) {
+        expect(r).toContain('--sockopts=SO_KEEPALIVE');
+        expect(r).not.toContain('TCP_NODELAY');
+      }
+      expect(await readTree(await own.currentPath())).toEqual(await readTree(up));
+    } finally {
+      process.env.PATH = saved;
+    }
   });
 
   it('fails clearly when the daemon has no such module, keeping the previous snapshot', async () => {
