@@ -2,10 +2,14 @@
  * What rsync says it would change, read from `--itemize-changes` output, and
  * the list of paths that makes a second rsync apply just that.
  *
- * Every rsync reposnap runs prints `%i %n` per item (ITEM_FORMAT): an
- * 11-character code (YXcstpoguax: Y the update type, X the file type, then
- * one letter per attribute that differs) and the name, relative to the
- * transfer's top, a directory's with a trailing slash. rsync run with
+ * Every rsync reposnap runs prints `%i %l %b %n` per item (ITEM_FORMAT):
+ * an 11-character code (YXcstpoguax: Y the update type, X the file type,
+ * then one letter per attribute that differs), the entry's length in bytes,
+ * the bytes that went over the wire for it, and the name, relative to the
+ * transfer's top, a directory's with a trailing slash. The numbers come
+ * before the name, which may hold anything, and are single words (plain
+ * digits under --no-human-readable), so the name is still all that follows
+ * the third space. rsync run with
  * LC_ALL=C escapes every byte that is not printable ASCII as `\#ooo`
  * (octal), and a backslash that would read as such an escape as `\#134`,
  * so a name always decodes back to its exact bytes, whatever it holds
@@ -14,8 +18,16 @@
 import type { TreeChange } from '../tree/diff.js';
 import type { ChangeStats, SourcePlan, TreeStats } from './source.js';
 
-/** rsync's out-format for every run: the item code and the name, nothing else (no " -> target"). */
-export const ITEM_FORMAT = '--out-format=%i %n';
+/**
+ * rsync's out-format for every run: the item code, the length, the bytes
+ * sent, the name (no " -> target"). The length gives the bytes a fill
+ * writes (and a plan's total of them). %b is there for when rsync prints
+ * the line: without %b (or %c) in the format, rsync prints a transferred
+ * file's line as it begins receiving it; with it, once the file is written.
+ * So the bytes a fill counts are bytes written, and a single large file
+ * shows no movement until it is done.
+ */
+export const ITEM_FORMAT = '--out-format=%i %l %b %n';
 
 export type ItemKind =
   /** Created: a new file, link or directory. */
@@ -35,17 +47,21 @@ export interface Item {
   type: string;
   /** The path, relative to the top, without a trailing slash ("." for the top itself). */
   path: Buffer;
+  /** A regular file's length in bytes (not for a deletion). */
+  size?: number;
 }
 
 /** What one output line says: an item, a special file rsync skipped (--no-D), or nothing. */
 export function parseLine(line: string): Item | { kind: 'special'; path: string } | undefined {
   // A deleted folder's name ends with a slash; rsync says no more of its type.
-  if (line.startsWith('*deleting ')) return { kind: 'deleted', type: line.endsWith('/') ? 'd' : '', path: decodeName(line.slice(12)) };
-  const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (.*)$/s.exec(line);
+  const gone = /^\*deleting {3}\S+ \S+ (.*)$/s.exec(line);
+  if (gone) return { kind: 'deleted', type: line.endsWith('/') ? 'd' : '', path: decodeName(gone[1] as string) };
+  const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (\S+) \S+ (.*)$/s.exec(line);
   if (m) {
     const yx = m[1] as string;
     const attrs = m[2] as string;
-    const item = { type: yx[1] as string, path: decodeName(m[3] as string) };
+    const size = yx[1] === 'f' && /^\d+$/.test(m[3] as string) ? Number(m[3]) : undefined;
+    const item = { type: yx[1] as string, path: decodeName(m[4] as string), ...(size !== undefined ? { size } : {}) };
     if (attrs.startsWith('+++')) return { kind: 'added', ...item };
     if (yx[0] !== '.') return { kind: 'updated', ...item };
     if (/^[.t ]+$/.test(attrs) && item.type === 'd') return { kind: 'dir-time', ...item };
@@ -134,6 +150,18 @@ export class RsyncPlan implements SourcePlan {
 
   tree(): TreeStats {
     return { files: this.stats.files, bytes: this.stats.bytes };
+  }
+
+  /**
+   * The bytes an apply of this plan writes: the length of every regular
+   * file it lists but deletions, those whose attributes alone differ
+   * included (the apply writes them anew, --ignore-times). What the apply's
+   * --stats then call the total transferred file size.
+   */
+  bytesToWrite(): number {
+    let n = 0;
+    for (const i of this.items) if (i.type === 'f' && i.kind !== 'deleted') n += i.size ?? 0;
+    return n;
   }
 
   /** Every path the apply may touch that exists in the base (what is not new or deleted). */

@@ -20,6 +20,10 @@
  * itself first; a target that shares none (an empty start, btrfs, reflink,
  * an in-place location) gets one plain `rsync -a --delete`.
  *
+ * Progress: the items found (plan), then the items done, the bytes of the
+ * files written, and for an apply both against the plan's totals (see
+ * Counter).
+ *
  * rsync never writes into an existing file (--inplace and --append are
  * refused by configuration). Devices and specials are not transferred
  * (`--no-D`): nothing from upstream should create device nodes in a tree
@@ -234,7 +238,7 @@ export class RsyncSource implements SyncSource {
 
   /** One rsync over the whole tree, for a target that shares no inodes. */
   private async runFull(ctx: FillContext): Promise<SourceResult> {
-    const done = new Counter(ctx.onProgress);
+    const done = new Counter(ctx.onProgress, { writes: true });
     // rsync cannot be stopped halfway from here: the failpoint is reached
     // when it has written everything, before the fill reports back (the
     // record still says "partial").
@@ -260,8 +264,8 @@ export class RsyncSource implements SyncSource {
       await unshareSymlink(bjoin(top, p));
     });
     const list = plan.filesFrom();
-    // The paths listed: what rsync is about to go through, each once.
-    const done = new Counter(ctx.onProgress, { total: list.reduce((n, b) => (b === 0 ? n + 1 : n), 0) });
+    // The paths listed: what rsync is about to go through, each once; and the bytes it is to write.
+    const done = new Counter(ctx.onProgress, { writes: true, total: list.reduce((n, b) => (b === 0 ? n + 1 : n), 0), totalBytes: plan.bytesToWrite() });
     const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: list, ...toolOutput(ctx) }, (item) => done.change(item));
     done.flush();
     if (run.items.length > 0) await failpoint('fill-midway');
@@ -304,30 +308,44 @@ function toolOutput(ctx: Listeners): { onToolOutput?: (line: string) => void } {
 
 /**
  * Items as progress: entries gone through, those changed, of them folders
- * (files and folders as status counts them), every 200 and at the end.
+ * (files and folders as status counts them), and for a run that writes
+ * (not a plan) the bytes of the files written so far: every 200 items, at
+ * least every tenth of a second while items come, and at the end.
+ *
+ * A file's line comes once it is written (see ITEM_FORMAT): the bytes move
+ * file by file, and a single large file adds its length only when done.
  */
 class Counter {
   scanned = 0;
   changed = 0;
   private folders = 0;
+  private bytes: number | undefined;
+  private lastFlush = Date.now();
+  private readonly extra: Pick<SourceProgress, 'total' | 'totalBytes'>;
   constructor(
     private readonly onProgress: ((p: SourceProgress) => void) | undefined,
-    private readonly extra: Pick<SourceProgress, 'total'> = {},
-  ) {}
+    { writes = false, ...extra }: { writes?: boolean } & Pick<SourceProgress, 'total' | 'totalBytes'> = {},
+  ) {
+    this.extra = extra;
+    if (writes) this.bytes = 0;
+  }
 
   scan(): void {
     this.scanned++;
-    if (this.scanned % 200 === 0) this.flush();
+    if (this.scanned % 200 === 0 || Date.now() - this.lastFlush >= 100) this.flush();
   }
 
   change(item: Item): void {
     this.changed++;
     if (item.type === 'd') this.folders++;
+    // Content written: a new file, or one received anew (never a file whose attributes alone were set).
+    if (this.bytes !== undefined && (item.kind === 'added' || item.kind === 'updated')) this.bytes += item.size ?? 0;
     this.scan();
   }
 
   flush(): void {
-    this.onProgress?.({ scanned: this.scanned, changed: this.changed, folders: this.folders, ...this.extra });
+    this.lastFlush = Date.now();
+    this.onProgress?.({ scanned: this.scanned, changed: this.changed, folders: this.folders, ...this.extra, ...(this.bytes !== undefined ? { bytes: this.bytes } : {}) });
   }
 }
 
