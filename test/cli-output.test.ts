@@ -9,6 +9,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { formatBytes } from '../src/cli/output.js';
+import { ProgressBoard } from '../src/cli/progress.js';
+import { SyncMeter } from '../src/cli/sync.js';
+import type { SourceProgress } from '../src/sources/source.js';
 import { CLI, rcuConf, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 interface Envelope {
@@ -236,18 +240,26 @@ describe('progress on a terminal', () => {
     const lines = drawn(first);
     expect(lines).toContain('test: starting');
     expect(lines).toContainEqual(expect.stringMatching(/^other: filling: [\d,]+ changed, [\d,]+ files and folders checked$/));
-    expect(lines).toContainEqual(expect.stringMatching(/^test: filling: [\d,]+ files, \d+ folders changed, [\d,]+ checked$/));
+    // rsync's one plain run: what it wrote so far, in bytes.
+    expect(lines).toContainEqual(expect.stringMatching(/^test: filling: [\d,]+ files, \d+ folders changed, [\d,]+ checked; [\d.]+ (B|KiB)(, .*\/s)?$/));
     expect(lines).toContainEqual(expect.stringMatching(/^test: updated to snapshot 1 /));
     expect(lines).toContainEqual(expect.stringMatching(/^other: updated to snapshot 1 /));
 
     // A second sync with changes: the plan, the clone beside it, filling against the plan's total.
-    for (let i = 0; i < 600; i += 2) await fs.writeFile(path.join(upstream, `cat-${Math.floor(i / 100)}`, `pkg-${i}`), `v2 ${i} changed\n`);
+    let bytes = 0;
+    for (let i = 0; i < 600; i += 2) {
+      const content = `v2 ${i} changed\n`;
+      bytes += content.length;
+      await fs.writeFile(path.join(upstream, `cat-${Math.floor(i / 100)}`, `pkg-${i}`), content);
+    }
     const second = onTerminal(`${cli} sync test`);
     const phases = drawn(second);
     expect(phases).toContain('test: planning');
     expect(phases).toContain('test: planning; cloning beside it');
     expect(phases).toContain('test: planning: 300 files to change; cloning beside it');
-    expect(phases).toContain('test: filling 300 of 300 (100%): 300 files');
+    // The plan's total of entries and of bytes, all written (the rate only after a second of it).
+    const written = `${formatBytes(bytes)} of ${formatBytes(bytes)}`;
+    expect(phases).toContainEqual(expect.stringMatching(new RegExp(`^test: filling 300 of 300 \\(100%\\): 300 files; ${written}(, .*/s)?$`)));
     expect(phases).toContain('test: committing');
     // Drawn in place: the line is erased, never scrolled.
     expect(second).toContain('\r\x1b[K');
@@ -264,6 +276,33 @@ describe('progress on a terminal', () => {
     const journal = onTerminal(`JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) ${cli} sync test`);
     expect(journal).not.toContain('\x1b[K');
     expect(journal).toMatch(/^test: updated to snapshot 5 /);
+  });
+
+  it('draws the bytes written against their total and their rate', () => {
+    const MiB = 1024 * 1024;
+    let now = 0;
+    const m = new SyncMeter('gentoo', () => now);
+    const fetch = (p: Omit<SourceProgress, 'scanned'> & { scanned?: number }): boolean => m.update({ repo: 'gentoo', phase: 'fetch', scanned: p.changed, ...p });
+    expect(fetch({ changed: 0 })).toBe(true);
+    expect(m.line()).toBe('gentoo: filling');
+    now = 2000;
+    // rsync applying its plan: entries and bytes against the plan's, the rate in bytes.
+    expect(fetch({ changed: 812, folders: 12, total: 1209, bytes: 4 * MiB, totalBytes: 6 * MiB })).toBe(false);
+    expect(m.line()).toBe('gentoo: filling 812 of 1,209 (67%): 800 files, 12 folders; 4.0 MiB of 6.0 MiB, 2.0 MiB/s');
+    // A plan of deletions alone writes nothing: the rate in entries.
+    expect(fetch({ changed: 40, folders: 0, total: 50, bytes: 0, totalBytes: 0 })).toBe(false);
+    expect(m.line()).toBe('gentoo: filling 40 of 50 (80%): 40 files, 20/s');
+    // rsync's one plain run: bytes without a total.
+    expect(fetch({ scanned: 3000, changed: 2000, folders: 100, bytes: 3 * MiB })).toBe(false);
+    expect(m.line()).toBe('gentoo: filling: 1,900 files, 100 folders changed, 3,000 checked; 3.0 MiB, 1.5 MiB/s');
+
+    // On the board as the meter says it.
+    let screen = '';
+    const tty = { columns: 200, write: (s: string) => ((screen += s), true) } as unknown as NodeJS.WriteStream;
+    const board = new ProgressBoard(tty);
+    board.set('gentoo', m.line(), true);
+    board.close();
+    expect(drawn(screen)).toEqual(['gentoo: filling: 1,900 files, 100 folders changed, 3,000 checked; 3.0 MiB, 1.5 MiB/s']);
   });
 
   it('draws nothing when stderr is not a terminal', async () => {
