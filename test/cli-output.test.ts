@@ -229,6 +229,72 @@ describe('logging', () => {
   });
 });
 
+describe('the output of hooks and sync-verify-command', () => {
+  /** A repo whose verify command and hook write to both their streams. */
+  async function talkingRepo(): Promise<{ dir: string; conf: string }> {
+    const dir = tmpdir();
+    await writeTree(path.join(dir, 'upstream'), { 'metadata/timestamp.chk': 'T1\n' });
+    await writeTree(path.join(dir, 'postsync.d'), {
+      '10-talk': {
+        content: [
+          '#!/bin/sh',
+          'echo "hook says"',
+          'echo "hook complains" >&2',
+          // A line that gives its own priority keeps it.
+          'echo "<3>hook\'s own error" >&2',
+          "printf 'two\\nlines\\n'",
+          "printf 'caf\\351\\n'",
+          "printf 'no newline at the end'",
+          '',
+        ].join('\n'),
+        mode: 0o755,
+      },
+    });
+    const conf = await writeConf(dir, rcuConf(dir, `sync-verify-command = echo verified; echo verify warns >&2\nsync-hooks-dir = ${dir}/postsync.d`));
+    return { dir, conf };
+  }
+
+  /** The CLI's stderr, when it is a file JOURNAL_STREAM names (`journal`) or not. */
+  function stderrOf(dir: string, conf: string, journal: boolean, args = ['sync']): Buffer {
+    const err = path.join(dir, `stderr-${journal}`);
+    execFileSync('sh', ['-c', `: > "$ERR"; exec 2>"$ERR"; ${journal ? 'JOURNAL_STREAM=$(stat -L -c %d:%i "$ERR")' : 'JOURNAL_STREAM=1:1'} "$NODE" "$CLI" -c "$CONF" "$@"`, 'sh', ...args], {
+      env: { ...process.env, ERR: err, NODE: process.execPath, CLI, CONF: conf, REPOSNAP_CONFIG: '' },
+      stdio: 'ignore',
+    });
+    return execFileSync('cat', [err]);
+  }
+
+  it('in the journal: a priority on every line, information for stdout, a warning for stderr', async () => {
+    const { dir, conf } = await talkingRepo();
+    const said = stderrOf(dir, conf, true).toString('utf8');
+    // The last line, which had no newline, ends with one: the journal's lines are whole.
+    expect(said.endsWith('\n')).toBe(true);
+    const lines = said.slice(0, -1).split('\n');
+    expect(lines).toHaveLength(9);
+    for (const l of lines) expect(l).toMatch(/^<[0-7]>/);
+    // Each stream in its order (the two streams come through two pipes: between them, as they arrive).
+    expect(lines.filter((l) => l.startsWith('<6>'))).toEqual(['<6>verified', '<6>hook says', '<6>two', '<6>lines', '<6>caf\ufffd', '<6>no newline at the end']);
+    expect(lines.filter((l) => l.startsWith('<4>'))).toEqual(['<4>verify warns', '<4>hook complains']);
+    expect(lines).toContain("<3>hook's own error");
+    // The verify command's output before the hook's.
+    expect(lines.indexOf('<6>verified')).toBeLessThan(lines.indexOf('<6>hook says'));
+  });
+
+  it('elsewhere: passed through as it is, byte for byte', async () => {
+    const { dir, conf } = await talkingRepo();
+    const said = stderrOf(dir, conf, false);
+    expect(said.toString('latin1')).toBe("verified\nverify warns\nhook says\nhook complains\n<3>hook's own error\ntwo\nlines\ncaf\xe9\nno newline at the end");
+  });
+
+  it('on a terminal: written above the progress line, not across it', async () => {
+    const { conf } = await talkingRepo();
+    const lines = drawn(onTerminal(`"${process.execPath}" "${CLI}" -c "${conf}" sync`));
+    for (const l of ['verified', 'verify warns', 'hook says', 'hook complains', 'two', 'lines', 'no newline at the end']) expect(lines).toContain(l);
+    expect(lines).toContainEqual(expect.stringMatching(/^test: updated to snapshot 1 /));
+    expect(lines.filter((l) => /^test: (verifying|running post-sync hooks)./.test(l))).toEqual([]);
+  });
+});
+
 describe('progress on a terminal', () => {
   it('names each phase, counts against the plan, and prints the result line; never with --json, --quiet, or in the journal', async () => {
     const { dir, conf, upstream } = await rsyncRepo(600);

@@ -1,6 +1,6 @@
 /** `reposnap sync [REPO...]`: bring repositories up to date. */
 import { ReposnapError, type LockHolder } from '../errors.js';
-import type { Repository, SyncPreview, SyncProgress, SyncReport, ToolOutput } from '../repository.js';
+import type { CommandOutput, Repository, SyncPreview, SyncProgress, SyncReport, ToolOutput } from '../repository.js';
 import type { SourceProgress } from '../sources/source.js';
 import { changeJson, changeLine } from './snapshots.js';
 import { combinedExit, type CommandContext } from './context.js';
@@ -47,6 +47,9 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
     show(repo, (m) => m.waiting(holder));
   };
   const onToolOutput = ctx.out.opts.verbose ? (o: ToolOutput): void => ctx.out.tool(o.repo, o.tool, o.line) : undefined;
+  // Hooks' and sync-verify-command's output: straight to stderr, unless it needs priorities (the journal) or a board is drawn there.
+  const commandLine = ctx.out.commandOutput;
+  const onCommandOutput = commandLine ? (o: CommandOutput): void => commandLine(o.stream, o.line) : undefined;
   // SIGINT, SIGTERM, SIGHUP: every sync stops, keeping what it fetched (signals.ts).
   const signal = stopSignal();
 
@@ -59,7 +62,15 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
       show(r.name, () => true);
       let report: SyncReport;
       try {
-        report = await r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name), signal, ...(onToolOutput ? { onToolOutput } : {}) });
+        report = await r.sync({
+          wait: opts.wait,
+          allowOlder: opts.allowOlder === true,
+          onProgress,
+          onWait: onWait(r.name),
+          signal,
+          ...(onToolOutput ? { onToolOutput } : {}),
+          ...(onCommandOutput ? { onCommandOutput } : {}),
+        });
       } catch (err) {
         ctx.out.progressDone(r.name);
         errors.push(err);
