@@ -149,8 +149,8 @@ describe('logging', () => {
     const v = await runCli(['-c', conf, 'sync', '-v']);
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(/^test: updated to snapshot 2 /);
-    expect(v.stderr).toMatch(/^reposnap: test: rsync --dry-run: >f\+{9} 4 0 cat-0\/new$/m);
-    expect(v.stderr).toMatch(/^reposnap: test: rsync: >f\.s.{7} 3 \d+ cat-0\/pkg-3$/m);
+    expect(v.stderr).toMatch(/^reposnap: test: rsync --dry-run: >f\+{9} 4 cat-0\/new$/m);
+    expect(v.stderr).toMatch(/^reposnap: test: rsync: >f\.s.{7} 3 cat-0\/pkg-3$/m);
     expect(v.stderr).toMatch(/^reposnap: test: rsync: Number of files: /m);
 
     await fs.writeFile(path.join(upstream, 'cat-0', 'pkg-4'), 'v2\n');
@@ -194,7 +194,7 @@ describe('logging', () => {
     lines = (await fs.readFile(log, 'utf8')).trimEnd().split('\n');
     for (const l of lines) expect(l).toMatch(line);
     expect(lines.filter((l) => / info: test: updated to snapshot 2 /.test(l))).toHaveLength(1);
-    expect(lines.some((l) => / debug: test: rsync: >f\..{8} 3 \d+ cat-0\/pkg-1$/.test(l))).toBe(true);
+    expect(lines.some((l) => / debug: test: rsync: >f\..{8} 3 cat-0\/pkg-1$/.test(l))).toBe(true);
     expect(lines.at(-1)).toMatch(/ error: repo test: source .*gone does not exist$/);
   });
 
@@ -217,7 +217,7 @@ describe('logging', () => {
     const said = run(`${journal.dev}:${journal.ino}`);
     const lines = said.trimEnd().split('\n');
     for (const l of lines) expect(l).toMatch(/^<[3467]>reposnap: /);
-    expect(lines).toContainEqual(expect.stringMatching(/^<7>reposnap: test: rsync: >f\..{8} 3 \d+ cat-0\/pkg-1$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^<7>reposnap: test: rsync: >f\..{8} 3 cat-0\/pkg-1$/));
     expect(lines).toContainEqual(expect.stringMatching(/^<3>reposnap: no repository named "nope"/));
     expect(lines).toContainEqual(expect.stringMatching(/^<3>reposnap: unknown command 'bogus'/));
 

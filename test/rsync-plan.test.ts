@@ -16,31 +16,32 @@ const item = (kind: Item['kind'], type: string, p: string): Item => ({ kind, typ
 
 describe('parseLine', () => {
   it('tells every kind of item apart', () => {
-    expect(parseLine('>f+++++++++ 1234 1280 cat/pkg/new.ebuild')).toEqual({ ...item('added', 'f', 'cat/pkg/new.ebuild'), size: 1234 });
-    expect(parseLine('cd+++++++++ 4096 0 cat/new/')).toEqual(item('added', 'd', 'cat/new'));
-    expect(parseLine('cL+++++++++ 7 0 link')).toEqual(item('added', 'L', 'link'));
-    expect(parseLine('>f.st...... 99 12 cat/pkg/Manifest')).toEqual({ ...item('updated', 'f', 'cat/pkg/Manifest'), size: 99 });
-    expect(parseLine('>f..t...... 0 0 same-size')).toEqual({ ...item('updated', 'f', 'same-size'), size: 0 });
-    expect(parseLine('cLc.t...... 3 0 link')).toEqual(item('updated', 'L', 'link'));
-    expect(parseLine('.f...p..... 10 0 mode-only')).toEqual({ ...item('attributes', 'f', 'mode-only'), size: 10 });
-    expect(parseLine('.f....o.... 10 0 owner-only')).toEqual({ ...item('attributes', 'f', 'owner-only'), size: 10 });
-    expect(parseLine('.L..t...... 3 0 link')).toEqual(item('attributes', 'L', 'link'));
-    expect(parseLine('.d...p..... 4096 0 dir/')).toEqual(item('attributes', 'd', 'dir'));
-    expect(parseLine('.d..t...... 4096 0 dir/')).toEqual(item('dir-time', 'd', 'dir'));
-    expect(parseLine('.d..t...... 4096 0 ./')).toEqual(item('dir-time', 'd', '.'));
-    expect(parseLine('*deleting   0 0 cat/old/')).toEqual(item('deleted', 'd', 'cat/old'));
-    expect(parseLine('*deleting   0 0 cat/pkg/old.ebuild')).toEqual(item('deleted', '', 'cat/pkg/old.ebuild'));
+    expect(parseLine('>f+++++++++ 1234 cat/pkg/new.ebuild')).toEqual({ ...item('added', 'f', 'cat/pkg/new.ebuild'), size: 1234 });
+    expect(parseLine('cd+++++++++ 4096 cat/new/')).toEqual(item('added', 'd', 'cat/new'));
+    expect(parseLine('cL+++++++++ 7 link')).toEqual(item('added', 'L', 'link'));
+    expect(parseLine('>f.st...... 99 cat/pkg/Manifest')).toEqual({ ...item('updated', 'f', 'cat/pkg/Manifest'), size: 99 });
+    expect(parseLine('>f..t...... 0 same-size')).toEqual({ ...item('updated', 'f', 'same-size'), size: 0 });
+    expect(parseLine('cLc.t...... 3 link')).toEqual(item('updated', 'L', 'link'));
+    expect(parseLine('.f...p..... 10 mode-only')).toEqual({ ...item('attributes', 'f', 'mode-only'), size: 10 });
+    expect(parseLine('.f....o.... 10 owner-only')).toEqual({ ...item('attributes', 'f', 'owner-only'), size: 10 });
+    expect(parseLine('.L..t...... 3 link')).toEqual(item('attributes', 'L', 'link'));
+    expect(parseLine('.d...p..... 4096 dir/')).toEqual(item('attributes', 'd', 'dir'));
+    expect(parseLine('.d..t...... 4096 dir/')).toEqual(item('dir-time', 'd', 'dir'));
+    expect(parseLine('.d..t...... 4096 ./')).toEqual(item('dir-time', 'd', '.'));
+    expect(parseLine('*deleting   0 cat/old/')).toEqual(item('deleted', 'd', 'cat/old'));
+    expect(parseLine('*deleting   0 cat/pkg/old.ebuild')).toEqual(item('deleted', '', 'cat/pkg/old.ebuild'));
     expect(parseLine('skipping non-regular file "fifo"')).toEqual({ kind: 'special', path: 'fifo' });
   });
 
-  it('takes the name as everything after the numbers, whatever it holds', () => {
+  it('takes the name as everything after the length, whatever it holds', () => {
     // Names that start with digits, hold spaces, or look like an item themselves.
-    expect(parseLine('>f+++++++++ 5 40 12 34 name')).toEqual({ ...item('added', 'f', '12 34 name'), size: 5 });
-    expect(parseLine('>f+++++++++ 5 40  leading space')).toEqual({ ...item('added', 'f', ' leading space'), size: 5 });
-    expect(parseLine('>f+++++++++ 5 40 trailing space ')).toEqual({ ...item('added', 'f', 'trailing space '), size: 5 });
-    expect(parseLine('*deleting   0 0 *deleting   0 0 x')).toEqual(item('deleted', '', '*deleting   0 0 x'));
-    expect(parseLine('*deleting   0 0 9 9')).toEqual(item('deleted', '', '9 9'));
-    // A line of the old format (no numbers) with a one-word name is no item.
+    expect(parseLine('>f+++++++++ 5 12 34 name')).toEqual({ ...item('added', 'f', '12 34 name'), size: 5 });
+    expect(parseLine('>f+++++++++ 5  leading space')).toEqual({ ...item('added', 'f', ' leading space'), size: 5 });
+    expect(parseLine('>f+++++++++ 5 trailing space ')).toEqual({ ...item('added', 'f', 'trailing space '), size: 5 });
+    expect(parseLine('>f+++++++++ 5 >f+++++++++ 5 x')).toEqual({ ...item('added', 'f', '>f+++++++++ 5 x'), size: 5 });
+    expect(parseLine('*deleting   0 *deleting   0 x')).toEqual(item('deleted', '', '*deleting   0 x'));
+    expect(parseLine('*deleting   0 9 9')).toEqual(item('deleted', '', '9 9'));
+    // A line of the old format (no length) with a one-word name is no item.
     expect(parseLine('>f+++++++++ cat/pkg/new.ebuild')).toBeUndefined();
   });
 

@@ -134,8 +134,9 @@ describe('rsync source: progress', () => {
       'link': { symlink: 'keep' },
       ...Object.fromEntries([1, 2, 3, 4, 5].map((i) => [`big/f${i}`, big(100_000 + i, 'a')])),
     });
-    // Slow enough that the files come one by one, a tenth of a second or more apart.
-    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink\nsync-rsync-extra-opts = --bwlimit=1000', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+    // Slow enough that the files come one by one, a tenth of a second or more apart. With
+    // --progress, which would have rsync print bare names if it printed items after their transfer.
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink\nsync-rsync-extra-opts = --bwlimit=1000 --progress', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
 
     // The first sync is one plain rsync (no plan): bytes, and no total.
     const first = await fetchEvents(repo);
@@ -144,8 +145,9 @@ describe('rsync source: progress', () => {
     expect(first.events.every((e) => e.totalBytes === undefined)).toBe(true);
     expect(first.report.changes.bytesTransferred).toBe(all);
 
-    // Changes of content and of length, a new file, a mode alone, a deletion, a new symlink.
-    const sizes = { 'metadata/timestamp.chk': 7, 'big/f1': 150_000, 'big/f2': 90_000, 'big/f3': 120_000, 'big/new': 110_000 };
+    // Changes of content and of length, a new file, a mode alone, a deletion, a new symlink;
+    // a new file named as an item line would read (with or without the bytes sent).
+    const sizes = { 'metadata/timestamp.chk': 7, 'big/f1': 150_000, 'big/f2': 90_000, 'big/f3': 120_000, 'big/new': 110_000, '>f+++++++++ 9 0 spoof': 11 };
     for (const [p, n] of Object.entries(sizes)) await fs.writeFile(path.join(up, p), big(n, 'b'));
     await fs.chmod(path.join(up, 'mode-only'), 0o600);
     await fs.rm(path.join(up, 'gone'));

@@ -2,14 +2,13 @@
  * What rsync says it would change, read from `--itemize-changes` output, and
  * the list of paths that makes a second rsync apply just that.
  *
- * Every rsync reposnap runs prints `%i %l %b %n` per item (ITEM_FORMAT):
- * an 11-character code (YXcstpoguax: Y the update type, X the file type,
- * then one letter per attribute that differs), the entry's length in bytes,
- * the bytes that went over the wire for it, and the name, relative to the
- * transfer's top, a directory's with a trailing slash. The numbers come
- * before the name, which may hold anything, and are single words (plain
- * digits under --no-human-readable), so the name is still all that follows
- * the third space. rsync run with
+ * Every rsync reposnap runs prints `%i %l %n` per item (ITEM_FORMAT): an
+ * 11-character code (YXcstpoguax: Y the update type, X the file type, then
+ * one letter per attribute that differs), the entry's length in bytes, and
+ * the name, relative to the transfer's top, a directory's with a trailing
+ * slash. The length comes before the name, which may hold anything, and is
+ * one word (plain digits under --no-human-readable), so the name is still
+ * all that follows the second space. rsync run with
  * LC_ALL=C escapes every byte that is not printable ASCII as `\#ooo`
  * (octal), and a backslash that would read as such an escape as `\#134`,
  * so a name always decodes back to its exact bytes, whatever it holds
@@ -19,15 +18,18 @@ import type { TreeChange } from '../tree/diff.js';
 import type { ChangeStats, SourcePlan, TreeStats } from './source.js';
 
 /**
- * rsync's out-format for every run: the item code, the length, the bytes
- * sent, the name (no " -> target"). The length gives the bytes a fill
- * writes (and a plan's total of them). %b is there for when rsync prints
- * the line: without %b (or %c) in the format, rsync prints a transferred
- * file's line as it begins receiving it; with it, once the file is written.
- * So the bytes a fill counts are bytes written, and a single large file
- * shows no movement until it is done.
+ * rsync's out-format for every run: the item code, the length, the name
+ * (no " -> target"). The length gives the bytes a fill writes, and a plan's
+ * total of them.
+ *
+ * rsync prints a transferred file's line as it begins receiving the file
+ * (a fill counts its bytes once the next one begins, or rsync ends). Not
+ * %b nor %c, which would have the line printed once the file is written:
+ * with them, rsync's --progress (which sync-rsync-extra-opts may add) also
+ * prints each file's bare name before its transfer, a line an upstream
+ * name could make look like an item.
  */
-export const ITEM_FORMAT = '--out-format=%i %l %b %n';
+export const ITEM_FORMAT = '--out-format=%i %l %n';
 
 export type ItemKind =
   /** Created: a new file, link or directory. */
@@ -54,9 +56,9 @@ export interface Item {
 /** What one output line says: an item, a special file rsync skipped (--no-D), or nothing. */
 export function parseLine(line: string): Item | { kind: 'special'; path: string } | undefined {
   // A deleted folder's name ends with a slash; rsync says no more of its type.
-  const gone = /^\*deleting {3}\S+ \S+ (.*)$/s.exec(line);
+  const gone = /^\*deleting {3}\S+ (.*)$/s.exec(line);
   if (gone) return { kind: 'deleted', type: line.endsWith('/') ? 'd' : '', path: decodeName(gone[1] as string) };
-  const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (\S+) \S+ (.*)$/s.exec(line);
+  const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (\S+) (.*)$/s.exec(line);
   if (m) {
     const yx = m[1] as string;
     const attrs = m[2] as string;

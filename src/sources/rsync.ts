@@ -213,7 +213,7 @@ export class RsyncSource implements SyncSource {
       }
       found.change(item);
     });
-    found.flush();
+    found.finish();
     const { status, stderr } = run;
     return { ...(status.code === 0 ? { plan: new RsyncPlan(base, excludeTop, run) } : {}), status, stderr };
   }
@@ -246,7 +246,7 @@ export class RsyncSource implements SyncSource {
       if (item.kind === 'dir-time') done.scan();
       else done.change(item);
     });
-    done.flush();
+    done.finish();
     const changed = done.changed > 0;
     if (changed) await failpoint('fill-midway');
     if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
@@ -267,7 +267,7 @@ export class RsyncSource implements SyncSource {
     // The paths listed: what rsync is about to go through, each once; and the bytes it is to write.
     const done = new Counter(ctx.onProgress, { writes: true, total: list.reduce((n, b) => (b === 0 ? n + 1 : n), 0), totalBytes: plan.bytesToWrite() });
     const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: list, ...toolOutput(ctx) }, (item) => done.change(item));
-    done.flush();
+    done.finish();
     if (run.items.length > 0) await failpoint('fill-midway');
     if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
     if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
@@ -312,14 +312,18 @@ function toolOutput(ctx: Listeners): { onToolOutput?: (line: string) => void } {
  * (not a plan) the bytes of the files written so far: every 200 items, at
  * least every tenth of a second while items come, and at the end.
  *
- * A file's line comes once it is written (see ITEM_FORMAT): the bytes move
- * file by file, and a single large file adds its length only when done.
+ * rsync prints a file's line as it begins writing it (see ITEM_FORMAT), and
+ * writes one file at a time: a file's bytes count once the next file's
+ * line comes, or at the end. So the bytes move file by file, and a single
+ * large file adds its length only when done.
  */
 class Counter {
   scanned = 0;
   changed = 0;
   private folders = 0;
   private bytes: number | undefined;
+  /** The length of the file rsync is writing now. */
+  private writing = 0;
   private lastFlush = Date.now();
   private readonly extra: Pick<SourceProgress, 'total' | 'totalBytes'>;
   constructor(
@@ -339,8 +343,18 @@ class Counter {
     this.changed++;
     if (item.type === 'd') this.folders++;
     // Content written: a new file, or one received anew (never a file whose attributes alone were set).
-    if (this.bytes !== undefined && (item.kind === 'added' || item.kind === 'updated')) this.bytes += item.size ?? 0;
+    if (this.bytes !== undefined && item.type === 'f' && (item.kind === 'added' || item.kind === 'updated')) {
+      this.bytes += this.writing;
+      this.writing = item.size ?? 0;
+    }
     this.scan();
+  }
+
+  /** rsync ended: the file it wrote last is written, and everything is said. */
+  finish(): void {
+    if (this.bytes !== undefined) this.bytes += this.writing;
+    this.writing = 0;
+    this.flush();
   }
 
   flush(): void {
