@@ -53,12 +53,13 @@ export interface SyncOptions {
    */
   onToolOutput?: (output: ToolOutput) => void;
   /**
-   * Called with each line the commands the configuration names print (post-sync
-   * hooks, sync-verify-command), instead of their output going to our
-   * stderr. Without it, both their streams go to our stderr as they come,
-   * untouched (stdout too, so that a caller's own stdout stays clean). With
-   * it, nothing of theirs is written by reposnap: the listener decides (the
-   * CLI gives each line a syslog priority when stderr is the journal).
+   * Called with each line the commands the configuration names print
+   * (post-sync hooks, sync-verify-command), as it comes, instead of their
+   * output going to our stderr. Without it, both their streams go to our
+   * stderr as they come, untouched (stdout too, so that a caller's own
+   * stdout stays clean). With it, reposnap writes nothing of theirs: the
+   * listener decides (the CLI gives each line a syslog priority when stderr
+   * is the journal).
    */
   onCommandOutput?: (output: CommandOutput) => void;
   /**
