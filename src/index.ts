@@ -14,7 +14,7 @@
 export { Repos } from './repos.js';
 export type { RepoOptions } from './repos.js';
 export { Repository } from './repository.js';
-export type { RepoStatus, SnapshotStatus, StagingStatus, StorageStatus, SyncOptions, SyncProgress, SyncReport, ToolOutput, SyncTimings, VerifiedSummary, SnapshotVerification, SnapshotDiff, TreeChange, RollbackRecord, RestoreResult, RepoCheck, SyncPreview } from './repository.js';
+export type { RepoStatus, SnapshotStatus, StagingStatus, StorageStatus, SyncOptions, SyncProgress, SyncReport, ToolOutput, CommandOutput, SyncTimings, VerifiedSummary, SnapshotVerification, SnapshotDiff, TreeChange, RollbackRecord, RestoreResult, RepoCheck, SyncPreview } from './repository.js';
 export type { ChangeStats, TreeStats, MirrorProgress } from './tree/mirror.js';
 export type { SourceProgress } from './sources/source.js';
 export type { HookResult } from './sync/hooks.js';

@@ -22,7 +22,7 @@ import { runSync, type SyncOptions, type SyncReport } from './sync/pipeline.js';
 import { diffTrees, type TreeChange } from './tree/diff.js';
 import { verifySnapshot, type SnapshotVerification } from './sync/verify-snapshot.js';
 
-export type { SyncOptions, SyncProgress, SyncReport, SyncTimings, ToolOutput, VerifiedSummary } from './sync/pipeline.js';
+export type { CommandOutput, SyncOptions, SyncProgress, SyncReport, SyncTimings, ToolOutput, VerifiedSummary } from './sync/pipeline.js';
 export type { SnapshotVerification } from './sync/verify-snapshot.js';
 export type { TreeChange } from './tree/diff.js';
 export type { RollbackRecord } from './store/rollback.js';

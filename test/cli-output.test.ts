@@ -9,6 +9,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { formatBytes } from '../src/cli/output.js';
+import { ProgressBoard } from '../src/cli/progress.js';
+import { SyncMeter } from '../src/cli/sync.js';
+import type { SourceProgress } from '../src/sources/source.js';
 import { CLI, rcuConf, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 interface Envelope {
@@ -145,8 +149,8 @@ describe('logging', () => {
     const v = await runCli(['-c', conf, 'sync', '-v']);
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(/^test: updated to snapshot 2 /);
-    expect(v.stderr).toMatch(/^reposnap: test: rsync --dry-run: >f\+{9} cat-0\/new$/m);
-    expect(v.stderr).toMatch(/^reposnap: test: rsync: >f\.s.{7} cat-0\/pkg-3$/m);
+    expect(v.stderr).toMatch(/^reposnap: test: rsync --dry-run: >f\+{9} 4 cat-0\/new$/m);
+    expect(v.stderr).toMatch(/^reposnap: test: rsync: >f\.s.{7} 3 cat-0\/pkg-3$/m);
     expect(v.stderr).toMatch(/^reposnap: test: rsync: Number of files: /m);
 
     await fs.writeFile(path.join(upstream, 'cat-0', 'pkg-4'), 'v2\n');
@@ -190,7 +194,7 @@ describe('logging', () => {
     lines = (await fs.readFile(log, 'utf8')).trimEnd().split('\n');
     for (const l of lines) expect(l).toMatch(line);
     expect(lines.filter((l) => / info: test: updated to snapshot 2 /.test(l))).toHaveLength(1);
-    expect(lines.some((l) => / debug: test: rsync: >f\..{8} cat-0\/pkg-1$/.test(l))).toBe(true);
+    expect(lines.some((l) => / debug: test: rsync: >f\..{8} 3 cat-0\/pkg-1$/.test(l))).toBe(true);
     expect(lines.at(-1)).toMatch(/ error: repo test: source .*gone does not exist$/);
   });
 
@@ -213,7 +217,7 @@ describe('logging', () => {
     const said = run(`${journal.dev}:${journal.ino}`);
     const lines = said.trimEnd().split('\n');
     for (const l of lines) expect(l).toMatch(/^<[3467]>reposnap: /);
-    expect(lines).toContainEqual(expect.stringMatching(/^<7>reposnap: test: rsync: >f\..{8} cat-0\/pkg-1$/));
+    expect(lines).toContainEqual(expect.stringMatching(/^<7>reposnap: test: rsync: >f\..{8} 3 cat-0\/pkg-1$/));
     expect(lines).toContainEqual(expect.stringMatching(/^<3>reposnap: no repository named "nope"/));
     expect(lines).toContainEqual(expect.stringMatching(/^<3>reposnap: unknown command 'bogus'/));
 
@@ -222,6 +226,72 @@ describe('logging', () => {
     const other = run(`${journal.dev}:${journal.ino + 1}`);
     expect(other).toMatch(/^reposnap: test: rsync/m);
     expect(other).not.toMatch(/^<\d>/m);
+  });
+});
+
+describe('the output of hooks and sync-verify-command', () => {
+  /** A repo whose verify command and hook write to both their streams. */
+  async function talkingRepo(): Promise<{ dir: string; conf: string }> {
+    const dir = tmpdir();
+    await writeTree(path.join(dir, 'upstream'), { 'metadata/timestamp.chk': 'T1\n' });
+    await writeTree(path.join(dir, 'postsync.d'), {
+      '10-talk': {
+        content: [
+          '#!/bin/sh',
+          'echo "hook says"',
+          'echo "hook complains" >&2',
+          // A line that gives its own priority keeps it.
+          'echo "<3>hook\'s own error" >&2',
+          "printf 'two\\nlines\\n'",
+          "printf 'caf\\351\\n'",
+          "printf 'no newline at the end'",
+          '',
+        ].join('\n'),
+        mode: 0o755,
+      },
+    });
+    const conf = await writeConf(dir, rcuConf(dir, `sync-verify-command = echo verified; echo verify warns >&2\nsync-hooks-dir = ${dir}/postsync.d`));
+    return { dir, conf };
+  }
+
+  /** The CLI's stderr, when it is a file JOURNAL_STREAM names (`journal`) or not. */
+  function stderrOf(dir: string, conf: string, journal: boolean, args = ['sync']): Buffer {
+    const err = path.join(dir, `stderr-${journal}`);
+    execFileSync('sh', ['-c', `: > "$ERR"; exec 2>"$ERR"; ${journal ? 'JOURNAL_STREAM=$(stat -L -c %d:%i "$ERR")' : 'JOURNAL_STREAM=1:1'} "$NODE" "$CLI" -c "$CONF" "$@"`, 'sh', ...args], {
+      env: { ...process.env, ERR: err, NODE: process.execPath, CLI, CONF: conf, REPOSNAP_CONFIG: '' },
+      stdio: 'ignore',
+    });
+    return execFileSync('cat', [err]);
+  }
+
+  it('in the journal: a priority on every line, information for stdout, a warning for stderr', async () => {
+    const { dir, conf } = await talkingRepo();
+    const said = stderrOf(dir, conf, true).toString('utf8');
+    // The last line, which had no newline, ends with one: the journal's lines are whole.
+    expect(said.endsWith('\n')).toBe(true);
+    const lines = said.slice(0, -1).split('\n');
+    expect(lines).toHaveLength(9);
+    for (const l of lines) expect(l).toMatch(/^<[0-7]>/);
+    // Each stream in its order (the two streams come through two pipes: between them, as they arrive).
+    expect(lines.filter((l) => l.startsWith('<6>'))).toEqual(['<6>verified', '<6>hook says', '<6>two', '<6>lines', '<6>caf\ufffd', '<6>no newline at the end']);
+    expect(lines.filter((l) => l.startsWith('<4>'))).toEqual(['<4>verify warns', '<4>hook complains']);
+    expect(lines).toContain("<3>hook's own error");
+    // The verify command's output before the hook's.
+    expect(lines.indexOf('<6>verified')).toBeLessThan(lines.indexOf('<6>hook says'));
+  });
+
+  it('elsewhere: passed through as it is, byte for byte', async () => {
+    const { dir, conf } = await talkingRepo();
+    const said = stderrOf(dir, conf, false);
+    expect(said.toString('latin1')).toBe("verified\nverify warns\nhook says\nhook complains\n<3>hook's own error\ntwo\nlines\ncaf\xe9\nno newline at the end");
+  });
+
+  it('on a terminal: written above the progress line, not across it', async () => {
+    const { conf } = await talkingRepo();
+    const lines = drawn(onTerminal(`"${process.execPath}" "${CLI}" -c "${conf}" sync`));
+    for (const l of ['verified', 'verify warns', 'hook says', 'hook complains', 'two', 'lines', 'no newline at the end']) expect(lines).toContain(l);
+    expect(lines).toContainEqual(expect.stringMatching(/^test: updated to snapshot 1 /));
+    expect(lines.filter((l) => /^test: (verifying|running post-sync hooks)./.test(l))).toEqual([]);
   });
 });
 
@@ -236,18 +306,26 @@ describe('progress on a terminal', () => {
     const lines = drawn(first);
     expect(lines).toContain('test: starting');
     expect(lines).toContainEqual(expect.stringMatching(/^other: filling: [\d,]+ changed, [\d,]+ files and folders checked$/));
-    expect(lines).toContainEqual(expect.stringMatching(/^test: filling: [\d,]+ files, \d+ folders changed, [\d,]+ checked$/));
+    // rsync's one plain run: what it wrote so far, in bytes.
+    expect(lines).toContainEqual(expect.stringMatching(/^test: filling: [\d,]+ files, \d+ folders changed, [\d,]+ checked; [\d.]+ (B|KiB)(, .*\/s)?$/));
     expect(lines).toContainEqual(expect.stringMatching(/^test: updated to snapshot 1 /));
     expect(lines).toContainEqual(expect.stringMatching(/^other: updated to snapshot 1 /));
 
     // A second sync with changes: the plan, the clone beside it, filling against the plan's total.
-    for (let i = 0; i < 600; i += 2) await fs.writeFile(path.join(upstream, `cat-${Math.floor(i / 100)}`, `pkg-${i}`), `v2 ${i} changed\n`);
+    let bytes = 0;
+    for (let i = 0; i < 600; i += 2) {
+      const content = `v2 ${i} changed\n`;
+      bytes += content.length;
+      await fs.writeFile(path.join(upstream, `cat-${Math.floor(i / 100)}`, `pkg-${i}`), content);
+    }
     const second = onTerminal(`${cli} sync test`);
     const phases = drawn(second);
     expect(phases).toContain('test: planning');
     expect(phases).toContain('test: planning; cloning beside it');
     expect(phases).toContain('test: planning: 300 files to change; cloning beside it');
-    expect(phases).toContain('test: filling 300 of 300 (100%): 300 files');
+    // The plan's total of entries and of bytes, all written (the rate only after a second of it).
+    const written = `${formatBytes(bytes)} of ${formatBytes(bytes)}`;
+    expect(phases).toContainEqual(expect.stringMatching(new RegExp(`^test: filling 300 of 300 \\(100%\\): 300 files; ${written}(, .*/s)?$`)));
     expect(phases).toContain('test: committing');
     // Drawn in place: the line is erased, never scrolled.
     expect(second).toContain('\r\x1b[K');
@@ -264,6 +342,33 @@ describe('progress on a terminal', () => {
     const journal = onTerminal(`JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) ${cli} sync test`);
     expect(journal).not.toContain('\x1b[K');
     expect(journal).toMatch(/^test: updated to snapshot 5 /);
+  });
+
+  it('draws the bytes written against their total and their rate', () => {
+    const MiB = 1024 * 1024;
+    let now = 0;
+    const m = new SyncMeter('gentoo', () => now);
+    const fetch = (p: Omit<SourceProgress, 'scanned'> & { scanned?: number }): boolean => m.update({ repo: 'gentoo', phase: 'fetch', scanned: p.changed, ...p });
+    expect(fetch({ changed: 0 })).toBe(true);
+    expect(m.line()).toBe('gentoo: filling');
+    now = 2000;
+    // rsync applying its plan: entries and bytes against the plan's, the rate in bytes.
+    expect(fetch({ changed: 812, folders: 12, total: 1209, bytes: 4 * MiB, totalBytes: 6 * MiB })).toBe(false);
+    expect(m.line()).toBe('gentoo: filling 812 of 1,209 (67%): 800 files, 12 folders; 4.0 MiB of 6.0 MiB, 2.0 MiB/s');
+    // A plan of deletions alone writes nothing: the rate in entries.
+    expect(fetch({ changed: 40, folders: 0, total: 50, bytes: 0, totalBytes: 0 })).toBe(false);
+    expect(m.line()).toBe('gentoo: filling 40 of 50 (80%): 40 files, 20/s');
+    // rsync's one plain run: bytes without a total.
+    expect(fetch({ scanned: 3000, changed: 2000, folders: 100, bytes: 3 * MiB })).toBe(false);
+    expect(m.line()).toBe('gentoo: filling: 1,900 files, 100 folders changed, 3,000 checked; 3.0 MiB, 1.5 MiB/s');
+
+    // On the board as the meter says it.
+    let screen = '';
+    const tty = { columns: 200, write: (s: string) => ((screen += s), true) } as unknown as NodeJS.WriteStream;
+    const board = new ProgressBoard(tty);
+    board.set('gentoo', m.line(), true);
+    board.close();
+    expect(drawn(screen)).toEqual(['gentoo: filling: 1,900 files, 100 folders changed, 3,000 checked; 3.0 MiB, 1.5 MiB/s']);
   });
 
   it('draws nothing when stderr is not a terminal', async () => {

@@ -6,6 +6,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { Repos } from '../src/repos.js';
+import type { CommandOutput } from '../src/repository.js';
 import { isRoot, rcuConf, readTree, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 async function setup(extra: string, type = 'local') {
@@ -83,6 +85,26 @@ describe('post-sync hooks', () => {
     expect(r.stdout).toMatch(/updated to snapshot 2/);
     expect(r.stderr).toMatch(/post-sync hook .*30-fails failed \(exit 3\)/);
     expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/2');
+  });
+});
+
+describe('the output of hooks and sync-verify-command, to a listener', () => {
+  it('goes to onCommandOutput a line at a time, named by command and stream', async () => {
+    const { dir, conf } = await setup('sync-verify-command = echo checked; echo odd >&2');
+    await writeTree(path.join(dir, 'postsync.d'), { '10-talk': { content: '#!/bin/sh\necho "one $1"\necho two >&2\nprintf three\n', mode: 0o755 } });
+    await fs.appendFile(conf, `sync-hooks-dir = ${dir}/postsync.d\n`);
+    const said: CommandOutput[] = [];
+    const report = await Repos.load({ path: conf }).get('test').sync({ onCommandOutput: (o) => said.push(o) });
+    expect(report.hooks).toMatchObject([{ status: 0 }]);
+    const hook = path.join(dir, 'postsync.d', '10-talk');
+    // Each stream's lines in their order (between the two streams, as they arrive).
+    const lines = (command: string, stream: string): string[] => said.filter((o) => o.command === command && o.stream === stream).map((o) => o.line);
+    for (const o of said) expect(o).toMatchObject({ repo: 'test', name: o.command === 'hook' ? hook : 'echo checked; echo odd >&2' });
+    expect(lines('verify', 'stdout')).toEqual(['checked']);
+    expect(lines('verify', 'stderr')).toEqual(['odd']);
+    expect(lines('hook', 'stdout')).toEqual(['one test', 'three']);
+    expect(lines('hook', 'stderr')).toEqual(['two']);
+    expect(said).toHaveLength(5);
   });
 });
 

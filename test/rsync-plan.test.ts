@@ -16,21 +16,33 @@ const item = (kind: Item['kind'], type: string, p: string): Item => ({ kind, typ
 
 describe('parseLine', () => {
   it('tells every kind of item apart', () => {
-    expect(parseLine('>f+++++++++ cat/pkg/new.ebuild')).toEqual(item('added', 'f', 'cat/pkg/new.ebuild'));
-    expect(parseLine('cd+++++++++ cat/new/')).toEqual(item('added', 'd', 'cat/new'));
-    expect(parseLine('cL+++++++++ link')).toEqual(item('added', 'L', 'link'));
-    expect(parseLine('>f.st...... cat/pkg/Manifest')).toEqual(item('updated', 'f', 'cat/pkg/Manifest'));
-    expect(parseLine('>f..t...... same-size')).toEqual(item('updated', 'f', 'same-size'));
-    expect(parseLine('cLc.t...... link')).toEqual(item('updated', 'L', 'link'));
-    expect(parseLine('.f...p..... mode-only')).toEqual(item('attributes', 'f', 'mode-only'));
-    expect(parseLine('.f....o.... owner-only')).toEqual(item('attributes', 'f', 'owner-only'));
-    expect(parseLine('.L..t...... link')).toEqual(item('attributes', 'L', 'link'));
-    expect(parseLine('.d...p..... dir/')).toEqual(item('attributes', 'd', 'dir'));
-    expect(parseLine('.d..t...... dir/')).toEqual(item('dir-time', 'd', 'dir'));
-    expect(parseLine('.d..t...... ./')).toEqual(item('dir-time', 'd', '.'));
-    expect(parseLine('*deleting   cat/old/')).toEqual(item('deleted', 'd', 'cat/old'));
-    expect(parseLine('*deleting   cat/pkg/old.ebuild')).toEqual(item('deleted', '', 'cat/pkg/old.ebuild'));
+    expect(parseLine('>f+++++++++ 1234 cat/pkg/new.ebuild')).toEqual({ ...item('added', 'f', 'cat/pkg/new.ebuild'), size: 1234 });
+    expect(parseLine('cd+++++++++ 4096 cat/new/')).toEqual(item('added', 'd', 'cat/new'));
+    expect(parseLine('cL+++++++++ 7 link')).toEqual(item('added', 'L', 'link'));
+    expect(parseLine('>f.st...... 99 cat/pkg/Manifest')).toEqual({ ...item('updated', 'f', 'cat/pkg/Manifest'), size: 99 });
+    expect(parseLine('>f..t...... 0 same-size')).toEqual({ ...item('updated', 'f', 'same-size'), size: 0 });
+    expect(parseLine('cLc.t...... 3 link')).toEqual(item('updated', 'L', 'link'));
+    expect(parseLine('.f...p..... 10 mode-only')).toEqual({ ...item('attributes', 'f', 'mode-only'), size: 10 });
+    expect(parseLine('.f....o.... 10 owner-only')).toEqual({ ...item('attributes', 'f', 'owner-only'), size: 10 });
+    expect(parseLine('.L..t...... 3 link')).toEqual(item('attributes', 'L', 'link'));
+    expect(parseLine('.d...p..... 4096 dir/')).toEqual(item('attributes', 'd', 'dir'));
+    expect(parseLine('.d..t...... 4096 dir/')).toEqual(item('dir-time', 'd', 'dir'));
+    expect(parseLine('.d..t...... 4096 ./')).toEqual(item('dir-time', 'd', '.'));
+    expect(parseLine('*deleting   0 cat/old/')).toEqual(item('deleted', 'd', 'cat/old'));
+    expect(parseLine('*deleting   0 cat/pkg/old.ebuild')).toEqual(item('deleted', '', 'cat/pkg/old.ebuild'));
     expect(parseLine('skipping non-regular file "fifo"')).toEqual({ kind: 'special', path: 'fifo' });
+  });
+
+  it('takes the name as everything after the length, whatever it holds', () => {
+    // Names that start with digits, hold spaces, or look like an item themselves.
+    expect(parseLine('>f+++++++++ 5 12 34 name')).toEqual({ ...item('added', 'f', '12 34 name'), size: 5 });
+    expect(parseLine('>f+++++++++ 5  leading space')).toEqual({ ...item('added', 'f', ' leading space'), size: 5 });
+    expect(parseLine('>f+++++++++ 5 trailing space ')).toEqual({ ...item('added', 'f', 'trailing space '), size: 5 });
+    expect(parseLine('>f+++++++++ 5 >f+++++++++ 5 x')).toEqual({ ...item('added', 'f', '>f+++++++++ 5 x'), size: 5 });
+    expect(parseLine('*deleting   0 *deleting   0 x')).toEqual(item('deleted', '', '*deleting   0 x'));
+    expect(parseLine('*deleting   0 9 9')).toEqual(item('deleted', '', '9 9'));
+    // A line of the old format (no length) with a one-word name is no item.
+    expect(parseLine('>f+++++++++ cat/pkg/new.ebuild')).toBeUndefined();
   });
 
   it('ignores what is not an item', () => {
@@ -52,15 +64,16 @@ describe('parseLine', () => {
     const src = path.join(dir, 'src');
     await fs.mkdir(src);
     const names = [Buffer.from('plain'), Buffer.from('new\nline'), Buffer.from('back\\#134slash'), Buffer.from([0x63, 0x61, 0x66, 0xe9]), Buffer.from('tab\there'), Buffer.from('ünïcode')];
-    for (const n of names) await fs.writeFile(Buffer.concat([Buffer.from(`${src}/`), n]), 'x');
-    const out = execFileSync('rsync', ['-a', '--no-8-bit-output', ITEM_FORMAT, '--dry-run', `${src}/`, path.join(dir, 'dst')], { env: { ...process.env, LC_ALL: 'C' }, encoding: 'utf8' });
+    // Each file holds its own name: its length is the name's.
+    for (const n of names) await fs.writeFile(Buffer.concat([Buffer.from(`${src}/`), n]), n);
+    const out = execFileSync('rsync', ['-a', '--no-8-bit-output', '--no-human-readable', ITEM_FORMAT, '--dry-run', `${src}/`, path.join(dir, 'dst')], { env: { ...process.env, LC_ALL: 'C' }, encoding: 'utf8' });
     const seen = out
       .split('\n')
       .map(parseLine)
       .filter((i): i is Item => i !== undefined && i.kind === 'added' && i.type === 'f')
-      .map((i) => i.path.toString('hex'))
+      .map((i) => `${i.path.toString('hex')} ${i.size}`)
       .sort();
-    expect(seen).toEqual(names.map((n) => n.toString('hex')).sort());
+    expect(seen).toEqual(names.map((n) => `${n.toString('hex')} ${n.length}`).sort());
   });
 });
 
@@ -90,6 +103,19 @@ describe('RsyncPlan', () => {
     expect(plan.changed).toBe(true);
     expect(plan.changes()).toEqual({ added: 1, updated: 3, deleted: 7, bytesTransferred: 0 });
     expect(plan.existingPaths().map((p) => p.toString())).toEqual(['dir2link', '.', 'a/mode', 'a/b/new\ncontent', 'cat/pkg']);
+  });
+
+  it('knows the bytes its apply writes: every file it lists but deletions, attribute changes too', () => {
+    const plan = new RsyncPlan('/base', []);
+    plan.add({ ...item('added', 'f', 'new'), size: 100 });
+    plan.add({ ...item('updated', 'f', 'changed'), size: 20 });
+    // --ignore-times: the apply writes a file whose mode alone differs anew.
+    plan.add({ ...item('attributes', 'f', 'mode'), size: 3 });
+    plan.add(item('added', 'L', 'link'));
+    plan.add(item('added', 'd', 'dir'));
+    plan.add(item('deleted', '', 'gone'));
+    expect(plan.bytesToWrite()).toBe(123);
+    expect(new RsyncPlan('/base', []).bytesToWrite()).toBe(0);
   });
 
   it('counts directory times alone as no change', () => {

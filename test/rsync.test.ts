@@ -7,6 +7,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
+import type { SyncReport } from '../src/repository.js';
+import type { SourceProgress } from '../src/sources/source.js';
 import { freePort, isRoot, rcuConf, readTree, runCli, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 
 const daemons: ChildProcess[] = [];
@@ -112,6 +114,65 @@ describe('rsync source: plan, then apply', () => {
   });
 });
 
+describe('rsync source: progress', () => {
+  /** Every 'fetch' event of a sync of `repo`, and its report. */
+  async function fetchEvents(repo: ReturnType<Repos['get']>): Promise<{ events: SourceProgress[]; report: SyncReport }> {
+    const events: SourceProgress[] = [];
+    const report = await repo.sync({ onProgress: (e) => (e.phase === 'fetch' ? events.push(e) : undefined) });
+    return { events, report };
+  }
+
+  it('reports the bytes written as they are, against the plan\'s total, which is what rsync says it wrote', async () => {
+    const dir = tmpdir();
+    const up = path.join(dir, 'upstream');
+    const big = (n: number, c: string): string => c.repeat(n);
+    await writeTree(up, {
+      'metadata/timestamp.chk': 'T1\n',
+      'keep': 'unchanged\n',
+      'mode-only': 'same content\n',
+      'gone': 'bye\n',
+      'link': { symlink: 'keep' },
+      ...Object.fromEntries([1, 2, 3, 4, 5].map((i) => [`big/f${i}`, big(100_000 + i, 'a')])),
+    });
+    // Slow enough that the files come one by one, a tenth of a second or more apart. With
+    // --progress, which would have rsync print bare names if it printed items after their transfer.
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink\nsync-rsync-extra-opts = --bwlimit=1000 --progress', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+
+    // The first sync is one plain rsync (no plan): bytes, and no total.
+    const first = await fetchEvents(repo);
+    const all = 3 + 10 + 13 + 4 + [1, 2, 3, 4, 5].reduce((n, i) => n + 100_000 + i, 0);
+    expect(first.events.at(-1)).toMatchObject({ bytes: all });
+    expect(first.events.every((e) => e.totalBytes === undefined)).toBe(true);
+    expect(first.report.changes.bytesTransferred).toBe(all);
+
+    // Changes of content and of length, a new file, a mode alone, a deletion, a new symlink;
+    // a new file named as an item line would read (with or without the bytes sent).
+    const sizes = { 'metadata/timestamp.chk': 7, 'big/f1': 150_000, 'big/f2': 90_000, 'big/f3': 120_000, 'big/new': 110_000, '>f+++++++++ 9 0 spoof': 11 };
+    for (const [p, n] of Object.entries(sizes)) await fs.writeFile(path.join(up, p), big(n, 'b'));
+    await fs.chmod(path.join(up, 'mode-only'), 0o600);
+    await fs.rm(path.join(up, 'gone'));
+    await fs.symlink('big', path.join(up, 'link2'));
+    const second = await fetchEvents(repo);
+    expect(second.report.outcome).toBe('updated');
+    expect(second.report.warnings).toEqual([]);
+    // The apply writes the file whose mode alone changed anew (--ignore-times): its bytes count.
+    const total = Object.values(sizes).reduce((a, b) => a + b, 0) + 13;
+    const counted = second.events.filter((e) => e.bytes !== undefined);
+    expect(counted.length).toBeGreaterThan(0);
+    for (const e of counted) {
+      expect(e.totalBytes).toBe(total);
+      expect(e.bytes).toBeLessThanOrEqual(total);
+    }
+    expect(counted.map((e) => e.bytes)).toEqual(counted.map((e) => e.bytes).sort((a, b) => (a ?? 0) - (b ?? 0)));
+    expect(counted.at(-1)?.bytes).toBe(total);
+    // Seen moving, file by file, not only at the end.
+    const between = new Set(counted.map((e) => e.bytes).filter((b) => b !== undefined && b > 0 && b < total));
+    expect(between.size).toBeGreaterThanOrEqual(2);
+    expect(second.report.changes.bytesTransferred).toBe(total);
+    expect(await readTree(await repo.currentPath())).toEqual(await readTree(up));
+  });
+});
+
 describe('rsync source', () => {
   for (const form of ['plain path', 'file:// URI']) {
     it(`syncs from a ${form}, detects changes and deletions, and reports no-change`, async () => {
@@ -149,6 +210,12 @@ describe('rsync source', () => {
     expect(r.snapshot?.id).toBe(1);
     expect(await readTree(await repo.currentPath())).toEqual(await readTree(up));
     expect((await repo.sync()).outcome).toBe('up-to-date');
+    // The plan and the apply read the daemon's items (and their lengths) as a local run's.
+    await fs.writeFile(path.join(up, 'cat/pkg/Manifest'), 'DIST x 12345\n');
+    const events: SourceProgress[] = [];
+    const r2 = await repo.sync({ onProgress: (e) => (e.phase === 'fetch' ? events.push(e) : undefined) });
+    expect(r2.changes).toMatchObject({ added: 0, updated: 1, deleted: 0, bytesTransferred: 13 });
+    expect(events.at(-1)).toMatchObject({ changed: 1, total: 1, bytes: 13, totalBytes: 13 });
   });
 
   it('turns off Nagle on daemon connections, unless the user set socket options', async () => {

@@ -6,7 +6,12 @@
  * stream it gave the service; when stderr is that stream, each line starts
  * with `<N>` (3 error, 4 warning, 6 info, 7 debug), which journald reads as
  * the line's priority (systemd.exec(5), sd-daemon(3)). Nothing is drawn
- * there: no progress, no colour.
+ * there: no progress, no colour. The output of the commands a sync runs for
+ * the user (post-sync hooks, sync-verify-command) is prefixed too, a line
+ * at a time: stdout as information, stderr as a warning, unless a line
+ * starts with a priority of its own (a command that speaks to the journal
+ * as sd-daemon(3) says: its stderr was the journal before it was ours to
+ * prefix).
  */
 import { fstatSync, openSync, writeSync } from 'node:fs';
 import { errnoCode, ReposnapError } from '../errors.js';
@@ -40,6 +45,11 @@ export function writeStderr(level: Level, text: string, stream: NodeJS.WritableS
   const body = text.endsWith('\n') ? text.slice(0, -1) : text;
   const lines = stderrIsJournal() ? body.split('\n').map((l) => `<${PRIORITY[level]}>${l}`) : [body];
   stream.write(`${lines.join('\n')}\n`);
+}
+
+/** A line of a command's output on stderr at `level`: in the journal with its priority, unless the line gives its own. */
+export function writeCommandLine(level: Level, line: string, stream: NodeJS.WritableStream = process.stderr): void {
+  stream.write(stderrIsJournal() && !/^<[0-7]>/.test(line) ? `<${PRIORITY[level]}>${line}\n` : `${line}\n`);
 }
 
 /**

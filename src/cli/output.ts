@@ -5,14 +5,16 @@
  *   document (the envelope: {"version":1,"command":...,"results":...} or
  *   {"version":1,"command":...,"error":{...}});
  * - stderr: notices, warnings, errors, and with --verbose the output of the
- *   tools a sync runs; with syslog priorities when it is the journal (log.ts);
+ *   tools a sync runs; the output of the commands it runs for the user
+ *   (hooks, sync-verify-command); with syslog priorities when it is the
+ *   journal (log.ts);
  * - progress, drawn on a terminal only, never with --json or --quiet, and
  *   never in the journal (progress.ts);
  * - the --log-file: result lines, notices, warnings and errors (and with
  *   --verbose the tools' output), timestamped, whatever --quiet and --json say.
  */
 import { BusyError, ConfigError, errnoCode, ReposnapError, type LockHolder } from '../errors.js';
-import { stderrIsJournal, writeStderr, type Level, type LogFile } from './log.js';
+import { stderrIsJournal, writeCommandLine, writeStderr, type Level, type LogFile } from './log.js';
 import { ProgressBoard } from './progress.js';
 
 /** The version of the JSON envelope; it changes only when a change would break a reader. */
@@ -113,6 +115,19 @@ export class Output {
   tool(repo: string, tool: string, line: string): void {
     if (!this.opts.verbose || line.trim() === '') return;
     this.say('debug', `reposnap: ${repo}: ${tool}: ${line}`, !this.opts.quiet);
+  }
+
+  /**
+   * Where the output of the commands a sync runs for the user (post-sync
+   * hooks, sync-verify-command) goes a line at a time, or undefined when it
+   * may go to stderr as it comes, untouched: that is, unless stderr is the
+   * journal (each line gets its priority: see log.ts) or carries the
+   * progress board (each line is written above it, not across it).
+   * Printed whatever --quiet says, as when it goes straight to stderr.
+   */
+  get commandOutput(): ((stream: 'stdout' | 'stderr', line: string) => void) | undefined {
+    if (!this.board && !stderrIsJournal()) return undefined;
+    return (stream, line) => this.above(() => writeCommandLine(stream === 'stdout' ? 'info' : 'warning', line, this.stderr));
   }
 
   /** Set `key`'s progress line (a repository's); `phase`: a new phase, drawn at once. */

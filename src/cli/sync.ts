@@ -1,6 +1,6 @@
 /** `reposnap sync [REPO...]`: bring repositories up to date. */
 import { ReposnapError, type LockHolder } from '../errors.js';
-import type { Repository, SyncPreview, SyncProgress, SyncReport, ToolOutput } from '../repository.js';
+import type { CommandOutput, Repository, SyncPreview, SyncProgress, SyncReport, ToolOutput } from '../repository.js';
 import type { SourceProgress } from '../sources/source.js';
 import { changeJson, changeLine } from './snapshots.js';
 import { combinedExit, type CommandContext } from './context.js';
@@ -47,6 +47,9 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
     show(repo, (m) => m.waiting(holder));
   };
   const onToolOutput = ctx.out.opts.verbose ? (o: ToolOutput): void => ctx.out.tool(o.repo, o.tool, o.line) : undefined;
+  // Hooks' and sync-verify-command's output: straight to stderr, unless it needs priorities (the journal) or a board is drawn there.
+  const commandLine = ctx.out.commandOutput;
+  const onCommandOutput = commandLine ? (o: CommandOutput): void => commandLine(o.stream, o.line) : undefined;
   // SIGINT, SIGTERM, SIGHUP: every sync stops, keeping what it fetched (signals.ts).
   const signal = stopSignal();
 
@@ -59,7 +62,15 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
       show(r.name, () => true);
       let report: SyncReport;
       try {
-        report = await r.sync({ wait: opts.wait, allowOlder: opts.allowOlder === true, onProgress, onWait: onWait(r.name), signal, ...(onToolOutput ? { onToolOutput } : {}) });
+        report = await r.sync({
+          wait: opts.wait,
+          allowOlder: opts.allowOlder === true,
+          onProgress,
+          onWait: onWait(r.name),
+          signal,
+          ...(onToolOutput ? { onToolOutput } : {}),
+          ...(onCommandOutput ? { onCommandOutput } : {}),
+        });
       } catch (err) {
         ctx.out.progressDone(r.name);
         errors.push(err);
@@ -82,10 +93,11 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
 
 /**
  * One repository's sync as a progress line: the phase, the counts against
- * the total where the source knows it, the rate, the bytes. rsync's plan
- * and the clone beside it run at once, and share the line.
+ * the total where the source knows it, the bytes (against theirs where
+ * known), the rate. rsync's plan and the clone beside it run at once, and
+ * share the line. Exported for its tests.
  */
-class SyncMeter {
+export class SyncMeter {
   private phase: SyncProgress['phase'] | 'start' | 'wait' = 'start';
   private since = Date.now();
   private last: SyncProgress | undefined;
@@ -158,14 +170,18 @@ class SyncMeter {
       const of = e.totalBytes !== undefined && e.totalBytes > 0 ? ` of ${formatBytes(e.totalBytes)} (${Math.floor((bytes * 100) / e.totalBytes)}%)` : '';
       return `downloading ${formatBytes(bytes)}${of}${this.rate(bytes, 'B')}`;
     }
+    // Where the bytes written are known and some are (not for deletions
+    // alone), they and their rate say more than entries do.
+    const written = e.bytes !== undefined && (e.bytes > 0 || (e.totalBytes ?? 0) > 0) ? e.bytes : undefined;
+    const bytes = written === undefined ? '' : `; ${formatBytes(written)}${e.totalBytes !== undefined ? ` of ${formatBytes(e.totalBytes)}` : ''}${this.rate(written, 'B')}`;
     if (e.total !== undefined) {
       const done = Math.min(e.changed, e.total);
       const pct = e.total > 0 ? ` (${Math.floor((done * 100) / e.total)}%)` : '';
-      return `filling ${count(done)} of ${count(e.total)}${pct}: ${changedEntries(e)}${this.rate(done, '')}`;
+      return `filling ${count(done)} of ${count(e.total)}${pct}: ${changedEntries(e)}${bytes || this.rate(done, '')}`;
     }
     if (e.scanned === 0 && e.changed === 0) return 'filling';
     const checked = e.folders !== undefined ? `${changedEntries(e)} changed, ${count(e.scanned)} checked` : `${count(e.changed)} changed, ${count(e.scanned)} files and folders checked`;
-    return `filling: ${checked}${this.rate(e.scanned, '')}`;
+    return `filling: ${checked}${bytes || this.rate(e.scanned, '')}`;
   }
 
   /** `n` per second since the phase began, after a second of it. */

@@ -2,10 +2,13 @@
  * What rsync says it would change, read from `--itemize-changes` output, and
  * the list of paths that makes a second rsync apply just that.
  *
- * Every rsync reposnap runs prints `%i %n` per item (ITEM_FORMAT): an
+ * Every rsync reposnap runs prints `%i %l %n` per item (ITEM_FORMAT): an
  * 11-character code (YXcstpoguax: Y the update type, X the file type, then
- * one letter per attribute that differs) and the name, relative to the
- * transfer's top, a directory's with a trailing slash. rsync run with
+ * one letter per attribute that differs), the entry's length in bytes, and
+ * the name, relative to the transfer's top, a directory's with a trailing
+ * slash. The length comes before the name, which may hold anything, and is
+ * one word (plain digits under --no-human-readable), so the name is still
+ * all that follows the second space. rsync run with
  * LC_ALL=C escapes every byte that is not printable ASCII as `\#ooo`
  * (octal), and a backslash that would read as such an escape as `\#134`,
  * so a name always decodes back to its exact bytes, whatever it holds
@@ -14,8 +17,19 @@
 import type { TreeChange } from '../tree/diff.js';
 import type { ChangeStats, SourcePlan, TreeStats } from './source.js';
 
-/** rsync's out-format for every run: the item code and the name, nothing else (no " -> target"). */
-export const ITEM_FORMAT = '--out-format=%i %n';
+/**
+ * rsync's out-format for every run: the item code, the length, the name
+ * (no " -> target"). The length gives the bytes a fill writes, and a plan's
+ * total of them.
+ *
+ * rsync prints a transferred file's line as it begins receiving the file
+ * (a fill counts its bytes once the next one begins, or rsync ends). Not
+ * %b nor %c, which would have the line printed once the file is written:
+ * with them, rsync's --progress (which sync-rsync-extra-opts may add) also
+ * prints each file's bare name before its transfer, a line an upstream
+ * name could make look like an item.
+ */
+export const ITEM_FORMAT = '--out-format=%i %l %n';
 
 export type ItemKind =
   /** Created: a new file, link or directory. */
@@ -35,17 +49,21 @@ export interface Item {
   type: string;
   /** The path, relative to the top, without a trailing slash ("." for the top itself). */
   path: Buffer;
+  /** A regular file's length in bytes (not for a deletion). */
+  size?: number;
 }
 
 /** What one output line says: an item, a special file rsync skipped (--no-D), or nothing. */
 export function parseLine(line: string): Item | { kind: 'special'; path: string } | undefined {
   // A deleted folder's name ends with a slash; rsync says no more of its type.
-  if (line.startsWith('*deleting ')) return { kind: 'deleted', type: line.endsWith('/') ? 'd' : '', path: decodeName(line.slice(12)) };
-  const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (.*)$/s.exec(line);
+  const gone = /^\*deleting {3}\S+ (.*)$/s.exec(line);
+  if (gone) return { kind: 'deleted', type: line.endsWith('/') ? 'd' : '', path: decodeName(gone[1] as string) };
+  const m = /^([<>ch.][fdLDS])([cstpoguax.+ ?]{9}) (\S+) (.*)$/s.exec(line);
   if (m) {
     const yx = m[1] as string;
     const attrs = m[2] as string;
-    const item = { type: yx[1] as string, path: decodeName(m[3] as string) };
+    const size = yx[1] === 'f' && /^\d+$/.test(m[3] as string) ? Number(m[3]) : undefined;
+    const item = { type: yx[1] as string, path: decodeName(m[4] as string), ...(size !== undefined ? { size } : {}) };
     if (attrs.startsWith('+++')) return { kind: 'added', ...item };
     if (yx[0] !== '.') return { kind: 'updated', ...item };
     if (/^[.t ]+$/.test(attrs) && item.type === 'd') return { kind: 'dir-time', ...item };
@@ -134,6 +152,18 @@ export class RsyncPlan implements SourcePlan {
 
   tree(): TreeStats {
     return { files: this.stats.files, bytes: this.stats.bytes };
+  }
+
+  /**
+   * The bytes an apply of this plan writes: the length of every regular
+   * file it lists but deletions, those whose attributes alone differ
+   * included (the apply writes them anew, --ignore-times). What the apply's
+   * --stats then call the total transferred file size.
+   */
+  bytesToWrite(): number {
+    let n = 0;
+    for (const i of this.items) if (i.type === 'f' && i.kind !== 'deleted') n += i.size ?? 0;
+    return n;
   }
 
   /** Every path the apply may touch that exists in the base (what is not new or deleted). */

@@ -20,6 +20,10 @@
  * itself first; a target that shares none (an empty start, btrfs, reflink,
  * an in-place location) gets one plain `rsync -a --delete`.
  *
+ * Progress: the items found (plan), then the items done, the bytes of the
+ * files written, and for an apply both against the plan's totals (see
+ * Counter).
+ *
  * rsync never writes into an existing file (--inplace and --append are
  * refused by configuration). Devices and specials are not transferred
  * (`--no-D`): nothing from upstream should create device nodes in a tree
@@ -215,7 +219,7 @@ export class RsyncSource implements SyncSource {
       }
       found.change(item);
     });
-    found.flush();
+    found.finish();
     const { status, stderr } = run;
     return { ...(status.code === 0 ? { plan: new RsyncPlan(base, excludeTop, run) } : {}), status, stderr };
   }
@@ -240,7 +244,7 @@ export class RsyncSource implements SyncSource {
 
   /** One rsync over the whole tree, for a target that shares no inodes. */
   private async runFull(ctx: FillContext): Promise<SourceResult> {
-    const done = new Counter(ctx.onProgress);
+    const done = new Counter(ctx.onProgress, { writes: true });
     // rsync cannot be stopped halfway from here: the failpoint is reached
     // when it has written everything, before the fill reports back (the
     // record still says "partial").
@@ -248,7 +252,7 @@ export class RsyncSource implements SyncSource {
       if (item.kind === 'dir-time') done.scan();
       else done.change(item);
     });
-    done.flush();
+    done.finish();
     const changed = done.changed > 0;
     if (changed) await failpoint('fill-midway');
     if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
@@ -266,10 +270,10 @@ export class RsyncSource implements SyncSource {
       await unshareSymlink(bjoin(top, p));
     });
     const list = plan.filesFrom();
-    // The paths listed: what rsync is about to go through, each once.
-    const done = new Counter(ctx.onProgress, { total: list.reduce((n, b) => (b === 0 ? n + 1 : n), 0) });
+    // The paths listed: what rsync is about to go through, each once; and the bytes it is to write.
+    const done = new Counter(ctx.onProgress, { writes: true, total: list.reduce((n, b) => (b === 0 ? n + 1 : n), 0), totalBytes: plan.bytesToWrite() });
     const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: list, ...toolOutput(ctx) }, (item) => done.change(item));
-    done.flush();
+    done.finish();
     if (run.items.length > 0) await failpoint('fill-midway');
     if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
     if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
@@ -310,30 +314,58 @@ function toolOutput(ctx: Listeners): { onToolOutput?: (line: string) => void } {
 
 /**
  * Items as progress: entries gone through, those changed, of them folders
- * (files and folders as status counts them), every 200 and at the end.
+ * (files and folders as status counts them), and for a run that writes
+ * (not a plan) the bytes of the files written so far: every 200 items, at
+ * least every tenth of a second while items come, and at the end.
+ *
+ * rsync prints a file's line as it begins writing it (see ITEM_FORMAT), and
+ * writes one file at a time: a file's bytes count once the next file's
+ * line comes, or at the end. So the bytes move file by file, and a single
+ * large file adds its length only when done.
  */
 class Counter {
   scanned = 0;
   changed = 0;
   private folders = 0;
+  private bytes: number | undefined;
+  /** The length of the file rsync is writing now. */
+  private writing = 0;
+  private lastFlush = Date.now();
+  private readonly extra: Pick<SourceProgress, 'total' | 'totalBytes'>;
   constructor(
     private readonly onProgress: ((p: SourceProgress) => void) | undefined,
-    private readonly extra: Pick<SourceProgress, 'total'> = {},
-  ) {}
+    { writes = false, ...extra }: { writes?: boolean } & Pick<SourceProgress, 'total' | 'totalBytes'> = {},
+  ) {
+    this.extra = extra;
+    if (writes) this.bytes = 0;
+  }
 
   scan(): void {
     this.scanned++;
-    if (this.scanned % 200 === 0) this.flush();
+    if (this.scanned % 200 === 0 || Date.now() - this.lastFlush >= 100) this.flush();
   }
 
   change(item: Item): void {
     this.changed++;
     if (item.type === 'd') this.folders++;
+    // Content written: a new file, or one received anew (never a file whose attributes alone were set).
+    if (this.bytes !== undefined && item.type === 'f' && (item.kind === 'added' || item.kind === 'updated')) {
+      this.bytes += this.writing;
+      this.writing = item.size ?? 0;
+    }
     this.scan();
   }
 
+  /** rsync ended: the file it wrote last is written, and everything is said. */
+  finish(): void {
+    if (this.bytes !== undefined) this.bytes += this.writing;
+    this.writing = 0;
+    this.flush();
+  }
+
   flush(): void {
-    this.onProgress?.({ scanned: this.scanned, changed: this.changed, folders: this.folders, ...this.extra });
+    this.lastFlush = Date.now();
+    this.onProgress?.({ scanned: this.scanned, changed: this.changed, folders: this.folders, ...this.extra, ...(this.bytes !== undefined ? { bytes: this.bytes } : {}) });
   }
 }
 

@@ -53,8 +53,14 @@ export interface SourceProgress extends MirrorProgress {
   folders?: number;
   /** How many entries this step handles in all, where known (rsync applying its plan). */
   total?: number;
-  /** Bytes so far (received, or written), and in all where known. */
+  /**
+   * Bytes so far: of an archive, received (the download step); of files,
+   * written into the target (rsync: the length of each file it wrote,
+   * counted once the file is complete; not what went over the wire, which
+   * delta transfer and compression make less).
+   */
   bytes?: number;
+  /** The bytes `bytes` counts towards, where known (an archive's length; the files rsync's plan writes). */
   totalBytes?: number;
 }
 

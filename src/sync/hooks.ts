@@ -4,14 +4,15 @@
  * location as arguments. For an RCU repository they run holding a lease on
  * the new snapshot, whose canonical path is in REPOSNAP_SNAPSHOT, so a hook
  * reads one stable tree even if another sync commits meanwhile. Output goes
- * to stderr; a failing hook is reported and makes the sync exit 1, but the
- * snapshot stays published.
+ * to stderr, or a line at a time to whoever listens (SyncOptions
+ * .onCommandOutput); a failing hook is reported and makes the sync exit 1,
+ * but the snapshot stays published.
  */
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { errnoCode } from '../errors.js';
-import { runProcess } from '../util/process.js';
+import { runProcess, userOutput } from '../util/process.js';
 
 export interface HookResult {
   hook: string;
@@ -43,12 +44,17 @@ export async function listHooks(dir: string): Promise<string[]> {
   return hooks;
 }
 
-export async function runHooks(dir: string, args: string[], env: Record<string, string>): Promise<HookResult[]> {
+/** A line a hook printed, and on which of its streams. */
+export type HookOutputListener = (hook: string, stream: 'stdout' | 'stderr', line: string) => void;
+
+export async function runHooks(dir: string, args: string[], env: Record<string, string>, onOutput?: HookOutputListener): Promise<HookResult[]> {
   const results: HookResult[] = [];
   for (const hook of await listHooks(dir)) {
     // Its output is for the user (on stderr, so that --json output stays
-    // clean); a hook that cannot be started ends like an unrunnable command.
-    const end = await runProcess(hook, args, { stdout: 'stderr', stderr: 'inherit', env }).catch(() => ({ code: 126, signal: null }));
+    // clean, or to the listener); a hook that cannot be started ends like
+    // an unrunnable command.
+    const output = userOutput(onOutput ? (stream, line) => onOutput(hook, stream, line) : undefined);
+    const end = await runProcess(hook, args, { ...output, env }).catch(() => ({ code: 126, signal: null }));
     results.push({ hook, status: end.code, signal: end.signal });
   }
   return results;

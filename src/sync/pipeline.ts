@@ -53,6 +53,16 @@ export interface SyncOptions {
    */
   onToolOutput?: (output: ToolOutput) => void;
   /**
+   * Called with each line the commands the configuration names print
+   * (post-sync hooks, sync-verify-command), as it comes, instead of their
+   * output going to our stderr. Without it, both their streams go to our
+   * stderr as they come, untouched (stdout too, so that a caller's own
+   * stdout stays clean). With it, reposnap writes nothing of theirs: the
+   * listener decides (the CLI gives each line a syslog priority when stderr
+   * is the journal).
+   */
+  onCommandOutput?: (output: CommandOutput) => void;
+  /**
    * Abort the sync: its child processes (rsync, git, gpg, decompressors...)
    * are stopped and waited for, downloads end, staging is kept for the next
    * sync to resume, the repo is let go, and the sync rejects with an
@@ -69,6 +79,18 @@ export interface SyncOptions {
 export interface ToolOutput {
   repo: string;
   tool: string;
+  line: string;
+}
+
+/** A line a command the configuration names printed (see SyncOptions.onCommandOutput). */
+export interface CommandOutput {
+  repo: string;
+  /** A post-sync hook (`name` is its path), or sync-verify-command (`name` is the command). */
+  command: 'hook' | 'verify';
+  name: string;
+  /** The command's stream the line came on. */
+  stream: 'stdout' | 'stderr';
+  /** Without its newline; decoded as UTF-8. */
   line: string;
 }
 
@@ -450,7 +472,12 @@ async function verify(run: SyncRun, update: Update): Promise<Verified | undefine
       const { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed } = verified.result;
       run.report.verified = { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed };
     }
-    if (config.verifyCommand !== undefined) await runVerifyCommand(name, config.verifyCommand, update.target);
+    const command = config.verifyCommand;
+    if (command !== undefined) {
+      const listener = run.opts.onCommandOutput;
+      const onOutput = listener ? (stream: 'stdout' | 'stderr', line: string) => listener({ repo: name, command: 'verify', name: command, stream, line }) : undefined;
+      await runVerifyCommand(name, command, update.target, onOutput);
+    }
     return verified;
   } catch (err) {
     // A check stopped by an abort refused nothing: the tree is kept to resume, not for inspection.
@@ -525,11 +552,18 @@ async function runPostSyncHooks(run: SyncRun): Promise<void> {
   run.progress({ phase: 'hooks' });
   const hooksDir = config.hooksDir;
   const args = [name, config.syncUri ?? '', config.location];
+  const listener = run.opts.onCommandOutput;
+  const onOutput = listener ? (hook: string, stream: 'stdout' | 'stderr', line: string) => listener({ repo: name, command: 'hook', name: hook, stream, line }) : undefined;
   run.report.hooks = await storage.withReaderView((view) =>
-    runHooks(hooksDir, args, {
-      REPOSNAP_REPO: name,
-      ...(view.id !== null ? { REPOSNAP_SNAPSHOT: view.path, REPOSNAP_SNAPSHOT_ID: String(view.id) } : {}),
-    }),
+    runHooks(
+      hooksDir,
+      args,
+      {
+        REPOSNAP_REPO: name,
+        ...(view.id !== null ? { REPOSNAP_SNAPSHOT: view.path, REPOSNAP_SNAPSHOT_ID: String(view.id) } : {}),
+      },
+      onOutput,
+    ),
   );
   for (const h of run.report.hooks) {
     if (h.status !== 0) run.report.warnings.push(`repo ${name}: post-sync hook ${h.hook} failed (${h.signal ? `killed by ${h.signal}` : `exit ${h.status}`})`);

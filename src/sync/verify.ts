@@ -3,16 +3,15 @@
  * it is committed. A non-zero exit means nothing is committed; the update is
  * kept for inspection (Portage likewise keeps an update that failed
  * verification). The command's output goes to stderr, so that --json output
- * stays clean.
+ * stays clean, or a line at a time to `onOutput`.
  */
 import { ReposnapError } from '../errors.js';
-import { runProcess } from '../util/process.js';
+import { runProcess, userOutput } from '../util/process.js';
 
-export async function runVerifyCommand(repo: string, command: string, dir: string): Promise<void> {
+export async function runVerifyCommand(repo: string, command: string, dir: string, onOutput?: (stream: 'stdout' | 'stderr', line: string) => void): Promise<void> {
   const { code, signal } = await runProcess('/bin/sh', ['-c', command], {
     cwd: dir,
-    stdout: 'stderr',
-    stderr: 'inherit',
+    ...userOutput(onOutput),
     env: { REPOSNAP_REPO: repo, REPOSNAP_UPDATE: dir },
   });
   if (code === 0) return;

@@ -13,8 +13,9 @@
  * - `ownGroup` gives it a process group of its own, so that `stop()` stops
  *   it and everything it forked;
  * - its output is captured, split into lines as it arrives, sent to our
- *   stderr or dropped; of its complaints only the tail is kept; `onLine`
- *   sees every line of both as well (what `reposnap -v` shows);
+ *   stderr or dropped; of its complaints only the tail is kept, or they
+ *   are handed over a line at a time, or sent to our stderr; `onLine` sees
+ *   every line of both as well (what `reposnap -v` shows);
  * - a tool that is not installed is a one-line error saying so.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
@@ -43,9 +44,9 @@ export interface ProcessOptions {
    * --json output stays clean), or dropped.
    */
   stdout?: 'capture' | 'stderr' | 'ignore' | ((line: string, handle: ProcessHandle) => void);
-  /** Its stderr: the tail kept (default), or copied to ours. */
-  stderr?: 'tail' | 'inherit';
-  /** Every line of its stdout (when captured or handed over) and of its stderr (when its tail is kept), as well. */
+  /** Its stderr: the tail kept (default), the tail kept and handed over a line at a time as well, or copied to ours. */
+  stderr?: 'tail' | 'inherit' | ((line: string) => void);
+  /** Every line of its stdout (when captured or handed over) and of its stderr (unless copied to ours), as well. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** For "is not installed": the repo and the tool as users know it. */
   missing?: { repo: string; tool: string };
@@ -120,7 +121,13 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
   }
   let errLines: LineReader | undefined;
   if (opts.stderr !== 'inherit') {
-    if (tap) errLines = new LineReader((line) => tap(line, 'stderr'));
+    const err = opts.stderr;
+    if (typeof err === 'function') {
+      errLines = new LineReader((line) => {
+        tap?.(line, 'stderr');
+        err(line);
+      });
+    } else if (tap) errLines = new LineReader((line) => tap(line, 'stderr'));
     (child.stderr as Readable).setEncoding('utf8').on('data', (d: string) => {
       stderr = (stderr + d).slice(-STDERR_TAIL);
       errLines?.push(d);
@@ -151,6 +158,17 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
 
 function notInstalled(m: { repo: string; tool: string }, cmd: string): ReposnapError {
   return new ReposnapError('ESOURCE', `repo ${m.repo}: ${m.tool} is not installed (${cmd} not found in PATH)`);
+}
+
+/**
+ * The output of a command run for the user (a post-sync hook,
+ * sync-verify-command), both streams: to our stderr as it comes, untouched
+ * (so that --json output on stdout stays clean), or, given `onLine`, handed
+ * to it a line at a time instead.
+ */
+export function userOutput(onLine?: (stream: 'stdout' | 'stderr', line: string) => void): Pick<ProcessOptions, 'stdout' | 'stderr'> {
+  if (!onLine) return { stdout: 'stderr', stderr: 'inherit' };
+  return { stdout: (line) => onLine('stdout', line), stderr: (line) => onLine('stderr', line) };
 }
 
 /** Splits a stream of text into lines. */
