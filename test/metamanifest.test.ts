@@ -208,6 +208,49 @@ describe('sync-rsync-verify-metamanifest', () => {
     const full = await runCli(['-c', conf, 'verify', 'test', '--full']);
     expect(full.code).toBe(1);
   });
+
+  it('a quick verify hashes only what changed since the clone made for the next sync, and catches a change after it', async () => {
+    // Hardlinks: the clone prepared for the next sync links every file of
+    // the snapshot again, which moves every file's ctime after the commit.
+    const { base, conf, sync } = await setup('quick-after-prepared', 'sync-rcu-backend = hardlink\nsync-rcu-prepare-staging = yes\n');
+    expect((await sync()).code).toBe(0);
+    const status = JSON.parse((await runCli(['-c', conf, '--json', 'status', 'test'])).stdout).results.repos[0];
+    expect(status.staging).toEqual([expect.objectContaining({ base: 1, prepared: true })]);
+    const quick = await runCli(['-c', conf, '--json', 'verify', 'test']);
+    expect(quick.code).toBe(0);
+    const q = JSON.parse(quick.stdout).results;
+    expect(q).toMatchObject({ full: false, snapshot: 1 });
+    expect(q.files).toBeGreaterThan(5);
+    expect(q.hashed).toBe(0);
+    // The same size and time, other content: only the ctime tells.
+    const victim = path.join(base, 'store', 'snapshots', '1', 'dev-libs/foo/foo-2.ebuild');
+    const st = await fs.stat(victim);
+    await fs.writeFile(victim, 'EAPI=6\n');
+    await fs.utimes(victim, st.atime, st.mtime);
+    const caught = await runCli(['-c', conf, 'verify', 'test']);
+    expect(caught.code).toBe(1);
+    expect(caught.stderr).toMatch(/^reposnap: repo test: snapshot 1 fails verification: dev-libs\/foo\/foo-2\.ebuild: \w+ hash mismatch/);
+  });
+
+  it('a quick verify takes no clone as its bound but one its own sync made after the commit', async () => {
+    const { base, up, conf, sync } = await setup('quick-late-clone', 'sync-rcu-backend = hardlink\nsync-rcu-prepare-staging = no\n');
+    expect((await sync()).code).toBe(0);
+    // Changed after the commit, before any clone: a clone made later (by a
+    // sync that then failed) must not hide it.
+    const victim = path.join(base, 'store', 'snapshots', '1', 'dev-libs/foo/foo-2.ebuild');
+    const st = await fs.stat(victim);
+    await fs.writeFile(victim, 'EAPI=6\n');
+    await fs.utimes(victim, st.atime, st.mtime);
+    await new Promise((r) => setTimeout(r, 50));
+    // A sync that clones staging and fails (a stray file upstream), keeping its staging.
+    await writeTree(up, { 'dev-libs/foo/stray': 'x\n' });
+    expect((await sync()).code).toBe(1);
+    const staging = JSON.parse((await runCli(['-c', conf, '--json', 'status', 'test'])).stdout).results.repos[0].staging;
+    expect(staging.length).toBeGreaterThan(0);
+    const caught = await runCli(['-c', conf, 'verify', 'test']);
+    expect(caught.code).toBe(1);
+    expect(caught.stderr).toMatch(/dev-libs\/foo\/foo-2\.ebuild: \w+ hash mismatch/);
+  });
 });
 
 describe('verification with interruptions and without a store', () => {

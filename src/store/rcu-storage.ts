@@ -348,7 +348,7 @@ export class RcuStorage implements RepoStorage {
    * ready. overlayfs: a stack at its bound is flattened first, whether or
    * not staging is prepared, so that the next sync does not wait for it.
    */
-  async prepareNext(): Promise<PreparedNext> {
+  async prepareNext(opts: { justCommitted?: number } = {}): Promise<PreparedNext> {
     const none: PreparedNext = { prepared: false, flattened: null };
     const backend = await this.backend();
     if (!this.opts.prepareStaging && !backend.layers) return none;
@@ -368,7 +368,7 @@ export class RcuStorage implements RepoStorage {
       // sync's plan walks this snapshot, so walk it now, off that path.
       if (layers) await statWalk(this.layout.snapshot(base));
       if (!this.opts.prepareStaging) return { prepared: false, flattened };
-      const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), backend, this.stagingOptions());
+      const staging = await Staging.open(this.layout, base, this.layout.snapshot(base), backend, { ...this.stagingOptions(), afterCommit: opts.justCommitted === base });
       const made = !staging.resumed;
       try {
         if (made) await backend.warm?.(staging.dir);
@@ -500,10 +500,28 @@ export class RcuStorage implements RepoStorage {
     if (await this.exists()) await this.mount();
     const lease = await acquireLease(this.layout, this.opts.name);
     try {
-      return await fn({ id: lease.id, path: lease.path });
+      const settledAt = await this.settledAt(lease.id);
+      return await fn({ id: lease.id, path: lease.path, ...(settledAt !== undefined ? { settledAt } : {}) });
     } finally {
       await lease.release();
     }
+  }
+
+  /**
+   * The end of the clone the sync that committed snapshot `id` made for the
+   * next sync right after (StagingInfo.afterCommit), while that staging is
+   * there: the ctimes that clone and the collection before it moved in the
+   * snapshot are all before it. Once the staging is gone (taken and
+   * committed, or removed, which unlinks and so moves ctimes again), there
+   * is none.
+   */
+  private async settledAt(id: number): Promise<number | undefined> {
+    let at: number | undefined;
+    for (const { info } of await listStaging(this.layout)) {
+      if (info?.base !== id || info.afterCommit !== true || info.clonedAt === undefined || info.rejected) continue;
+      at = Math.max(at ?? 0, info.clonedAt);
+    }
+    return at;
   }
 
   generation(): Generation {

@@ -58,6 +58,15 @@ export interface StagingInfo {
    * it, and the first write waits until it is safely past (beginWriting).
    */
   clonedAt?: number;
+  /**
+   * Made by the sync that committed its base, at once after the commit and
+   * its collection: what moved the base's ctimes between the commit and
+   * clonedAt was reposnap's own linking and unlinking (a hardlink clone
+   * changes every file's link count, and so its ctime), not a change of
+   * content. `reposnap verify` then takes clonedAt as the time since which
+   * a moved ctime means a change (see CurrentTree.settledAt).
+   */
+  afterCommit?: boolean;
   /** What fills did to the tree (absent in records of older versions: unknown, so "partial"). */
   fill?: FillState;
   /** The upstream revision every write so far leads to, where the source has revisions. */
@@ -127,7 +136,7 @@ export class Staging {
     base: number | null,
     baseDir: string | null,
     backend: SnapshotBackend,
-    opts: { overlayMaxLayers?: number } = {},
+    opts: { overlayMaxLayers?: number; afterCommit?: boolean } = {},
   ): Promise<Staging> {
     await fs.mkdir(layout.stagingDir, { recursive: true, mode: 0o755 });
     const reused = await sweepStaging(layout, base, backend.name);
@@ -154,6 +163,7 @@ export class Staging {
       state: 'cloning',
       fill: 'none',
       ...(lower ? { lower } : {}),
+      ...(opts.afterCommit ? { afterCommit: true } : {}),
     };
     const staging = new Staging(layout, info, lock, false);
     try {

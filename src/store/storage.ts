@@ -150,6 +150,14 @@ export interface CurrentTree {
   id: number | null;
   /** Its canonical path. */
   path: string;
+  /**
+   * Since when (ms since the epoch) a ctime that moved in this snapshot
+   * means that something changed it: its commit, or, where the sync that
+   * committed it then made the clone for the next sync (which links every
+   * file again, moving its ctime), the end of that clone. Absent: not known
+   * (the commit time is the bound).
+   */
+  settledAt?: number;
 }
 
 export interface RepoStorage {
@@ -166,7 +174,12 @@ export interface RepoStorage {
   /** Record that a sync ended well just now, and how (see last-check.ts). */
   recordCheck(check: LastCheck): Promise<void>;
   /** After an update was published, make what the next one starts from ready. */
-  prepareNext(): Promise<PreparedNext>;
+  /**
+   * Make the next sync's staging ahead of time. `justCommitted`: the
+   * snapshot this sync has just committed (and collected after), when it is
+   * this sync that asks (see StagingInfo.afterCommit).
+   */
+  prepareNext(opts?: { justCommitted?: number }): Promise<PreparedNext>;
   /** The tree readers get now, if there is one. */
   current(): Promise<CurrentTree | undefined>;
   /** Run `fn` with the current tree held still for it (rcu: a lease), or fail when there is none. */

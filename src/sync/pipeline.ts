@@ -538,7 +538,8 @@ async function collect(run: SyncRun): Promise<void> {
 async function prepareNext(run: SyncRun): Promise<void> {
   if (run.report.outcome !== 'updated') return;
   try {
-    run.report.flattened = (await run.repo.storage.prepareNext()).flattened;
+    const justCommitted = run.report.snapshot?.id;
+    run.report.flattened = (await run.repo.storage.prepareNext(justCommitted !== undefined ? { justCommitted } : {})).flattened;
   } catch (err) {
     run.report.warnings.push(`repo ${run.repo.name}: preparing staging for the next sync failed: ${err instanceof Error ? err.message : String(err)}`);
   }

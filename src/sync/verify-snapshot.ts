@@ -5,7 +5,11 @@
  * Quick (the default): the signature, the TIMESTAMP, every Manifest and
  * file's presence and size, strays, and the hashes of every file changed
  * since the snapshot was committed (by ctime, which nothing can set back):
- * what finds a snapshot tampered with after it was published. --full hashes
+ * what finds a snapshot tampered with after it was published. "Since" is
+ * since the commit, or, where the committing sync then cloned the snapshot
+ * for the next sync (a hardlink clone moves every file's ctime), since that
+ * clone was complete: a change within those seconds is left to --full
+ * (docs/design.md). --full hashes
  * every file, as a first verification does. A plain location (no snapshots,
  * no commit time) is always checked in full.
  */
@@ -41,7 +45,9 @@ export async function verifySnapshot(config: RepoConfig, storage: RepoStorage, o
         keyring,
         jobs: mm.jobs,
         maxAgeDays: 0,
-        ...(full ? {} : { base: { root: view.path, clonedAt: committedAt - 40, statEveryFile: true } }),
+        // Since the commit, or since the clone for the next sync that the
+        // same sync made after it (which moved every hardlinked file's ctime).
+        ...(full ? {} : { base: { root: view.path, clonedAt: Math.max(committedAt, view.settledAt ?? 0) - 40, statEveryFile: true } }),
       });
       return { ...result, repo, snapshot: view.id, path: view.path, full };
     } catch (err) {
