@@ -12,11 +12,26 @@
  *   kept for the next sync to resume.
  */
 import fs from 'node:fs/promises';
-import { fetch, type Response } from 'undici';
+import type { Response } from 'undici';
 import { errnoCode, isOutOfSpace, ReposnapError } from '../errors.js';
 import { timeoutSignal } from '../util/abort.js';
 import { atomicWriteFile } from '../util/fs.js';
-import { downloadDispatcher, throughProxy } from './http-proxy.js';
+
+/**
+ * undici's fetch and the proxy dispatcher made of it (http-proxy.ts),
+ * loaded at the first request: loading undici takes about 80 ms, which
+ * every command (status, a sync from rsync or git) would otherwise pay at
+ * start-up.
+ */
+interface HttpClient {
+  fetch: typeof import('undici').fetch;
+  proxy: typeof import('./http-proxy.js');
+}
+let loading: Promise<HttpClient> | undefined;
+function httpClient(): Promise<HttpClient> {
+  loading ??= Promise.all([import('undici'), import('./http-proxy.js')]).then(([undici, proxy]) => ({ fetch: undici.fetch, proxy }));
+  return loading;
+}
 
 export interface Validators {
   etag?: string;
@@ -62,11 +77,12 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     if (opts.have?.lastModified) headers['if-modified-since'] = opts.have.lastModified;
   }
 
+  const http = await httpClient();
   let res: Response;
   try {
-    res = await fetch(opts.url, { headers, redirect: 'follow', signal: timeoutSignal(opts.timeoutMs ?? 30 * 60_000), dispatcher: downloadDispatcher() });
+    res = await http.fetch(opts.url, { headers, redirect: 'follow', signal: timeoutSignal(opts.timeoutMs ?? 30 * 60_000), dispatcher: http.proxy.downloadDispatcher() });
   } catch (err) {
-    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}${throughProxy(opts.url)}: ${networkReason(err)}`, { cause: err });
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}${http.proxy.throughProxy(opts.url)}: ${networkReason(err)}`, { cause: err });
   }
 
   if (res.status === 304 && !resuming) return { status: 'not-modified' };
@@ -83,7 +99,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       await fs.rm(opts.file, { force: true });
       return download({ ...opts });
     }
-    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}${throughProxy(opts.url)}: HTTP ${res.status} ${res.statusText}`);
+    throw new ReposnapError('ESOURCE', `repo ${opts.repo}: cannot download ${opts.url}${http.proxy.throughProxy(opts.url)}: HTTP ${res.status} ${res.statusText}`);
   }
 
   const validators: Validators = {
@@ -184,7 +200,8 @@ export async function notModified(url: string, have: Validators): Promise<boolea
   if (have.lastModified) headers['if-modified-since'] = have.lastModified;
   if (Object.keys(headers).length === 1) return false;
   try {
-    const res = await fetch(url, { headers, redirect: 'follow', signal: timeoutSignal(60_000), dispatcher: downloadDispatcher() });
+    const http = await httpClient();
+    const res = await http.fetch(url, { headers, redirect: 'follow', signal: timeoutSignal(60_000), dispatcher: http.proxy.downloadDispatcher() });
     await res.body?.cancel().catch(() => undefined);
     return res.status === 304;
   } catch {
@@ -199,11 +216,12 @@ export async function notModified(url: string, have: Validators): Promise<boolea
  * an Error whose message is the reason alone, for the caller to place.
  */
 export async function fetchSmall(url: string, maxBytes: number, timeoutMs = 60_000): Promise<Buffer> {
+  const http = await httpClient();
   let res: Response;
   try {
-    res = await fetch(url, { headers: { 'user-agent': 'reposnap', 'accept-encoding': 'identity' }, redirect: 'follow', signal: timeoutSignal(timeoutMs), dispatcher: downloadDispatcher() });
+    res = await http.fetch(url, { headers: { 'user-agent': 'reposnap', 'accept-encoding': 'identity' }, redirect: 'follow', signal: timeoutSignal(timeoutMs), dispatcher: http.proxy.downloadDispatcher() });
   } catch (err) {
-    throw new Error(`${networkReason(err)}${throughProxy(url)}`, { cause: err });
+    throw new Error(`${networkReason(err)}${http.proxy.throughProxy(url)}`, { cause: err });
   }
   if (!res.ok) {
     await res.body?.cancel().catch(() => undefined);

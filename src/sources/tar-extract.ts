@@ -22,7 +22,7 @@ import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream } from 'node:fs';
-import { extract, type ReadEntry } from 'tar';
+import type { ReadEntry } from 'tar';
 import type { TarballLimits } from './tarball-limits.js';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { trackChild } from '../util/children.js';
@@ -97,6 +97,8 @@ export async function extractArchive(repo: string, file: string, dest: string, l
   const symlinks = new Set<string>();
   let refused: string | undefined;
   let entries = 0;
+  // Loaded here, not at start-up: only tarball and webrsync syncs need it.
+  const { extract } = await import('tar');
   const unpack = extract({
     cwd: dest,
     strict: true,
