@@ -101,6 +101,17 @@ describe('cp clone in lanes', () => {
     expect((await fs.stat(path.join(copy, 'cat0/pkg0/f0'))).ino).not.toBe((await fs.stat(path.join(src, 'cat0/pkg0/f0'))).ino);
   });
 
+  it('takes relative paths as the caller means them', async () => {
+    const dir = tmpdir('cp-clone');
+    const src = path.join(dir, 'src');
+    await makeTree(src);
+    process.env.REPOSNAP_CLONE_LANES = '2';
+    const dst = path.join(dir, 'rel');
+    expect(await cpClone(path.relative(process.cwd(), src), path.relative(process.cwd(), dst), 'link', false)).toBe(true);
+    const got = await snapshot(dst, true);
+    for (const [k, v] of await snapshot(src, true)) expect({ k, ...got.get(k) }).toEqual({ k, ...v });
+  });
+
   it('fills an existing folder the same way (a subvolume)', async () => {
     const dir = tmpdir('cp-clone');
     const src = path.join(dir, 'src');

@@ -20,6 +20,7 @@
  */
 import { readdir, lstat, mkdir, chown, chmod } from 'node:fs/promises';
 import os from 'node:os';
+import path from 'node:path';
 import { removeTree } from '../util/fs.js';
 import { runProcess } from '../util/process.js';
 import { detached } from '../util/abort.js';
@@ -87,7 +88,8 @@ async function splitClone(from: string, to: string, args: string[], shares: stri
   }
   const ends = await Promise.all(
     shares.map((names) =>
-      runProcess('cp', [...args, '-t', to, '--', ...names], { cwd: from, dieWithUs: 'KILL', stdout: 'ignore' }).catch(() => undefined),
+      // Run in `from`, so that the names are short; `to` made absolute for it.
+      runProcess('cp', [...args, '-t', path.resolve(to), '--', ...names], { cwd: from, dieWithUs: 'KILL', stdout: 'ignore' }).catch(() => undefined),
     ),
   );
   if (!ends.every((e) => e?.code === 0)) return false;
