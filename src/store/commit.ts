@@ -86,19 +86,12 @@ export async function publishSnapshot(
   await fs.mkdir(layout.snapshotsDir, { recursive: true, mode: 0o755 });
   const id = await nextSnapshotId(layout);
   const meta: SnapshotMeta = { id, committedAt: committedAt.toISOString(), backend: backend.name, ...draft };
-  if (opts.folderIndex !== undefined) await writeFolderIndex(layout, id, opts.folderIndex);
-  await writeMeta(layout, meta);
-  await ensureLeaseFile(layout, id); // before anyone can resolve N
-  await failpoint('sealed');
+  await recordSnapshot(layout, meta, opts);
   await fs.rename(dir, layout.snapshot(id));
   await backend.freeze?.(layout.snapshot(id));
   await fsyncDir(layout.snapshotsDir);
   await failpoint('renamed');
-  await pointLatestAt(layout, id);
-  await atomicWriteFile(layout.lastIdFile, `${id}\n`);
-  // A rollback (rollback.ts) is history once a new snapshot is current.
-  await fs.rm(layout.rollbackRecord, { force: true });
-  if (opts.fixLocation) await ensureLocationLink(layout);
+  await makeCurrent(layout, id, opts);
   return meta;
 }
 
@@ -129,10 +122,7 @@ async function publishLayered(
   const id = await nextSnapshotId(layout);
   const layers = [String(id), ...(overlay?.lower ?? [])];
   const meta: SnapshotMeta = { id, committedAt: committedAt.toISOString(), backend: backend.name, ...draft, layers };
-  if (opts.folderIndex !== undefined) await writeFolderIndex(layout, id, opts.folderIndex);
-  await writeMeta(layout, meta);
-  await ensureLeaseFile(layout, id);
-  await failpoint('sealed');
+  await recordSnapshot(layout, meta, opts);
   await fs.rename(layerTree, layout.layer(String(id)));
   await fsyncDir(layout.layersDir);
   if (overlay) await fs.rmdir(dir); // the staging mount's folder
@@ -146,11 +136,29 @@ async function publishLayered(
   }
   await fsyncDir(layout.snapshotsDir);
   await failpoint('renamed');
+  await makeCurrent(layout, id, opts);
+  return meta;
+}
+
+/**
+ * Everything about snapshot `meta.id` but its tree, written before the tree
+ * is renamed into place: its folder index, its metadata, and its lease
+ * file (before anyone can resolve the id).
+ */
+async function recordSnapshot(layout: StoreLayout, meta: SnapshotMeta, opts: PublishOptions): Promise<void> {
+  if (opts.folderIndex !== undefined) await writeFolderIndex(layout, meta.id, opts.folderIndex);
+  await writeMeta(layout, meta);
+  await ensureLeaseFile(layout, meta.id);
+  await failpoint('sealed');
+}
+
+/** Point `latest` (and, asked to, the location) at published snapshot `id`, the one publish step readers see. */
+async function makeCurrent(layout: StoreLayout, id: number, opts: PublishOptions): Promise<void> {
   await pointLatestAt(layout, id);
   await atomicWriteFile(layout.lastIdFile, `${id}\n`);
+  // A rollback (rollback.ts) is history once a new snapshot is current.
   await fs.rm(layout.rollbackRecord, { force: true });
   if (opts.fixLocation) await ensureLocationLink(layout);
-  return meta;
 }
 
 /** Atomically make `latest` point at snapshot `id`. */
