@@ -41,6 +41,14 @@ async function snapshot(root: string, withInodes: boolean): Promise<Map<string, 
   return out;
 }
 
+/** `dst` holds the same entries as `src`, each alike (and, `withInodes`, the same inodes for files). */
+async function expectSameTree(dst: string, src: string, withInodes: boolean): Promise<void> {
+  const got = await snapshot(dst, withInodes);
+  const want = await snapshot(src, withInodes);
+  expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
+  for (const [k, v] of want) expect({ k, ...got.get(k) }).toEqual({ k, ...v });
+}
+
 async function makeTree(root: string): Promise<void> {
   await fs.mkdir(root);
   // Folders of very different sizes, so that lanes get unequal shares.
@@ -82,22 +90,18 @@ describe('cp clone in lanes', () => {
     const dir = tmpdir('cp-clone');
     const src = path.join(dir, 'src');
     await makeTree(src);
-    const want = await snapshot(src, true);
     for (const lanes of ['1', '2', '3']) {
       process.env.REPOSNAP_CLONE_LANES = lanes;
       expect(cloneLanes()).toBe(Number(lanes));
       const dst = path.join(dir, `dst${lanes}`);
       expect(await cpClone(src, dst, 'link', false)).toBe(true);
-      const got = await snapshot(dst, true);
-      expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
-      for (const [k, v] of want) expect({ k, ...got.get(k) }).toEqual({ k, ...v });
+      await expectSameTree(dst, src, true);
     }
     // Copies too (own inodes, same attributes).
     process.env.REPOSNAP_CLONE_LANES = '2';
     const copy = path.join(dir, 'copy');
     expect(await cpClone(src, copy, 'copy', false)).toBe(true);
-    const copied = await snapshot(copy, false);
-    for (const [k, v] of await snapshot(src, false)) expect({ k, ...copied.get(k) }).toEqual({ k, ...v });
+    await expectSameTree(copy, src, false);
     expect((await fs.stat(path.join(copy, 'cat0/pkg0/f0'))).ino).not.toBe((await fs.stat(path.join(src, 'cat0/pkg0/f0'))).ino);
   });
 
@@ -108,8 +112,7 @@ describe('cp clone in lanes', () => {
     process.env.REPOSNAP_CLONE_LANES = '2';
     const dst = path.join(dir, 'rel');
     expect(await cpClone(path.relative(process.cwd(), src), path.relative(process.cwd(), dst), 'link', false)).toBe(true);
-    const got = await snapshot(dst, true);
-    for (const [k, v] of await snapshot(src, true)) expect({ k, ...got.get(k) }).toEqual({ k, ...v });
+    await expectSameTree(dst, src, true);
   });
 
   it('fills an existing folder the same way (a subvolume)', async () => {
@@ -120,8 +123,7 @@ describe('cp clone in lanes', () => {
     const dst = path.join(dir, 'dst');
     await fs.mkdir(dst);
     expect(await cpClone(src, dst, 'link', true)).toBe(true);
-    const got = await snapshot(dst, true);
-    for (const [k, v] of await snapshot(src, true)) expect({ k, ...got.get(k) }).toEqual({ k, ...v });
+    await expectSameTree(dst, src, true);
   });
 
   it('clones whole where a top-level name is not UTF-8', async () => {
@@ -134,10 +136,7 @@ describe('cp clone in lanes', () => {
     process.env.REPOSNAP_CLONE_LANES = '2';
     const dst = path.join(dir, 'dst');
     expect(await cpClone(src, dst, 'link', false)).toBe(true);
-    const got = await snapshot(dst, true);
-    const want = await snapshot(src, true);
-    expect([...got.keys()].sort()).toEqual([...want.keys()].sort());
-    for (const [k, v] of want) expect({ k, ...got.get(k) }).toEqual({ k, ...v });
+    await expectSameTree(dst, src, true);
   });
 
   it('leaves nothing behind when a lane fails', async () => {
@@ -149,8 +148,7 @@ describe('cp clone in lanes', () => {
     const dst = path.join(dir, 'dst');
     const ok = await cpClone(src, dst, 'reflink', false);
     if (ok) {
-      const got = await snapshot(dst, false);
-      for (const [k, v] of await snapshot(src, false)) expect({ k, ...got.get(k) }).toEqual({ k, ...v });
+      await expectSameTree(dst, src, false);
     } else {
       await expect(fs.lstat(dst)).rejects.toMatchObject({ code: 'ENOENT' });
     }
