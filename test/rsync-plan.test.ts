@@ -136,4 +136,79 @@ describe('RsyncPlan', () => {
     // Upstream changed in between: one more file, one planned change gone.
     expect(plan.drift([item('updated', 'f', 'a'), item('updated', 'f', 'b'), item('added', 'f', 'late')])).toBe(2);
   });
+
+  it('applied in parts: deletions wait for the last part, which also lists every folder again', () => {
+    const plan = RsyncPlan.growing('/base', []);
+    const listed = new Set<string>();
+    const list = (b: Buffer): string[] => b.toString('latin1').split('\0').slice(0, -1);
+    const first = [
+      item('deleted', '', 'dir2file/in'),
+      item('dir-time', 'd', '.'),
+      item('added', 'd', 'new'),
+      item('attributes', 'L', 'link'),
+      item('deleted', '', 'file2dir'),
+    ];
+    for (const i of first) plan.add(i);
+    const part = RsyncPlan.partApply(plan.items.slice(0), listed);
+    expect(list(part.list)).toEqual(['new', 'link']);
+    expect(part.count).toBe(2);
+    expect(part.unshare.map(String)).toEqual(['.', 'link']);
+    for (const i of [
+      item('added', 'f', 'new/f'),
+      item('added', 'f', 'dir2file'),
+      item('added', 'd', 'file2dir'),
+      item('deleted', '', 'gone/x'),
+      item('deleted', 'd', 'gone'),
+      item('deleted', '', 'old'),
+      item('added', 'f', 'late'),
+    ]) {
+      plan.add(i);
+    }
+    plan.finish({ status: { code: 0, signal: null }, stderr: '' });
+    const last = plan.lastApply(first.length, listed);
+    // The rest; of the deletions only those not taken care of otherwise (not dir2file/in: its folder
+    // becomes a file; not gone/x: it goes with gone); the folder listed before, again; each path once.
+    expect(list(last.list)).toEqual(['new', 'file2dir', 'new/f', 'dir2file', 'gone', 'old', 'late']);
+    expect(last.unshare).toEqual([]);
+    // A deletion whose path an earlier part listed: replaced there, not deleted again.
+    expect(list(plan.lastApply(first.length, new Set([...listed, 'old'])).list)).not.toContain('old');
+    // All at once, as a plan complete from the start is applied.
+    expect(list(plan.lastApply(0, new Set()).list)).toEqual(list(plan.filesFrom()));
+    expect(list(plan.filesFrom())).toEqual(['new', 'link', 'file2dir', 'new/f', 'dir2file', 'gone', 'old', 'late']);
+  });
+
+  it('grows: says when it holds enough, or a change, or has ended; stop() stops its dry run and waits for the end', async () => {
+    const plan = RsyncPlan.growing('/base', []);
+    expect(plan.complete).toBe(false);
+    let grown = false;
+    let changed = false;
+    void plan.whenGrown(2).then(() => (grown = true));
+    void plan.whenChanged().then(() => (changed = true));
+    plan.add(item('dir-time', 'd', 'a'));
+    await Promise.resolve();
+    expect([grown, changed]).toEqual([false, false]);
+    plan.add(item('updated', 'f', 'a/f'));
+    await new Promise((r) => setTimeout(r, 0));
+    expect([grown, changed]).toEqual([true, true]);
+    let stopped = 0;
+    plan.stopWith(() => {
+      stopped++;
+      plan.finish({ status: { code: null, signal: 'SIGTERM' }, stderr: '' });
+    });
+    const waiting = plan.whenGrown(100);
+    await plan.stop();
+    await waiting;
+    expect(stopped).toBe(1);
+    expect(plan.complete).toBe(true);
+    expect((await plan.ended()).status.signal).toBe('SIGTERM');
+    // Complete: stopping again does nothing.
+    await plan.stop();
+    expect(stopped).toBe(1);
+    // A dry run that could not start: ended() says why.
+    const failed = RsyncPlan.growing('/base', []);
+    failed.abandon(new Error('rsync is not installed'));
+    await failed.whenChanged();
+    await expect(failed.ended()).rejects.toThrow('not installed');
+    await failed.stop();
+  });
 });

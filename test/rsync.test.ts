@@ -114,6 +114,206 @@ describe('rsync source: plan, then apply', () => {
   });
 });
 
+/**
+ * Give every entry under `root` an mtime in the past, a different whole
+ * second each (rsync takes times in the same second as equal, and a tree
+ * written just now would hide a folder time left behind).
+ */
+async function ageTree(root: string): Promise<void> {
+  let n = 0;
+  const walk = async (dir: string): Promise<void> => {
+    for (const e of await fs.readdir(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) await walk(p);
+      const t = new Date(Date.UTC(2020, 0, 1) + 1000 * n++);
+      await fs.lutimes(p, t, t);
+    }
+  };
+  await walk(root);
+}
+
+/** Every entry's mtime to the nanosecond (the top's is the commit's: left out). */
+async function mtimes(root: string): Promise<Record<string, bigint>> {
+  const out: Record<string, bigint> = {};
+  const walk = async (dir: Buffer, rel: string): Promise<void> => {
+    for (const name of await fs.readdir(dir, { encoding: 'buffer' })) {
+      const p = Buffer.concat([dir, Buffer.from('/'), name]);
+      const r = `${rel}/${name.toString('hex')}`;
+      const st = await fs.lstat(p, { bigint: true });
+      out[r] = st.mtimeNs;
+      if (st.isDirectory()) await walk(p, r);
+    }
+  };
+  await walk(Buffer.from(root), '');
+  return out;
+}
+
+describe('rsync source: applying a plan while it grows', () => {
+  /**
+   * rsync on PATH behind a wrapper that slows a dry run's output to a line
+   * every 20 ms (a plan that takes a while, as on a big tree), writes each
+   * run's kind down; with a `fail-plan` file present, the next dry run
+   * stops with exit 24 (files vanished) after 20 lines; with a `fail-apply`
+   * file, every apply from the second on fails with exit 23.
+   */
+  async function slowPlanRsync(dir: string): Promise<{ runs: () => Promise<string[]>; restore: () => void }> {
+    const bin = path.join(dir, 'bin');
+    await fs.mkdir(bin);
+    const real = execFileSync('sh', ['-c', 'command -v rsync'], { encoding: 'utf8' }).trim();
+    await fs.writeFile(
+      path.join(bin, 'rsync'),
+      `#!/bin/bash
+case " $* " in
+  *" --dry-run "*)
+    echo plan >> ${dir}/runs
+    cut=cat
+    if [ -e ${dir}/fail-plan ]; then
+      rm ${dir}/fail-plan
+      cut="head -n 20"
+    fi
+    set -o pipefail
+    ${real} "$@" | $cut | while IFS= read -r line; do printf '%s\n' "$line"; sleep 0.02; done
+    [ "$cut" = cat ] || exit 24
+    exit \${PIPESTATUS[0]} ;;
+  *" --files-from=- "*)
+    echo apply >> ${dir}/runs
+    if [ -e ${dir}/fail-apply ] && [ "$(grep -c apply ${dir}/runs)" -ge 2 ]; then
+      cat > /dev/null
+      echo "rsync: [receiver] simulated failure" >&2
+      exit 23
+    fi ;;
+  *) echo other >> ${dir}/runs ;;
+esac
+exec ${real} "$@"
+`,
+      { mode: 0o755 },
+    );
+    const saved = { path: process.env.PATH, batch: process.env.REPOSNAP_APPLY_BATCH };
+    process.env.PATH = `${bin}:${saved.path ?? ''}`;
+    process.env.REPOSNAP_APPLY_BATCH = process.env.TEST_BATCH ?? '1';
+    return {
+      runs: async () => {
+        const text = await fs.readFile(path.join(dir, 'runs'), 'utf8').catch(() => '');
+        await fs.rm(path.join(dir, 'runs'), { force: true });
+        return text.trim().split('\n').filter((l) => l !== '');
+      },
+      restore: () => {
+        process.env.PATH = saved.path;
+        if (saved.batch === undefined) delete process.env.REPOSNAP_APPLY_BATCH;
+        else process.env.REPOSNAP_APPLY_BATCH = saved.batch;
+      },
+    };
+  }
+
+  /** Upstream with a bit of everything, and then changed in every way an apply has to get right. */
+  async function changingUpstream(dir: string): Promise<{ up: string; change: () => Promise<void> }> {
+    const up = await upstream(dir);
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 30; i++) many[`cat${i % 3}/pkg${i}/pkg${i}-1.ebuild`] = `v1 ${i}\n`;
+    await writeTree(up, { ...many, 'dir2file/a/b': 'deep\n', 'file2dir': 'was a file\n', 'link2dir': { symlink: 'cat0' }, 'gone/x/y': 'y\n', 'z-late/keep': 'k\n' });
+    const change = async (): Promise<void> => {
+      for (let i = 0; i < 30; i += 2) await fs.writeFile(path.join(up, `cat${i % 3}/pkg${i}/pkg${i}-1.ebuild`), `v2 ${i} longer\n`);
+      for (let i = 1; i < 30; i += 6) await fs.rm(path.join(up, `cat${i % 3}/pkg${i}`), { recursive: true });
+      await writeTree(up, { 'cat1/new-pkg/new-pkg-1.ebuild': 'new\n', 'brand/new/dir/f': 'f\n', 'z-late/added': 'late\n' });
+      await fs.rm(path.join(up, 'dir2file'), { recursive: true });
+      await fs.writeFile(path.join(up, 'dir2file'), 'now a file\n');
+      await fs.rm(path.join(up, 'file2dir'));
+      await fs.rm(path.join(up, 'link2dir'));
+      await writeTree(up, { 'file2dir/inside': 'i\n', 'link2dir/inside': 'j\n' });
+      await fs.rm(path.join(up, 'gone'), { recursive: true });
+      await fs.chmod(path.join(up, 'exec.sh'), 0o700);
+      if (isRoot) await fs.lchown(path.join(up, 'link'), 1, 1);
+      await ageTree(up);
+    };
+    await ageTree(up);
+    return { up, change };
+  }
+
+  it('applies it in parts while the dry run goes on, and ends with exactly upstream, times included', async () => {
+    const dir = tmpdir();
+    const { up, change } = await changingUpstream(dir);
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink\nsync-rcu-spare-snapshots = 5', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+    const rsync = await slowPlanRsync(dir);
+    try {
+      await repo.sync();
+      const first = await readTreeBytes(await repo.currentPath());
+      const firstTimes = await mtimes(await repo.currentPath());
+      await rsync.runs();
+      await change();
+      const r = await repo.sync();
+      expect(r.outcome).toBe('updated');
+      expect(r.prepared).toBe(true);
+      expect(r.warnings).toEqual([]);
+      const runs = await rsync.runs();
+      // One plan, applied in several parts.
+      expect(runs.filter((k) => k === 'plan')).toHaveLength(1);
+      if (!process.env.TEST_BATCH) expect(runs.filter((k) => k === 'apply').length).toBeGreaterThan(2);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+      // Folder times too: a later part writing into a folder does not leave its time behind.
+      expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
+      expect(r.changes).toMatchObject({ added: expect.any(Number), deleted: expect.any(Number) });
+      // The snapshot before is as it was, down to the times.
+      expect(await readTreeBytes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(first);
+      expect(await mtimes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(firstTimes);
+      expect((await repo.sync()).outcome).toBe('up-to-date');
+    } finally {
+      rsync.restore();
+    }
+  });
+
+  it('finishes with a plan of the target itself when the dry run fails part way, and ends with exactly upstream', async () => {
+    const dir = tmpdir();
+    const { up, change } = await changingUpstream(dir);
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink\nsync-rcu-spare-snapshots = 5', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+    const rsync = await slowPlanRsync(dir);
+    try {
+      await repo.sync();
+      const first = await readTreeBytes(await repo.currentPath());
+      await rsync.runs();
+      await change();
+      await fs.writeFile(path.join(dir, 'fail-plan'), '');
+      const r = await repo.sync();
+      expect(r.outcome).toBe('updated');
+      const runs = await rsync.runs();
+      // The first plan, cut short after a part was applied; the second, of the target.
+      expect(runs.filter((k) => k === 'plan')).toHaveLength(2);
+      expect(runs.indexOf('apply')).toBeLessThan(runs.lastIndexOf('plan'));
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+      expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
+      expect(await readTreeBytes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(first);
+    } finally {
+      rsync.restore();
+    }
+  });
+
+  it('stops the dry run and keeps the previous snapshot when a part fails', async () => {
+    const dir = tmpdir();
+    const { up, change } = await changingUpstream(dir);
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+    const rsync = await slowPlanRsync(dir);
+    try {
+      await repo.sync();
+      const first = await readTreeBytes(await repo.currentPath());
+      await change();
+      await fs.writeFile(path.join(dir, 'fail-apply'), '');
+      await rsync.runs();
+      await expect(repo.sync()).rejects.toThrow(/rsync failed \(exit 23.*simulated failure/);
+      // It failed at the second part, with the dry run still going: stopped, not waited for.
+      expect(await rsync.runs()).toEqual(['plan', 'apply', 'apply']);
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(up);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(first);
+      // The next sync resumes what was written, and ends with exactly upstream.
+      await fs.rm(path.join(dir, 'fail-apply'));
+      const r = await repo.sync();
+      expect(r.outcome).toBe('updated');
+      expect(r.resumed).toBe(true);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+    } finally {
+      rsync.restore();
+    }
+  });
+});
+
 describe('rsync source: progress', () => {
   /** Every 'fetch' event of a sync of `repo`, and its report. */
   async function fetchEvents(repo: ReturnType<Repos['get']>): Promise<{ events: SourceProgress[]; report: SyncReport }> {

@@ -114,17 +114,42 @@ export class RsyncStats {
   }
 }
 
+/** How an rsync run ended. */
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** How a plan's dry run ended: its exit, and the tail of its complaints. */
+export interface PlanEnd {
+  status: ExitStatus;
+  stderr: string;
+}
+
 /**
  * A plan: the items a dry run found between upstream and a tree (`base`),
  * with the excludes it ran with. Applying it to an exact clone of `base`
  * makes that clone equal to upstream as the dry run saw it.
+ *
+ * A plan may still be growing: the dry run goes on while a fill applies
+ * what it has found so far (see RsyncSource.apply). Items are only ever
+ * added, in the order rsync found them; `complete` says the dry run ended,
+ * and `ended()` how.
  */
 export class RsyncPlan implements SourcePlan {
   readonly source = 'rsync';
   readonly items: Item[];
   /** A device, FIFO or socket upstream has (rsync skips them; the fill refuses them). */
-  readonly special: string | undefined;
+  special: string | undefined;
   readonly stats: RsyncStats;
+  /** Whether the dry run has ended: no more items come. */
+  complete = true;
+  private end: Promise<PlanEnd>;
+  private settle: ((end: PlanEnd) => void) | undefined;
+  private fail: ((err: unknown) => void) | undefined;
+  private waiters: { ready: () => boolean; wake: () => void }[] = [];
+  private stopper: (() => void) | undefined;
+
   constructor(
     /** The tree the dry run compared upstream with. */
     readonly base: string,
@@ -135,10 +160,80 @@ export class RsyncPlan implements SourcePlan {
     this.items = said.items ?? [];
     this.stats = said.stats ?? new RsyncStats();
     this.special = said.special;
+    this.end = Promise.resolve({ status: { code: 0, signal: null }, stderr: '' });
+  }
+
+  /** A plan whose dry run is starting: items come with add(), the end with finish() or abandon(). */
+  static growing(base: string, excludeTop: readonly string[]): RsyncPlan {
+    const plan = new RsyncPlan(base, excludeTop);
+    plan.complete = false;
+    plan.end = new Promise<PlanEnd>((resolve, reject) => {
+      plan.settle = resolve;
+      plan.fail = reject;
+    });
+    // Awaited by whoever uses the plan; not an unhandled rejection meanwhile.
+    plan.end.catch(() => undefined);
+    return plan;
   }
 
   add(item: Item): void {
     this.items.push(item);
+    this.wakeWaiters();
+  }
+
+  /** The dry run ended (with any exit: a failed one leaves a partial plan). */
+  finish(end: PlanEnd): void {
+    this.complete = true;
+    this.settle?.(end);
+    this.wakeWaiters();
+  }
+
+  /** The dry run could not be run at all. */
+  abandon(err: unknown): void {
+    this.complete = true;
+    this.fail?.(err);
+    this.wakeWaiters();
+  }
+
+  /** How the dry run ended, once it has. */
+  ended(): Promise<PlanEnd> {
+    return this.end;
+  }
+
+  /** How to stop the dry run (its process, once started). */
+  stopWith(stop: () => void): void {
+    this.stopper = stop;
+  }
+
+  /** Stop the dry run if it still goes on (nobody needs the rest), and wait till it has ended. */
+  async stop(): Promise<void> {
+    if (!this.complete) this.stopper?.();
+    await this.end.catch(() => undefined);
+  }
+
+  /** Resolves once the plan holds at least `count` items, or is complete. */
+  whenGrown(count: number): Promise<void> {
+    return this.when(() => this.items.length >= count);
+  }
+
+  /** Resolves once the plan holds a change (more than a folder's time), or is complete. */
+  whenChanged(): Promise<void> {
+    return this.when(() => this.changed);
+  }
+
+  private when(ready: () => boolean): Promise<void> {
+    if (this.complete || ready()) return Promise.resolve();
+    return new Promise((wake) => this.waiters.push({ ready, wake }));
+  }
+
+  private wakeWaiters(): void {
+    if (this.waiters.length === 0) return;
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      if (this.complete || w.ready()) w.wake();
+      else this.waiters.push(w);
+    }
   }
 
   /** Whether anything but directory times differs. */
@@ -168,26 +263,64 @@ export class RsyncPlan implements SourcePlan {
 
   /** Every path the apply may touch that exists in the base (what is not new or deleted). */
   existingPaths(): Buffer[] {
-    return this.items.filter((i) => i.kind !== 'added' && i.kind !== 'deleted').map((i) => i.path);
+    return existing(this.items);
   }
 
   /**
-   * The --files-from list (NUL-separated, --from0) for the apply: every
-   * item but the top. Not the top: rsync takes "." in such a list as "this
-   * folder and everything directly in it" (its --dirs rule), so the top's
-   * own attributes are set apart (topChanged). A deletion is left out where
-   * a folder above it is deleted or replaced by a file or symlink: rsync
-   * removes that folder with what it holds (--force).
+   * The --files-from list (NUL-separated, --from0) for applying the whole
+   * plan at once: every item but the top. Not the top: rsync takes "." in
+   * such a list as "this folder and everything directly in it" (its --dirs
+   * rule), so the top's own attributes are set apart (topChanged). A
+   * deletion is left out where a folder above it is deleted or replaced by
+   * a file or symlink: rsync removes that folder with what it holds
+   * (--force).
    */
   filesFrom(): Buffer {
+    return this.lastApply(0, new Set()).list;
+  }
+
+  /**
+   * An apply of `items` (the next part of a growing plan) while the dry run
+   * goes on: everything but deletions and the top. Deletions wait for the
+   * last apply: only the whole plan tells which of them go with a folder
+   * above them that is deleted or replaced. `listed` is told each path.
+   */
+  static partApply(items: readonly Item[], listed: Set<string>): { list: Buffer; unshare: Buffer[]; count: number } {
+    const parts: Buffer[] = [];
+    for (const i of items) {
+      if (isTop(i.path) || i.kind === 'deleted') continue;
+      listed.add(i.path.toString('latin1'));
+      parts.push(i.path, NUL);
+    }
+    return { list: Buffer.concat(parts), unshare: existing(items), count: parts.length / 2 };
+  }
+
+  /**
+   * The last apply, once the plan is complete and `partApply` had its items
+   * before `from` (their paths in `listed`): the items from `from` on, every
+   * deletion (but those that go with a folder above them, and those whose
+   * path an earlier part listed: that entry was replaced by a file, folder
+   * or symlink there, which took the old one away), and again every folder
+   * an earlier part listed, so that folder times are set after everything
+   * in them is written.
+   */
+  lastApply(from: number, listed: ReadonlySet<string>): { list: Buffer; unshare: Buffer[]; count: number } {
     const byPath = new Map<string, Item>(this.items.map((i) => [i.path.toString('latin1'), i]));
     const parts: Buffer[] = [];
-    for (const i of this.items) {
-      if (isTop(i.path)) continue;
-      if (i.kind === 'deleted' && goesWithAncestor(i.path.toString('latin1'), byPath)) continue;
-      parts.push(i.path, Buffer.from([0]));
-    }
-    return Buffer.concat(parts);
+    const seen = new Set<string>();
+    const take = (i: Item, key: string): void => {
+      if (seen.has(key)) return;
+      seen.add(key);
+      parts.push(i.path, NUL);
+    };
+    this.items.forEach((i, n) => {
+      if (isTop(i.path)) return;
+      const key = i.path.toString('latin1');
+      if (i.kind === 'deleted') {
+        if (!listed.has(key) && !goesWithAncestor(key, byPath)) take(i, key);
+      } else if (n >= from || i.type === 'd') take(i, key);
+    });
+    return { list: Buffer.concat(parts), unshare: existing(this.items.slice(from)), count: parts.length / 2 };
   }
 
   /** The plan as changes, for `sync --dry-run` (directory times alone left out). */
@@ -206,15 +339,16 @@ export class RsyncPlan implements SourcePlan {
   /**
    * How many non-directory entries an apply treated otherwise than the plan
    * said: upstream changed in between. Files count as changed either way
-   * (the apply writes an attribute change as a transfer).
+   * (the apply writes an attribute change as a transfer). `upto`: only the
+   * plan's first items count (those applied; the rest went another way).
    */
-  drift(applied: readonly Item[]): number {
+  drift(applied: readonly Item[], upto = this.items.length): number {
     const key = (i: Item): string | undefined => {
       if (i.type === 'd' || i.kind === 'dir-time') return undefined;
       const kind = i.kind === 'attributes' && i.type === 'f' ? 'updated' : i.kind;
       return `${kind} ${i.type} ${i.path.toString('latin1')}`;
     };
-    const want = new Set(this.items.map(key).filter((k) => k !== undefined));
+    const want = new Set(this.items.slice(0, upto).map(key).filter((k) => k !== undefined));
     let drift = 0;
     for (const i of applied) {
       const k = key(i);
@@ -224,6 +358,13 @@ export class RsyncPlan implements SourcePlan {
     }
     return drift + want.size;
   }
+}
+
+const NUL = Buffer.from([0]);
+
+/** The paths of `items` that exist in the base (not new, not deleted): what an apply may touch in place. */
+function existing(items: readonly Item[]): Buffer[] {
+  return items.filter((i) => i.kind !== 'added' && i.kind !== 'deleted').map((i) => i.path);
 }
 
 function isTop(p: Buffer): boolean {

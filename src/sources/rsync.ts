@@ -4,16 +4,19 @@
  * - Plan: rsync --dry-run from upstream against the current snapshot, which
  *   it only reads, to the end: what differs, item by item (rsync-plan.ts).
  *   A no-op sync stops here, having cost what rsync's own no-op costs. The
- *   precheck makes the plan, and the pipeline starts the clone as soon as
- *   the first difference shows, so the two run side by side.
+ *   precheck starts the plan and returns at its first change, while the
+ *   dry run goes on: the pipeline opens staging (a prepared clone, or a
+ *   clone made now beside the plan, which it only reads).
  * - Apply: rsync with --files-from the plan's paths only, not a second walk
- *   of the whole tree, into the staging clone. --ignore-times makes it write
- *   every listed file anew (to a temporary name, renamed into place) rather
- *   than set a mode, owner or time on the old inode: in a hardlinked clone
- *   that inode is also a published snapshot's. rsync can only change a
- *   symlink's attributes in place, so every listed symlink that is shared
- *   gets an inode of its own first (tree/unshare.ts). Deletions are listed
- *   too and done by --delete-missing-args.
+ *   of the whole tree, into the staging clone, in parts while the plan is
+ *   still growing (deletions, and folder times, wait for the last part).
+ *   --ignore-times makes it write every listed file anew (to a temporary
+ *   name, renamed into place) rather than set a mode, owner or time on the
+ *   old inode: in a hardlinked clone that inode is also a published
+ *   snapshot's. rsync can only change a symlink's attributes in place, so
+ *   every listed symlink that is shared gets an inode of its own first
+ *   (tree/unshare.ts). Deletions are listed too and done by
+ *   --delete-missing-args.
  *
  * Without a plan from the precheck (a resumed staging tree, a fill run as
  * sync-user, a quarantine) a target that shares inodes is planned against
@@ -35,8 +38,8 @@ import { ConfigError, ReposnapError } from '../errors.js';
 import { shellSplit } from '../util/shlex.js';
 import type { SourceKind } from './kind.js';
 import { refusedRsyncOptions, withoutDeletions } from './rsync-options.js';
-import { countChanges, ITEM_FORMAT, parseLine, RsyncPlan, RsyncStats, type Item } from './rsync-plan.js';
-import { runProcess } from '../util/process.js';
+import { countChanges, ITEM_FORMAT, parseLine, RsyncPlan, RsyncStats, type ExitStatus, type Item } from './rsync-plan.js';
+import { runProcess, type ProcessHandle } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
@@ -144,6 +147,12 @@ export class RsyncSource implements SyncSource {
     // took 0.16-0.20 s with it and 0.07 s without. A sync makes two or three
     // connections. The user's own --sockopts wins.
     if (this.uri.startsWith('rsync://') && !extra.some((o) => o === '--sockopts' || o.startsWith('--sockopts='))) args.push('--sockopts=TCP_NODELAY');
+    // The apply writes every listed file anew (--ignore-times, see the top
+    // of this file): with rsync's delta transfer both ends would checksum
+    // each one, mostly small and often unchanged in content, to send little
+    // less. Whole files, as Portage's own rsync options ask; a user's
+    // --no-whole-file comes after and wins.
+    if (mode === 'apply') args.push('--whole-file');
     args.push(
       ...(mode === 'apply' || mode === 'top' ? withoutDeletions(extra) : extra),
       '-a',
@@ -173,71 +182,80 @@ export class RsyncSource implements SyncSource {
   }
 
   /**
-   * The plan against the current snapshot (see the top of this file). A
-   * failure to reach upstream fails the sync now, as the fill would; any
-   * other trouble counts as a change without a plan, for the fill to meet
-   * again and report.
+   * The plan against the current snapshot (see the top of this file),
+   * returned at its first change while the dry run goes on: the pipeline
+   * opens staging meanwhile, and the fill applies the plan as it grows. A
+   * failure to reach upstream before any change fails the sync now, as the
+   * fill would; any other trouble counts as a change without a plan, for
+   * the fill to meet again and report.
    */
   async precheck(ctx: PrecheckContext): Promise<PrecheckResult> {
     if (ctx.current === undefined) return { unchanged: false };
     await this.requireLocalSource(ctx.repo);
-    const made = await this.plan(ctx.repo, ctx.current, [], ctx.lockFds, { ...(ctx.onChange ? { onChange: ctx.onChange } : {}), ...listeners(ctx) });
-    if (made.plan) return made.plan.changed || made.plan.special !== undefined ? { unchanged: false, plan: made.plan } : { unchanged: true };
-    if (made.status.code !== null && UNREACHABLE.has(made.status.code)) throw rsyncFailed(ctx.repo, made.status, made.stderr);
+    const plan = this.startPlan(ctx.repo, ctx.current, [], ctx.lockFds, listeners(ctx));
+    await plan.whenChanged();
+    if (!plan.complete) return { unchanged: false, plan };
+    const { status, stderr } = await plan.ended();
+    if (status.code === 0) return plan.changed || plan.special !== undefined ? { unchanged: false, plan } : { unchanged: true };
+    if (status.code !== null && UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
     return { unchanged: false };
   }
 
   /** The plan against the current tree, as changes (sync --dry-run). */
   async preview(ctx: PreviewContext): Promise<TreeChange[]> {
     await this.requireLocalSource(ctx.repo);
-    const made = await this.plan(ctx.repo, ctx.current, [], []);
-    if (!made.plan) throw rsyncFailed(ctx.repo, made.status, made.stderr);
-    if (made.plan.special !== undefined) throw refusedSpecial(ctx.repo, made.plan.special);
-    return made.plan.asChanges();
+    const plan = await this.wholePlan(ctx.repo, ctx.current, [], []);
+    if (plan.special !== undefined) throw refusedSpecial(ctx.repo, plan.special);
+    return plan.asChanges();
   }
 
   /**
-   * A dry run from upstream against `base`, to the end; no plan when rsync
-   * fails. `onChange` is called at the first change; `onProgress` hears of
-   * the changes found so far.
+   * Start a dry run from upstream against `base`: the plan grows as rsync
+   * finds items, and is complete when it ends (see RsyncPlan). Its progress
+   * is the changes found so far.
    */
-  private async plan(
-    repo: string,
-    base: string,
-    excludeTop: readonly string[],
-    fds: number[],
-    on: { onChange?: () => void } & Listeners = {},
-  ): Promise<{ plan?: RsyncPlan; status: ExitStatus; stderr: string }> {
-    let told = false;
+  private startPlan(repo: string, base: string, excludeTop: readonly string[], fds: number[], on: Listeners = {}): RsyncPlan {
+    const plan = RsyncPlan.growing(base, excludeTop);
     const found = new Counter(on.onProgress);
     const tool = on.onToolOutput ? { onToolOutput: (line: string) => on.onToolOutput?.('rsync --dry-run', line) } : {};
-    const run = await runItemized(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds, ...tool }, (item) => {
-      if (item.kind === 'dir-time') return;
-      if (!told) {
-        told = true;
-        on.onChange?.();
+    const run = spawnRsync(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds, ...tool, onSpawn: (h) => plan.stopWith(() => h.stop('SIGTERM')) }, (line) => {
+      const item = parseLine(line);
+      if (item === undefined) plan.stats.read(line);
+      else if (item.kind === 'special') plan.special ??= item.path;
+      else {
+        if (item.kind !== 'dir-time') found.change(item);
+        plan.add(item);
       }
-      found.change(item);
     });
-    found.finish();
-    const { status, stderr } = run;
-    return { ...(status.code === 0 ? { plan: new RsyncPlan(base, excludeTop, run) } : {}), status, stderr };
+    run.then(
+      (end) => {
+        found.finish();
+        plan.finish(end);
+      },
+      (err: unknown) => plan.abandon(err),
+    );
+    return plan;
+  }
+
+  /** A dry run from upstream against `base`, to the end; a failure of rsync is the sync's. */
+  private async wholePlan(repo: string, base: string, excludeTop: readonly string[], fds: number[], on: Listeners = {}): Promise<RsyncPlan> {
+    const plan = this.startPlan(repo, base, excludeTop, fds, on);
+    const { status, stderr } = await plan.ended();
+    if (status.code !== 0) throw rsyncFailed(repo, status, stderr);
+    return plan;
   }
 
   async fill(ctx: FillContext): Promise<SourceResult> {
     await this.requireLocalSource(ctx.repo);
     let plan = ctx.plan instanceof RsyncPlan && sameNames(ctx.plan.excludeTop, ctx.excludeTop) ? ctx.plan : undefined;
-    if (plan === undefined && ctx.sharesInodes) {
-      const made = await this.plan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? [], listeners(ctx));
-      if (!made.plan) throw rsyncFailed(ctx.repo, made.status, made.stderr);
-      plan = made.plan;
-    }
+    if (plan === undefined && ctx.sharesInodes) plan = await this.wholePlan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? [], listeners(ctx));
     if (plan === undefined) {
       await ctx.beginWriting();
       return await this.runFull(ctx);
     }
-    if (plan.special !== undefined) throw refusedSpecial(ctx.repo, plan.special);
-    if (!plan.changed) return { changed: false, changes: emptyChanges(), tree: plan.tree() };
+    // A complete plan can be refused or found empty before anything is written.
+    if (plan.complete && plan.special !== undefined) throw refusedSpecial(ctx.repo, plan.special);
+    if (plan.complete && !plan.changed) return { changed: false, changes: emptyChanges(), tree: plan.tree() };
     await ctx.beginWriting();
     return await this.apply(ctx, plan);
   }
@@ -260,32 +278,82 @@ export class RsyncSource implements SyncSource {
     return { changed, changes: { ...countChanges(run.items), bytesTransferred: run.stats.transferred }, tree: { files: run.stats.files, bytes: run.stats.bytes } };
   }
 
-  /** rsync the plan's paths only into the target (see the top of this file). */
-  private async apply(ctx: FillContext, plan: RsyncPlan): Promise<SourceResult> {
+  /**
+   * rsync the plan's paths only into the target (see the top of this file).
+   *
+   * A plan still growing is applied in parts while its dry run goes on:
+   * whenever at least applyBatch() paths wait and no apply runs, the next
+   * takes them all. The last apply, once the plan is complete, takes what
+   * is left, every deletion and the folders again (RsyncPlan.lastApply); a
+   * plan complete from the start is that one apply. A dry run that fails
+   * part way (upstream files vanished on a live mirror) leaves the rest to
+   * a plan of the target against itself, as after an interrupted sync.
+   */
+  private async apply(ctx: FillContext, first: RsyncPlan): Promise<SourceResult> {
     const top = Buffer.from(ctx.target);
-    // Every listed path that exists, not only those planned as symlinks: if
-    // upstream turned a file back into the same symlink meanwhile, the apply
-    // would set that symlink's attributes in place.
-    await mapLimit(plan.existingPaths(), FS_CONCURRENCY, async (p) => {
-      await unshareSymlink(bjoin(top, p));
-    });
-    const list = plan.filesFrom();
-    // The paths listed: what rsync is about to go through, each once; and the bytes it is to write.
-    const done = new Counter(ctx.onProgress, { writes: true, total: list.reduce((n, b) => (b === 0 ? n + 1 : n), 0), totalBytes: plan.bytesToWrite() });
-    const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: list, ...toolOutput(ctx) }, (item) => done.change(item));
+    const done = new Counter(ctx.onProgress, { writes: true });
+    const applied: Item[] = [];
+    let transferred = 0;
+    const applyList = async ({ list, unshare }: { list: Buffer; unshare: Buffer[] }): Promise<Item[]> => {
+      if (list.length === 0) return [];
+      // Every listed path that exists, not only those planned as symlinks: if
+      // upstream turned a file back into the same symlink meanwhile, the apply
+      // would set that symlink's attributes in place.
+      await mapLimit(unshare, FS_CONCURRENCY, async (p) => {
+        await unshareSymlink(bjoin(top, p));
+      });
+      const run = await runItemized(this.bin, this.args(ctx.target, ctx.excludeTop, 'apply'), ctx.repo, { fds: ctx.lockFds ?? [], input: list, ...toolOutput(ctx) }, (item) => done.change(item));
+      if (run.items.length > 0) await failpoint('fill-midway');
+      if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
+      if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
+      applied.push(...run.items);
+      transferred += run.stats.transferred;
+      return run.items;
+    };
+
+    let plan = first;
+    let from = 0;
+    const listed = new Set<string>();
+    try {
+      const batch = applyBatch();
+      for (;;) {
+        await plan.whenGrown(from + batch);
+        if (plan.complete) break;
+        const part = plan.items.slice(from);
+        from += part.length;
+        await applyList(RsyncPlan.partApply(part, listed));
+      }
+    } finally {
+      // An apply failed: the dry run's answer no longer matters.
+      await plan.stop();
+    }
+    let drift = 0;
+    // What the report counts: the plan's items, or after a failed dry run those applied and the second plan's.
+    let counted = first.items;
+    const { status, stderr } = await plan.ended();
+    if (status.code !== 0) {
+      if (status.code !== null && UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
+      drift += plan.drift(applied, from);
+      const before = first.items.slice(0, from);
+      plan = await this.wholePlan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? [], listeners(ctx));
+      from = 0;
+      listed.clear();
+      counted = [...before, ...plan.items];
+    }
+    if (plan.special !== undefined) throw refusedSpecial(ctx.repo, plan.special);
+    // The whole plan is known: the progress gets its totals, entries and bytes.
+    done.setTotals(plan.lastApply(0, new Set()).count, plan.bytesToWrite());
+    const last = await applyList(plan.lastApply(from, listed));
     done.finish();
-    if (run.items.length > 0) await failpoint('fill-midway');
-    if (run.status.code !== 0) throw rsyncFailed(ctx.repo, run.status, run.stderr);
-    if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
     // The top's own attributes, after everything in it changed (see RsyncPlan.filesFrom).
     if (plan.topChanged) {
-      const top = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'top'), ctx.repo, { fds: ctx.lockFds ?? [], ...toolOutput(ctx) }, () => undefined);
-      if (top.status.code !== 0) throw rsyncFailed(ctx.repo, top.status, top.stderr);
+      const topRun = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'top'), ctx.repo, { fds: ctx.lockFds ?? [], ...toolOutput(ctx) }, () => undefined);
+      if (topRun.status.code !== 0) throw rsyncFailed(ctx.repo, topRun.status, topRun.stderr);
     }
-    const drift = plan.drift(run.items);
+    drift += plan === first ? plan.drift(applied) : plan.drift(last);
     return {
       changed: true,
-      changes: { ...plan.changes(), bytesTransferred: run.stats.transferred },
+      changes: { ...countChanges(counted), bytesTransferred: transferred },
       tree: plan.tree(),
       ...(drift > 0
         ? { warnings: [`repo ${ctx.repo}: upstream changed while syncing (${drift} ${drift === 1 ? 'entry' : 'entries'} differed between the plan and the transfer); the next sync brings the rest`] }
@@ -340,6 +408,12 @@ class Counter {
     if (writes) this.bytes = 0;
   }
 
+  /** The totals to show against, once known (a plan that was still growing is complete). */
+  setTotals(total: number, totalBytes: number): void {
+    this.extra.total = total;
+    this.extra.totalBytes = totalBytes;
+  }
+
   scan(): void {
     this.scanned++;
     if (this.scanned % 200 === 0 || Date.now() - this.lastFlush >= 100) this.flush();
@@ -369,6 +443,17 @@ class Counter {
   }
 }
 
+/**
+ * How many paths of a growing plan wait before an apply starts on them
+ * (see RsyncSource.apply): few enough that the applies keep up with the
+ * dry run, enough that the cost of each rsync connection is shared.
+ * REPOSNAP_APPLY_BATCH overrides it.
+ */
+function applyBatch(): number {
+  const n = Number(process.env.REPOSNAP_APPLY_BATCH);
+  return Number.isInteger(n) && n >= 1 ? n : 100;
+}
+
 /** Exits that mean upstream could not be reached or spoken to: a fill would fail the same way. */
 const UNREACHABLE = new Set([5, 10, 12, 30, 35]);
 
@@ -384,11 +469,7 @@ interface RsyncRunOptions {
   fds?: number[];
   input?: Buffer;
   onToolOutput?: (line: string) => void;
-}
-
-interface ExitStatus {
-  code: number | null;
-  signal: NodeJS.Signals | null;
+  onSpawn?: (handle: ProcessHandle) => void;
 }
 
 /**
@@ -412,6 +493,7 @@ async function spawnRsync(
     env: { LC_ALL: 'C' },
     ...(opts.fds ? { fds: opts.fds } : {}),
     ...(opts.input ? { input: opts.input } : {}),
+    ...(opts.onSpawn ? { onSpawn: opts.onSpawn } : {}),
     stdout: onLine,
     missing: { repo, tool: 'rsync' },
   });

@@ -36,6 +36,12 @@ export interface SourceResult {
  */
 export interface SourcePlan {
   readonly source: string;
+  /**
+   * Stop making the plan, where it is still being made (rsync's dry run
+   * goes on after the precheck returns, for the fill to apply as it
+   * grows), and wait till it has stopped: called when nobody will use it.
+   */
+  stop?(): Promise<void>;
 }
 
 /** What a precheck found: upstream unchanged, or changed (with the plan, where the source makes one). */
@@ -121,12 +127,6 @@ export interface PrecheckContext {
    * it (a plain location, which is itself the target) they do not precheck.
    */
   current?: string;
-  /**
-   * Called once, as soon as the precheck knows upstream differs (a source
-   * that plans goes on to the end): the caller may start making the target
-   * meanwhile, since that only reads the current tree.
-   */
-  onChange?: () => void;
   /** Progress of a precheck that takes a while (rsync's plan). */
   onProgress?: (p: SourceProgress) => void;
   onToolOutput?: ToolOutputListener;
@@ -143,7 +143,9 @@ export interface SyncSource {
    * with the current snapshot): then no staging tree is made at all. It must
    * never say "unchanged" when fill would change something; any doubt is a
    * change, and fill then does the work and reports any error. Where a
-   * source can, it returns with a change the plan of what differs.
+   * source can, it returns with a change the plan of what differs, as soon
+   * as it sees the first change: the plan may go on growing meanwhile (see
+   * SourcePlan.stop).
    */
   precheck?(ctx: PrecheckContext): Promise<PrecheckResult>;
   /**

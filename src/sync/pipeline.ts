@@ -11,8 +11,10 @@
  * here asks which kind of storage it has, and no step hands the storage a
  * callback: the precheck asks the source between taking the repo and
  * opening staging. The one overlap: a source whose precheck plans (rsync)
- * says as soon as it sees a change, and staging is opened then, beside the
- * rest of the plan, since making it only reads the current tree.
+ * returns as soon as it sees a change, with a plan that goes on growing:
+ * staging is opened beside the rest of the plan (making it only reads the
+ * current tree), and the fill applies the plan as it grows. A plan nobody
+ * uses (a resumed staging tree, a failure, an abort) is stopped.
  *
  * Aborting (SyncOptions.signal, util/abort.ts): up to the commit, an abort
  * stops what runs (children, downloads, walks), each step lets go of what
@@ -280,20 +282,34 @@ async function steps(run: SyncRun): Promise<SyncReport> {
   await checkSyncUser(repo.config);
   const pending = await run.timed('prepare', () => takeRepo(run));
   await run.stopIfAborted(() => pending.release());
-  const staging = stagingOnDemand(run, pending);
-  const found = await run.timed('prepare', () => precheck(run, pending, staging));
-  await run.stopIfAborted(() => staging.abandon());
+  // The plan's progress is shown until the fill begins (it goes on beside the clone), then the fill's.
+  const planProgress = { shown: true };
+  const found = await run.timed('prepare', () => precheck(run, pending, planProgress));
+  // A plan nobody is going to use is stopped (rsync's dry run may still go on).
+  const dropPlan = (): Promise<void> => (found.unchanged ? undefined : found.plan?.stop?.()) ?? Promise.resolve();
+  await run.stopIfAborted(async () => {
+    await dropPlan();
+    await pending.release();
+  });
   if (found.unchanged) {
-    await staging.abandon();
+    await pending.release();
     run.report.unchangedBeforeClone = true;
   } else {
-    const update = await run.timed('prepare', () => staging.open());
+    const update = await run.timed('prepare', () => openStaging(run, pending)).catch(async (err: unknown) => {
+      await dropPlan();
+      throw err;
+    });
     // Kept as it is: a clone to start from, or the resumed tree as it was.
-    const keep = (): Promise<void> => repo.storage.abortUpdate(update, { keep: true });
+    const keep = async (): Promise<void> => {
+      await dropPlan();
+      await repo.storage.abortUpdate(update, { keep: true });
+    };
     await run.stopIfAborted(keep);
     // The plan holds for a target that is an exact clone of the tree it was made against.
     const plan = found.plan && !update.dirty && update.baseTree?.dir === pending.current ? found.plan : undefined;
-    const filled = await run.timed('fetch', () => fillStaging(run, update, plan));
+    if (plan === undefined) await dropPlan();
+    planProgress.shown = false;
+    const filled = await run.timed('fetch', () => fillStaging(run, update, plan)).finally(dropPlan);
     await failpoint('filled');
     await run.stopIfAborted(keep);
     if (filled.changed) {
@@ -333,11 +349,13 @@ async function takeRepo(run: SyncRun): Promise<PendingUpdate> {
 /**
  * Whether upstream is known to be unchanged, found before any tree is
  * cloned: git and tarball ask upstream; local compares it with the current
- * snapshot, read-only; rsync plans against it (and staging is opened as
- * soon as it sees a change). Not when fetching must run as sync-user
- * (reading upstream must be that user's).
+ * snapshot, read-only; rsync plans against it, and returns at the first
+ * change while its plan goes on growing (staging is opened meanwhile, and
+ * the fill applies the plan as it grows). Not when fetching must run as
+ * sync-user (reading upstream must be that user's). On failure the repo is
+ * let go.
  */
-async function precheck(run: SyncRun, pending: PendingUpdate, staging: StagingOnDemand): Promise<PrecheckResult> {
+async function precheck(run: SyncRun, pending: PendingUpdate, progress: { shown: boolean }): Promise<PrecheckResult> {
   const { source } = run;
   if (!source.precheck || needsWorker(run.repo.config) || !pending.precheckable) return { unchanged: false };
   run.progress({ phase: 'plan', scanned: 0, changed: 0 });
@@ -348,46 +366,13 @@ async function precheck(run: SyncRun, pending: PendingUpdate, staging: StagingOn
       cacheDir: pending.cacheDir,
       lockFds: pending.lockFds,
       ...(pending.current !== undefined ? { current: pending.current } : {}),
-      onChange: () => staging.start(),
-      onProgress: (p: SourceProgress) => run.progress({ phase: 'plan', ...p }),
+      onProgress: (p: SourceProgress) => progress.shown && run.progress({ phase: 'plan', ...p }),
       ...run.toolOutput,
     });
   } catch (err) {
-    await staging.abandon();
+    await pending.release();
     throw err;
   }
-}
-
-interface StagingOnDemand {
-  /** Start making it now, without waiting. */
-  start(): void;
-  /** It, made now or earlier. */
-  open(): Promise<Update>;
-  /** Not needed after all: drop it if it was started, and let the repo go. */
-  abandon(): Promise<void>;
-}
-
-/** The staging tree, opened once, when first asked for (see precheck). */
-function stagingOnDemand(run: SyncRun, pending: PendingUpdate): StagingOnDemand {
-  let opening: Promise<Update> | undefined;
-  const open = (): Promise<Update> => {
-    if (opening === undefined) {
-      opening = openStaging(run, pending);
-      // Awaited by open() or abandon(); not an unhandled rejection meanwhile.
-      opening.catch(() => undefined);
-    }
-    return opening;
-  };
-  return {
-    start: () => void open(),
-    open,
-    async abandon() {
-      if (opening === undefined) return pending.release();
-      // A failed opening let the repo go itself.
-      const update = await opening.catch(() => undefined);
-      if (update) await run.repo.storage.abortUpdate(update, { unchanged: true });
-    },
-  };
 }
 
 /** Make the staging tree: a clone of the current snapshot, or an interrupted update's to resume. */

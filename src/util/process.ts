@@ -50,6 +50,8 @@ export interface ProcessOptions {
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** For "is not installed": the repo and the tool as users know it. */
   missing?: { repo: string; tool: string };
+  /** Handed the running child at once (to stop it early: a plan nobody needs any more). */
+  onSpawn?: (handle: ProcessHandle) => void;
 }
 
 export interface ProcessEnd {
@@ -100,6 +102,7 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
       }
     },
   };
+  opts.onSpawn?.(handle);
 
   const chunks: Buffer[] = [];
   let stderr = '';
