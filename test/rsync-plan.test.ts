@@ -99,7 +99,8 @@ describe('RsyncPlan', () => {
       plan.add(i);
     }
     expect(plan.filesFrom().toString('latin1').split('\0')).toEqual(['gone', 'dir2file', 'dir2link', 'a/mode', 'a/b/new\ncontent', 'a/old', 'cat/pkg/Manifest', 'cat/pkg', '']);
-    expect(plan.topChanged).toBe(true);
+    // The top's time alone: the commit sets it anyway.
+    expect(plan.topChanged).toBe(false);
     expect(plan.changed).toBe(true);
     expect(plan.changes()).toEqual({ added: 1, updated: 3, deleted: 7, bytesTransferred: 0 });
     expect(plan.existingPaths().map((p) => p.toString())).toEqual(['dir2link', '.', 'a/mode', 'a/b/new\ncontent', 'cat/pkg']);
@@ -123,6 +124,15 @@ describe('RsyncPlan', () => {
     plan.add(item('dir-time', 'd', '.'));
     plan.add(item('dir-time', 'd', 'cat'));
     expect(plan.changed).toBe(false);
+  });
+
+  it("sets the top's own attributes apart only when its mode or owner differ, not for its time", () => {
+    const plan = new RsyncPlan('/base', []);
+    plan.add(item('dir-time', 'd', '.'));
+    plan.add(item('updated', 'f', 'a'));
+    expect(plan.topChanged).toBe(false);
+    plan.add(item('attributes', 'd', '.'));
+    expect(plan.topChanged).toBe(true);
   });
 
   it('tells when the apply did otherwise than the plan said', () => {

@@ -331,9 +331,14 @@ export class RsyncPlan implements SourcePlan {
       .map((i) => ({ kind: i.kind === 'added' ? 'added' : i.kind === 'deleted' ? 'removed' : 'changed', path: i.path, type: i.kind === 'deleted' && i.type === '' ? 'other' : type(i.type) }));
   }
 
-  /** Whether the top folder's own attributes (mode, owner, time) differ. */
+  /**
+   * Whether the top folder's own mode, owner or group differ: an apply then
+   * sets them apart (see filesFrom). Not its time alone: the commit gives
+   * the top the commit's time (store/commit.ts), so every plan finds it
+   * different, and setting upstream's would cost a connection for nothing.
+   */
   get topChanged(): boolean {
-    return this.items.some((i) => isTop(i.path));
+    return this.items.some((i) => isTop(i.path) && i.kind !== 'dir-time');
   }
 
   /**
