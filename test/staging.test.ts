@@ -3,6 +3,7 @@
  * the next sync takes it over and transfers only what is missing. Prepared
  * staging: a clone of the new latest made after commit for the next sync.
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -149,5 +150,45 @@ describe('prepared staging (sync-rcu-prepare-staging)', () => {
     const a = await fs.stat(path.join(dir, 'store', 'reposnap', 'staging', tx, 'f3'));
     const b = await fs.stat(path.join(dir, 'store', 'snapshots', '2', 'f3'));
     expect(a.ino).toBe(b.ino);
+  });
+
+  it('makes a clone durable before its record calls it whole', async () => {
+    const dir = tmpdir();
+    const up = path.join(dir, 'upstream');
+    await fs.mkdir(up);
+    for (let i = 0; i < 20; i++) await fs.writeFile(path.join(up, `f${i}`), `${i}\n`);
+    // `sync` on PATH behind a wrapper that writes down, for each `sync -f` of
+    // a staging tree, the state its record holds at that moment.
+    const bin = path.join(dir, 'bin');
+    await fs.mkdir(bin);
+    const real = execFileSync('sh', ['-c', 'command -v sync'], { encoding: 'utf8' }).trim();
+    await fs.writeFile(
+      path.join(bin, 'sync'),
+      `#!/bin/sh
+if [ "$1" = -f ]; then
+  case "$2" in
+    */reposnap/staging/*) tx=\$(basename "$2"); echo "$tx \$(grep -o '"state":"[a-z]*"' "\$(dirname "$2")/$tx.json")" >> ${dir}/syncs ;;
+  esac
+fi
+exec ${real} "$@"
+`,
+      { mode: 0o755 },
+    );
+    const saved = process.env.PATH;
+    process.env.PATH = `${bin}:${saved ?? ''}`;
+    try {
+      const repo = Repos.load({ path: await writeConf(dir, rcuConf(dir, 'sync-rcu-backend = hardlink')) }).get('test');
+      await repo.sync();
+      await fs.writeFile(path.join(up, 'f1'), 'changed\n');
+      await repo.sync();
+      const syncs = (await fs.readFile(path.join(dir, 'syncs'), 'utf8')).trim().split('\n');
+      // The clone prepared after the first sync, taken by the second: flushed while still "cloning".
+      const prepared = (await repo.status()).staging[0]?.tx as string;
+      expect(syncs.filter((l) => l.endsWith('"state":"cloning"')).length).toBeGreaterThanOrEqual(2);
+      expect(syncs).toContain(`${prepared} "state":"cloning"`);
+      expect((await repo.status()).staging[0]).toMatchObject({ base: 2 });
+    } finally {
+      process.env.PATH = saved;
+    }
   });
 });

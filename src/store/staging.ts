@@ -31,7 +31,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
-import { atomicWriteFile, removeTree } from '../util/fs.js';
+import { atomicWriteFile, removeTree, syncFilesystem } from '../util/fs.js';
 import { isMountPoint } from '../util/mounts.js';
 import type { SnapshotBackend } from '../backends/backend.js';
 import { OVERLAY_MAX_LAYERS } from '../config/repos.js';
@@ -170,7 +170,15 @@ export class Staging {
       await staging.writeInfo();
       if (lower) await mountStaging(layout, staging.dir, layout.stagingLayer(tx), lower, true);
       else if (baseDir === null) await backend.createEmpty(staging.dir);
-      else await backend.clone(baseDir, staging.dir);
+      else {
+        await backend.clone(baseDir, staging.dir);
+        // Durable before the record calls it whole: after a power cut, a
+        // record saying "cloned" over a clone that was partly lost would
+        // have the next sync apply its plan to a tree missing entries. (It
+        // also keeps this flush, a clone's worth of folders and links, off
+        // the next commit's syncfs, which is on the way to visible.)
+        await syncFilesystem(staging.dir);
+      }
       info.state = 'cloned';
       info.clonedAt = Date.now();
       await staging.writeInfo();
