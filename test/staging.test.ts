@@ -167,7 +167,7 @@ describe('prepared staging (sync-rcu-prepare-staging)', () => {
       `#!/bin/sh
 if [ "$1" = -f ]; then
   case "$2" in
-    */reposnap/staging/*) tx=\$(basename "$2"); echo "$tx \$(grep -o '"state":"[a-z]*"' "\$(dirname "$2")/$tx.json")" >> ${dir}/syncs ;;
+    */reposnap/staging/*) tx=$(basename "$2"); echo "$tx $(grep -o '"state":"[a-z]*"' "$(dirname "$2")/$tx.json")" >> ${dir}/syncs ;;
   esac
 fi
 exec ${real} "$@"
