@@ -184,7 +184,10 @@ case " $* " in
     fi ;;
   *) echo other >> ${dir}/runs ;;
 esac
-exec ${real} "$@"
+${real} "$@"
+status=$?
+case " $* " in *" --files-from=- "*) echo applied >> ${dir}/applied ;; esac
+exit $status
 `,
       { mode: 0o755 },
     );
@@ -308,6 +311,43 @@ exec ${real} "$@"
       expect(r.outcome).toBe('updated');
       expect(r.resumed).toBe(true);
       expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+    } finally {
+      rsync.restore();
+    }
+  });
+  it('stops at once when the sync is aborted between parts: no second plan, the previous snapshot kept, and the next sync ends with exactly upstream', async () => {
+    const dir = tmpdir();
+    const { up, change } = await changingUpstream(dir);
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink', 'rsync', up), path.join(dir, 'repos.conf')).get('test');
+    const rsync = await slowPlanRsync(dir);
+    try {
+      await repo.sync();
+      const first = await readTreeBytes(await repo.currentPath());
+      await change();
+      await rsync.runs();
+      process.env.REPOSNAP_APPLY_BATCH = '10';
+      const ac = new AbortController();
+      const syncing = repo.sync({ signal: ac.signal }).catch((e: unknown) => e);
+      // Abort once the first part has been applied, while the dry run still
+      // goes on and no apply runs (parts of 10 lines, a line every 20 ms).
+      for (let i = 0; i < 1000; i++) {
+        if (await fs.stat(path.join(dir, 'applied')).then(() => true, () => false)) break;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      ac.abort();
+      const err = await syncing;
+      expect(err).toBeInstanceOf(Error);
+      expect((err as { code?: string }).code).toBe('EABORTED');
+      // The dry run was stopped and nothing else started: not a plan of the target.
+      const runs = await rsync.runs();
+      expect(runs.filter((k) => k === 'plan')).toHaveLength(1);
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(up);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(first);
+      const r = await repo.sync();
+      expect(r.outcome).toBe('updated');
+      expect(r.resumed).toBe(true);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+      expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
     } finally {
       rsync.restore();
     }

@@ -41,6 +41,7 @@ import { refusedRsyncOptions, withoutDeletions } from './rsync-options.js';
 import { countChanges, ITEM_FORMAT, parseLine, RsyncPlan, RsyncStats, type ExitStatus, type Item } from './rsync-plan.js';
 import { runProcess, type ProcessHandle } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
+import { aborted } from '../util/abort.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
 import { unshareSymlink } from '../tree/unshare.js';
@@ -332,7 +333,11 @@ export class RsyncSource implements SyncSource {
     let counted = first.items;
     const { status, stderr } = await plan.ended();
     if (status.code !== 0) {
-      if (status.code !== null && UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
+      // Only a dry run that rsync ended itself is finished by a plan of the
+      // target: one killed, or stopped because the sync is being aborted,
+      // fails the sync here, before a second plan starts (a child started
+      // after the abort is not stopped).
+      if (status.code === null || aborted() || UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
       drift += plan.drift(applied, from);
       const before = first.items.slice(0, from);
       plan = await this.wholePlan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? [], listeners(ctx));
