@@ -286,6 +286,22 @@ describe('the output of hooks and sync-verify-command', () => {
     expect(said.toString('latin1')).toBe("verified\nverify warns\nhook says\nhook complains\n<3>hook's own error\ntwo\nlines\ncaf\xe9\nno newline at the end");
   });
 
+  it('with --log-file: recorded there too, naming the repository and the command, and still on stderr', async () => {
+    const { dir, conf } = await talkingRepo();
+    const log = path.join(dir, 'reposnap.log');
+    const said = stderrOf(dir, conf, false, ['--log-file', log, 'sync']).toString('utf8');
+    for (const l of ['verified', 'verify warns', 'hook says', 'hook complains', "<3>hook's own error", 'two', 'lines', 'no newline at the end']) expect(said.split('\n')).toContain(l);
+    const lines = (await fs.readFile(log, 'utf8')).trimEnd().split('\n').map((l) => l.replace(/^\S+ reposnap\[\d+\] /, ''));
+    const verify = 'echo verified; echo verify warns >&2';
+    const hook = path.join(dir, 'postsync.d', '10-talk');
+    expect(lines).toContain(`info: test: ${verify}: verified`);
+    expect(lines).toContain(`warning: test: ${verify}: verify warns`);
+    expect(lines).toContain(`info: test: ${hook}: hook says`);
+    expect(lines).toContain(`warning: test: ${hook}: hook complains`);
+    expect(lines).toContain(`info: test: ${hook}: no newline at the end`);
+    expect(lines).toContainEqual(expect.stringMatching(/^info: test: updated to snapshot 1 /));
+  });
+
   it('on a terminal: written above the progress line, not across it', async () => {
     const { conf } = await talkingRepo();
     const lines = drawn(onTerminal(`"${process.execPath}" "${CLI}" -c "${conf}" sync`));

@@ -44,7 +44,7 @@ function verboseOption(): Option {
 }
 
 function logFileOption(): Option {
-  return new Option('--log-file <path>', "append what happens to PATH, timestamped: a line per repo's result, warnings, errors (with -v the tools' output too)");
+  return new Option('--log-file <path>', "append what happens to PATH, timestamped: a line per repo's result, warnings, errors, hooks' output (with -v the tools' output too)");
 }
 
 function jsonOption(): Option {

@@ -10,8 +10,9 @@
  *   journal (log.ts);
  * - progress, drawn on a terminal only, never with --json or --quiet, and
  *   never in the journal (progress.ts);
- * - the --log-file: result lines, notices, warnings and errors (and with
- *   --verbose the tools' output), timestamped, whatever --quiet and --json say.
+ * - the --log-file: result lines, notices, warnings and errors, the output
+ *   of hooks and sync-verify-command (and with --verbose the tools'),
+ *   timestamped, whatever --quiet and --json say.
  */
 import { BusyError, ConfigError, errnoCode, ReposnapError, type LockHolder } from '../errors.js';
 import { stderrIsJournal, writeCommandLine, writeStderr, type Level, type LogFile } from './log.js';
@@ -121,13 +122,20 @@ export class Output {
    * Where the output of the commands a sync runs for the user (post-sync
    * hooks, sync-verify-command) goes a line at a time, or undefined when it
    * may go to stderr as it comes, untouched: that is, unless stderr is the
-   * journal (each line gets its priority: see log.ts) or carries the
-   * progress board (each line is written above it, not across it).
-   * Printed whatever --quiet says, as when it goes straight to stderr.
+   * journal (each line gets its priority: see log.ts), carries the progress
+   * board (each line is written above it, not across it) or there is a
+   * --log-file (each line is recorded there too, as `repo: name: line`,
+   * stdout as information and stderr as a warning). Printed on stderr
+   * whatever --quiet says, as when it goes straight there.
    */
-  get commandOutput(): ((stream: 'stdout' | 'stderr', line: string) => void) | undefined {
-    if (!this.board && !stderrIsJournal()) return undefined;
-    return (stream, line) => this.above(() => writeCommandLine(stream === 'stdout' ? 'info' : 'warning', line, this.stderr));
+  get commandOutput(): ((o: { repo: string; name: string; stream: 'stdout' | 'stderr'; line: string }) => void) | undefined {
+    const log = this.opts.log;
+    if (!this.board && !stderrIsJournal() && !log) return undefined;
+    return ({ repo, name, stream, line }) => {
+      const level = stream === 'stdout' ? 'info' : 'warning';
+      log?.write(level, `${repo}: ${name}: ${line}`);
+      this.above(() => writeCommandLine(level, line, this.stderr));
+    };
   }
 
   /** Set `key`'s progress line (a repository's); `phase`: a new phase, drawn at once. */

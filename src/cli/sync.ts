@@ -47,9 +47,9 @@ export async function syncCommand(ctx: CommandContext, names: string[], opts: Sy
     show(repo, (m) => m.waiting(holder));
   };
   const onToolOutput = ctx.out.opts.verbose ? (o: ToolOutput): void => ctx.out.tool(o.repo, o.tool, o.line) : undefined;
-  // Hooks' and sync-verify-command's output: straight to stderr, unless it needs priorities (the journal) or a board is drawn there.
+  // Hooks' and sync-verify-command's output: straight to stderr, unless it needs priorities (the journal), a board is drawn there or a log file records it.
   const commandLine = ctx.out.commandOutput;
-  const onCommandOutput = commandLine ? (o: CommandOutput): void => commandLine(o.stream, o.line) : undefined;
+  const onCommandOutput = commandLine ? (o: CommandOutput): void => commandLine(o) : undefined;
   // SIGINT, SIGTERM, SIGHUP: every sync stops, keeping what it fetched (signals.ts).
   const signal = stopSignal();
 
