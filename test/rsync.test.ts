@@ -9,7 +9,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import type { SyncReport } from '../src/repository.js';
 import type { SourceProgress } from '../src/sources/source.js';
-import { freePort, isRoot, rcuConf, readTree, runCli, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
+import { freePort, isRoot, rcuConf, readTree, runCli, sleep, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
+import { interruptAt } from '../torture/lib.js';
 
 const daemons: ChildProcess[] = [];
 afterAll(() => {
@@ -315,6 +316,40 @@ exit $status
       rsync.restore();
     }
   });
+  it('killed (SIGKILL) right after its first part is written, the next sync resumes and ends with exactly upstream, times included', async () => {
+    const dir = tmpdir();
+    const { up, change } = await changingUpstream(dir);
+    const text = rcuConf(dir, 'sync-rcu-backend = hardlink\nsync-rcu-spare-snapshots = 5', 'rsync', up);
+    const conf = await writeConf(dir, text);
+    const repo = Repos.fromText(text, conf).get('test');
+    const rsync = await slowPlanRsync(dir);
+    try {
+      await repo.sync();
+      const first = await readTreeBytes(await repo.currentPath());
+      const firstTimes = await mtimes(await repo.currentPath());
+      await change();
+      await rsync.runs();
+      const cut = await interruptAt(['-c', conf, 'sync'], 'fill-midway', 'SIGKILL');
+      expect(cut.reached).toBe(true);
+      // Cut in the first part, with the plan still growing.
+      expect(await rsync.runs()).toEqual(['plan', 'apply']);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(first);
+      // The dry run died with its parent.
+      for (let i = 0; i < 100 && execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(up); i++) await sleep(20);
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(up);
+      const r = await repo.sync();
+      expect(r.outcome).toBe('updated');
+      expect(r.resumed).toBe(true);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+      expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
+      expect(await readTreeBytes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(first);
+      expect(await mtimes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(firstTimes);
+      expect((await repo.sync()).outcome).toBe('up-to-date');
+    } finally {
+      rsync.restore();
+    }
+  });
+
   it('stops at once when the sync is aborted between parts: no second plan, the previous snapshot kept, and the next sync ends with exactly upstream', async () => {
     const dir = tmpdir();
     const { up, change } = await changingUpstream(dir);
