@@ -350,6 +350,36 @@ exit $status
     }
   });
 
+  it('over ssh: applies the plan once, not in parts (each part would be a login), and ends with exactly upstream', async () => {
+    const dir = tmpdir();
+    const { up, change } = await changingUpstream(dir);
+    const rsync = await slowPlanRsync(dir);
+    // ssh on PATH that logs in nowhere: it counts the connections and runs the remote rsync here.
+    const real = execFileSync('sh', ['-c', 'command -v rsync'], { encoding: 'utf8', env: { ...process.env, PATH: '/usr/local/bin:/usr/bin:/bin' } }).trim();
+    await fs.writeFile(
+      path.join(dir, 'bin', 'ssh'),
+      `#!/bin/sh\nwhile [ "\${1#-}" != "$1" ]; do case "$1" in -p|-l|-o) shift 2 ;; *) shift ;; esac; done\necho login >> ${dir}/logins\nshift 2\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink', 'rsync', `ssh://localhost${up}`), path.join(dir, 'repos.conf')).get('test');
+    try {
+      await repo.sync();
+      await change();
+      await rsync.runs();
+      await fs.rm(path.join(dir, 'logins'), { force: true });
+      const r = await repo.sync();
+      expect(r.outcome).toBe('updated');
+      expect((await rsync.runs()).filter((k) => k !== 'other')).toEqual(['plan', 'apply']);
+      // The plan, the apply, and the top folder's attributes at most.
+      const logins = (await fs.readFile(path.join(dir, 'logins'), 'utf8')).trim().split('\n');
+      expect(logins.length).toBeLessThanOrEqual(3);
+      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+      expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
+    } finally {
+      rsync.restore();
+    }
+  });
+
   it('stops at once when the sync is aborted between parts: no second plan, the previous snapshot kept, and the next sync ends with exactly upstream', async () => {
     const dir = tmpdir();
     const { up, change } = await changingUpstream(dir);

@@ -9,7 +9,8 @@
  *   clone made now beside the plan, which it only reads).
  * - Apply: rsync with --files-from the plan's paths only, not a second walk
  *   of the whole tree, into the staging clone, in parts while the plan is
- *   still growing (deletions, and folder times, wait for the last part).
+ *   still growing (deletions, and folder times, wait for the last part);
+ *   over a remote shell, where each part would be a login, once.
  *   --ignore-times makes it write every listed file anew (to a temporary
  *   name, renamed into place) rather than set a mode, owner or time on the
  *   old inode: in a hardlinked clone that inode is also a published
@@ -284,7 +285,8 @@ export class RsyncSource implements SyncSource {
    *
    * A plan still growing is applied in parts while its dry run goes on:
    * whenever at least applyBatch() paths wait and no apply runs, the next
-   * takes them all. The last apply, once the plan is complete, takes what
+   * takes them all (not over a remote shell, where each part would be a
+   * login: there the plan is applied once it is complete). The last apply, once the plan is complete, takes what
    * is left, every deletion and the folders again (RsyncPlan.lastApply); a
    * plan complete from the start is that one apply. A dry run that fails
    * part way (upstream files vanished on a live mirror) leaves the rest to
@@ -316,7 +318,8 @@ export class RsyncSource implements SyncSource {
     let from = 0;
     const listed = new Set<string>();
     try {
-      const batch = applyBatch();
+      // Over a remote shell every part is a login of its own: one apply, after the dry run.
+      const batch = this.overRemoteShell() ? Infinity : applyBatch();
       for (;;) {
         await plan.whenGrown(from + batch);
         if (plan.complete) break;
@@ -364,6 +367,18 @@ export class RsyncSource implements SyncSource {
         ? { warnings: [`repo ${ctx.repo}: upstream changed while syncing (${drift} ${drift === 1 ? 'entry' : 'entries'} differed between the plan and the transfer); the next sync brings the rest`] }
         : {}),
     };
+  }
+
+  /**
+   * Whether rsync reaches upstream through a remote shell (ssh:// or
+   * host:path, where rsync runs ssh), not a daemon (rsync://, host::module)
+   * or this machine: each rsync run is then an ssh connection, a key
+   * exchange and a login (a prompt, where the user types a password).
+   */
+  private overRemoteShell(): boolean {
+    const { arg, local, remoteShell } = this.sourceArg();
+    if (remoteShell !== undefined) return true;
+    return local === undefined && !arg.startsWith('rsync://') && /^[^/:]+:(?!:)/.test(arg);
   }
 
   /** A source on this machine must be a readable directory (a clear error otherwise). */
