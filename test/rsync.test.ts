@@ -11,6 +11,7 @@ import type { SyncReport } from '../src/repository.js';
 import type { SourceProgress } from '../src/sources/source.js';
 import { freePort, isRoot, rcuConf, readTree, runCli, sleep, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 import { interruptAt } from '../torture/lib.js';
+import { rsyncTransport } from '../src/sources/rsync.js';
 
 const daemons: ChildProcess[] = [];
 afterAll(() => {
@@ -153,7 +154,8 @@ describe('rsync source: applying a plan while it grows', () => {
   /**
    * rsync on PATH behind a wrapper that slows a dry run's output to a line
    * every 20 ms (a plan that takes a while, as on a big tree), writes each
-   * run's kind down; with a `fail-plan` file present, the next dry run
+   * run's kind down, and ends a dry run told to stop (SIGTERM) with exit
+   * 20, as rsync does; with a `fail-plan` file present, the next dry run
    * stops with exit 24 (files vanished) after 20 lines; with a `fail-apply`
    * file, every apply from the second on fails with exit 23.
    */
@@ -172,10 +174,14 @@ case " $* " in
       rm ${dir}/fail-plan
       cut="head -n 20"
     fi
-    set -o pipefail
-    ${real} "$@" | $cut | while IFS= read -r line; do printf '%s\n' "$line"; sleep 0.02; done
+    # Stopped, it ends as rsync does on SIGTERM: exit 20, at once (a
+    # trap runs during wait, not during a pipeline in the foreground).
+    trap 'pkill -TERM -P $!; exit 20' TERM
+    (set -o pipefail; ${real} "$@" | $cut | while IFS= read -r line; do printf '%s\n' "$line"; sleep 0.02; done) &
+    wait $!
+    status=$?
     [ "$cut" = cat ] || exit 24
-    exit \${PIPESTATUS[0]} ;;
+    exit $status ;;
   *" --files-from=- "*)
     echo apply >> ${dir}/runs
     if [ -e ${dir}/fail-apply ] && [ "$(grep -c apply ${dir}/runs)" -ge 2 ]; then
@@ -335,7 +341,7 @@ exit $status
       expect(await rsync.runs()).toEqual(['plan', 'apply']);
       expect(await readTreeBytes(await repo.currentPath())).toEqual(first);
       // The dry run died with its parent.
-      for (let i = 0; i < 100 && execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(up); i++) await sleep(20);
+      for (let i = 0; i < 500 && execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(up); i++) await sleep(20);
       expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(up);
       const r = await repo.sync();
       expect(r.outcome).toBe('updated');
@@ -416,6 +422,29 @@ exit $status
     } finally {
       rsync.restore();
     }
+  });
+});
+
+describe('rsync source: how upstream is reached', () => {
+  it('reads the source as rsync does: daemon, remote shell or this machine', () => {
+    const cases: Array<[string, ReturnType<typeof rsyncTransport>]> = [
+      ['rsync://mirror.example/gentoo-portage/', 'daemon'],
+      ['RSYNC://mirror.example/gentoo-portage/', 'daemon'],
+      ['mirror.example::gentoo-portage/', 'daemon'],
+      ['user@mirror.example::gentoo-portage/', 'daemon'],
+      ['[2001:db8::1]::gentoo-portage/', 'daemon'],
+      ['mirror.example:/srv/gentoo/', 'shell'],
+      ['user@mirror.example:/srv/gentoo/', 'shell'],
+      ['[::1]:/srv/gentoo/', 'shell'],
+      ['user@[fe80::1%eth0]:/srv/gentoo/', 'shell'],
+      ['a:b', 'shell'],
+      ['/srv/gentoo/', 'local'],
+      ['./a:b', 'local'],
+      ['a/b:c', 'local'],
+      [':path', 'local'],
+      ['[::1/srv', 'local'],
+    ];
+    expect(cases.map(([arg]) => [arg, rsyncTransport(arg)])).toEqual(cases);
   });
 });
 

@@ -42,7 +42,7 @@ import { refusedRsyncOptions, withoutDeletions } from './rsync-options.js';
 import { countChanges, ITEM_FORMAT, parseLine, RsyncPlan, RsyncStats, type ExitStatus, type Item } from './rsync-plan.js';
 import { runProcess, type ProcessHandle } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
-import { aborted } from '../util/abort.js';
+import { aborted, abortSignal } from '../util/abort.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
 import { unshareSymlink } from '../tree/unshare.js';
@@ -299,6 +299,8 @@ export class RsyncSource implements SyncSource {
     let transferred = 0;
     const applyList = async ({ list, unshare }: { list: Buffer; unshare: Buffer[] }): Promise<Item[]> => {
       if (list.length === 0) return [];
+      // A child started after an abort is not stopped (util/abort.ts): start none.
+      abortSignal()?.throwIfAborted();
       // Every listed path that exists, not only those planned as symlinks: if
       // upstream turned a file back into the same symlink meanwhile, the apply
       // would set that symlink's attributes in place.
@@ -355,6 +357,7 @@ export class RsyncSource implements SyncSource {
     done.finish();
     // The top's own attributes, after everything in it changed (see RsyncPlan.filesFrom).
     if (plan.topChanged) {
+      abortSignal()?.throwIfAborted();
       const topRun = await spawnRsync(this.bin, this.args(ctx.target, ctx.excludeTop, 'top'), ctx.repo, { fds: ctx.lockFds ?? [], ...toolOutput(ctx) }, () => undefined);
       if (topRun.status.code !== 0) throw rsyncFailed(ctx.repo, topRun.status, topRun.stderr);
     }
@@ -377,8 +380,7 @@ export class RsyncSource implements SyncSource {
    */
   private overRemoteShell(): boolean {
     const { arg, local, remoteShell } = this.sourceArg();
-    if (remoteShell !== undefined) return true;
-    return local === undefined && !arg.startsWith('rsync://') && /^[^/:]+:(?!:)/.test(arg);
+    return remoteShell !== undefined || (local === undefined && rsyncTransport(arg) === 'shell');
   }
 
   /** A source on this machine must be a readable directory (a clear error otherwise). */
@@ -472,6 +474,32 @@ class Counter {
 function applyBatch(): number {
   const n = Number(process.env.REPOSNAP_APPLY_BATCH);
   return Number.isInteger(n) && n >= 1 ? n : 100;
+}
+
+/**
+ * How rsync reaches the source `arg`, read as rsync reads it: `rsync://`
+ * (in any case) or `[user@]host::module` is a daemon; `[user@]host:path`,
+ * the host possibly a bracketed IPv6 address, a remote shell; anything
+ * else, including a path whose first colon comes after a slash, this
+ * machine. Exported for its tests.
+ */
+export function rsyncTransport(arg: string): 'daemon' | 'shell' | 'local' {
+  if (/^rsync:\/\//i.test(arg)) return 'daemon';
+  let host = 0;
+  for (let i = 0; i < arg.length; i++) {
+    const c = arg[i];
+    if (c === '@') host = i + 1;
+    else if (c === '[' && i === host) {
+      const end = arg.indexOf(']', i);
+      if (end < 0) return 'local';
+      i = end;
+    } else if (c === '/') return 'local';
+    else if (c === ':') {
+      if (i === host) return 'local';
+      return arg[i + 1] === ':' ? 'daemon' : 'shell';
+    }
+  }
+  return 'local';
 }
 
 /** Exits that mean upstream could not be reached or spoken to: a fill would fail the same way. */
