@@ -289,11 +289,15 @@ describe('the output of hooks and sync-verify-command', () => {
   it('with --log-file: recorded there too, naming the repository and the command, and still on stderr', async () => {
     const { dir, conf } = await talkingRepo();
     const log = path.join(dir, 'reposnap.log');
+    await writeTree(path.join(dir, 'postsync.d'), { '20-controls': { content: "#!/bin/sh\nprintf 'bell\\a and \\033[31mred\\n'\n", mode: 0o755 } });
     const said = stderrOf(dir, conf, false, ['--log-file', log, 'sync']).toString('utf8');
-    for (const l of ['verified', 'verify warns', 'hook says', 'hook complains', "<3>hook's own error", 'two', 'lines', 'no newline at the end']) expect(said.split('\n')).toContain(l);
+    // On stderr a line at a time: decoded, a newline after the last.
+    expect(said.split('\n')).toEqual(expect.arrayContaining(['verified', 'verify warns', 'hook says', 'hook complains', "<3>hook's own error", 'two', 'lines', 'caf\ufffd', 'no newline at the end']));
     const lines = (await fs.readFile(log, 'utf8')).trimEnd().split('\n').map((l) => l.replace(/^\S+ reposnap\[\d+\] /, ''));
-    const verify = 'echo verified; echo verify warns >&2';
-    const hook = path.join(dir, 'postsync.d', '10-talk');
+    const verify = 'sync-verify-command';
+    const hook = `post-sync hook ${path.join(dir, 'postsync.d', '10-talk')}`;
+    // A control character cannot end a record or move a reader's cursor.
+    expect(lines).toContain(`info: test: ${hook.replace('10-talk', '20-controls')}: bell\\x07 and \\x1b[31mred`);
     expect(lines).toContain(`info: test: ${verify}: verified`);
     expect(lines).toContain(`warning: test: ${verify}: verify warns`);
     expect(lines).toContain(`info: test: ${hook}: hook says`);

@@ -124,16 +124,19 @@ export class Output {
    * may go to stderr as it comes, untouched: that is, unless stderr is the
    * journal (each line gets its priority: see log.ts), carries the progress
    * board (each line is written above it, not across it) or there is a
-   * --log-file (each line is recorded there too, as `repo: name: line`,
-   * stdout as information and stderr as a warning). Printed on stderr
-   * whatever --quiet says, as when it goes straight there.
+   * --log-file (each line is recorded there too, naming the repository and
+   * the command, stdout as information and stderr as a warning). A line at
+   * a time means decoded as UTF-8, and a last line without its newline
+   * gets one. Printed on stderr whatever --quiet says, as when it goes
+   * straight there.
    */
-  get commandOutput(): ((o: { repo: string; name: string; stream: 'stdout' | 'stderr'; line: string }) => void) | undefined {
+  get commandOutput(): ((o: { repo: string; command: 'hook' | 'verify'; name: string; stream: 'stdout' | 'stderr'; line: string }) => void) | undefined {
     const log = this.opts.log;
     if (!this.board && !stderrIsJournal() && !log) return undefined;
-    return ({ repo, name, stream, line }) => {
+    return ({ repo, command, name, stream, line }) => {
       const level = stream === 'stdout' ? 'info' : 'warning';
-      log?.write(level, `${repo}: ${name}: ${line}`);
+      const who = command === 'hook' ? `post-sync hook ${name}` : 'sync-verify-command';
+      log?.write(level, `${repo}: ${escapeControls(who)}: ${escapeControls(line)}`);
       this.above(() => writeCommandLine(level, line, this.stderr));
     };
   }
@@ -171,6 +174,16 @@ export class Output {
     const doc = { version: JSON_VERSION, command: this.opts.command ?? null, ...body, ...(this.warnings.length > 0 ? { warnings: this.warnings } : {}) };
     this.above(() => this.stdout.write(`${JSON.stringify(doc, wholeMilliseconds, 2)}\n`));
   }
+}
+
+/**
+ * `text` with every control character but tab written as `\xHH`: one log
+ * record stays one line, and a command's output cannot move the cursor or
+ * colour what a reader of the log sees.
+ */
+function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Times in JSON (every field ending in "Ms") are whole milliseconds. */
