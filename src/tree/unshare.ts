@@ -11,7 +11,7 @@
  * and times, and renamed over it: a reader of the clone never sees it
  * missing.
  */
-import type { Stats } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode } from '../errors.js';
 import { isRoot } from '../util/identity.js';
@@ -24,14 +24,18 @@ import type { BPath } from './bytes.js';
  * alone.
  */
 export async function unshareSymlink(p: BPath): Promise<boolean> {
-  let st: Stats;
+  // A synchronous lstat: an apply asks this of every path it lists, nearly
+  // all of them not shared symlinks, and waits for the answers; a promise's
+  // lstat costs several times the CPU (2,656 paths of a Gentoo tree,
+  // cached: 13-25 ms against 58-183 ms), on a core the plan's walk wants.
+  let st: Stats | undefined;
   try {
-    st = await fs.lstat(p);
+    st = lstatSync(p, { throwIfNoEntry: false });
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return false;
+    if (errnoCode(err) === 'ENOTDIR') return false;
     throw err;
   }
-  if (!st.isSymbolicLink() || st.nlink <= 1) return false;
+  if (!st?.isSymbolicLink() || st.nlink <= 1) return false;
   const slash = p.lastIndexOf(0x2f);
   const tmp = tempNameBytes(p.subarray(0, slash), p.subarray(slash + 1), 'own');
   try {
