@@ -147,6 +147,7 @@ async function main(): Promise<void> {
     await fs.rm(base, { recursive: true, force: true });
   }
   if (rows.length > 0) {
+    await fs.mkdir(path.dirname(out), { recursive: true });
     await fs.writeFile(out, render(rows));
     await fs.writeFile(out.replace(/\.md$/, '.json'), `${JSON.stringify({ date: new Date().toISOString(), machine: machine(), sizes: SIZES, runs: RUNS, rows }, null, 2)}\n`);
     console.error(`bench: wrote ${out}`);

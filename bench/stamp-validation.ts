@@ -93,6 +93,7 @@ const md = [
   ...rows.map((r) => `| ${r.packages} | ${r.stampMs.toFixed(3)} | ${r.statAllMs.toFixed(2)} | ${r.ratio.toFixed(0)}× |`),
   '',
 ].join('\n');
+await fs.mkdir(path.dirname(out), { recursive: true });
 await fs.writeFile(out, `${md}\n`);
 await fs.writeFile(out.replace(/\.md$/, '.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, rounds: ROUNDS, rows }, null, 2)}\n`);
 console.error(`bench: wrote ${out}`);

@@ -769,6 +769,7 @@ async function print(scales?: Record<string, ScaleInfo>): Promise<void> {
     lines.push(row(r, same(PORTAGE), same(INPLACE)));
   }
   lines.push('', ...targets(results), '');
+  await fs.mkdir(path.dirname(OUT), { recursive: true });
   await fs.writeFile(OUT, `${lines.filter((l, i) => l !== '' || lines[i - 1] !== '').join('\n')}\n`);
   await fs.writeFile(OUT.replace(/\.md$/, '.json'), `${JSON.stringify({ date: new Date().toISOString(), scales: SCALES, fsScale: FS_SCALE, repeat: REPEAT, defaultPrepared: DEFAULT_PREPARED, mainFs, ...(mainFsNote ? { mainFsNote } : {}), perScale: scales, results, rounds: raw }, null, 2)}\n`);
 }
