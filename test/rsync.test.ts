@@ -159,7 +159,7 @@ describe('rsync source: applying a plan while it grows', () => {
    * stops with exit 24 (files vanished) after 20 lines; with a `fail-apply`
    * file, every apply from the second on fails with exit 23.
    */
-  async function slowPlanRsync(dir: string): Promise<{ runs: () => Promise<string[]>; restore: () => void }> {
+  async function slowPlanRsync(dir: string): Promise<{ real: string; runs: () => Promise<string[]>; restore: () => void }> {
     const bin = path.join(dir, 'bin');
     await fs.mkdir(bin);
     const real = execFileSync('sh', ['-c', 'command -v rsync'], { encoding: 'utf8' }).trim();
@@ -202,6 +202,7 @@ exit $status
     process.env.PATH = `${bin}:${saved.path ?? ''}`;
     process.env.REPOSNAP_APPLY_BATCH = process.env.TEST_BATCH ?? '1';
     return {
+      real,
       runs: async () => {
         const text = await fs.readFile(path.join(dir, 'runs'), 'utf8').catch(() => '');
         await fs.rm(path.join(dir, 'runs'), { force: true });
@@ -213,6 +214,22 @@ exit $status
         else process.env.REPOSNAP_APPLY_BATCH = saved.batch;
       },
     };
+  }
+
+  /** No process (the dry run, an apply) still reads `up`, waiting up to 10 s for one on its way out. */
+  async function expectNoRsyncOf(up: string): Promise<void> {
+    const running = (): boolean => execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(up);
+    for (let i = 0; i < 500 && running(); i++) await sleep(20);
+    expect(running()).toBe(false);
+  }
+
+  /** The next sync resumes the interrupted one and ends with exactly upstream, times included. */
+  async function expectResumedToUpstream(repo: ReturnType<Repos['get']>, up: string): Promise<void> {
+    const r = await repo.sync();
+    expect(r.outcome).toBe('updated');
+    expect(r.resumed).toBe(true);
+    expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+    expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
   }
 
   /** Upstream with a bit of everything, and then changed in every way an apply has to get right. */
@@ -310,14 +327,11 @@ exit $status
       await expect(repo.sync()).rejects.toThrow(/rsync failed \(exit 23.*simulated failure/);
       // It failed at the second part, with the dry run still going: stopped, not waited for.
       expect(await rsync.runs()).toEqual(['plan', 'apply', 'apply']);
-      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(up);
+      await expectNoRsyncOf(up);
       expect(await readTreeBytes(await repo.currentPath())).toEqual(first);
       // The next sync resumes what was written, and ends with exactly upstream.
       await fs.rm(path.join(dir, 'fail-apply'));
-      const r = await repo.sync();
-      expect(r.outcome).toBe('updated');
-      expect(r.resumed).toBe(true);
-      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
+      await expectResumedToUpstream(repo, up);
     } finally {
       rsync.restore();
     }
@@ -341,13 +355,8 @@ exit $status
       expect(await rsync.runs()).toEqual(['plan', 'apply']);
       expect(await readTreeBytes(await repo.currentPath())).toEqual(first);
       // The dry run died with its parent.
-      for (let i = 0; i < 500 && execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).includes(up); i++) await sleep(20);
-      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(up);
-      const r = await repo.sync();
-      expect(r.outcome).toBe('updated');
-      expect(r.resumed).toBe(true);
-      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
-      expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
+      await expectNoRsyncOf(up);
+      await expectResumedToUpstream(repo, up);
       expect(await readTreeBytes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(first);
       expect(await mtimes(path.join(dir, 'store', 'snapshots', '1'))).toEqual(firstTimes);
       expect((await repo.sync()).outcome).toBe('up-to-date');
@@ -361,10 +370,9 @@ exit $status
     const { up, change } = await changingUpstream(dir);
     const rsync = await slowPlanRsync(dir);
     // ssh on PATH that logs in nowhere: it counts the connections and runs the remote rsync here.
-    const real = execFileSync('sh', ['-c', 'command -v rsync'], { encoding: 'utf8', env: { ...process.env, PATH: '/usr/local/bin:/usr/bin:/bin' } }).trim();
     await fs.writeFile(
       path.join(dir, 'bin', 'ssh'),
-      `#!/bin/sh\nwhile [ "\${1#-}" != "$1" ]; do case "$1" in -p|-l|-o) shift 2 ;; *) shift ;; esac; done\necho login >> ${dir}/logins\nshift 2\nexec ${real} "$@"\n`,
+      `#!/bin/sh\nwhile [ "\${1#-}" != "$1" ]; do case "$1" in -p|-l|-o) shift 2 ;; *) shift ;; esac; done\necho login >> ${dir}/logins\nshift 2\nexec ${rsync.real} "$@"\n`,
       { mode: 0o755 },
     );
     const repo = Repos.fromText(rcuConf(dir, 'sync-rcu-backend = hardlink', 'rsync', `ssh://localhost${up}`), path.join(dir, 'repos.conf')).get('test');
@@ -403,22 +411,19 @@ exit $status
       // goes on and no apply runs (parts of 10 lines, a line every 20 ms).
       for (let i = 0; i < 1000; i++) {
         if (await fs.stat(path.join(dir, 'applied')).then(() => true, () => false)) break;
-        await new Promise((r) => setTimeout(r, 5));
+        await sleep(5);
       }
       ac.abort();
       const err = await syncing;
       expect(err).toBeInstanceOf(Error);
       expect((err as { code?: string }).code).toBe('EABORTED');
-      // The dry run was stopped and nothing else started: not a plan of the target.
+      // The dry run was stopped and nothing else started: not a plan of the
+      // target. The sync waited for its children: none is left, at once.
       const runs = await rsync.runs();
       expect(runs.filter((k) => k === 'plan')).toHaveLength(1);
       expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toContain(up);
       expect(await readTreeBytes(await repo.currentPath())).toEqual(first);
-      const r = await repo.sync();
-      expect(r.outcome).toBe('updated');
-      expect(r.resumed).toBe(true);
-      expect(await readTreeBytes(await repo.currentPath())).toEqual(await readTreeBytes(up));
-      expect(await mtimes(await repo.currentPath())).toEqual(await mtimes(up));
+      await expectResumedToUpstream(repo, up);
     } finally {
       rsync.restore();
     }

@@ -42,7 +42,7 @@ import { refusedRsyncOptions, withoutDeletions } from './rsync-options.js';
 import { countChanges, ITEM_FORMAT, parseLine, RsyncPlan, RsyncStats, type ExitStatus, type Item } from './rsync-plan.js';
 import { runProcess, type ProcessHandle } from '../util/process.js';
 import { failpoint } from '../util/failpoint.js';
-import { aborted, abortSignal } from '../util/abort.js';
+import { abortSignal } from '../util/abort.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
 import { unshareSymlink } from '../tree/unshare.js';
@@ -286,11 +286,12 @@ export class RsyncSource implements SyncSource {
    * A plan still growing is applied in parts while its dry run goes on:
    * whenever at least applyBatch() paths wait and no apply runs, the next
    * takes them all (not over a remote shell, where each part would be a
-   * login: there the plan is applied once it is complete). The last apply, once the plan is complete, takes what
-   * is left, every deletion and the folders again (RsyncPlan.lastApply); a
-   * plan complete from the start is that one apply. A dry run that fails
-   * part way (upstream files vanished on a live mirror) leaves the rest to
-   * a plan of the target against itself, as after an interrupted sync.
+   * login: there the plan is applied once it is complete). The last apply,
+   * once the plan is complete, takes what is left, every deletion and the
+   * folders again (RsyncPlan.lastApply); a plan complete from the start is
+   * that one apply. A dry run that fails part way (upstream files vanished
+   * on a live mirror) leaves the rest to a plan of the target against
+   * itself, as after an interrupted sync.
    */
   private async apply(ctx: FillContext, first: RsyncPlan): Promise<SourceResult> {
     const top = Buffer.from(ctx.target);
@@ -339,10 +340,11 @@ export class RsyncSource implements SyncSource {
     const { status, stderr } = await plan.ended();
     if (status.code !== 0) {
       // Only a dry run that rsync ended itself is finished by a plan of the
-      // target: one killed, or stopped because the sync is being aborted,
+      // target: one stopped because the sync is being aborted, or killed,
       // fails the sync here, before a second plan starts (a child started
       // after the abort is not stopped).
-      if (status.code === null || aborted() || UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
+      abortSignal()?.throwIfAborted();
+      if (status.code === null || UNREACHABLE.has(status.code)) throw rsyncFailed(ctx.repo, status, stderr);
       drift += plan.drift(applied, from);
       const before = first.items.slice(0, from);
       plan = await this.wholePlan(ctx.repo, ctx.target, ctx.excludeTop, ctx.lockFds ?? [], listeners(ctx));
