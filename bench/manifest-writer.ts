@@ -3,12 +3,16 @@
  * written the way Gentoo's rsync mirror has them, and GnuPG keys to sign
  * the top-level one with.
  *
- * Layout, as on the mirror:
+ * Layout, as on the mirror (gemato's MetaManifest generator):
  * - every directory two levels down (`cat/pkg`) has a `Manifest` with a DATA
  *   entry for every file below it;
- * - every top-level directory (`cat`) has a `Manifest.gz` (or `Manifest`)
- *   with a MANIFEST entry for each of those and DATA entries for its other
- *   files;
+ * - but under `metadata`, the directories two levels down (`md5-cache`,
+ *   `glsa`, ...) and those of `metadata/md5-cache` (`md5-cache/cat`) each
+ *   have a `Manifest.gz` (or `Manifest`): the metadata cache, one file per
+ *   ebuild, is covered category by category;
+ * - every top-level directory (`cat`) has a `Manifest.gz` (or `Manifest`);
+ * - a Manifest has a MANIFEST entry for each Manifest of the directories
+ *   below it that have one, and DATA entries for the other files below it;
  * - the top-level `Manifest` has TIMESTAMP, the IGNORE entries, a MANIFEST
  *   entry per top-level directory and DATA entries for top-level files, and
  *   is clearsigned when a key is given.
@@ -206,11 +210,25 @@ function ignorePath(p: string): string {
   return n;
 }
 
-/** The names of the Manifests this kit writes in a directory at `depth` (0 = the root). */
-function ownManifests(depth: number): readonly string[] {
-  if (depth === 0 || depth === 2) return ['Manifest'];
-  if (depth === 1) return ['Manifest', 'Manifest.gz'];
-  return [];
+/**
+ * The Manifest this kit writes in the directory `rel` (`depth` levels
+ * down; '' is the root), or undefined where the Manifest of a directory
+ * above covers it (see the header).
+ */
+function manifestOf(rel: string, depth: number, compressed: string): string | undefined {
+  if (depth === 0) return 'Manifest';
+  if (depth === 1) return compressed;
+  if (rel.startsWith('metadata/')) return depth === 2 || (depth === 3 && rel.startsWith('metadata/md5-cache/')) ? compressed : undefined;
+  return depth === 2 ? 'Manifest' : undefined;
+}
+
+/**
+ * The names taken for a directory's own Manifest (never listed as data):
+ * where it may be compressed, both, so that switching leaves no stale one.
+ */
+function ownNames(own: string | undefined, depth: number): readonly string[] {
+  if (own === undefined) return [];
+  return depth === 0 || (own === 'Manifest' && depth === 2) ? ['Manifest'] : ['Manifest', 'Manifest.gz'];
 }
 
 interface FileItem {
@@ -242,8 +260,8 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
   const files: FileItem[] = [];
   const symlinks: FileItem[] = [];
   const stale: string[] = [];
-  const categories: string[] = [];
-  const packages: string[] = [];
+  /** Directories with a Manifest of their own (the root too), and its name. */
+  const owners = new Map<string, string>([['', 'Manifest']]);
   let level: Array<{ rel: string; depth: number }> = [{ rel: '', depth: 0 }];
   while (level.length > 0) {
     const below = await mapLimit(level, limit, async ({ rel, depth }) => {
@@ -255,15 +273,16 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
         const r = rel ? `${rel}/${e.name}` : e.name;
         const abs = path.join(dir, e.name);
         if (isIgnored(r)) continue;
+        const own = manifestOf(rel, depth, categoryManifest);
         if (e.isDirectory()) {
           found.push({ rel: r, depth: depth + 1 });
-          if (depth === 0) categories.push(r);
-          else if (depth === 1) packages.push(r);
-        } else if ((e.isFile() || e.isSymbolicLink()) && ownManifests(depth).includes(e.name)) {
+          const sub = manifestOf(r, depth + 1, categoryManifest);
+          if (sub !== undefined) owners.set(r, sub);
+        } else if ((e.isFile() || e.isSymbolicLink()) && ownNames(own, depth).includes(e.name)) {
           // A Manifest written before is never listed as data. It is
           // overwritten in place unless it is a symlink (the write would go
           // through it) or the variant this run does not write.
-          if (e.isSymbolicLink() || e.name !== (depth === 1 ? categoryManifest : 'Manifest')) stale.push(abs);
+          if (e.isSymbolicLink() || e.name !== own) stale.push(abs);
         } else if (e.isFile()) files.push({ rel: r, abs });
         else if (e.isSymbolicLink()) symlinks.push({ rel: r, abs });
         else throw new Error(`writeManifests: ${abs} is neither a file, a directory nor a symlink`);
@@ -291,34 +310,41 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
 
   const digests = await mapLimit(files, limit, (f) => digestFile(names, f.abs));
 
-  // Sort each file's entry into the Manifest that covers it.
-  const top: Entry[] = [];
-  const byCategory = new Map<string, Entry[]>(categories.map((c) => [c, []]));
-  const byPackage = new Map<string, Entry[]>(packages.map((p) => [p, []]));
+  // Sort each file's entry into the Manifest that covers it: the one of the
+  // nearest directory above it that has one.
+  const ownerOf = (rel: string): string => {
+    for (let d = path.posix.dirname(rel); ; d = path.posix.dirname(d)) {
+      if (d === '.') return '';
+      if (owners.has(d)) return d;
+    }
+  };
+  const relativeTo = (dir: string, rel: string): string => (dir === '' ? rel : rel.slice(dir.length + 1));
+  const entries = new Map<string, Entry[]>([...owners.keys()].map((d) => [d, []]));
   files.forEach((f, i) => {
-    const parts = f.rel.split('/');
-    const rest = digests[i] as string;
-    if (parts.length === 1) top.push({ tag: 'DATA', path: f.rel, rest });
-    else if (parts.length === 2) byCategory.get(parts[0] as string)?.push({ tag: 'DATA', path: parts[1] as string, rest });
-    else byPackage.get(`${parts[0]}/${parts[1]}`)?.push({ tag: 'DATA', path: parts.slice(2).join('/'), rest });
+    const dir = ownerOf(f.rel);
+    entries.get(dir)?.push({ tag: 'DATA', path: relativeTo(dir, f.rel), rest: digests[i] as string });
   });
 
-  // Package Manifests first: their hashes go into the category Manifests.
-  await mapLimit(packages, limit, async (pkg) => {
-    const body = Buffer.from(render(byPackage.get(pkg) ?? []));
-    await writeFile(path.join(realRoot, pkg, 'Manifest'), body);
-    const [cat, name] = pkg.split('/') as [string, string];
-    byCategory.get(cat)?.push({ tag: 'MANIFEST', path: `${name}/Manifest`, rest: digestBytes(names, body) });
-  });
+  // Deepest first: a Manifest's hash goes into the one above it.
+  const depthOf = (d: string): number => (d === '' ? 0 : d.split('/').length);
+  const subs = [...owners.keys()].filter((d) => d !== '');
+  for (let depth = Math.max(0, ...subs.map(depthOf)); depth > 0; depth--) {
+    await mapLimit(
+      subs.filter((d) => depthOf(d) === depth),
+      limit,
+      async (dir) => {
+        const name = owners.get(dir) as string;
+        const text = Buffer.from(render(entries.get(dir) ?? []));
+        // Hashed as stored: the compressed bytes, as GLEP 74 has it.
+        const body = name.endsWith('.gz') ? await gzip(text) : text;
+        await writeFile(path.join(realRoot, dir, name), body);
+        const parent = ownerOf(dir);
+        entries.get(parent)?.push({ tag: 'MANIFEST', path: relativeTo(parent, `${dir}/${name}`), rest: digestBytes(names, body) });
+      },
+    );
+  }
 
-  await mapLimit(categories, limit, async (cat) => {
-    const text = Buffer.from(render(byCategory.get(cat) ?? []));
-    // Hashed as stored: the compressed bytes, as GLEP 74 has it.
-    const body = compress ? await gzip(text) : text;
-    await writeFile(path.join(realRoot, cat, categoryManifest), body);
-    top.push({ tag: 'MANIFEST', path: `${cat}/${categoryManifest}`, rest: digestBytes(names, body) });
-  });
-
+  const top = entries.get('') as Entry[];
   for (const p of ignored) top.push({ tag: 'IGNORE', path: p, rest: '' });
   const when = opts.timestamp ?? new Date();
   top.push({ tag: 'TIMESTAMP', path: '', rest: `${when.toISOString().slice(0, 19)}Z` });

@@ -133,10 +133,11 @@ describe('incremental verification with the folder index', () => {
   });
 
   it('finds a file left behind in an untouched folder after upstream dropped its entry', async () => {
-    // The fill brings the new Manifests but leaves the dropped file (and its folder) alone.
-    const c = await prepare('left-behind', gentooish('1'), { remove: ['metadata/md5-cache/dev-c/two-1'] }, { fill: (c) => copyIn(c, ['Manifest', 'metadata/Manifest.gz', 'metadata/md5-cache/Manifest']) });
-    await expect(full(c)).rejects.toThrow(/metadata\/md5-cache\/dev-c\/two-1: stray file/);
-    await expect(indexed(c)).rejects.toThrow(/metadata\/md5-cache\/dev-c\/two-1: stray file/);
+    // The fill brings the new Manifests but leaves the dropped file (and its
+    // folder, which has no Manifest of its own) alone.
+    const c = await prepare('left-behind', gentooish('1'), { remove: ['dev-c/two/files/fix.patch'] }, { fill: (c) => copyIn(c, ['Manifest', 'dev-c/Manifest.gz', 'dev-c/two/Manifest']) });
+    await expect(full(c)).rejects.toThrow(/dev-c\/two\/files\/fix\.patch: stray file/);
+    await expect(indexed(c)).rejects.toThrow(/dev-c\/two\/files\/fix\.patch: stray file/);
   });
 
   it('finds the files of a folder whose IGNORE upstream dropped', async () => {
