@@ -106,6 +106,17 @@ sync-rsync-extra-opts = --exclude=/distfiles
     expect(parseConfigText(base('sync-openpgp-key-refresh = false-nowarn\nsync-openpgp-key-refresh-retry-count = 40'), 'r.conf').warnings).toEqual([]);
   });
 
+  it('reads a URI scheme in any case, and keeps the rest as written', () => {
+    const conf = (uri: string, type = 'rsync'): string | undefined =>
+      parseConfigText(`[x]\nlocation = /var/db/repos/x\nsync-type = ${type}\nsync-uri = ${uri}\n`, 'r.conf').repos[0]?.syncUri;
+    expect(conf('RSYNC://Example.org/Gentoo-Portage')).toBe('rsync://Example.org/Gentoo-Portage');
+    expect(conf('Ssh://User@Host:2222/Var/Repo')).toBe('ssh://User@Host:2222/Var/Repo');
+    expect(conf('HTTPS://example.org/Repo.git', 'git')).toBe('https://example.org/Repo.git');
+    expect(conf('FILE:///srv/Up', 'local')).toBe('/srv/Up');
+    // Not a scheme: host:path and a path keep their case.
+    expect(conf('Host:/Path')).toBe('Host:/Path');
+  });
+
   it('resolves relative paths against the file that says them', async () => {
     const dir = tmpdir();
     const file = await writeConf(dir, `[x]\nlocation = repo\nsync-type = local\nsync-uri = file://up\nsync-rcu = yes\nsync-rcu-store-dir = store\n`);

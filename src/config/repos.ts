@@ -430,7 +430,12 @@ function portageKeyFates(values: Map<string, IniValue>, syncType: string | undef
  * Make plain relative paths absolute, and file:// URIs absolute paths (git
  * keeps the file:// form: a shallow fetch needs it).
  */
-function normaliseUri(uri: string, v: IniValue, type: SyncType | undefined): string {
+function normaliseUri(given: string, v: IniValue, type: SyncType | undefined): string {
+  // A scheme is read in any case (RFC 3986), as rsync reads RSYNC://; the
+  // sources compare it in lower case, so that SSH://host/path is not taken
+  // for a host named "SSH" nor RSYNC:// miss what a daemon source gets.
+  const scheme = /^[a-z][a-z0-9+.-]*(?=:\/\/)/i.exec(given)?.[0];
+  const uri = scheme === undefined ? given : `${scheme.toLowerCase()}${given.slice(scheme.length)}`;
   if (uri.startsWith('file://')) {
     const p = path.resolve(path.dirname(v.file), decodeURIComponent(uri.slice('file://'.length)));
     return type === 'git' ? `file://${p}` : p;
