@@ -150,6 +150,30 @@ describe('sync-umask and sync-user', () => {
     expect(await fs.readlink(path.join(dir, 'store', 'latest'))).toBe('snapshots/1');
   });
 
+  it.skipIf(!isRoot)('a sync worker that fails before it can answer says why, in the one line of the error', async () => {
+    const dir = tmpdir();
+    await fs.chmod(dir, 0o755);
+    const up = path.join(dir, 'upstream');
+    await writeTree(up, { 'a/f': 'x\n' });
+    const conf = await writeConf(dir, rcuConf(dir, 'sync-user = nobody:nogroup', 'rsync', up));
+    // setpriv cannot switch to the user (as in a container without the
+    // capability); the other uses of setpriv go to the real one.
+    const realSetpriv = execFileSync('sh', ['-c', 'command -v setpriv'], { encoding: 'utf8' }).trim();
+    const bin = path.join(dir, 'bin');
+    await fs.mkdir(bin);
+    await fs.writeFile(
+      path.join(bin, 'setpriv'),
+      `#!/bin/sh\ncase " $* " in *" --reuid="*) echo "setpriv: warming up" >&2; printf 'setpriv: setresuid failed: \\033[31mOperation not permitted\\n' >&2; exit 1;; esac\nexec ${realSetpriv} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const r = await runCli(['-c', conf, 'sync'], { env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` } });
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      'reposnap: repo test: the sync worker (running as nobody) failed (exit 1): setpriv: setresuid failed: \\x1b[31mOperation not permitted',
+    ]);
+    await expect(fs.lstat(path.join(dir, 'store', 'snapshots', '1'))).rejects.toThrow();
+  });
+
   it('refuses an unknown sync-user as a configuration error at its line, before touching anything', async () => {
     if (!isRoot) return;
     const { conf } = await setup('sync-user = no-such-user-here');

@@ -17,6 +17,7 @@
 import { BusyError, ConfigError, errnoCode, ReposnapError, type LockHolder } from '../errors.js';
 import { stderrIsJournal, writeCommandLine, writeStderr, type Level, type LogFile } from './log.js';
 import { ProgressBoard } from './progress.js';
+import { escapeControls } from '../util/controls.js';
 
 /** The version of the JSON envelope; it changes only when a change would break a reader. */
 export const JSON_VERSION = 1;
@@ -174,16 +175,6 @@ export class Output {
     const doc = { version: JSON_VERSION, command: this.opts.command ?? null, ...body, ...(this.warnings.length > 0 ? { warnings: this.warnings } : {}) };
     this.above(() => this.stdout.write(`${JSON.stringify(doc, wholeMilliseconds, 2)}\n`));
   }
-}
-
-/**
- * `text` with every control character but tab written as `\xHH`: one log
- * record stays one line, and a command's output cannot move the cursor or
- * colour what a reader of the log sees.
- */
-function escapeControls(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Times in JSON (every field ending in "Ms") are whole milliseconds. */

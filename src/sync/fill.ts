@@ -34,6 +34,7 @@ import type { RepoConfig } from '../config/repos.js';
 import { ConfigError, errnoCode, ReposnapError, type ErrorCode } from '../errors.js';
 import type { FillContext, SourceResult, SyncSource } from '../sources/source.js';
 import { trackChild } from '../util/children.js';
+import { escapeControls } from '../util/controls.js';
 import { runProcess } from '../util/process.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
 import { tempNameBytes } from '../util/temp-name.js';
@@ -110,7 +111,10 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
   argv = ['setpriv', ...priv, '--', ...argv];
 
   const child = spawn(argv[0] as string, argv.slice(1), {
-    stdio: ['pipe', 'pipe', 'inherit', ...(ctx.lockFds ?? [])],
+    // Its own stderr (setpriv's, the shell's, Node's) is read like a
+    // tool's: handed over a line at a time when the caller listens, and
+    // its last line said when the worker fails, not printed as it is.
+    stdio: ['pipe', 'pipe', 'pipe', ...(ctx.lockFds ?? [])],
     cwd: '/',
     env: account ? { ...process.env, HOME: await homeOf(account) } : process.env,
   });
@@ -120,6 +124,14 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
   };
   child.stdin?.on('error', () => undefined); // a worker that died is reported below
   child.stdin?.write(`${JSON.stringify(req)}\n`);
+  let lastComplaint = '';
+  const complaints = (async () => {
+    for await (const line of createInterface({ input: child.stderr as Readable })) {
+      if (line.trim() === '') continue;
+      lastComplaint = line.length > 500 ? `${line.slice(0, 500)}...` : line;
+      ctx.onToolOutput?.('sync worker', line);
+    }
+  })();
   let reply: Extract<WorkerMessage, { type: 'result' | 'error' }> | undefined;
   const talk = (async () => {
     for await (const line of createInterface({ input: child.stdout as Readable })) {
@@ -150,8 +162,10 @@ export async function fill(config: RepoConfig, source: SyncSource, ctx: FillCont
     throw new ReposnapError('ESOURCE', `repo ${config.name}: cannot start the sync worker: ${errnoCode(err) ?? String(err)}`);
   });
   await talk;
+  await complaints;
   if (reply === undefined) {
-    throw new ReposnapError('ESOURCE', `repo ${config.name}: the sync worker${account ? ` (running as ${account.name})` : ''} failed (exit ${code})`);
+    const why = lastComplaint === '' ? '' : `: ${escapeControls(lastComplaint)}`;
+    throw new ReposnapError('ESOURCE', `repo ${config.name}: the sync worker${account ? ` (running as ${account.name})` : ''} failed (exit ${code})${why}`);
   }
   if (reply.type === 'error') throw new ReposnapError(reply.code as ErrorCode, reply.message);
   if (account) await takeBack(ctx.target, account);
