@@ -132,6 +132,16 @@ describe('incremental verification with the folder index', () => {
     expect(i.foldersListed).toBeLessThan(i.folders);
   });
 
+  it('takes in a folder replaced by a file where the index names folders below it', async () => {
+    // dev-c/two held files/; upstream made dev-c/two a file: the index's
+    // dev-c/two/files now lies under a file (ENOTDIR, not ENOENT).
+    const c = await prepare('folder-to-file', gentooish('1'), { remove: ['dev-c/two'], write: { 'dev-c/two': 'now a file\n' } });
+    const f = await full(c);
+    const i = await indexed(c);
+    expect(i.files).toBe(f.files);
+    expect(i.folders).toBe(f.folders);
+  });
+
   it('finds a file left behind in an untouched folder after upstream dropped its entry', async () => {
     // The fill brings the new Manifests but leaves the dropped file (and its
     // folder, which has no Manifest of its own) alone.

@@ -322,6 +322,20 @@ function listFolder(
   }
 }
 
+/**
+ * lstat, undefined where nothing is there: no entry, or a path through
+ * something that is no longer a folder (the index's `a/b/c` where upstream
+ * made `a/b` a file), which lstatSync's throwIfNoEntry does not cover.
+ */
+function lstatIfThere(p: string): Stats | undefined {
+  try {
+    return lstatSync(p, { throwIfNoEntry: false });
+  } catch (err) {
+    if (errnoCode(err) === 'ENOTDIR') return undefined;
+    throw err;
+  }
+}
+
 /** Whether ctimes seen so far have sub-second parts (then so does this filesystem). */
 class CtimeClock {
   fine = false;
@@ -331,7 +345,7 @@ class CtimeClock {
     return st;
   }
   lstatIfAny(abs: string): Stats | undefined {
-    const st = lstatSync(abs, { throwIfNoEntry: false });
+    const st = lstatIfThere(abs);
     if (st && st.ctimeMs % 1000 !== 0) this.fine = true;
     return st;
   }
