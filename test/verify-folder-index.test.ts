@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyMetaManifest, type MetaManifestResult } from '../src/trust/metamanifest.js';
 import { Keyring } from '../src/trust/openpgp.js';
-import type { FolderIndex } from '../src/trust/tree-walk.js';
+import { statMany, type FolderIndex } from '../src/trust/tree-walk.js';
 import { forgetKeys, makeSigningKey, sleep, tmpdir, writeManifests, writeTree, type SigningKey, type TreeSpec } from './helpers.js';
 
 let dir: string;
@@ -198,5 +198,29 @@ describe('incremental verification with the folder index', () => {
     const sorted = (i: FolderIndex | undefined) => [...(i ?? [])].sort(([a], [b]) => a.localeCompare(b));
     expect(sorted(fromIndexed)).toEqual(sorted(fromFull));
     expect(fromFull?.has('dev-c/new')).toBe(true);
+  });
+});
+
+describe('stats many at a time (the walk on a cold cache)', () => {
+  it('gives each path its place; nothing for a missing one or one under a file; fails on any other error', async () => {
+    const root = path.join(dir, 'stat-many');
+    await writeTree(root, { 'a/x': 'x\n', 'b/c/y': 'y\n', f: 'a file\n' });
+    await fs.symlink('loop', path.join(root, 'loop'));
+    const order = ['', 'a', 'b', 'b/c', 'gone', 'f/under', 'a/x'];
+    const seen = new Map<number, string>();
+    await statMany(order, 1, (rel) => path.join(root, rel), (at, st) => seen.set(at, st === undefined ? 'none' : st.isDirectory() ? 'dir' : 'file'));
+    // From place 1 on, each once, whatever order they came back in.
+    expect([...seen.entries()].sort((x, y) => x[0] - y[0])).toEqual([
+      [1, 'dir'],
+      [2, 'dir'],
+      [3, 'dir'],
+      [4, 'none'],
+      [5, 'none'],
+      [6, 'file'],
+    ]);
+    await expect(statMany(['loop/x'], 0, (rel) => path.join(root, rel), () => undefined)).rejects.toThrow(/ELOOP/);
+    await statMany(order, order.length, (rel) => path.join(root, rel), () => {
+      throw new Error('nothing to stat');
+    });
   });
 });
