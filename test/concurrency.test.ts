@@ -18,8 +18,9 @@ describe('concurrent syncs', () => {
     const conf = await writeConf(dir, rcuConf(dir));
     const results = await Promise.all(Array.from({ length: 5 }, () => runCli(['-c', conf, 'sync'])));
     for (const r of results) {
-      // Nothing but, for those that had to wait, the line saying so.
-      expect(r.stderr).toMatch(/^(reposnap: waiting for the update of test by pid \d+ \(sync, since \S+\)\n)?$/);
+      // Nothing but, for those that had to wait, the line saying so: for the
+      // sync, or for the clone it prepares for the next one after its commit.
+      expect(r.stderr).toMatch(/^(reposnap: waiting for the update of test by pid \d+ \((sync|prepare), since \S+\)\n)?$/);
       expect(r.code).toBe(0);
     }
     expect(results.filter((r) => r.stderr !== '').length).toBeGreaterThan(0);
