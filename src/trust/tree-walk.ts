@@ -168,19 +168,19 @@ export async function walkChangedTree(root: string, ignoreTop: Set<string>, base
     ctimes[at] = st.ctimeMs;
     links[at] = st.nlink;
   };
-  const abs = (rel: string): string => (rel === '' ? root : `${root}/${rel}`);
+  const folderPath = (rel: string): string => (rel === '' ? root : `${root}/${rel}`);
   // One at a time while the kernel has the folders cached (a few
   // microseconds each: a thread round trip would cost more than the stat).
   // If the first ones show a cold cache, each one waits for the disk, and
   // the rest are asked for many at a time on libuv's threads, so that the
   // reads overlap: 26k folders after the cache was dropped took 1.2 s one
   // at a time and 0.6 s this way.
-  let at = 0;
+  let next = 0;
   const probeStart = performance.now();
-  for (; at < order.length && at < COLD_PROBE; at++) record(at, lstatIfThere(abs(order[at] as string)));
-  const cold = at === COLD_PROBE && performance.now() - probeStart > COLD_PROBE * COLD_STAT_MS;
-  if (cold) await statMany(order, at, abs, record);
-  else for (; at < order.length; at++) record(at, lstatIfThere(abs(order[at] as string)));
+  for (; next < order.length && next < COLD_PROBE; next++) record(next, lstatIfThere(folderPath(order[next] as string)));
+  const cold = next === COLD_PROBE && performance.now() - probeStart > COLD_PROBE * COLD_STAT_MS;
+  if (cold) await statMany(order, next, folderPath, record);
+  else for (; next < order.length; next++) record(next, lstatIfThere(folderPath(order[next] as string)));
   const known = (rel: string): number | undefined => {
     const at = place.get(rel);
     return at !== undefined && (links[at] as number) > 0 ? at : undefined;
@@ -195,7 +195,7 @@ export async function walkChangedTree(root: string, ignoreTop: Set<string>, base
   for (let visited = 0; pending.length > 0; visited++) {
     if (visited % (WALK_SLICE * 16) === WALK_SLICE * 16 - 1) await new Promise((resolve) => setImmediate(resolve));
     const rel = pending.pop() as string;
-    const dirAbs = rel === '' ? root : `${root}/${rel}`;
+    const dirAbs = folderPath(rel);
     const at = known(rel);
     let ctimeMs: number;
     let nlink: number;
@@ -208,20 +208,20 @@ export async function walkChangedTree(root: string, ignoreTop: Set<string>, base
       nlink = st.nlink;
     }
     nodes.set(rel, { kind: 'dir', size: 0, ctimeMs });
-    const record = base.get(rel);
-    if (record && ctimeMs < untouchedBefore) {
+    const indexed = base.get(rel);
+    if (indexed && ctimeMs < untouchedBefore) {
       // The base's entries: its sub-folders, its symlinks resolved anew.
       // Where the filesystem counts a folder's links (2 + sub-folders; not
       // btrfs, which says 1), the count must agree with the index.
       const subs = children.get(rel) ?? [];
       if (nlink !== 1 && nlink !== 2 + subs.length) return undefined;
       unlisted.add(rel);
-      folders.set(rel, record);
+      folders.set(rel, indexed);
       for (const sub of subs) {
         if (known(sub) === undefined) return undefined;
         pending.push(sub);
       }
-      for (const name of record.links) {
+      for (const name of indexed.links) {
         const abs = `${dirAbs}/${name}`;
         const link = clock.lstatIfAny(abs);
         if (!link?.isSymbolicLink()) return undefined;
@@ -252,13 +252,8 @@ export async function walkChangedTree(root: string, ignoreTop: Set<string>, base
  * nodes): a regular file, a folder or something else, as lstat says now.
  */
 export function statNode(root: string, p: string): Node | undefined {
-  let st: Stats;
-  try {
-    st = lstatSync(path.join(root, p));
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
-    throw err;
-  }
+  const st = lstatIfThere(path.join(root, p));
+  if (st === undefined) return undefined;
   if (st.isFile()) return { kind: 'file', size: st.size, ctimeMs: st.ctimeMs };
   if (st.isDirectory()) return { kind: 'dir', size: 0, ctimeMs: st.ctimeMs };
   if (st.isSymbolicLink()) return resolveLink(root, path.join(root, p), st.ctimeMs);
@@ -345,9 +340,14 @@ function lstatIfThere(p: string): Stats | undefined {
   try {
     return lstatSync(p, { throwIfNoEntry: false });
   } catch (err) {
-    if (errnoCode(err) === 'ENOTDIR') return undefined;
+    if (notThere(errnoCode(err))) return undefined;
     throw err;
   }
+}
+
+/** Errors of a stat that mean nothing is at the path (see lstatIfThere). */
+function notThere(code: string | undefined): boolean {
+  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** Folders stat'ed one at a time before the walk judges whether the cache is cold. */
@@ -375,7 +375,7 @@ export function statMany(order: readonly string[], from: number, abs: (rel: stri
         lstat(abs(order[at] as string), (err, st) => {
           active--;
           if (failed) return;
-          if (err && err.code !== 'ENOENT' && err.code !== 'ENOTDIR') {
+          if (err && !notThere(err.code)) {
             failed = true;
             reject(err);
             return;
@@ -399,12 +399,12 @@ class CtimeClock {
   }
   lstat(abs: string): Stats {
     const st = lstatSync(abs);
-    if (st.ctimeMs % 1000 !== 0) this.fine = true;
+    this.saw(st);
     return st;
   }
   lstatIfAny(abs: string): Stats | undefined {
     const st = lstatIfThere(abs);
-    if (st && st.ctimeMs % 1000 !== 0) this.fine = true;
+    if (st) this.saw(st);
     return st;
   }
 }
