@@ -267,13 +267,13 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
     const below = await mapLimit(level, limit, async ({ rel, depth }) => {
       const dir = path.join(realRoot, rel);
       const found: Array<{ rel: string; depth: number }> = [];
+      const own = manifestOf(rel, depth, categoryManifest);
       for (const e of await fs.readdir(dir, { withFileTypes: true })) {
         // GLEP 74: names starting with a dot are never covered.
         if (e.name.startsWith('.')) continue;
         const r = rel ? `${rel}/${e.name}` : e.name;
         const abs = path.join(dir, e.name);
         if (isIgnored(r)) continue;
-        const own = manifestOf(rel, depth, categoryManifest);
         if (e.isDirectory()) {
           found.push({ rel: r, depth: depth + 1 });
           const sub = manifestOf(r, depth + 1, categoryManifest);
