@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyMetaManifest, type MetaManifestResult } from '../src/trust/metamanifest.js';
 import { Keyring } from '../src/trust/openpgp.js';
-import { statMany, type FolderIndex } from '../src/trust/tree-walk.js';
+import { statMany, walkChangedTree, type FolderIndex, type TreeWalk } from '../src/trust/tree-walk.js';
 import { forgetKeys, makeSigningKey, sleep, tmpdir, writeManifests, writeTree, type SigningKey, type TreeSpec } from './helpers.js';
 
 let dir: string;
@@ -202,6 +202,30 @@ describe('incremental verification with the folder index', () => {
 });
 
 describe('stats many at a time (the walk on a cold cache)', () => {
+  it('walks a changed tree the same way on the cold-cache path as on the warm one', async () => {
+    const t1: TreeSpec = { ...gentooish('1'), 'dev-c/gone/gone-1.ebuild': 'x\n', 'app-b/two/files': 'a file, later a folder\n' };
+    delete t1['app-b/two/files/fix.patch'];
+    const c = await prepare('cold-walk', t1, {
+      remove: ['dev-c/gone', 'app-b/two/files', 'dev-c/two'],
+      write: { 'dev-c/new/new-1.ebuild': 'y\n', 'app-b/two/files/fix.patch': 'now in a folder\n', 'dev-c/two': 'now a file\n', 'app-a/one/one-1.ebuild': 'EAPI=8 # 2\n' },
+    });
+    const boundary = (): number => c.clonedAt + 40;
+    const shape = (w: TreeWalk | undefined) => ({
+      nodes: [...(w?.nodes ?? [])].sort(([a], [b]) => a.localeCompare(b)),
+      unlisted: [...(w?.unlisted ?? [])].sort(),
+      folders: [...(w?.folders ?? [])].sort(([a], [b]) => a.localeCompare(b)),
+      untouchedBefore: w?.untouchedBefore,
+    });
+    const warm = await walkChangedTree(c.staging, new Set(), c.index, boundary);
+    // One folder stat'ed one at a time, judged slow: the rest go through statMany.
+    const cold = await walkChangedTree(c.staging, new Set(), c.index, boundary, { coldProbe: 1, coldStatMs: -1 });
+    expect(warm).toBeDefined();
+    expect(shape(cold)).toEqual(shape(warm));
+    expect(warm?.unlisted.size).toBeGreaterThan(0);
+    expect(warm?.nodes.has('dev-c/new/new-1.ebuild')).toBe(true);
+    expect(warm?.nodes.get('dev-c/two')?.kind).toBe('file');
+  });
+
   it('gives each path its place; nothing for a missing one or one under a file; fails on any other error', async () => {
     const root = path.join(dir, 'stat-many');
     await writeTree(root, { 'a/x': 'x\n', 'b/c/y': 'y\n', f: 'a file\n' });

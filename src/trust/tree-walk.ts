@@ -72,6 +72,14 @@ export interface TreeWalk {
   folders: FolderIndex;
 }
 
+/** For tests: `{ coldProbe: 1, coldStatMs: -1 }` takes walkChangedTree's cold-cache path on any tree. */
+export interface WalkTuning {
+  /** Folders stat'ed before judging; COLD_PROBE when not given. */
+  coldProbe?: number;
+  /** Average folder stat (ms) above which the cache counts as cold; COLD_STAT_MS when not given. */
+  coldStatMs?: number;
+}
+
 /** Folders listed between two turns of the event loop, so a long walk does not stall signals and timers. */
 const WALK_SLICE = 256;
 
@@ -138,7 +146,13 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
  * or the folder's link count says it holds other sub-folders): the index
  * is not this base's, and the caller walks the whole tree instead.
  */
-export async function walkChangedTree(root: string, ignoreTop: Set<string>, base: FolderIndex, boundary: (fineCtime: boolean) => number): Promise<TreeWalk | undefined> {
+export async function walkChangedTree(
+  root: string,
+  ignoreTop: Set<string>,
+  base: FolderIndex,
+  boundary: (fineCtime: boolean) => number,
+  tuning: WalkTuning = {},
+): Promise<TreeWalk | undefined> {
   const clock = new CtimeClock();
   // First every folder the base had, stat'ed by path: whether this
   // filesystem keeps sub-second ctimes must be known before any folder is
@@ -177,8 +191,9 @@ export async function walkChangedTree(root: string, ignoreTop: Set<string>, base
   // at a time and 0.6 s this way.
   let next = 0;
   const probeStart = performance.now();
-  for (; next < order.length && next < COLD_PROBE; next++) record(next, lstatIfThere(folderPath(order[next] as string)));
-  const cold = next === COLD_PROBE && performance.now() - probeStart > COLD_PROBE * COLD_STAT_MS;
+  const probe = tuning.coldProbe ?? COLD_PROBE;
+  for (; next < order.length && next < probe; next++) record(next, lstatIfThere(folderPath(order[next] as string)));
+  const cold = next === probe && performance.now() - probeStart > probe * (tuning.coldStatMs ?? COLD_STAT_MS);
   if (cold) await statMany(order, next, folderPath, record);
   else for (; next < order.length; next++) record(next, lstatIfThere(folderPath(order[next] as string)));
   const known = (rel: string): number | undefined => {
