@@ -5,7 +5,9 @@
  *
  * Layout, as on the mirror (gemato's MetaManifest generator):
  * - every directory two levels down (`cat/pkg`) has a `Manifest` with a DATA
- *   entry for every file below it;
+ *   entry for every file below it, but those of `eclass`, `licenses` and
+ *   `profiles`, which hold no packages: their top-level Manifest covers
+ *   them;
  * - but under `metadata`, the directories two levels down (`md5-cache`,
  *   `glsa`, ...) and those of `metadata/md5-cache` (`md5-cache/cat`) each
  *   have a `Manifest.gz` (or `Manifest`): the metadata cache, one file per
@@ -219,8 +221,11 @@ function manifestOf(rel: string, depth: number, compressed: string): string | un
   if (depth === 0) return 'Manifest';
   if (depth === 1) return compressed;
   if (rel.startsWith('metadata/')) return depth === 2 || (depth === 3 && rel.startsWith('metadata/md5-cache/')) ? compressed : undefined;
-  return depth === 2 ? 'Manifest' : undefined;
+  return depth === 2 && !NOT_PACKAGES.has(rel.slice(0, rel.indexOf('/'))) ? 'Manifest' : undefined;
 }
+
+/** Top-level directories whose sub-directories are not packages (they get no Manifest of their own). */
+const NOT_PACKAGES = new Set(['eclass', 'licenses', 'profiles']);
 
 /**
  * The names taken for a directory's own Manifest (never listed as data):

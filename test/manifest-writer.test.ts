@@ -164,7 +164,7 @@ describe('writeManifests', () => {
     await writeManifests(root, { ignore: IGNORE });
     await fs.writeFile(path.join(root, 'cat-a', 'pkg-one', 'pkg-one-1.ebuild'), 'EAPI=8\nSLOT=1\n');
     await fs.rm(path.join(root, 'cat-a', 'pkg-two'), { recursive: true });
-    await writeTree(root, { 'cat-a/pkg-three/pkg-three-2.ebuild': 'EAPI=8\n', 'eclass/bar.eclass': '# bar\n' });
+    await writeTree(root, { 'cat-a/pkg-three/pkg-three-2.ebuild': 'EAPI=8\n', 'eclass/bar.eclass': '# bar\n', 'profiles/arch/amd64/make.defaults': 'ARCH=amd64\n', 'profiles/repo_name': 'gentoo\n' });
 
     const hashes = ['SHA256', 'SHA3_256', 'SHA3_512'];
     const opts = { compress: false, hashes, ignore: IGNORE, timestamp: new Date('2026-01-02T03:04:05Z') };
@@ -173,7 +173,7 @@ describe('writeManifests', () => {
     const topText = await fs.readFile(path.join(root, 'Manifest'), 'utf8');
     expect(topText).not.toContain('PGP');
     const top = parse(topText);
-    expect(summary(top).filter((s) => s.startsWith('MANIFEST'))).toEqual(['MANIFEST cat-a/Manifest', 'MANIFEST eclass/Manifest', 'MANIFEST metadata/Manifest']);
+    expect(summary(top).filter((s) => s.startsWith('MANIFEST'))).toEqual(['MANIFEST cat-a/Manifest', 'MANIFEST eclass/Manifest', 'MANIFEST metadata/Manifest', 'MANIFEST profiles/Manifest']);
     await checkEntries(root, top, hashes);
     const cat = parse(await fs.readFile(path.join(root, 'cat-a', 'Manifest'), 'utf8'));
     expect(summary(cat)).toEqual(['DATA metadata.xml', 'MANIFEST pkg-one/Manifest', 'MANIFEST pkg-three/Manifest']);
@@ -183,6 +183,11 @@ describe('writeManifests', () => {
     await checkEntries(path.join(root, 'cat-a', 'pkg-one'), pkgOne, hashes);
     const eclass = parse(await fs.readFile(path.join(root, 'eclass', 'Manifest'), 'utf8'));
     expect(summary(eclass)).toEqual(['DATA bar.eclass', 'DATA foo.eclass']);
+    // profiles/ holds no packages: as on the mirror, its sub-folders have no Manifest of their own.
+    await expect(fs.lstat(path.join(root, 'profiles', 'arch', 'Manifest'))).rejects.toThrow();
+    const profiles = parse(await fs.readFile(path.join(root, 'profiles', 'Manifest'), 'utf8'));
+    expect(summary(profiles)).toEqual(['DATA arch/amd64/make.defaults', 'DATA repo_name']);
+    await checkEntries(path.join(root, 'profiles'), profiles, hashes);
 
     // Deterministic: the same tree gives the same bytes, compressed ones too.
     const before = await Promise.all(['Manifest', 'cat-a/Manifest', 'cat-a/pkg-one/Manifest'].map((p) => fs.readFile(path.join(root, p))));
