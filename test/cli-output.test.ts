@@ -266,7 +266,10 @@ describe('the output of hooks and sync-verify-command', () => {
 
   it('in the journal: a priority on every line, information for stdout, a warning for stderr', async () => {
     const { dir, conf } = await talkingRepo();
-    const said = stderrOf(dir, conf, true).toString('utf8');
+    const raw = stderrOf(dir, conf, true);
+    const said = raw.toString('utf8');
+    // Each line's bytes as the command wrote them, behind the priority.
+    expect(raw.includes(Buffer.from('<6>caf\xe9\n', 'latin1'))).toBe(true);
     // The last line, which had no newline, ends with one: the journal's lines are whole.
     expect(said.endsWith('\n')).toBe(true);
     const lines = said.slice(0, -1).split('\n');
@@ -290,9 +293,9 @@ describe('the output of hooks and sync-verify-command', () => {
     const { dir, conf } = await talkingRepo();
     const log = path.join(dir, 'reposnap.log');
     await writeTree(path.join(dir, 'postsync.d'), { '20-controls': { content: "#!/bin/sh\nprintf 'bell\\a and \\033[31mred\\n'\n", mode: 0o755 } });
-    const said = stderrOf(dir, conf, false, ['--log-file', log, 'sync']).toString('utf8');
-    // On stderr a line at a time: decoded, a newline after the last.
-    expect(said.split('\n')).toEqual(expect.arrayContaining(['verified', 'verify warns', 'hook says', 'hook complains', "<3>hook's own error", 'two', 'lines', 'caf\ufffd', 'no newline at the end']));
+    const said = stderrOf(dir, conf, false, ['--log-file', log, 'sync']).toString('latin1');
+    // On stderr a line at a time, each as the command wrote it (not decoded), a newline after the last.
+    expect(said.split('\n')).toEqual(expect.arrayContaining(['verified', 'verify warns', 'hook says', 'hook complains', "<3>hook's own error", 'two', 'lines', 'caf\xe9', 'no newline at the end']));
     const lines = (await fs.readFile(log, 'utf8')).trimEnd().split('\n').map((l) => l.replace(/^\S+ reposnap\[\d+\] /, ''));
     const verify = 'sync-verify-command';
     const hook = `post-sync hook ${path.join(dir, 'postsync.d', '10-talk')}`;
@@ -303,6 +306,8 @@ describe('the output of hooks and sync-verify-command', () => {
     expect(lines).toContain(`info: test: ${hook}: hook says`);
     expect(lines).toContain(`warning: test: ${hook}: hook complains`);
     expect(lines).toContain(`info: test: ${hook}: no newline at the end`);
+    // In the log, decoded as UTF-8.
+    expect(lines).toContain(`info: test: ${hook}: caf\ufffd`);
     expect(lines).toContainEqual(expect.stringMatching(/^info: test: updated to snapshot 1 /));
   });
 

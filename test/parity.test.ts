@@ -8,6 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import type { CommandOutput } from '../src/repository.js';
+import { RawLineReader } from '../src/util/process.js';
 import { isRoot, rcuConf, readTree, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 async function setup(extra: string, type = 'local') {
@@ -91,7 +92,7 @@ describe('post-sync hooks', () => {
 describe('the output of hooks and sync-verify-command, to a listener', () => {
   it('goes to onCommandOutput a line at a time, named by command and stream', async () => {
     const { dir, conf } = await setup('sync-verify-command = echo checked; echo odd >&2');
-    await writeTree(path.join(dir, 'postsync.d'), { '10-talk': { content: '#!/bin/sh\necho "one $1"\necho two >&2\nprintf three\n', mode: 0o755 } });
+    await writeTree(path.join(dir, 'postsync.d'), { '10-talk': { content: '#!/bin/sh\necho "one $1"\necho two >&2\nprintf \'caf\\351\\n\'\nprintf three\n', mode: 0o755 } });
     await fs.appendFile(conf, `sync-hooks-dir = ${dir}/postsync.d\n`);
     const said: CommandOutput[] = [];
     const report = await Repos.load({ path: conf }).get('test').sync({ onCommandOutput: (o) => said.push(o) });
@@ -102,9 +103,26 @@ describe('the output of hooks and sync-verify-command, to a listener', () => {
     for (const o of said) expect(o).toMatchObject({ repo: 'test', name: o.command === 'hook' ? hook : 'echo checked; echo odd >&2' });
     expect(lines('verify', 'stdout')).toEqual(['checked']);
     expect(lines('verify', 'stderr')).toEqual(['odd']);
-    expect(lines('hook', 'stdout')).toEqual(['one test', 'three']);
+    expect(lines('hook', 'stdout')).toEqual(['one test', 'caf\ufffd', 'three']);
     expect(lines('hook', 'stderr')).toEqual(['two']);
-    expect(said).toHaveLength(5);
+    // The bytes as written, beside the decoded line.
+    expect(said.find((o) => o.line === 'caf\ufffd')?.bytes).toEqual(Buffer.from('caf\xe9', 'latin1'));
+    expect(said.find((o) => o.line === 'three')?.bytes).toEqual(Buffer.from('three'));
+    expect(said).toHaveLength(6);
+  });
+});
+
+describe('a command\'s output split into lines as bytes', () => {
+  it('cuts at newlines only, whatever the chunks: a character split between two comes whole, nothing is decoded', () => {
+    const got: Buffer[] = [];
+    const r = new RawLineReader((l) => got.push(Buffer.from(l)));
+    const notUtf8 = Buffer.from([0xff, 0xfe]);
+    const text = Buffer.concat([Buffer.from('caf\u00e9\n\nsecond\r\n'), notUtf8, Buffer.from(' raw\nlast')]);
+    // Every byte alone: the worst chunking a pipe can give.
+    for (let i = 0; i < text.length; i++) r.push(text.subarray(i, i + 1));
+    r.end();
+    r.end();
+    expect(got).toEqual([Buffer.from('caf\u00e9'), Buffer.alloc(0), Buffer.from('second\r'), Buffer.concat([notUtf8, Buffer.from(' raw')]), Buffer.from('last')]);
   });
 });
 

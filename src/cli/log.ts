@@ -47,10 +47,17 @@ export function writeStderr(level: Level, text: string, stream: NodeJS.WritableS
   stream.write(`${lines.join('\n')}\n`);
 }
 
-/** A line of a command's output on stderr at `level`: in the journal with its priority, unless the line gives its own. */
-export function writeCommandLine(level: Level, line: string, stream: NodeJS.WritableStream = process.stderr): void {
-  stream.write(stderrIsJournal() && !/^<[0-7]>/.test(line) ? `<${PRIORITY[level]}>${line}\n` : `${line}\n`);
+/**
+ * A line of a command's output (its bytes, untouched) on stderr at
+ * `level`: in the journal with its priority, unless the line gives its own.
+ */
+export function writeCommandLine(level: Level, line: Buffer, stream: NodeJS.WritableStream = process.stderr): void {
+  const ownPriority = line.length >= 3 && line[0] === 0x3c && (line[1] as number) >= 0x30 && (line[1] as number) <= 0x37 && line[2] === 0x3e;
+  const prefix = stderrIsJournal() && !ownPriority ? `<${PRIORITY[level]}>` : '';
+  stream.write(Buffer.concat([Buffer.from(prefix), line, NEWLINE]));
 }
+
+const NEWLINE = Buffer.from('\n');
 
 /**
  * The --log-file: lines appended as they happen, each with the time (UTC,

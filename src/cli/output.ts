@@ -126,19 +126,19 @@ export class Output {
    * journal (each line gets its priority: see log.ts), carries the progress
    * board (each line is written above it, not across it) or there is a
    * --log-file (each line is recorded there too, naming the repository and
-   * the command, stdout as information and stderr as a warning). A line at
-   * a time means decoded as UTF-8, and a last line without its newline
-   * gets one. Printed on stderr whatever --quiet says, as when it goes
-   * straight there.
+   * the command, stdout as information and stderr as a warning, decoded as
+   * UTF-8 with control characters escaped). On stderr each line is the
+   * bytes the command wrote, and a last line without its newline gets one.
+   * Printed on stderr whatever --quiet says, as when it goes straight there.
    */
-  get commandOutput(): ((o: { repo: string; command: 'hook' | 'verify'; name: string; stream: 'stdout' | 'stderr'; line: string }) => void) | undefined {
+  get commandOutput(): ((o: { repo: string; command: 'hook' | 'verify'; name: string; stream: 'stdout' | 'stderr'; line: string; bytes: Buffer }) => void) | undefined {
     const log = this.opts.log;
     if (!this.board && !stderrIsJournal() && !log) return undefined;
-    return ({ repo, command, name, stream, line }) => {
+    return ({ repo, command, name, stream, line, bytes }) => {
       const level = stream === 'stdout' ? 'info' : 'warning';
       const who = command === 'hook' ? `post-sync hook ${name}` : 'sync-verify-command';
       log?.write(level, `${repo}: ${escapeControls(who)}: ${escapeControls(line)}`);
-      this.above(() => writeCommandLine(level, line, this.stderr));
+      this.above(() => writeCommandLine(level, bytes, this.stderr));
     };
   }
 

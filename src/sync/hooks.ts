@@ -44,8 +44,8 @@ export async function listHooks(dir: string): Promise<string[]> {
   return hooks;
 }
 
-/** A line a hook printed, and on which of its streams. */
-export type HookOutputListener = (hook: string, stream: 'stdout' | 'stderr', line: string) => void;
+/** A line a hook printed (the bytes it wrote, without the newline), and on which of its streams. */
+export type HookOutputListener = (hook: string, stream: 'stdout' | 'stderr', line: Buffer) => void;
 
 export async function runHooks(dir: string, args: string[], env: Record<string, string>, onOutput?: HookOutputListener): Promise<HookResult[]> {
   const results: HookResult[] = [];

@@ -94,6 +94,8 @@ export interface CommandOutput {
   stream: 'stdout' | 'stderr';
   /** Without its newline; decoded as UTF-8. */
   line: string;
+  /** The same line as the bytes the command wrote (what to pass on untouched). */
+  bytes: Buffer;
 }
 
 /**
@@ -460,7 +462,7 @@ async function verify(run: SyncRun, update: Update): Promise<Verified | undefine
     const command = config.verifyCommand;
     if (command !== undefined) {
       const listener = run.opts.onCommandOutput;
-      const onOutput = listener ? (stream: 'stdout' | 'stderr', line: string) => listener({ repo: name, command: 'verify', name: command, stream, line }) : undefined;
+      const onOutput = listener ? (stream: 'stdout' | 'stderr', bytes: Buffer) => listener({ repo: name, command: 'verify', name: command, stream, line: bytes.toString('utf8'), bytes }) : undefined;
       await runVerifyCommand(name, command, update.target, onOutput);
     }
     return verified;
@@ -539,7 +541,7 @@ async function runPostSyncHooks(run: SyncRun): Promise<void> {
   const hooksDir = config.hooksDir;
   const args = [name, config.syncUri ?? '', config.location];
   const listener = run.opts.onCommandOutput;
-  const onOutput = listener ? (hook: string, stream: 'stdout' | 'stderr', line: string) => listener({ repo: name, command: 'hook', name: hook, stream, line }) : undefined;
+  const onOutput = listener ? (hook: string, stream: 'stdout' | 'stderr', bytes: Buffer) => listener({ repo: name, command: 'hook', name: hook, stream, line: bytes.toString('utf8'), bytes }) : undefined;
   run.report.hooks = await storage.withReaderView((view) =>
     runHooks(
       hooksDir,

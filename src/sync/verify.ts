@@ -8,7 +8,7 @@
 import { ReposnapError } from '../errors.js';
 import { runProcess, userOutput } from '../util/process.js';
 
-export async function runVerifyCommand(repo: string, command: string, dir: string, onOutput?: (stream: 'stdout' | 'stderr', line: string) => void): Promise<void> {
+export async function runVerifyCommand(repo: string, command: string, dir: string, onOutput?: (stream: 'stdout' | 'stderr', line: Buffer) => void): Promise<void> {
   const { code, signal } = await runProcess('/bin/sh', ['-c', command], {
     cwd: dir,
     ...userOutput(onOutput),

@@ -12,10 +12,11 @@
  *   the lock for as long as it lives);
  * - `ownGroup` gives it a process group of its own, so that `stop()` stops
  *   it and everything it forked;
- * - its output is captured, split into lines as it arrives, sent to our
- *   stderr or dropped; of its complaints only the tail is kept, or they
- *   are handed over a line at a time, or sent to our stderr; `onLine` sees
- *   every line of both as well (what `reposnap -v` shows);
+ * - its output is captured, split into lines as it arrives (text, or the
+ *   bytes as written, for a command the user's configuration names), sent
+ *   to our stderr or dropped; of its complaints only the tail is kept, or
+ *   they are handed over a line at a time, or sent to our stderr; `onLine`
+ *   sees every line of both as well (what `reposnap -v` shows);
  * - a tool that is not installed is a one-line error saying so.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
@@ -40,18 +41,24 @@ export interface ProcessOptions {
   input?: string | Buffer;
   /**
    * Its stdout: kept whole ('capture', the default), handed over a line at
-   * a time, copied to our stderr (a command that talks to the user while
-   * --json output stays clean), or dropped.
+   * a time (decoded as UTF-8, or as the bytes it wrote), copied to our
+   * stderr (a command that talks to the user while --json output stays
+   * clean), or dropped.
    */
-  stdout?: 'capture' | 'stderr' | 'ignore' | ((line: string, handle: ProcessHandle) => void);
-  /** Its stderr: the tail kept (default), the tail kept and handed over a line at a time as well, or copied to ours. */
-  stderr?: 'tail' | 'inherit' | ((line: string) => void);
+  stdout?: 'capture' | 'stderr' | 'ignore' | ((line: string, handle: ProcessHandle) => void) | RawLines;
+  /** Its stderr: the tail kept (default), the tail kept and handed over a line at a time as well (text or bytes), or copied to ours. */
+  stderr?: 'tail' | 'inherit' | ((line: string) => void) | RawLines;
   /** Every line of its stdout (when captured or handed over) and of its stderr (unless copied to ours), as well. */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
   /** For "is not installed": the repo and the tool as users know it. */
   missing?: { repo: string; tool: string };
   /** Handed the running child at once (to stop it early: a plan nobody needs any more). */
   onSpawn?: (handle: ProcessHandle) => void;
+}
+
+/** Lines handed over as the bytes the command wrote, without the newline (not `onLine`'s). */
+export interface RawLines {
+  raw: (line: Buffer) => void;
 }
 
 export interface ProcessEnd {
@@ -107,6 +114,7 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
   const chunks: Buffer[] = [];
   let stderr = '';
   let lines: LineReader | undefined;
+  const rawReaders: RawLineReader[] = [];
   const tap = opts.onLine;
   if (typeof out === 'function') {
     lines = new LineReader((line) => {
@@ -114,6 +122,10 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
       out(line, handle);
     });
     (child.stdout as Readable).setEncoding('utf8').on('data', (d: string) => lines?.push(d));
+  } else if (typeof out === 'object') {
+    const raw = new RawLineReader(out.raw);
+    rawReaders.push(raw);
+    (child.stdout as Readable).on('data', (d: Buffer) => raw.push(d));
   } else if (out === 'capture') {
     if (tap) lines = new LineReader((line) => tap(line, 'stdout'));
     const text = new StringDecoder('utf8');
@@ -123,7 +135,15 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
     });
   }
   let errLines: LineReader | undefined;
-  if (opts.stderr !== 'inherit') {
+  if (typeof opts.stderr === 'object') {
+    const raw = new RawLineReader(opts.stderr.raw);
+    rawReaders.push(raw);
+    const text = new StringDecoder('utf8');
+    (child.stderr as Readable).on('data', (d: Buffer) => {
+      stderr = (stderr + text.write(d)).slice(-STDERR_TAIL);
+      raw.push(d);
+    });
+  } else if (opts.stderr !== 'inherit') {
     const err = opts.stderr;
     if (typeof err === 'function') {
       errLines = new LineReader((line) => {
@@ -148,6 +168,7 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
     });
     lines?.end();
     errLines?.end();
+    for (const raw of rawReaders) raw.end();
     // setpriv reports a tool it cannot execute itself.
     if (opts.dieWithUs && code === 127 && /failed to execute/.test(stderr) && opts.missing) throw notInstalled(opts.missing, cmd);
     return { code, signal, stdout: Buffer.concat(chunks), stderr };
@@ -167,11 +188,11 @@ function notInstalled(m: { repo: string; tool: string }, cmd: string): ReposnapE
  * The output of a command run for the user (a post-sync hook,
  * sync-verify-command), both streams: to our stderr as it comes, untouched
  * (so that --json output on stdout stays clean), or, given `onLine`, handed
- * to it a line at a time instead.
+ * to it a line at a time instead, as the bytes the command wrote.
  */
-export function userOutput(onLine?: (stream: 'stdout' | 'stderr', line: string) => void): Pick<ProcessOptions, 'stdout' | 'stderr'> {
+export function userOutput(onLine?: (stream: 'stdout' | 'stderr', line: Buffer) => void): Pick<ProcessOptions, 'stdout' | 'stderr'> {
   if (!onLine) return { stdout: 'stderr', stderr: 'inherit' };
-  return { stdout: (line) => onLine('stdout', line), stderr: (line) => onLine('stderr', line) };
+  return { stdout: { raw: (line) => onLine('stdout', line) }, stderr: { raw: (line) => onLine('stderr', line) } };
 }
 
 /** Splits a stream of text into lines. */
@@ -189,5 +210,30 @@ export class LineReader {
   end(): void {
     if (this.buffered) this.onLine(this.buffered);
     this.buffered = '';
+  }
+}
+
+/** Splits a stream of bytes into lines at each newline, leaving the bytes as they are. */
+export class RawLineReader {
+  /** The start of a line not ended yet, chunk by chunk (joined once, however long it gets). */
+  private pending: Buffer[] = [];
+  constructor(private readonly onLine: (line: Buffer) => void) {}
+  push(chunk: Buffer): void {
+    let start = 0;
+    let nl;
+    while ((nl = chunk.indexOf(0x0a, start)) >= 0) {
+      const piece = chunk.subarray(start, nl);
+      if (this.pending.length > 0) {
+        this.pending.push(piece);
+        this.onLine(Buffer.concat(this.pending));
+        this.pending = [];
+      } else this.onLine(piece);
+      start = nl + 1;
+    }
+    if (start < chunk.length) this.pending.push(chunk.subarray(start));
+  }
+  end(): void {
+    if (this.pending.length > 0) this.onLine(Buffer.concat(this.pending));
+    this.pending = [];
   }
 }
