@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import type { CommandOutput } from '../src/repository.js';
-import { RawLineReader } from '../src/util/process.js';
+import { LineReader } from '../src/util/process.js';
 import { isRoot, rcuConf, readTree, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 async function setup(extra: string, type = 'local') {
@@ -115,7 +115,7 @@ describe('the output of hooks and sync-verify-command, to a listener', () => {
 describe('a command\'s output split into lines as bytes', () => {
   it('cuts at newlines only, whatever the chunks: a character split between two comes whole, nothing is decoded', () => {
     const got: Buffer[] = [];
-    const r = new RawLineReader((l) => got.push(Buffer.from(l)));
+    const r = new LineReader((l) => got.push(Buffer.from(l)));
     const notUtf8 = Buffer.from([0xff, 0xfe]);
     const text = Buffer.concat([Buffer.from('caf\u00e9\n\nsecond\r\n'), notUtf8, Buffer.from(' raw\nlast')]);
     // Every byte alone: the worst chunking a pipe can give.

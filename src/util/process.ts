@@ -113,46 +113,33 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
 
   const chunks: Buffer[] = [];
   let stderr = '';
-  let lines: LineReader | undefined;
-  const rawReaders: RawLineReader[] = [];
   const tap = opts.onLine;
-  if (typeof out === 'function') {
-    lines = new LineReader((line) => {
-      tap?.(line, 'stdout');
-      out(line, handle);
-    });
-    (child.stdout as Readable).setEncoding('utf8').on('data', (d: string) => lines?.push(d));
-  } else if (typeof out === 'object') {
-    const raw = new RawLineReader(out.raw);
-    rawReaders.push(raw);
-    (child.stdout as Readable).on('data', (d: Buffer) => raw.push(d));
-  } else if (out === 'capture') {
-    if (tap) lines = new LineReader((line) => tap(line, 'stdout'));
-    const text = new StringDecoder('utf8');
+  // Split as bytes; decoded a line at a time where the reader wants text.
+  const text = (stream: 'stdout' | 'stderr', then?: (line: string) => void): LineReader | undefined =>
+    tap || then
+      ? new LineReader((bytes) => {
+          const line = bytes.toString('utf8');
+          tap?.(line, stream);
+          then?.(line);
+        })
+      : undefined;
+  let lines: LineReader | undefined;
+  if (typeof out === 'function') lines = text('stdout', (line) => out(line, handle));
+  else if (typeof out === 'object') lines = new LineReader(out.raw);
+  else if (out === 'capture') lines = text('stdout');
+  if (out !== 'ignore' && out !== 'stderr') {
     (child.stdout as Readable).on('data', (d: Buffer) => {
-      chunks.push(d);
-      lines?.push(text.write(d));
+      if (out === 'capture') chunks.push(d);
+      lines?.push(d);
     });
   }
   let errLines: LineReader | undefined;
-  if (typeof opts.stderr === 'object') {
-    const raw = new RawLineReader(opts.stderr.raw);
-    rawReaders.push(raw);
-    const text = new StringDecoder('utf8');
-    (child.stderr as Readable).on('data', (d: Buffer) => {
-      stderr = (stderr + text.write(d)).slice(-STDERR_TAIL);
-      raw.push(d);
-    });
-  } else if (opts.stderr !== 'inherit') {
+  if (opts.stderr !== 'inherit') {
     const err = opts.stderr;
-    if (typeof err === 'function') {
-      errLines = new LineReader((line) => {
-        tap?.(line, 'stderr');
-        err(line);
-      });
-    } else if (tap) errLines = new LineReader((line) => tap(line, 'stderr'));
-    (child.stderr as Readable).setEncoding('utf8').on('data', (d: string) => {
-      stderr = (stderr + d).slice(-STDERR_TAIL);
+    errLines = typeof err === 'object' ? new LineReader(err.raw) : text('stderr', typeof err === 'function' ? err : undefined);
+    const tail = new StringDecoder('utf8');
+    (child.stderr as Readable).on('data', (d: Buffer) => {
+      stderr = (stderr + tail.write(d)).slice(-STDERR_TAIL);
       errLines?.push(d);
     });
   }
@@ -168,7 +155,6 @@ export async function runProcess(cmd: string, args: string[], opts: ProcessOptio
     });
     lines?.end();
     errLines?.end();
-    for (const raw of rawReaders) raw.end();
     // setpriv reports a tool it cannot execute itself.
     if (opts.dieWithUs && code === 127 && /failed to execute/.test(stderr) && opts.missing) throw notInstalled(opts.missing, cmd);
     return { code, signal, stdout: Buffer.concat(chunks), stderr };
@@ -195,26 +181,12 @@ export function userOutput(onLine?: (stream: 'stdout' | 'stderr', line: Buffer) 
   return { stdout: { raw: (line) => onLine('stdout', line) }, stderr: { raw: (line) => onLine('stderr', line) } };
 }
 
-/** Splits a stream of text into lines. */
+/**
+ * Splits a stream of bytes into lines at each newline, leaving the bytes as
+ * they are (a caller that wants text decodes each line: a newline ends any
+ * character cut short, so that is what a decoder of the whole stream gives).
+ */
 export class LineReader {
-  private buffered = '';
-  constructor(private readonly onLine: (line: string) => void) {}
-  push(chunk: string): void {
-    this.buffered += chunk;
-    let nl;
-    while ((nl = this.buffered.indexOf('\n')) >= 0) {
-      this.onLine(this.buffered.slice(0, nl));
-      this.buffered = this.buffered.slice(nl + 1);
-    }
-  }
-  end(): void {
-    if (this.buffered) this.onLine(this.buffered);
-    this.buffered = '';
-  }
-}
-
-/** Splits a stream of bytes into lines at each newline, leaving the bytes as they are. */
-export class RawLineReader {
   /** The start of a line not ended yet, chunk by chunk (joined once, however long it gets). */
   private pending: Buffer[] = [];
   constructor(private readonly onLine: (line: Buffer) => void) {}
