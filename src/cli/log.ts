@@ -52,8 +52,7 @@ export function writeStderr(level: Level, text: string, stream: NodeJS.WritableS
  * `level`: in the journal with its priority, unless the line gives its own.
  */
 export function writeCommandLine(level: Level, line: Buffer, stream: NodeJS.WritableStream = process.stderr): void {
-  const ownPriority = line.length >= 3 && line[0] === 0x3c && (line[1] as number) >= 0x30 && (line[1] as number) <= 0x37 && line[2] === 0x3e;
-  const prefix = stderrIsJournal() && !ownPriority ? `<${PRIORITY[level]}>` : '';
+  const prefix = stderrIsJournal() && !/^<[0-7]>/.test(line.toString('latin1', 0, 3)) ? `<${PRIORITY[level]}>` : '';
   stream.write(Buffer.concat([Buffer.from(prefix), line, NEWLINE]));
 }
 

@@ -189,13 +189,14 @@ export async function walkChangedTree(
   // the rest are asked for many at a time on libuv's threads, so that the
   // reads overlap: 26k folders after the cache was dropped took 1.2 s one
   // at a time and 0.6 s this way.
+  const statAt = (at: number): void => record(at, lstatIfThere(folderPath(order[at] as string)));
   let next = 0;
   const probeStart = performance.now();
   const probe = tuning.coldProbe ?? COLD_PROBE;
-  for (; next < order.length && next < probe; next++) record(next, lstatIfThere(folderPath(order[next] as string)));
+  for (; next < order.length && next < probe; next++) statAt(next);
   const cold = next === probe && performance.now() - probeStart > probe * (tuning.coldStatMs ?? COLD_STAT_MS);
   if (cold) await statMany(order, next, folderPath, record);
-  else for (; next < order.length; next++) record(next, lstatIfThere(folderPath(order[next] as string)));
+  else for (; next < order.length; next++) statAt(next);
   const known = (rel: string): number | undefined => {
     const at = place.get(rel);
     return at !== undefined && (links[at] as number) > 0 ? at : undefined;
