@@ -105,6 +105,31 @@ async function copyIn(c: Case, files: string[]): Promise<void> {
   }
 }
 
+/**
+ * Upstream changes every kind of shape: a folder goes, one comes, a file
+ * becomes a folder, a folder with files becomes a file, and two folders
+ * whose sub-folders the index names become something else (app-a/three/files
+ * a file; dev-c/two, which held files/, a file too: ENOTDIR below it).
+ */
+function reshaped(): { t1: TreeSpec; change: Change } {
+  const t1: TreeSpec = { ...gentooish('1'), 'dev-c/gone/gone-1.ebuild': 'x\n', 'app-b/two/files': 'a file, later a folder\n' };
+  delete t1['app-b/two/files/fix.patch'];
+  return {
+    t1,
+    change: {
+      remove: ['dev-c/gone', 'app-b/two/files', 'app-a/three/files', 'dev-c/two'],
+      write: {
+        'dev-c/new/new-1.ebuild': 'y\n',
+        'dev-c/new/files/n.patch': 'n\n',
+        'app-a/three/files': 'a folder, now a file\n',
+        'app-b/two/files/fix.patch': 'now in a folder\n',
+        'dev-c/two': 'now a file\n',
+        'app-a/one/one-1.ebuild': 'EAPI=8 # 2\n',
+      },
+    },
+  };
+}
+
 describe('incremental verification with the folder index', () => {
   it('lists only the touched folders, and counts what a full verification counts', async () => {
     const c = await prepare('good', gentooish('1'), { write: { 'app-a/one/one-1.ebuild': 'EAPI=8 # version 2\n', 'metadata/md5-cache/app-a/one-1': 'EAPI=8\nDESCRIPTION=new\n' } });
@@ -119,12 +144,8 @@ describe('incremental verification with the folder index', () => {
   });
 
   it('takes in new, removed and replaced folders', async () => {
-    const t1: TreeSpec = { ...gentooish('1'), 'dev-c/gone/gone-1.ebuild': 'x\n', 'app-b/two/files': 'a file, later a folder\n' };
-    delete t1['app-b/two/files/fix.patch'];
-    const c = await prepare('shapes', t1, {
-      remove: ['dev-c/gone', 'app-b/two/files', 'app-a/three/files'],
-      write: { 'dev-c/new/new-1.ebuild': 'y\n', 'dev-c/new/files/n.patch': 'n\n', 'app-a/three/files': 'a folder, now a file\n', 'app-b/two/files/fix.patch': 'now in a folder\n' },
-    });
+    const { t1, change } = reshaped();
+    const c = await prepare('shapes', t1, change);
     const f = await full(c);
     const i = await indexed(c);
     expect(i.files).toBe(f.files);
@@ -203,12 +224,8 @@ describe('incremental verification with the folder index', () => {
 
 describe('stats many at a time (the walk on a cold cache)', () => {
   it('walks a changed tree the same way on the cold-cache path as on the warm one', async () => {
-    const t1: TreeSpec = { ...gentooish('1'), 'dev-c/gone/gone-1.ebuild': 'x\n', 'app-b/two/files': 'a file, later a folder\n' };
-    delete t1['app-b/two/files/fix.patch'];
-    const c = await prepare('cold-walk', t1, {
-      remove: ['dev-c/gone', 'app-b/two/files', 'dev-c/two'],
-      write: { 'dev-c/new/new-1.ebuild': 'y\n', 'app-b/two/files/fix.patch': 'now in a folder\n', 'dev-c/two': 'now a file\n', 'app-a/one/one-1.ebuild': 'EAPI=8 # 2\n' },
-    });
+    const { t1, change } = reshaped();
+    const c = await prepare('cold-walk', t1, change);
     const boundary = (): number => c.clonedAt + 40;
     const shape = (w: TreeWalk | undefined) => ({
       nodes: [...(w?.nodes ?? [])].sort(([a], [b]) => a.localeCompare(b)),
