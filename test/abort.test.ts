@@ -8,7 +8,6 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -17,7 +16,7 @@ import { AbortedError, ReposnapError } from '../src/errors.js';
 import { FileLock } from '../src/lock/file-lock.js';
 import { Repos } from '../src/repos.js';
 import { digest } from '../torture/upstreams.js';
-import { rcuConf, readTree, runCli, sleep, startCli, tmpdir, writeConf } from './helpers.js';
+import { descendants, rcuConf, readTree, runCli, running, sleep, startCli, tmpdir, until, writeConf } from './helpers.js';
 
 const servers: http.Server[] = [];
 afterAll(() => {
@@ -26,53 +25,6 @@ afterAll(() => {
     s.close();
   }
 });
-
-interface Proc {
-  pid: number;
-  ppid: number;
-  state: string;
-  comm: string;
-  cmdline: string;
-}
-
-/** Every process below `pid`, from /proc. */
-function descendants(pid: number): Proc[] {
-  const all: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ');
-      all.push({ pid: Number(name), ppid: Number(ppid), state: state as string, comm, cmdline });
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  const below = (p: number): Proc[] => all.filter((x) => x.ppid === p).flatMap((x) => [x, ...below(x.pid)]);
-  return below(pid);
-}
-
-/** Whether `pid` still runs (a zombie has ended: only its parent has not reaped it yet). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const t0 = Date.now();
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** `n` files of 8 KiB that say `version` (big enough for a slowed-down rsync to take seconds). */
 async function writeBigTree(root: string, n: number, version: string): Promise<void> {

@@ -6,7 +6,7 @@
  * signed Manifest trees and keys of bench/manifest-writer.ts.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -175,3 +175,68 @@ sync-openpgp-key-refresh-retry-delay-max = 60
 sync-openpgp-key-refresh-retry-delay-mult = 4
 sync-webrsync-verify-signature = yes
 `;
+
+export interface Proc {
+  pid: number;
+  ppid: number;
+  state: string;
+  comm: string;
+  cmdline: string;
+}
+
+/** Every process below `pid`, from /proc (a test that a stopped step left none). */
+export function descendants(pid: number): Proc[] {
+  const all: Proc[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').join(' ');
+      all.push({ pid: Number(name), ppid: Number(ppid), state: state as string, comm, cmdline });
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const below = (p: number): Proc[] => all.filter((x) => x.ppid === p).flatMap((x) => [x, ...below(x.pid)]);
+  return below(pid);
+}
+
+/** Whether `pid` still runs (a zombie has ended: only its parent has not reaped it yet). */
+export function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+export async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const t0 = Date.now();
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/**
+ * Stop `children` (rsync daemons...) and wait till they have exited: a
+ * daemon that logs its end into a temporary folder while the folder is
+ * being removed makes the removal fail.
+ */
+export function stopChildren(children: ChildProcess[]): Promise<void> {
+  return Promise.all(
+    children.map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once('exit', () => resolve());
+          c.kill('SIGTERM');
+        }),
+    ),
+  ).then(() => undefined);
+}

@@ -12,12 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { interruptAt, treeDigest } from '../torture/lib.js';
 import { forgetKeys, makeSigningKey, writeManifests, type SigningKey } from '../bench/manifest-writer.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { freePort, PORTAGE_SHIPPED_REPOS_CONF, rcuConf, readTree, runCli, sleep, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
+import { freePort, PORTAGE_SHIPPED_REPOS_CONF, rcuConf, readTree, runCli, sleep, stopChildren, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 
 const procs: ChildProcess[] = [];
-afterAll(() => {
+afterAll(async () => {
   forgetKeys();
-  for (const p of procs) p.kill('SIGTERM');
+  await stopChildren(procs);
 });
 
 const TREE = {

@@ -18,13 +18,11 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import type { Lease } from '../src/store/leases.js';
-import { isRoot, rcuConf, runCli, sleep, tmpdir, wholeVersion, writeConf, writeVersionedTree, freePort, waitForPort } from './helpers.js';
+import { isRoot, rcuConf, runCli, sleep, tmpdir, wholeVersion, writeConf, writeVersionedTree, freePort, stopChildren, waitForPort } from './helpers.js';
 
 const N = 400;
 const procs: ChildProcess[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill('SIGTERM');
-});
+afterAll(() => stopChildren(procs));
 
 
 /** Commit new versions upstream every few ms until `done` resolves. */

@@ -9,14 +9,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Repos } from '../src/repos.js';
 import type { SyncReport } from '../src/repository.js';
 import type { SourceProgress } from '../src/sources/source.js';
-import { freePort, isRoot, rcuConf, readTree, runCli, sleep, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
+import { freePort, isRoot, rcuConf, readTree, runCli, sleep, stopChildren, tmpdir, waitForPort, writeConf, writeTree } from './helpers.js';
 import { interruptAt } from '../torture/lib.js';
 import { rsyncTransport } from '../src/sources/rsync.js';
 
 const daemons: ChildProcess[] = [];
-afterAll(() => {
-  for (const d of daemons) d.kill('SIGTERM');
-});
+afterAll(() => stopChildren(daemons));
 
 /** Start `rsync --daemon` on 127.0.0.1 serving `dir` as module "repo". */
 async function startDaemon(dir: string, work: string): Promise<number> {
