@@ -45,6 +45,7 @@ import { failpoint } from '../util/failpoint.js';
 import { abortSignal } from '../util/abort.js';
 import { FS_CONCURRENCY, mapLimit } from '../util/limit.js';
 import { bjoin } from '../tree/bytes.js';
+import { readAhead } from '../tree/read-ahead.js';
 import { unshareSymlink } from '../tree/unshare.js';
 import { emptyChanges, requireSourceDir, type FillContext, type PrecheckContext, type PrecheckResult, type PreviewContext, type SourceProgress, type SourceResult, type SyncSource } from './source.js';
 import type { TreeChange } from '../tree/diff.js';
@@ -218,6 +219,9 @@ export class RsyncSource implements SyncSource {
    */
   private startPlan(repo: string, base: string, excludeTop: readonly string[], fds: number[], on: Listeners = {}): RsyncPlan {
     const plan = RsyncPlan.growing(base, excludeTop);
+    // The dry run lstats every file of `base`: on a cold cache, one disk
+    // read after another, unless its inodes are read ahead beside it.
+    const ahead = readAhead(base);
     const found = new Counter(on.onProgress);
     const tool = on.onToolOutput ? { onToolOutput: (line: string) => on.onToolOutput?.('rsync --dry-run', line) } : {};
     const run = spawnRsync(this.bin, this.args(base, excludeTop, 'plan'), repo, { fds, ...tool, onSpawn: (h) => plan.stopWith(() => h.stop('SIGTERM')) }, (line) => {
@@ -229,12 +233,18 @@ export class RsyncSource implements SyncSource {
         plan.add(item);
       }
     });
+    // The plan ends once no walker is left: whoever waits for it (a sync
+    // that is done, failed or stopped) leaves nothing running.
     run.then(
-      (end) => {
+      async (end) => {
+        await ahead.stop();
         found.finish();
         plan.finish(end);
       },
-      (err: unknown) => plan.abandon(err),
+      async (err: unknown) => {
+        await ahead.stop();
+        plan.abandon(err);
+      },
     );
     return plan;
   }
