@@ -6,7 +6,7 @@
  * snapshots. Used by the local, git and tarball sources, and to bring a
  * quarantine back into place.
  */
-import { constants as fsc, type Stats } from 'node:fs';
+import { constants as fsc, lstatSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
@@ -183,40 +183,52 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     }
     const work: Array<Promise<void>> = [];
     const subdirs: Array<{ name: BPath; dp: BPath; st: Stats }> = [];
-    for (const name of sNames) {
-      const key = name.toString('latin1');
-      if (top && exclude.has(name.toString())) continue;
-      const present = dNames.has(key);
-      dNames.delete(key);
-      const dp = bjoin(d, name);
-      work.push(
-        (async () => {
-          const [sst2, dst2] = await limiter.run(() =>
-            Promise.all([
-              sDir.lstat(name).catch((err: unknown) => fail('read', bjoin(sDir.shown, name), err)),
-              present ? fs.lstat(dp) : Promise.resolve(undefined),
-            ]),
-          );
-          progress.scanned++;
-          if (sst2.isDirectory()) {
-            let existing = dst2?.isDirectory() ?? false;
-            if (dst2 && !existing) {
-              await fs.rm(dp, { recursive: true, force: true });
-              note('deleted');
-            }
-            if (!existing) {
-              await limiter.run(() => fs.mkdir(dp, { mode: 0o700 }));
-              note('added');
-              existing = true;
-            } else if (dst2 && !sameOwnerMode(sst2, dst2)) {
-              note('updated');
-            }
-            subdirs.push({ name, dp, st: sst2 });
-          } else {
-            await limiter.run(() => syncEntry(sDir, name, dp, d, sst2, dst2));
+    // Both sides of every entry are stat'ed here, one after another, and an
+    // unchanged file costs nothing more: on a Gentoo-sized tree (121k
+    // entries), a promise and two thread-pool round trips for each made
+    // the walk most of a 1% change's fill. Only what changes is queued.
+    try {
+      for (const name of sNames) {
+        const key = name.toString('latin1');
+        if (top && exclude.has(name.toString())) continue;
+        const present = dNames.has(key);
+        dNames.delete(key);
+        const dp = bjoin(d, name);
+        let sst2: Stats;
+        try {
+          sst2 = sDir.lstatSync(name);
+        } catch (err) {
+          sst2 = fail('read', bjoin(sDir.shown, name), err);
+        }
+        const dst2 = present ? lstatSync(dp) : undefined;
+        progress.scanned++;
+        if (sst2.isDirectory()) {
+          subdirs.push({ name, dp, st: sst2 });
+          if (dst2?.isDirectory()) {
+            if (!sameOwnerMode(sst2, dst2)) note('updated');
+            continue;
           }
-        })(),
-      );
+          work.push(
+            limiter.run(async () => {
+              if (dst2) {
+                await fs.rm(dp, { recursive: true, force: true });
+                note('deleted');
+              }
+              await fs.mkdir(dp, { mode: 0o700 });
+              note('added');
+            }),
+          );
+        } else if (compare === 'quick' && sst2.isFile() && dst2?.isFile() && sameFile(sst2, dst2)) {
+          tree.files++;
+          tree.bytes += sst2.size;
+        } else {
+          work.push(limiter.run(() => syncEntry(sDir, name, dp, d, sst2, dst2)));
+        }
+      }
+    } catch (err) {
+      // What was queued lands (or fails) before the error is the walk's.
+      await settleAll(work).catch(() => undefined);
+      throw err;
     }
     // What the target has and the source has not goes.
     for (const name of dNames.values()) {
