@@ -56,17 +56,50 @@ describe('read-ahead', () => {
     const root = path.join(tmpdir('read-ahead'), 'tree');
     const folders = await foldersTree(root);
     const ahead = readAhead(root, { mode: 'always', lanes: 3 });
-    expect(ahead.started).toBe(true);
     await ahead.done;
+    expect(ahead.started).toBe(true);
     expect(ahead.folders).toBe(folders);
     expect(descendants(process.pid).filter((p) => p.comm === 'find' && p.state !== 'Z')).toEqual([]);
   });
 
-  it('never: starts nothing; a tree that is not there: nothing either', async () => {
+  it('never: starts nothing; a warm tree, or one that is not there: nothing either', async () => {
     const root = path.join(tmpdir('read-ahead'), 'tree');
     await foldersTree(root);
-    expect(readAhead(root, { mode: 'never' }).started).toBe(false);
-    expect(readAhead(path.join(root, 'not-there')).started).toBe(false);
+    for (const ahead of [readAhead(root, { mode: 'never' }), readAhead(root, { mode: 'auto' }), readAhead(path.join(root, 'not-there'), { mode: 'always' })]) {
+      await ahead.done;
+      expect(ahead.started).toBe(false);
+      expect(ahead.folders).toBe(0);
+    }
+  });
+
+  it.skipIf(!isRoot)('a folder on another filesystem (a mount inside the tree) is not walked (as root)', async () => {
+    const root = path.join(tmpdir('read-ahead'), 'tree');
+    const folders = await foldersTree(root);
+    const mnt = path.join(root, 'odd', 'mnt');
+    await fs.mkdir(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt]);
+    try {
+      for (let i = 0; i < 5; i++) await fs.mkdir(path.join(mnt, `d${i}`, 'e'), { recursive: true });
+      const ahead = readAhead(root, { mode: 'always' });
+      await ahead.done;
+      expect(ahead.folders).toBe(folders);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
+
+  it('stop() before the walkers start: none ever runs', async () => {
+    const dir = tmpdir('read-ahead-stop');
+    const root = path.join(dir, 'tree');
+    await foldersTree(root);
+    const find = await loggingFind(dir);
+    await find.delay(30);
+    const ahead = readAhead(root, { mode: 'always', find: path.join(find.bin, 'find') });
+    const t0 = performance.now();
+    await ahead.stop();
+    expect(performance.now() - t0).toBeLessThan(1000);
+    expect(ahead.started).toBe(false);
+    expect(find.pids()).toEqual([]);
   });
 
   it('stop() ends the walkers and returns once they are gone', async () => {
@@ -87,13 +120,17 @@ describe('read-ahead', () => {
   it.skipIf(!isRoot)('tells a warm cache from a cold one (dropping the caches, as root)', async () => {
     const root = path.join(tmpdir('read-ahead-cold'), 'tree');
     const spec: Record<string, string> = {};
-    for (let c = 0; c < 8; c++) for (let p = 0; p < 200; p++) spec[`cat-${c}/pkg-${p}/pkg-${p}-1.ebuild`] = 'x\n';
+    // Files right under the top folders: the probe stats them, and only the
+    // walkers' stat of every entry (not their listing of folders) reads
+    // their inodes back in.
+    for (let c = 0; c < 8; c++) for (let p = 0; p < 400; p++) spec[`cat-${c}/pkg-${p}.ebuild`] = 'x\n';
     await writeTree(root, spec);
     expect(looksCold(root)).toBe(false);
     execFileSync('sync');
     await fs.writeFile('/proc/sys/vm/drop_caches', '3\n');
     expect(looksCold(root)).toBe(true);
-    // Read back in: warm again.
+    // Dropped again (the probe itself read some back in), then read back in by the walkers: warm again.
+    await fs.writeFile('/proc/sys/vm/drop_caches', '3\n');
     await readAhead(root, { mode: 'always' }).done;
     expect(looksCold(root)).toBe(false);
   });

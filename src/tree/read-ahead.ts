@@ -14,9 +14,10 @@
  * beside its dry run (see docs/design.md).
  *
  * So, when a quick probe finds the tree's inodes out of the cache, `find`
- * processes (lanes) walk it beside the tool, folder by folder, stat'ing
- * every entry and printing only the sub-folders, which go back on the queue:
- * the work is shared out evenly whatever the tree's shape. On a warm cache
+ * processes (lanes, at most LANES in the whole process) walk it beside the
+ * tool, folder by folder, stat'ing every entry and printing only the
+ * sub-folders (on the root's filesystem), which go back on the queue: the
+ * work is shared out evenly whatever the tree's shape. On a warm cache
  * nothing is started: the walkers would only take CPU from the tool.
  *
  * It only reads, and is best effort: a folder it cannot read, a name it
@@ -43,7 +44,7 @@ export interface ReadAheadOptions {
 }
 
 export interface ReadAhead {
-  /** Whether walkers were started (the probe found a cold cache, or `always`). */
+  /** Whether walkers were started (the probe, on the next turn of the event loop, found a cold cache; or `always`). */
   readonly started: boolean;
   /** Folders walked so far. */
   readonly folders: number;
@@ -53,7 +54,7 @@ export interface ReadAhead {
   stop(): Promise<void>;
 }
 
-/** Walkers at once: 2.5 s with eight, 2.8 s with four, 4.6 s with one (above). */
+/** Walkers at once, in the whole process: 2.5 s with eight, 2.8 s with four, 4.6 s with one (above). */
 const LANES = 8;
 /** Folders one walker is given at most. */
 const FOLDERS_PER_WALKER = 256;
@@ -70,11 +71,15 @@ export function readAheadMode(): ReadAheadMode {
   return v === 'always' || v === 'never' ? v : 'auto';
 }
 
-/** Start reading `root`'s inodes ahead, if the cache looks cold (see the top of this file). */
+/**
+ * Start reading `root`'s inodes ahead, if the cache looks cold (see the top
+ * of this file). The probe runs on the next turn of the event loop, so that
+ * the tool the walkers go beside (spawned just before) is not kept waiting.
+ */
 export function readAhead(root: string, opts: ReadAheadOptions = {}): ReadAhead {
   const mode = opts.mode ?? readAheadMode();
-  if (mode === 'never' || (mode === 'auto' && !looksCold(root))) return NOTHING;
-  return new Walkers(path.resolve(root), opts.lanes ?? LANES, opts.find ?? 'find');
+  if (mode === 'never') return NOTHING;
+  return new Walkers(path.resolve(root), mode, opts.lanes ?? LANES, opts.find ?? 'find');
 }
 
 const NOTHING: ReadAhead = { started: false, folders: 0, done: Promise.resolve(), stop: () => Promise.resolve() };
@@ -131,18 +136,27 @@ function spread<T>(items: T[], n: number): T[] {
   return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)] as T);
 }
 
+/** Walkers running in this process, of every read-ahead: a sync of many repos at once starts no more than LANES. */
+let walkersRunning = 0;
+/** Read-aheads that may wait for a lane. */
+const waitingForLanes = new Set<Walkers>();
+
 class Walkers implements ReadAhead {
-  readonly started = true;
+  started = false;
   folders = 0;
   readonly done: Promise<void>;
   private readonly queue: string[];
   private readonly running = new Set<ProcessHandle>();
   private active = 0;
   private stopped = false;
+  /** st_dev of the root: a folder on another filesystem (a mount inside the tree) is not walked. */
+  private device = -1;
+  private readonly begin: NodeJS.Immediate;
   private finished!: () => void;
 
   constructor(
-    root: string,
+    private readonly root: string,
+    private readonly mode: ReadAheadMode,
     private readonly lanes: number,
     private readonly find: string,
   ) {
@@ -150,20 +164,34 @@ class Walkers implements ReadAhead {
     this.done = new Promise((resolve) => {
       this.finished = resolve;
     });
-    this.fill();
+    this.begin = setImmediate(() => {
+      if (this.mode === 'auto' && !looksCold(this.root)) this.stopped = true;
+      else {
+        this.device = lstatSync(this.root, { throwIfNoEntry: false })?.dev ?? -1;
+        this.started = this.device !== -1;
+        if (!this.started) this.stopped = true;
+      }
+      this.fill();
+    });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearImmediate(this.begin);
     this.queue.length = 0;
     for (const h of this.running) h.stop('SIGKILL');
-    if (this.active === 0) this.finished();
+    if (this.active === 0) this.finish();
     await this.done;
   }
 
+  private finish(): void {
+    waitingForLanes.delete(this);
+    this.finished();
+  }
+
   /** Start walkers while there are lanes and folders; each takes a fair share of the queue. */
-  private fill(): void {
-    while (!this.stopped && this.active < this.lanes && this.queue.length > 0) {
+  fill(): void {
+    while (!this.stopped && this.active < this.lanes && walkersRunning < LANES && this.queue.length > 0) {
       // A child started after an abort is not stopped (util/abort.ts): start none.
       if (abortSignal()?.aborted) {
         this.stopped = true;
@@ -172,27 +200,40 @@ class Walkers implements ReadAhead {
       const share = Math.min(FOLDERS_PER_WALKER, Math.ceil(this.queue.length / (this.lanes - this.active)));
       this.walk(this.queue.splice(this.queue.length - share, share));
     }
-    if (this.active === 0) this.finished();
+    if (this.active > 0 || (!this.stopped && this.queue.length > 0)) waitingForLanes.add(this);
+    else this.finish();
   }
 
-  /** One walker over `dirs`: every entry stat'ed (`-size -0c` is never true), sub-folders printed. */
+  /**
+   * One walker over `dirs`: every entry stat'ed (`-size -0c`, never true,
+   * needs the inode), sub-folders printed with their filesystem's device.
+   */
   private walk(dirs: string[]): void {
     this.active++;
+    walkersRunning++;
     this.folders += dirs.length;
-    const args = ['-P', ...dirs, '-mindepth', '1', '-maxdepth', '1', '-xdev', '(', '-type', 'd', '-print0', ')', '-o', '-size', '-0c'];
+    // Every path is absolute: none can be read as an option or an expression.
+    const args = ['-P', ...dirs, '-mindepth', '1', '-maxdepth', '1', '(', '-type', 'd', '-printf', '%D %p\\0', ')', '-o', '-size', '-0c'];
     let handle: ProcessHandle | undefined;
     const spawned = (h: ProcessHandle): void => {
       handle = h;
       this.running.add(h);
+      // Stopped (or aborted) while it was being started: it goes at once.
+      if (this.stopped || abortSignal()?.aborted) h.stop('SIGKILL');
     };
     // With a parent-death signal: an interrupted reposnap leaves no walker behind.
     runProcess(this.find, args, { dieWithUs: 'KILL', onSpawn: spawned })
       .then(
         (end) => {
-          if (this.stopped) return;
-          for (const p of end.stdout.toString('utf8').split('\0')) {
+          // A walker killed from outside (a stop of the whole service, say) may have been cut mid-path.
+          if (this.stopped || end.signal !== null) return;
+          const printed = end.stdout.toString('utf8').split('\0');
+          printed.pop(); // what follows the last NUL: nothing, for a walker that ended
+          for (const line of printed) {
+            const space = line.indexOf(' ');
+            const p = line.slice(space + 1);
             // Only what went back through UTF-8 unchanged can be passed as an argument.
-            if (p !== '' && !p.includes('\uFFFD')) this.queue.push(p);
+            if (space > 0 && Number(line.slice(0, space)) === this.device && p.startsWith('/') && !p.includes('\uFFFD')) this.queue.push(p);
           }
         },
         () => {
@@ -202,8 +243,11 @@ class Walkers implements ReadAhead {
       )
       .finally(() => {
         this.active--;
+        walkersRunning--;
         if (handle) this.running.delete(handle);
+        // A lane is free: this read-ahead, or another waiting for one, takes it.
         this.fill();
+        for (const other of waitingForLanes) if (other !== this) other.fill();
       });
   }
 }
