@@ -10,14 +10,15 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileLock } from '../src/lock/file-lock.js';
-import { containing, HOLDER, RACED_TREE, symlinkRacer } from '../torture/hostile-races.js';
+import { containing, HOLDER, RACED_TREE, stopGroup, symlinkRacer } from '../torture/hostile-races.js';
 import { isRoot, rcuConf, readTree, runCli, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 const procs: ChildProcess[] = [];
 const servers: http.Server[] = [];
-afterAll(() => {
-  for (const p of procs) p.kill('SIGKILL');
+afterAll(async () => {
+  // Gone, with what they started, before the temporary folders are removed.
+  await Promise.all(procs.map(stopGroup));
   for (const s of servers) {
     s.closeAllConnections();
     s.close();
@@ -26,7 +27,7 @@ afterAll(() => {
 
 /** Run a shell script as nobody, in the background. */
 function asNobody(script: string): ChildProcess {
-  const child = spawn('setpriv', [`--reuid=${NOBODY.uid}`, `--regid=${NOBODY.gid}`, '--clear-groups', 'sh', '-c', script], { stdio: 'ignore' });
+  const child = spawn('setpriv', [`--reuid=${NOBODY.uid}`, `--regid=${NOBODY.gid}`, '--clear-groups', 'sh', '-c', script], { stdio: 'ignore', detached: true });
   procs.push(child);
   return child;
 }
