@@ -6,7 +6,7 @@
  * snapshots. Used by the local, git and tarball sources, and to bring a
  * quarantine back into place.
  */
-import { constants as fsc, lstatSync, type Stats } from 'node:fs';
+import { constants as fsc, lstatSync, readdirSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { DIR_CONCURRENCY, FS_CONCURRENCY, Limiter, mapLimit, settleAll } from '../util/limit.js';
@@ -169,12 +169,23 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     }
   };
 
+  // Folders are listed and stat'ed on this thread: a stretch of the tree
+  // where nothing changed would otherwise never give the event loop a turn
+  // (signals, an abort, progress), so it gets one every few milliseconds.
+  let lastYield = performance.now();
   const syncDir = async (sDir: SourceDir, d: BPath, sst: Stats, top: boolean): Promise<void> => {
+    if (performance.now() - lastYield > 10) {
+      await new Promise((r) => setImmediate(r));
+      lastYield = performance.now();
+    }
     signal?.throwIfAborted();
-    const [sNames, dEntries] = await Promise.all([
-      limiter.run(() => sDir.names()).catch((err: unknown) => fail('read directory', sDir.shown, err)),
-      limiter.run(() => fs.readdir(d, { withFileTypes: true, encoding: 'buffer' })),
-    ]);
+    let sNames: BPath[];
+    try {
+      sNames = sDir.names();
+    } catch (err) {
+      sNames = fail('read directory', sDir.shown, err);
+    }
+    const dEntries = readdirSync(d, { withFileTypes: true, encoding: 'buffer' });
     const dNames = new Map<string, BPath>();
     for (const e of dEntries) {
       const key = e.name.toString('latin1');
@@ -245,21 +256,24 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     // A few subdirectories at a time: a walk that opened them all at once
     // would hold the whole tree's listings (and descriptors) in memory.
     await mapLimit(subdirs, DIR_CONCURRENCY, async (x) => {
-      const sub = await sDir.openDir(x.name, x.st).catch((err: unknown) => fail('read directory', bjoin(sDir.shown, x.name), err));
+      let sub: SourceDir;
+      try {
+        sub = sDir.openDir(x.name, x.st);
+      } catch (err) {
+        sub = fail('read directory', bjoin(sDir.shown, x.name), err);
+      }
       try {
         await syncDir(sub, x.dp, x.st, false);
       } finally {
-        await sub.close();
+        sub.close();
       }
     });
     // Directories are private to the target (never shared with a snapshot),
     // so their attributes are set in place, after their contents; only
     // where they differ, so that a folder nothing changed in keeps its
     // ctime (an incremental verification lists the folders whose ctime moved).
-    await limiter.run(async () => {
-      const now = await fs.lstat(d);
-      if (!sameOwnerMode(sst, now) || !sameTime(sst, now)) await copyAttributes(d, sst);
-    });
+    const now = lstatSync(d);
+    if (!sameOwnerMode(sst, now) || !sameTime(sst, now)) await limiter.run(() => copyAttributes(d, sst));
   };
 
   const compare = opts.compare ?? 'quick';
@@ -275,7 +289,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
     if (!sameOwnerMode(root.stat, dRoot)) note('updated');
     await syncDir(root.dir, bpath(dst), root.stat, true);
   } finally {
-    await root.dir.close();
+    root.dir.close();
   }
   return { changed: progress.changed > 0, changes, tree };
 }

@@ -28,7 +28,7 @@
  * files really have; content is a snapshot of each file as it was read (a
  * file rewritten meanwhile may be torn, as with any copy).
  */
-import { constants as fsc, lstatSync, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import { errnoCode, ReposnapError } from '../errors.js';
 import { bjoin, type BPath } from './bytes.js';
@@ -37,15 +37,16 @@ import { bjoin, type BPath } from './bytes.js';
 export interface SourceDir {
   /** The folder's real path, for messages. */
   readonly shown: BPath;
-  names(): Promise<BPath[]>;
   /**
-   * On the calling thread: a walk stats every entry, and a cached lstat
+   * Listing, stat'ing, opening and closing happen on the calling thread: a
+   * walk does them for every entry and folder, and on a cached tree each
    * costs far less than a round trip through the thread pool.
    */
+  names(): BPath[];
   lstatSync(name: BPath): Stats;
   readlink(name: BPath): Promise<BPath>;
   /** Open the subfolder `name`, which was looked at as `seen`. */
-  openDir(name: BPath, seen: Stats): Promise<SourceDir>;
+  openDir(name: BPath, seen: Stats): SourceDir;
   /**
    * Copy the file `name`, looked at as `seen`, to `to` (which must not
    * exist); returns the attributes of what was copied.
@@ -53,7 +54,7 @@ export interface SourceDir {
   copyFile(name: BPath, seen: Stats, to: BPath): Promise<Stats>;
   /** A path to the entry, for readers that may use one (hardlinking, comparing bytes). */
   path(name: BPath): BPath;
-  close(): Promise<void>;
+  close(): void;
 }
 
 export interface SourceReader {
@@ -67,8 +68,8 @@ export interface SourceReader {
 
 class PathDir implements SourceDir {
   constructor(readonly shown: BPath) {}
-  names(): Promise<BPath[]> {
-    return fs.readdir(this.shown, { encoding: 'buffer' });
+  names(): BPath[] {
+    return readdirSync(this.shown, { encoding: 'buffer' });
   }
   lstatSync(name: BPath): Stats {
     return lstatSync(bjoin(this.shown, name));
@@ -76,8 +77,8 @@ class PathDir implements SourceDir {
   readlink(name: BPath): Promise<BPath> {
     return fs.readlink(bjoin(this.shown, name), { encoding: 'buffer' });
   }
-  openDir(name: BPath): Promise<SourceDir> {
-    return Promise.resolve(new PathDir(bjoin(this.shown, name)));
+  openDir(name: BPath): SourceDir {
+    return new PathDir(bjoin(this.shown, name));
   }
   async copyFile(name: BPath, seen: Stats, to: BPath): Promise<Stats> {
     await fs.copyFile(bjoin(this.shown, name), to, fsc.COPYFILE_EXCL | fsc.COPYFILE_FICLONE);
@@ -86,9 +87,7 @@ class PathDir implements SourceDir {
   path(name: BPath): BPath {
     return bjoin(this.shown, name);
   }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
+  close(): void {}
 }
 
 export const trustedReader: SourceReader = {
@@ -126,39 +125,40 @@ function showBytes(p: BPath): string {
 class AnchoredDir implements SourceDir {
   constructor(
     readonly shown: BPath,
-    private readonly fh: fs.FileHandle,
+    /** An open descriptor on the folder: every name is looked up in it, never by path from /. */
+    private readonly fd: number,
   ) {}
-  names(): Promise<BPath[]> {
-    return fs.readdir(viaFd(this.fh.fd), { encoding: 'buffer' });
+  names(): BPath[] {
+    return readdirSync(viaFd(this.fd), { encoding: 'buffer' });
   }
   lstatSync(name: BPath): Stats {
-    return lstatSync(viaFd(this.fh.fd, name));
+    return lstatSync(viaFd(this.fd, name));
   }
   readlink(name: BPath): Promise<BPath> {
-    return fs.readlink(viaFd(this.fh.fd, name), { encoding: 'buffer' });
+    return fs.readlink(viaFd(this.fd, name), { encoding: 'buffer' });
   }
-  async openDir(name: BPath, seen: Stats): Promise<SourceDir> {
+  openDir(name: BPath, seen: Stats): SourceDir {
     const shown = bjoin(this.shown, name);
-    let fh: fs.FileHandle;
+    let fd: number;
     try {
-      fh = await fs.open(viaFd(this.fh.fd, name), DIR_FLAGS);
+      fd = openSync(viaFd(this.fd, name), DIR_FLAGS);
     } catch (err) {
       const code = errnoCode(err);
       if (code === 'ELOOP' || code === 'ENOTDIR') throw changed(shown, 'a folder became something else');
       throw err;
     }
-    const st = await fh.stat();
+    const st = fstatSync(fd);
     if (st.ino !== seen.ino || st.dev !== seen.dev) {
-      await fh.close();
+      closeSync(fd);
       throw changed(shown, 'another folder took its place');
     }
-    return new AnchoredDir(shown, fh);
+    return new AnchoredDir(shown, fd);
   }
   async copyFile(name: BPath, seen: Stats, to: BPath): Promise<Stats> {
     const shown = bjoin(this.shown, name);
     let fh: fs.FileHandle;
     try {
-      fh = await fs.open(viaFd(this.fh.fd, name), FILE_FLAGS);
+      fh = await fs.open(viaFd(this.fd, name), FILE_FLAGS);
     } catch (err) {
       if (errnoCode(err) === 'ELOOP') throw changed(shown, 'a file became a symlink');
       throw err;
@@ -176,49 +176,49 @@ class AnchoredDir implements SourceDir {
     }
   }
   path(name: BPath): BPath {
-    return viaFd(this.fh.fd, name);
+    return viaFd(this.fd, name);
   }
-  close(): Promise<void> {
-    return this.fh.close();
+  close(): void {
+    closeSync(this.fd);
   }
 }
 
 /**
  * Open `root` from / one component at a time, never following a symlink
- * that someone other than root could have placed.
+ * that someone other than root could have placed; a descriptor on it.
  */
-async function openRootAnchored(root: string): Promise<fs.FileHandle> {
-  let fh = await fs.open('/', DIR_FLAGS);
+function openRootAnchored(root: string): number {
+  let fd = openSync('/', DIR_FLAGS);
   const parts = root.split('/').filter((p) => p !== '' && p !== '.');
   let hops = 0;
   try {
     while (parts.length > 0) {
       const name = Buffer.from(parts.shift() as string);
-      const at = viaFd(fh.fd, name);
-      const st = await fs.lstat(at);
+      const at = viaFd(fd, name);
+      const st = lstatSync(at);
       if (st.isSymbolicLink()) {
-        const dir = await fh.stat();
+        const dir = fstatSync(fd);
         const onlyRoot = st.uid === 0 && dir.uid === 0 && ((dir.mode & 0o022) === 0 || (dir.mode & 0o1000) !== 0);
         if (!onlyRoot) {
           throw new ReposnapError('EUNSAFE', `source ${root}: ${name.toString()} is a symlink someone other than root can replace; name the folder it points to`);
         }
         if (++hops > 40) throw new ReposnapError('ESOURCE', `source ${root}: too many levels of symlinks`);
-        const target = (await fs.readlink(at)).toString();
+        const target = readlinkSync(at).toString();
         if (target.startsWith('/')) {
-          const top = await fs.open('/', DIR_FLAGS);
-          await fh.close();
-          fh = top;
+          const top = openSync('/', DIR_FLAGS);
+          closeSync(fd);
+          fd = top;
         }
         parts.unshift(...target.split('/').filter((p) => p !== '' && p !== '.'));
         continue;
       }
-      const next = await fs.open(at, DIR_FLAGS);
-      await fh.close();
-      fh = next;
+      const next = openSync(at, DIR_FLAGS);
+      closeSync(fd);
+      fd = next;
     }
-    return fh;
+    return fd;
   } catch (err) {
-    await fh.close().catch(() => undefined);
+    closeSync(fd);
     throw err;
   }
 }
@@ -226,7 +226,7 @@ async function openRootAnchored(root: string): Promise<fs.FileHandle> {
 export const anchoredReader: SourceReader = {
   byPath: false,
   async openRoot(root) {
-    const fh = await openRootAnchored(root);
-    return { dir: new AnchoredDir(Buffer.from(root), fh), stat: await fh.stat() };
+    const fd = openRootAnchored(root);
+    return { dir: new AnchoredDir(Buffer.from(root), fd), stat: fstatSync(fd) };
   },
 };
