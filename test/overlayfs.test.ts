@@ -37,9 +37,19 @@ function overlayMounts(under: string): string[] {
     .filter((m) => m.startsWith(`${under}/`));
 }
 
-/** What a reboot does to the store: every overlay in it is gone. */
+/**
+ * What a reboot does to the store: every overlay in it is gone. A mount may
+ * go by itself meanwhile (the umount of a backend probe that a killed sync
+ * had started still running): only one still there must unmount.
+ */
 function unmountAll(under: string): void {
-  for (const m of overlayMounts(under).reverse()) execFileSync('umount', [m]);
+  for (const m of overlayMounts(under).reverse()) {
+    try {
+      execFileSync('umount', [m], { stdio: 'pipe' });
+    } catch (err) {
+      if (overlayMounts(under).includes(m)) throw err;
+    }
+  }
 }
 
 async function layerNames(layout: StoreLayout): Promise<string[]> {
