@@ -25,7 +25,7 @@ export function tmpdir(tag = 'reposnap'): string {
   return d;
 }
 
-export { CLI, isRoot, ROOT, sleep, writeConf, writeTree, type TreeSpec } from '../torture/lib.js';
+export { CLI, isRoot, ROOT, sleep, stopChildren, writeConf, writeTree, type TreeSpec } from '../torture/lib.js';
 export { escapeManifestPath, forgetKeys, makeSigningKey, writeManifests, type ManifestOptions, type SigningKey } from '../bench/manifest-writer.js';
 import { repoSection, ROOT, sleep } from '../torture/lib.js';
 
@@ -221,22 +221,4 @@ export async function until<T>(what: string, probe: () => T | undefined | Promis
     if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
   }
-}
-
-/**
- * Stop `children` (rsync daemons...) and wait till they have exited: a
- * daemon that logs its end into a temporary folder while the folder is
- * being removed makes the removal fail.
- */
-export function stopChildren(children: ChildProcess[]): Promise<void> {
-  return Promise.all(
-    children.map(
-      (c) =>
-        new Promise<void>((resolve) => {
-          if (c.exitCode !== null || c.signalCode !== null) return resolve();
-          c.once('exit', () => resolve());
-          c.kill('SIGTERM');
-        }),
-    ),
-  ).then(() => undefined);
 }

@@ -10,15 +10,15 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileLock } from '../src/lock/file-lock.js';
-import { containing, HOLDER, RACED_TREE, stopGroup, symlinkRacer } from '../torture/hostile-races.js';
-import { isRoot, rcuConf, readTree, runCli, startCli, tmpdir, writeConf, writeTree } from './helpers.js';
+import { containing, HOLDER, RACED_TREE, symlinkRacer } from '../torture/hostile-races.js';
+import { isRoot, rcuConf, readTree, runCli, startCli, stopChildren, tmpdir, writeConf, writeTree } from './helpers.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 const procs: ChildProcess[] = [];
 const servers: http.Server[] = [];
 afterAll(async () => {
   // Gone, with what they started, before the temporary folders are removed.
-  await Promise.all(procs.map(stopGroup));
+  await stopChildren(procs, 'SIGKILL');
   for (const s of servers) {
     s.closeAllConnections();
     s.close();

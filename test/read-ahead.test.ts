@@ -51,6 +51,16 @@ async function foldersTree(root: string): Promise<number> {
   return 1 + 6 * 11 + 5;
 }
 
+/** A read-ahead (always) of a fresh tree whose walkers each wait 30 s before they are the real find. */
+async function slowReadAhead(): Promise<{ ahead: ReturnType<typeof readAhead>; find: Awaited<ReturnType<typeof loggingFind>> }> {
+  const dir = tmpdir('read-ahead-stop');
+  const root = path.join(dir, 'tree');
+  await foldersTree(root);
+  const find = await loggingFind(dir);
+  await find.delay(30);
+  return { ahead: readAhead(root, { mode: 'always', find: path.join(find.bin, 'find') }), find };
+}
+
 describe('read-ahead', () => {
   it('walks every folder of the tree, odd names included, and leaves no walker', async () => {
     const root = path.join(tmpdir('read-ahead'), 'tree');
@@ -89,12 +99,7 @@ describe('read-ahead', () => {
   });
 
   it('stop() before the walkers start: none ever runs', async () => {
-    const dir = tmpdir('read-ahead-stop');
-    const root = path.join(dir, 'tree');
-    await foldersTree(root);
-    const find = await loggingFind(dir);
-    await find.delay(30);
-    const ahead = readAhead(root, { mode: 'always', find: path.join(find.bin, 'find') });
+    const { ahead, find } = await slowReadAhead();
     const t0 = performance.now();
     await ahead.stop();
     expect(performance.now() - t0).toBeLessThan(1000);
@@ -103,12 +108,7 @@ describe('read-ahead', () => {
   });
 
   it('stop() ends the walkers and returns once they are gone', async () => {
-    const dir = tmpdir('read-ahead-stop');
-    const root = path.join(dir, 'tree');
-    await foldersTree(root);
-    const find = await loggingFind(dir);
-    await find.delay(30);
-    const ahead = readAhead(root, { mode: 'always', find: path.join(find.bin, 'find') });
+    const { ahead, find } = await slowReadAhead();
     await until('a walker', () => (find.pids().length > 0 ? true : undefined));
     const t0 = performance.now();
     await ahead.stop();

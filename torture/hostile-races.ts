@@ -13,29 +13,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { cli, isRoot, must, repoSection, run, writeConf, writeTree, workDir, type CaseOptions, type CaseReport, type Row } from './lib.js';
+import { cli, isRoot, must, repoSection, run, stopChildren, writeConf, writeTree, workDir, type CaseOptions, type CaseReport, type Row } from './lib.js';
 
 const NOBODY = { uid: 65534, gid: 65534 };
 
-/** Run `args` as nobody, in a process group of its own (see stopGroup). */
+/** Run `args` as nobody, in a process group of its own (see stopChildren). */
 function asNobody(args: string[], stdout: 'ignore' | 'pipe' = 'ignore'): ChildProcess {
   return spawn('setpriv', [`--reuid=${NOBODY.uid}`, `--regid=${NOBODY.gid}`, '--clear-groups', ...args], { stdio: ['ignore', stdout, 'ignore'], detached: true });
-}
-
-/**
- * Kill `child` and everything it started, and wait till it has exited: a
- * shell killed alone leaves its running `mv` or `mkdir` to finish, which
- * then races the removal of the folder it works in (ENOTEMPTY).
- */
-export async function stopGroup(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  try {
-    process.kill(-(child.pid as number), 'SIGKILL');
-  } catch {
-    child.kill('SIGKILL');
-  }
-  await exited;
 }
 
 /** The tree the symlink racer works on: eight files and a folder. */
@@ -97,7 +81,7 @@ async function localRace(opts: CaseOptions, syncs: number): Promise<Row> {
       for (const f of await containing(await fs.realpath(path.join(dir, 'repo')), 'SECRET')) leaked.add(f);
     }
   } finally {
-    await stopGroup(racer);
+    await stopChildren([racer], 'SIGKILL');
   }
   // A command of the group may still be ending as the group goes: retried.
   await fs.rm(dir, { recursive: true, force: true, maxRetries: 5 });

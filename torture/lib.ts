@@ -399,3 +399,24 @@ export function tarEntry(name: string, opts: { type?: string; data?: string; lin
 export function tarOf(...entries: Buffer[]): Buffer {
   return Buffer.concat([...entries, Buffer.alloc(1024)]);
 }
+
+/**
+ * Stop `children`, and whatever each started where it leads a process group
+ * of its own (spawned detached), and wait till they have exited: a shell
+ * killed alone leaves its running `mv` to finish, and a daemon logs its end,
+ * into a folder that is being removed meanwhile (ENOTEMPTY).
+ */
+export async function stopChildren(children: ChildProcess[], signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  await Promise.all(
+    children.map(async (c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const exited = new Promise((resolve) => c.once('exit', resolve));
+      try {
+        process.kill(-(c.pid as number), signal); // its group, if it leads one
+      } catch {
+        c.kill(signal);
+      }
+      await exited;
+    }),
+  );
+}
