@@ -324,6 +324,7 @@ export class RsyncSource implements SyncSource {
       if (run.special !== undefined) throw refusedSpecial(ctx.repo, run.special);
       applied.push(...run.items);
       transferred += run.stats.transferred;
+      ctx.onWritten?.(writtenFiles(run.items));
       return run.items;
     };
 
@@ -475,6 +476,11 @@ class Counter {
     this.lastFlush = Date.now();
     this.onProgress?.({ scanned: this.scanned, changed: this.changed, folders: this.folders, ...this.extra, ...(this.bytes !== undefined ? { bytes: this.bytes } : {}) });
   }
+}
+
+/** The files an apply wrote (received anew, not only given attributes), now in place. */
+function writtenFiles(items: readonly Item[]): string[] {
+  return items.filter((i) => i.type === 'f' && (i.kind === 'added' || i.kind === 'updated')).map((i) => i.path.toString('utf8'));
 }
 
 /**

@@ -113,6 +113,13 @@ export interface FillContext {
   beginWriting(revision?: string): Promise<void>;
   onProgress?: (p: SourceProgress) => void;
   onToolOutput?: ToolOutputListener;
+  /**
+   * Tree-relative paths of files the fill has finished writing into the
+   * target, as it goes, so that work on them can start before the fill
+   * ends (the verification reads changed Manifests ahead). A hint: a
+   * source may say nothing, and nothing may rely on it being complete.
+   */
+  onWritten?: (paths: string[]) => void;
 }
 
 export interface PrecheckContext {

@@ -12,6 +12,7 @@ import { ReposnapError } from '../errors.js';
 import type { VerificationRecord } from '../store/metadata.js';
 import type { Update } from '../store/storage.js';
 import { formatTimestamp, parseTimestamp } from '../trust/manifest-format.js';
+import { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
 import { ManifestFailure, verifyMetaManifest, type MetaManifestResult } from '../trust/metamanifest.js';
 import { Keyring } from '../trust/openpgp.js';
 import { parseFolderIndex, serializeFolderIndex, type FolderIndex } from '../trust/tree-walk.js';
@@ -26,6 +27,8 @@ export interface AuthenticityCheck {
   allowOlder: boolean;
   /** Another user wrote the tree (sync-user): verify it in full. */
   untrustedWriter: boolean;
+  /** Changed sub-Manifests read ahead during the fill (see manifestReadAhead). */
+  readAhead?: ManifestReadAhead;
 }
 
 export interface Verified {
@@ -36,6 +39,19 @@ export interface Verified {
 }
 
 const NOTHING_PUBLISHED = 'nothing was published, the previous snapshot stays current';
+
+/**
+ * Where the verification after the fill will be incremental, something
+ * to read the changed sub-Manifests ahead with while the fill runs (offer
+ * it the paths the fill writes, stop it when the fill ends); undefined
+ * where there is nothing to compare with. The verification uses what it
+ * read only for the very bytes it reads itself (trust/manifest-read-ahead.ts).
+ */
+export function manifestReadAhead(c: Pick<AuthenticityCheck, 'metamanifest' | 'update' | 'untrustedWriter'>): ManifestReadAhead | undefined {
+  const base = c.update.baseTree;
+  if (!c.metamanifest || c.untrustedWriter || base?.clonedAt === undefined || base.verified?.method !== 'metamanifest') return undefined;
+  return new ManifestReadAhead(c.update.target, base.dir);
+}
 
 export async function checkAuthenticity(c: AuthenticityCheck): Promise<Verified | undefined> {
   let verified: Verified | undefined;
@@ -83,7 +99,7 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
       jobs: config.jobs,
       maxAgeDays: config.maxAgeDays,
       ignoreTop: c.update.excludeTop,
-      ...(incremental ? { base: incremental } : {}),
+      ...(incremental ? { base: incremental, ...(c.readAhead ? { readAhead: c.readAhead } : {}) } : {}),
       onFolders: (index) => (folderIndex = serializeFolderIndex(index)),
     });
     return {

@@ -35,7 +35,8 @@ import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../sto
 import type { MetaManifestResult } from '../trust/metamanifest.js';
 import { abortable, uninterruptible } from '../util/abort.js';
 import { failpoint } from '../util/failpoint.js';
-import { checkAuthenticity, type Verified } from './authenticity.js';
+import type { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
+import { checkAuthenticity, manifestReadAhead, type Verified } from './authenticity.js';
 import { checkSyncUser, fill, needsWorker } from './fill.js';
 import { runHooks, type HookResult } from './hooks.js';
 import { runVerifyCommand } from './verify.js';
@@ -141,7 +142,7 @@ export interface SyncReport {
 }
 
 /** What the new tree's MetaManifest verification found (the report's share of MetaManifestResult). */
-export type VerifiedSummary = Pick<MetaManifestResult, 'signedBy' | 'timestamp' | 'incremental' | 'files' | 'hashed' | 'bytesHashed' | 'folders' | 'foldersListed'>;
+export type VerifiedSummary = Pick<MetaManifestResult, 'signedBy' | 'timestamp' | 'incremental' | 'files' | 'hashed' | 'bytesHashed' | 'folders' | 'foldersListed' | 'manifests' | 'readAhead'>;
 
 /**
  * Milliseconds: preparing (locks, migration, clone), fetching, verifying,
@@ -311,16 +312,27 @@ async function steps(run: SyncRun): Promise<SyncReport> {
     const plan = found.plan && !update.dirty && update.baseTree?.dir === pending.current ? found.plan : undefined;
     if (plan === undefined) await dropPlan();
     planProgress.shown = false;
-    const filled = await run.timed('fetch', () => fillStaging(run, update, plan)).finally(dropPlan);
+    // Changed sub-Manifests are read ahead while the fill writes them (see verify).
+    const readAhead = manifestReadAhead({ metamanifest: repo.config.metamanifest, update, untrustedWriter: needsWorker(repo.config) });
+    const filled = await run
+      .timed('fetch', () => fillStaging(run, update, plan, readAhead))
+      .finally(async () => {
+        readAhead?.stop();
+        await dropPlan();
+      });
     await failpoint('filled');
-    await run.stopIfAborted(keep);
+    await run.stopIfAborted(async () => {
+      readAhead?.clear();
+      await keep();
+    });
     if (filled.changed) {
-      const verified = await run.timed('verify', () => verify(run, update));
+      const verified = await run.timed('verify', () => verify(run, update, readAhead)).finally(() => readAhead?.clear());
       await run.stopIfAborted(keep);
       run.committing = true;
       // Not cut short by an abort: see the top of this file.
       await uninterruptible(() => run.timed('commit', () => commit(run, update, filled.result, verified)));
     } else {
+      readAhead?.clear();
       await repo.storage.abortUpdate(update, { unchanged: true });
     }
   }
@@ -395,7 +407,7 @@ async function openStaging(run: SyncRun, pending: PendingUpdate): Promise<Update
  * tree now differs from its base, not only whether this fill changed it,
  * since a resumed tree may hold the work of an earlier, interrupted one.
  */
-async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | undefined): Promise<{ result: SourceResult; changed: boolean }> {
+async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | undefined, readAhead: ManifestReadAhead | undefined): Promise<{ result: SourceResult; changed: boolean }> {
   const { repo, source } = run;
   let announced = false;
   let result: SourceResult;
@@ -417,6 +429,7 @@ async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | unde
         await update.beginWriting(revision);
       },
       onProgress: (p: SourceProgress) => run.progress({ phase: 'fetch', ...p }),
+      ...(readAhead ? { onWritten: (paths: string[]) => readAhead.offer(paths) } : {}),
       ...run.toolOutput,
     });
     if (result.changed && !announced) {
@@ -442,7 +455,7 @@ async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | unde
  * (MetaManifest, rollback), then sync-verify-command in a tree known to be
  * upstream's. A refusal keeps the tree for inspection, rejected.
  */
-async function verify(run: SyncRun, update: Update): Promise<Verified | undefined> {
+async function verify(run: SyncRun, update: Update, readAhead: ManifestReadAhead | undefined): Promise<Verified | undefined> {
   const { config, name, storage } = run.repo;
   run.progress({ phase: 'verify' });
   try {
@@ -454,10 +467,11 @@ async function verify(run: SyncRun, update: Update): Promise<Verified | undefine
       current: current?.path,
       allowOlder: run.opts.allowOlder ?? false,
       untrustedWriter: needsWorker(config),
+      ...(readAhead ? { readAhead } : {}),
     });
     if (verified) {
-      const { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed } = verified.result;
-      run.report.verified = { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed };
+      const { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed, manifests, readAhead } = verified.result;
+      run.report.verified = { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed, manifests, readAhead };
     }
     const command = config.verifyCommand;
     if (command !== undefined) {

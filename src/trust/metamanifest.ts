@@ -38,6 +38,7 @@ import { runProcess } from '../util/process.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
 import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type FileTag, type ParsedManifest } from './manifest-format.js';
+import type { ReadAheadManifest } from './manifest-read-ahead.js';
 import type { Keyring } from './openpgp.js';
 import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy } from './tree-walk.js';
 
@@ -63,6 +64,11 @@ export interface MetaManifestOptions {
   base?: { root: string; clonedAt: number; statEveryFile?: boolean; folders?: FolderIndex };
   /** Given the tree's folder index when it passes, to record for the next incremental verification. */
   onFolders?: (index: FolderIndex) => void;
+  /**
+   * Sub-Manifests read ahead while the tree was being filled
+   * (ManifestReadAhead): each is used only for the very bytes read now.
+   */
+  readAhead?: { take(p: string): ReadAheadManifest | undefined };
 }
 
 export interface MetaManifestResult {
@@ -78,6 +84,8 @@ export interface MetaManifestResult {
   bytesHashed: number;
   /** Manifests read, and sub-Manifests whose whole folder was the base's. */
   manifests: number;
+  /** Of the Manifests read, those found read ahead during the fill (MetaManifestOptions.readAhead). */
+  readAhead: number;
   skippedManifests: number;
   /** Folders in the tree, and those listed (all but, incrementally with the base's folder index, those untouched since the clone). */
   folders: number;
@@ -160,6 +168,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     hashed: 0,
     bytesHashed: 0,
     manifests: 1,
+    readAhead: 0,
     skippedManifests: 0,
     folders: walk.folders.size,
     foldersListed: walk.folders.size - unlisted.size,
@@ -298,8 +307,11 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // verified). On this thread: Manifests are small, and waiting for a hash
     // worker's round trip before each one would serialise the whole walk.
     const data = readBounded(file, entry.path, unchanged ? undefined : entry);
-    if (!unchanged) checkBytes(entry, data);
-    const text = await decompress(opts.repo, data, file, entry.path);
+    // What was read ahead during the fill holds for these bytes only.
+    const ahead = n.target ? undefined : sameBytes(opts.readAhead?.take(entry.path), data);
+    if (ahead) result.readAhead++;
+    if (!unchanged) checkBytes(entry, data, ahead?.digests);
+    const text = ahead ? ahead.text : await decompress(opts.repo, data, file, entry.path);
     result.manifests++;
     if (!base) {
       await absorb(parse(text, entry.path), () => false, entry.path, () => false);
@@ -312,12 +324,14 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // Changed since the base: compared line by line with the base's copy,
     // if the base verified that copy as this Manifest; else every line is new.
     const baseFile = path.join(base.root, entry.path);
-    const baseText = baseListed
-      ? await Promise.resolve()
-          .then(() => decompress(opts.repo, readBounded(baseFile, entry.path), baseFile, entry.path))
-          .catch(() => undefined)
-      : undefined;
-    const baseLines = manifestLines(baseText ?? '');
+    const baseLines = !baseListed
+      ? new Set<string>()
+      : (ahead?.baseLines ??
+        manifestLines(
+          (await Promise.resolve()
+            .then(() => decompress(opts.repo, readBounded(baseFile, entry.path), baseFile, entry.path))
+            .catch(() => undefined)) ?? '',
+        ));
     const lines = new Set<string>();
     const parsed = parse(text, entry.path, deferUnchanged(entry.path, (raw) => baseLines.has(raw), lines));
     noteDisturbed(baseLines, lines, parsed, entry.path);
@@ -353,13 +367,13 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     };
 
 
-  /** A file's entry checked against bytes already read. */
-  const checkBytes = (entry: FileEntry, data: Buffer): void => {
+  /** A file's entry checked against bytes already read (`known`: digests of those bytes, by algorithm). */
+  const checkBytes = (entry: FileEntry, data: Buffer, known?: Map<string, string>): void => {
     if (data.length !== entry.size) fail(entry.path, `size mismatch: ${data.length} bytes, ${entry.manifest}:${entry.line} says ${entry.size}`);
     const checks = hashChecks(entry.hashes);
     if (typeof checks === 'string') fail(entry.path, `${entry.manifest}:${entry.line} has ${checks}`);
     for (const c of checks as Exclude<typeof checks, string>) {
-      if (createHash(c.algorithm).update(data).digest('hex') !== c.expected) fail(entry.path, `${c.name} hash mismatch (content differs from ${entry.manifest}:${entry.line})`);
+      if ((known?.get(c.algorithm) ?? createHash(c.algorithm).update(data).digest('hex')) !== c.expected) fail(entry.path, `${c.name} hash mismatch (content differs from ${entry.manifest}:${entry.line})`);
     }
     result.hashed++;
     result.bytesHashed += data.length;
@@ -516,6 +530,11 @@ function parse(text: string, manifest: string, skip?: (raw: string, line: number
     if (err instanceof ManifestSyntaxError) throw new ManifestFailure(err.manifest, `line ${err.line}: ${err.what}`);
     throw err;
   }
+}
+
+/** `ahead`, if it was read from exactly the bytes `data`. */
+function sameBytes(ahead: ReadAheadManifest | undefined, data: Buffer): ReadAheadManifest | undefined {
+  return ahead?.bytes.equals(data) ? ahead : undefined;
 }
 
 /** The base's copy was verified when it was made; if it cannot be read now, it says nothing. */
