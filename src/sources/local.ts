@@ -58,6 +58,7 @@ export class LocalSource implements SyncSource {
       reader: anchoredReader,
       midway: () => failpoint('fill-midway'),
       ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
+      ...(ctx.onWritten ? { onWritten: (p: string) => ctx.onWritten?.([p]) } : {}),
     });
   }
 }

@@ -238,6 +238,7 @@ export class TarballSource implements SyncSource {
       compare: 'content',
       midway: () => failpoint('fill-midway'),
       ...(ctx.onProgress ? { onProgress: ctx.onProgress } : {}),
+      ...(ctx.onWritten ? { onWritten: (p: string) => ctx.onWritten?.([p]) } : {}),
     });
     await removeTree(unpacked);
     await dropDownload(archive);

@@ -65,6 +65,8 @@ export interface SyncTreeOptions {
    */
   compare?: 'quick' | 'content' | 'content-any-mtime';
   onProgress?: (p: MirrorProgress) => void;
+  /** Called with each file's `dst`-relative path once its new content is in place. */
+  onWritten?: (path: string) => void;
   /** Awaited once, right after the first change is in place (a failpoint). */
   midway?: () => Promise<void>;
   /** How the source tree is read (default: by path, for trees reposnap made). */
@@ -96,6 +98,8 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   const progress: MirrorProgress = { scanned: 0, changed: 0 };
   const exclude = new Set(opts.excludeTop);
   let midway = opts.midway;
+  /** Where `dst`-relative paths begin in a destination path. */
+  const relFrom = Buffer.byteLength(dst.replace(/\/+$/, '')) + 1;
   // An aborted sync stops the walk at the next folder; what is in flight lands first.
   const signal = abortSignal();
 
@@ -144,6 +148,7 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
         await fs.rm(tmp, { force: true }).catch(() => undefined);
         fail('copy', shown, err);
       }
+      opts.onWritten?.(d.subarray(relFrom).toString('utf8'));
       changes.bytesTransferred += sst.size;
       note(dst ? 'updated' : 'added');
     } else if (sst.isSymbolicLink()) {
