@@ -4,9 +4,10 @@
  * reads itself, so reading ahead changes how long it takes, never what it
  * answers. Checked on staging trees made as a fill makes them (a hardlink
  * clone of a verified base, new files renamed in), and through real rsync
- * and local syncs.
+ * syncs.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import { forgetKeys, makeSigningKey, writeManifests, type SigningKey } from '../
 import { ManifestReadAhead } from '../src/trust/manifest-read-ahead.js';
 import { verifyMetaManifest, type MetaManifestResult } from '../src/trust/metamanifest.js';
 import { Keyring } from '../src/trust/openpgp.js';
+import { syncTree } from '../src/tree/mirror.js';
 import type { FolderIndex } from '../src/trust/tree-walk.js';
 import { rcuConf, readTree, runCli, sleep, tmpdir, writeConf, writeTree } from './helpers.js';
 
@@ -169,22 +171,25 @@ describe('changed sub-Manifests read ahead during the fill', () => {
 });
 
 describe('through syncs', () => {
-  // rsync's plan applied in parts (one path each), and the local source, which says what it wrote as it goes.
-  it.each(['rsync', 'local'])('%s: an incremental verification finds changed sub-Manifests read ahead, and the tree is upstream', async (type) => {
-    const base = path.join(dir, `sync-${type}`);
+  it('rsync, its plan applied in parts: an incremental verification finds changed sub-Manifests read ahead, and the tree is upstream', async () => {
+    const base = path.join(dir, 'sync-rsync');
     const up = path.join(base, 'upstream');
-    await writeTree(up, TREE);
+    // Forty packages, thirty changed: applied one path at a time, the fill
+    // lasts long enough for the reading thread to start and catch up.
+    const tree: Record<string, string> = { ...TREE };
+    for (let i = 0; i < 40; i++) tree[`dev-util/p${i}/p${i}-1.ebuild`] = 'EAPI=8\n';
+    await writeTree(up, tree);
     await writeManifests(up, { key, timestamp: new Date(Date.now() - 60_000) });
-    const conf = await writeConf(base, rcuConf(base, `sync-rsync-verify-metamanifest = yes\nsync-openpgp-key-path = ${key.pub}\n`, type));
+    const conf = await writeConf(base, rcuConf(base, `sync-rsync-verify-metamanifest = yes\nsync-openpgp-key-path = ${key.pub}\n`, 'rsync'));
     const env = { REPOSNAP_APPLY_BATCH: '1' };
     const first = await runCli(['-c', conf, 'sync', '--json'], { env });
     expect(first.stderr).toBe('');
     expect(JSON.parse(first.stdout).results[0].verified).toMatchObject({ incremental: false, readAhead: 0 });
-    const changes: Record<string, string> = {};
-    for (const p of ['app-misc/hello/hello-2.ebuild', 'dev-libs/bar/bar-2.ebuild', 'dev-libs/foo/foo-3.ebuild']) changes[p] = 'EAPI=8\n';
     // rsync's quick check compares whole-second mtimes: a Manifest rewritten
     // to the same size within the second of the first sync would look unchanged.
     await sleep(1100);
+    const changes: Record<string, string> = {};
+    for (let i = 0; i < 30; i++) changes[`dev-util/p${i}/p${i}-2.ebuild`] = 'EAPI=8\n';
     await writeTree(up, changes);
     await writeManifests(up, { key });
     const second = await runCli(['-c', conf, 'sync', '--json'], { env });
@@ -195,5 +200,21 @@ describe('through syncs', () => {
     expect(v.readAhead).toBeGreaterThan(0);
     expect(v.readAhead).toBeLessThan(v.manifests);
     expect(await readTree(`${base}/repo/`)).toEqual(await readTree(up));
+  });
+
+  it('the tree engine of the local and tarball sources says which files it wrote, tree-relative, once in place', async () => {
+    const up = path.join(dir, 'engine-up');
+    const dst = path.join(dir, 'engine-dst');
+    await writeTree(up, TREE);
+    await fs.mkdir(dst);
+    await syncTree(up, dst, { repo: 't', excludeTop: [], link: false });
+    await writeTree(up, { 'dev-libs/foo/foo-2.ebuild': 'EAPI=8\n# fixed\n', 'dev-libs/new/new-1.ebuild': 'EAPI=8\n' });
+    const said: Array<[string, string]> = [];
+    // A trailing slash on the destination does not change the paths said.
+    await syncTree(`${up}/`, `${dst}/`, { repo: 't', excludeTop: [], link: false, onWritten: (p) => said.push([p, readFileSync(path.join(dst, p), 'utf8')]) });
+    expect(said.sort()).toEqual([
+      ['dev-libs/foo/foo-2.ebuild', 'EAPI=8\n# fixed\n'],
+      ['dev-libs/new/new-1.ebuild', 'EAPI=8\n'],
+    ]);
   });
 });

@@ -98,8 +98,8 @@ export async function syncTree(src: string, dst: string, opts: SyncTreeOptions):
   const progress: MirrorProgress = { scanned: 0, changed: 0 };
   const exclude = new Set(opts.excludeTop);
   let midway = opts.midway;
-  /** Where `dst`-relative paths begin in a destination path. */
-  const relFrom = Buffer.byteLength(dst.replace(/\/+$/, '')) + 1;
+  /** Where `dst`-relative paths begin in a destination path (bjoin always adds a slash). */
+  const relFrom = Buffer.byteLength(dst) + 1;
   // An aborted sync stops the walk at the next folder; what is in flight lands first.
   const signal = abortSignal();
 
