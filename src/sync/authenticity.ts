@@ -40,6 +40,8 @@ export interface Verified {
 
 const NOTHING_PUBLISHED = 'nothing was published, the previous snapshot stays current';
 
+type Base = NonNullable<Update['baseTree']>;
+
 /**
  * Where the verification after the fill will be incremental, something
  * to read the changed sub-Manifests ahead with while the fill runs (offer
@@ -47,10 +49,29 @@ const NOTHING_PUBLISHED = 'nothing was published, the previous snapshot stays cu
  * where there is nothing to compare with. The verification uses what it
  * read only for the very bytes it reads itself (trust/manifest-read-ahead.ts).
  */
-export function manifestReadAhead(c: Pick<AuthenticityCheck, 'metamanifest' | 'update' | 'untrustedWriter'>): ManifestReadAhead | undefined {
+export async function manifestReadAhead(c: Pick<AuthenticityCheck, 'metamanifest' | 'update' | 'untrustedWriter'>): Promise<ManifestReadAhead | undefined> {
+  if (!c.metamanifest) return undefined;
+  // A key file that cannot be read fails the verification later, with its reason.
+  const keyDigest = await digestOf(c.metamanifest).catch(() => undefined);
+  const base = keyDigest === undefined ? undefined : incrementalBase(c, keyDigest);
+  return base ? new ManifestReadAhead(c.update.target, base.dir) : undefined;
+}
+
+/**
+ * The snapshot an incremental verification starts from: the base the
+ * staging tree was cloned from, if it was verified with this very key file
+ * and nobody else wrote the tree; else none (a full verification).
+ */
+function incrementalBase(c: Pick<AuthenticityCheck, 'update' | 'untrustedWriter'>, keyDigest: string): (Base & { clonedAt: number }) | undefined {
   const base = c.update.baseTree;
-  if (!c.metamanifest || c.untrustedWriter || base?.clonedAt === undefined || base.verified?.method !== 'metamanifest') return undefined;
-  return new ManifestReadAhead(c.update.target, base.dir);
+  if (c.untrustedWriter || base?.clonedAt === undefined || base.verified?.method !== 'metamanifest' || base.verified.keyDigest !== keyDigest) return undefined;
+  return base as Base & { clonedAt: number };
+}
+
+async function digestOf(config: MetaManifestConfig): Promise<string> {
+  return createHash('sha256')
+    .update(await fs.readFile(config.key.file))
+    .digest('hex');
 }
 
 export async function checkAuthenticity(c: AuthenticityCheck): Promise<Verified | undefined> {
@@ -80,15 +101,12 @@ export async function checkAuthenticity(c: AuthenticityCheck): Promise<Verified 
 }
 
 async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Promise<Verified> {
-  const keyDigest = createHash('sha256')
-    .update(await fs.readFile(config.key.file))
-    .digest('hex');
-  const base = c.update.baseTree;
-  const fromBase = !c.untrustedWriter && base?.clonedAt !== undefined && base.verified?.method === 'metamanifest' && base.verified.keyDigest === keyDigest;
+  const keyDigest = await digestOf(config);
+  const base = incrementalBase(c, keyDigest);
   // Without its folder index (a snapshot verified by an older reposnap, or
   // the index lost) the base still serves: the walk then lists every folder.
-  const folders = fromBase ? parseIndex(await base.folderIndex?.().catch(() => undefined)) : undefined;
-  const incremental = fromBase ? { root: base.dir, clonedAt: base.clonedAt as number, ...(folders ? { folders } : {}) } : undefined;
+  const folders = base ? parseIndex(await base.folderIndex?.().catch(() => undefined)) : undefined;
+  const incremental = base ? { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) } : undefined;
   let folderIndex: string | undefined;
   const keyring = await Keyring.open(c.repo, config.key);
   try {

@@ -14,7 +14,10 @@
  * returns as soon as it sees a change, with a plan that goes on growing:
  * staging is opened beside the rest of the plan (making it only reads the
  * current tree), and the fill applies the plan as it grows. A plan nobody
- * uses (a resumed staging tree, a failure, an abort) is stopped.
+ * uses (a resumed staging tree, a failure, an abort) is stopped. And where
+ * the verification will be incremental, the sub-Manifests the fill writes
+ * are read ahead on a low-priority thread while it goes on; the
+ * verification takes what was read only for the very bytes it reads.
  *
  * Aborting (SyncOptions.signal, util/abort.ts): up to the commit, an abort
  * stops what runs (children, downloads, walks), each step lets go of what
@@ -313,7 +316,7 @@ async function steps(run: SyncRun): Promise<SyncReport> {
     if (plan === undefined) await dropPlan();
     planProgress.shown = false;
     // Changed sub-Manifests are read ahead while the fill writes them (see verify).
-    const readAhead = manifestReadAhead({ metamanifest: repo.config.metamanifest, update, untrustedWriter: needsWorker(repo.config) });
+    const readAhead = await manifestReadAhead({ metamanifest: repo.config.metamanifest, update, untrustedWriter: needsWorker(repo.config) });
     const filled = await run
       .timed('fetch', () => fillStaging(run, update, plan, readAhead))
       .finally(async () => {

@@ -52,6 +52,12 @@ export function hashChecks(hashes: Map<string, string>): HashCheck[] | string {
   return checks.length > 0 ? `only broken hashes (${names}); a strong one such as BLAKE2B or SHA512 is needed` : `no hash reposnap can compute (${names})`;
 }
 
+/** node:crypto's name for a Manifest hash name, where it has one. */
+export function nodeAlgorithm(name: string): string | undefined {
+  const algorithm = NODE_NAMES[name];
+  return algorithm !== undefined && available.has(algorithm) ? algorithm : undefined;
+}
+
 /** The hashes `reposnap` computes, for messages and docs. */
 export function supportedHashNames(): string[] {
   return Object.entries(NODE_NAMES)

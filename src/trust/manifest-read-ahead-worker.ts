@@ -6,7 +6,7 @@
  */
 import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
-import { readManifestAhead, type ReadAheadReply, type ReadAheadRequest } from './manifest-read-ahead.js';
+import { readManifestAhead, type ReadAheadReply, type ReadAheadRequest } from './read-manifest-ahead.js';
 
 try {
   // 0: the calling thread, on Linux.

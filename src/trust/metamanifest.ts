@@ -31,14 +31,14 @@ import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { gunzipSync } from 'node:zlib';
 import { NotReadable, readRegularFile } from '../util/fs.js';
 import { Limiter } from '../util/limit.js';
 import { runProcess } from '../util/process.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
 import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type FileTag, type ParsedManifest } from './manifest-format.js';
-import type { ReadAheadManifest } from './manifest-read-ahead.js';
+import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
+import type { ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
 import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy } from './tree-walk.js';
 
@@ -66,9 +66,10 @@ export interface MetaManifestOptions {
   onFolders?: (index: FolderIndex) => void;
   /**
    * Sub-Manifests read ahead while the tree was being filled
-   * (ManifestReadAhead): each is used only for the very bytes read now.
+   * (ManifestReadAhead): each is used only for the very bytes read now, and
+   * only if the base copies were read from `base.root`.
    */
-  readAhead?: { take(p: string): ReadAheadManifest | undefined };
+  readAhead?: { readonly baseRoot: string; take(p: string): ReadAheadManifest | undefined };
 }
 
 export interface MetaManifestResult {
@@ -103,7 +104,6 @@ export class ManifestFailure extends Error {
 }
 
 
-const MAX_MANIFEST_BYTES = 512 * 1024 * 1024;
 
 /** Decompressor processes (bz2, xz, zst sub-Manifests) running at once. */
 const decompressors = new Limiter(4);
@@ -127,6 +127,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     return fine ? base.clonedAt + 40 : Math.floor((base.clonedAt + 40) / 1000) * 1000;
   };
   const policy: StatPolicy = !base ? 'none' : base.statEveryFile ? 'all' : 'dirs';
+  // Its base lines are only worth anything if they are this base's.
+  const readAhead = base && opts.readAhead?.baseRoot === base.root ? opts.readAhead : undefined;
   const ignoreTop = new Set(opts.ignoreTop ?? []);
   const walk =
     (base?.folders && policy === 'dirs' ? await walkChangedTree(root, ignoreTop, base.folders, boundary) : undefined) ??
@@ -308,7 +310,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // worker's round trip before each one would serialise the whole walk.
     const data = readBounded(file, entry.path, unchanged ? undefined : entry);
     // What was read ahead during the fill holds for these bytes only.
-    const ahead = n.target ? undefined : sameBytes(opts.readAhead?.take(entry.path), data);
+    const ahead = n.target ? undefined : sameBytes(readAhead?.take(entry.path), data);
     if (ahead) result.readAhead++;
     if (!unchanged) checkBytes(entry, data, ahead?.digests);
     const text = ahead ? ahead.text : await decompress(opts.repo, data, file, entry.path);
@@ -601,12 +603,12 @@ async function decompress(repo: string, data: Buffer, file: string, shown: strin
   const reader = readers.find(([suffix]) => shown.endsWith(suffix))?.[1];
   const text = reader ? await reader() : data;
   if (text.length > MAX_MANIFEST_BYTES) throw new ManifestFailure(shown, 'larger than any Manifest should be');
-  return text.toString('utf8');
+  return manifestText(text);
 }
 
 function unzip(data: Buffer, shown: string): Buffer {
   try {
-    return gunzipSync(data, { maxOutputLength: MAX_MANIFEST_BYTES });
+    return inflateGzip(data);
   } catch (err) {
     throw new ManifestFailure(shown, `cannot be decompressed (${(err as Error).message})`);
   }
