@@ -95,9 +95,16 @@ type ReadAheadClass = typeof ManifestReadAhead;
 /** The built module, whose reading runs on its worker thread (the sources have no worker script). */
 const built = async (): Promise<ReadAheadClass> => ((await import(new URL('../dist/trust/manifest-read-ahead.js', import.meta.url).href)) as { ManifestReadAhead: ReadAheadClass }).ManifestReadAhead;
 
+/** Every read-ahead made, so that their threads are gone before the test process ends. */
+const made: ManifestReadAhead[] = [];
+afterAll(async () => {
+  await Promise.all(made.map((a) => a.clear()));
+});
+
 /** Offer `paths` and wait until all of them are read ahead. */
 async function readAhead(staging: string, base: string, paths: string[], Impl: ReadAheadClass = ManifestReadAhead): Promise<ManifestReadAhead> {
   const ahead = new Impl(staging, base);
+  made.push(ahead);
   ahead.offer(paths);
   await ahead.idle();
   return ahead;
@@ -136,7 +143,7 @@ describe.each([
     expect(without.readAhead).toBe(0);
     expect({ ...used, readAhead: 0 }).toEqual({ ...without, readAhead: 0 });
     expect(used.incremental).toBe(true);
-    ahead.clear();
+    await ahead.clear();
   });
 
   it('hold the bytes, their digests, the text and the base copy\'s lines', async () => {
@@ -186,8 +193,9 @@ describe.each([
     const Impl = await impl();
     const s = await stage(`stopped-${tag}`);
     const ahead = new Impl(s.staging, s.base);
+    made.push(ahead);
     ahead.offer(['dev-libs/foo/Manifest']);
-    ahead.stop();
+    await ahead.stop();
     ahead.offer(['dev-libs/Manifest.gz']);
     await ahead.idle();
     await sleep(50);

@@ -320,22 +320,22 @@ async function steps(run: SyncRun): Promise<SyncReport> {
     const filled = await run
       .timed('fetch', () => fillStaging(run, update, plan, readAhead))
       .finally(async () => {
-        readAhead?.stop();
+        await readAhead?.stop();
         await dropPlan();
       });
     await failpoint('filled');
     await run.stopIfAborted(async () => {
-      readAhead?.clear();
+      await readAhead?.clear();
       await keep();
     });
     if (filled.changed) {
-      const verified = await run.timed('verify', () => verify(run, update, readAhead)).finally(() => readAhead?.clear());
+      const verified = await run.timed('verify', () => verify(run, update, readAhead)).finally(async () => readAhead?.clear());
       await run.stopIfAborted(keep);
       run.committing = true;
       // Not cut short by an abort: see the top of this file.
       await uninterruptible(() => run.timed('commit', () => commit(run, update, filled.result, verified)));
     } else {
-      readAhead?.clear();
+      await readAhead?.clear();
       await repo.storage.abortUpdate(update, { unchanged: true });
     }
   }

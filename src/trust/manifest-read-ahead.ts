@@ -41,6 +41,8 @@ export class ManifestReadAhead {
   private scheduled = false;
   private stopped = false;
   private worker: Worker | undefined;
+  /** The worker's end, once it was told to go. */
+  private ended: Promise<void> = Promise.resolve();
   /** A batch is with the worker. */
   private busy = false;
   private waiters: Array<() => void> = [];
@@ -70,15 +72,24 @@ export class ManifestReadAhead {
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
-  /** Stop reading ahead; what is ready stays ready. */
-  stop(): void {
+  /**
+   * Stop reading ahead; what is ready stays ready. Resolves once the
+   * worker thread is gone: a process that exits while one of its threads
+   * is being terminated can crash (Node aborts), so a sync waits for it.
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     this.queue = [];
     this.head = 0;
     this.busy = false;
-    this.worker?.terminate().catch(() => undefined);
+    const worker = this.worker;
     this.worker = undefined;
+    if (worker) {
+      const before = this.ended;
+      this.ended = Promise.all([before, worker.terminate().catch(() => undefined)]).then(() => undefined);
+    }
     this.settle();
+    return this.ended;
   }
 
   /** What was read ahead for tree-relative path `p`, handed out once. */
@@ -88,10 +99,10 @@ export class ManifestReadAhead {
     return r;
   }
 
-  /** Let go of everything. */
-  clear(): void {
-    this.stop();
+  /** Let go of everything (resolves as stop() does). */
+  clear(): Promise<void> {
     this.ready.clear();
+    return this.stop();
   }
 
   private isIdle(): boolean {
@@ -108,7 +119,7 @@ export class ManifestReadAhead {
   private keep(p: string, r: ReadAheadManifest): void {
     this.ready.set(p, r);
     this.held += r.weight;
-    if (this.held > READY_BUDGET) this.stop();
+    if (this.held > READY_BUDGET) void this.stop();
   }
 
   private next(): void {
@@ -143,7 +154,7 @@ export class ManifestReadAhead {
     });
     // A worker that fails or goes reads nothing more ahead; the verification reads for itself.
     const gone = (): void => {
-      if (this.worker === worker) this.stop();
+      if (this.worker === worker) void this.stop();
     };
     worker.on('error', gone);
     worker.on('messageerror', gone);
