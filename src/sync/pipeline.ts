@@ -317,25 +317,28 @@ async function steps(run: SyncRun): Promise<SyncReport> {
     planProgress.shown = false;
     // Changed sub-Manifests are read ahead while the fill writes them (see verify).
     const readAhead = await manifestReadAhead({ metamanifest: repo.config.metamanifest, update, untrustedWriter: needsWorker(repo.config) });
-    const filled = await run
-      .timed('fetch', () => fillStaging(run, update, plan, readAhead))
-      .finally(async () => {
-        await readAhead?.stop();
-        await dropPlan();
-      });
-    await failpoint('filled');
-    await run.stopIfAborted(async () => {
+    let filled: { result: SourceResult; changed: boolean };
+    let verified: Verified | undefined;
+    try {
+      filled = await run
+        .timed('fetch', () => fillStaging(run, update, plan, readAhead))
+        .finally(async () => {
+          await readAhead?.stop();
+          await dropPlan();
+        });
+      await failpoint('filled');
+      await run.stopIfAborted(keep);
+      if (filled.changed) verified = await run.timed('verify', () => verify(run, update, readAhead));
+    } finally {
+      // What was read ahead serves this verification only, whatever became of it.
       await readAhead?.clear();
-      await keep();
-    });
+    }
     if (filled.changed) {
-      const verified = await run.timed('verify', () => verify(run, update, readAhead)).finally(async () => readAhead?.clear());
       await run.stopIfAborted(keep);
       run.committing = true;
       // Not cut short by an abort: see the top of this file.
       await uninterruptible(() => run.timed('commit', () => commit(run, update, filled.result, verified)));
     } else {
-      await readAhead?.clear();
       await repo.storage.abortUpdate(update, { unchanged: true });
     }
   }

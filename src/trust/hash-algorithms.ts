@@ -42,8 +42,8 @@ export function hashChecks(hashes: Map<string, string>): HashCheck[] | string {
   const checks: HashCheck[] = [];
   let strong = false;
   for (const [name, expected] of hashes) {
-    const algorithm = NODE_NAMES[name];
-    if (algorithm === undefined || !available.has(algorithm)) continue;
+    const algorithm = nodeAlgorithm(name);
+    if (algorithm === undefined) continue;
     checks.push({ name, algorithm, expected });
     if (!WEAK.has(name)) strong = true;
   }

@@ -82,12 +82,9 @@ export class ManifestReadAhead {
     this.queue = [];
     this.head = 0;
     this.busy = false;
-    const worker = this.worker;
+    // There is one worker at most, started with the read-ahead.
+    if (this.worker) this.ended = this.worker.terminate().then(() => undefined, () => undefined);
     this.worker = undefined;
-    if (worker) {
-      const before = this.ended;
-      this.ended = Promise.all([before, worker.terminate().catch(() => undefined)]).then(() => undefined);
-    }
     this.settle();
     return this.ended;
   }

@@ -103,8 +103,6 @@ export class ManifestFailure extends Error {
   }
 }
 
-
-
 /** Decompressor processes (bz2, xz, zst sub-Manifests) running at once. */
 const decompressors = new Limiter(4);
 
