@@ -7,12 +7,15 @@
  * the same verdict, the same count of files, and fewer folders listed.
  */
 import { execFileSync } from 'node:child_process';
+import { lstatSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyMetaManifest, type MetaManifestResult } from '../src/trust/metamanifest.js';
 import { Keyring } from '../src/trust/openpgp.js';
+import { listFolderEntries } from '../src/trust/folder-listing.js';
 import { statMany, walkChangedTree, type FolderIndex, type TreeWalk } from '../src/trust/tree-walk.js';
+import { WalkHelper } from '../src/trust/walk-helper.js';
 import { forgetKeys, makeSigningKey, sleep, tmpdir, writeManifests, writeTree, type SigningKey, type TreeSpec } from './helpers.js';
 
 let dir: string;
@@ -263,5 +266,59 @@ describe('stats many at a time (the walk on a cold cache)', () => {
     await statMany(order, order.length, (rel) => path.join(root, rel), () => {
       throw new Error('nothing to stat');
     });
+  });
+});
+
+describe('the walk shared with a helper thread', () => {
+  type HelperClass = typeof WalkHelper;
+  // The thread runs the built module (the sources have no worker script to start).
+  const built = async (): Promise<HelperClass> => ((await import(new URL('../dist/trust/walk-helper.js', import.meta.url).href)) as { WalkHelper: HelperClass }).WalkHelper;
+
+  it('finds with the thread what the calling thread finds, and what the thread cannot do the caller does', async () => {
+    const root = path.join(dir, 'helper-stats');
+    await writeTree(root, { 'a/x': 'x\n', 'b/c/y': 'y\n', 'b/c/z': 'zz\n', f: 'a file\n' });
+    await fs.symlink('loop', path.join(root, 'loop'));
+    await fs.symlink('x', path.join(root, 'a/link'));
+    await fs.mkdir(path.join(root, 'a/.hidden'));
+    const order = ['', 'a', 'b', 'b/c', 'gone', 'f/under', 'f'].map((rel) => path.join(root, rel));
+    const Built = await built();
+    // The thread alone (the caller takes nothing), and no thread at all: the caller does it all.
+    for (const helper of [new Built({ callerTakes: false }), new WalkHelper({ callerTakes: false })]) {
+      expect(helper.threaded).toBe(helper instanceof Built && !(helper instanceof WalkHelper));
+      const { ctimes, links, fine } = await helper.statFolders(order);
+      expect([...links].map((l) => l > 0)).toEqual([true, true, true, true, false, false, false]);
+      for (const at of [0, 1, 2, 3]) expect(ctimes[at]).toBe(lstatSync(order[at] as string).ctimeMs);
+      expect(fine).toBe(lstatSync(root).ctimeMs % 1000 !== 0 || [...ctimes].some((c) => c % 1000 !== 0));
+      const listed = await helper.listFolders([path.join(root, 'a'), path.join(root, 'b/c'), path.join(root, 'gone')]);
+      expect(listed[0]).toEqual(listFolderEntries(path.join(root, 'a')));
+      expect(listed[0]?.names.sort()).toEqual(['link', 'x']);
+      expect(listed[1]?.sizes).toEqual(new Float64Array(listFolderEntries(path.join(root, 'b/c')).sizes));
+      expect(listed[2]).toBeUndefined();
+      // An error that is not "nothing there" is the caller's to report, whichever thread met it first.
+      await expect(helper.statFolders([path.join(root, 'loop/x')])).rejects.toThrow(/ELOOP/);
+      await helper.close();
+    }
+  });
+
+  it('walks a changed tree the same way with the thread doing the stats as without a thread', async () => {
+    const { t1, change } = reshaped();
+    const c = await prepare('helper-walk', t1, change);
+    const boundary = (): number => c.clonedAt + 40;
+    const shape = (w: TreeWalk | undefined) => ({
+      nodes: [...(w?.nodes ?? [])].sort(([a], [b]) => a.localeCompare(b)),
+      unlisted: [...(w?.unlisted ?? [])].sort(),
+      folders: [...(w?.folders ?? [])].sort(([a], [b]) => a.localeCompare(b)),
+      untouchedBefore: w?.untouchedBefore,
+    });
+    const alone = await walkChangedTree(c.staging, new Set(), c.index, boundary);
+    const helper = new (await built())({ callerTakes: false });
+    try {
+      const shared = await walkChangedTree(c.staging, new Set(), c.index, boundary, {}, helper);
+      expect(alone).toBeDefined();
+      expect(shape(shared)).toEqual(shape(alone));
+      expect(alone?.nodes.has('dev-c/new/new-1.ebuild')).toBe(true);
+    } finally {
+      await helper.close();
+    }
   });
 });

@@ -20,8 +20,9 @@
  */
 import { lstat, lstatSync, readdirSync, realpathSync, statSync, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
-import { errnoCode } from '../errors.js';
+import { EntryType, listFolderEntries, lstatIfThere, notThere, type FolderListing } from './folder-listing.js';
 import { within } from './manifest-format.js';
+import { WalkHelper } from './walk-helper.js';
 
 export interface Node {
   kind: 'file' | 'dir' | 'other';
@@ -152,6 +153,24 @@ export async function walkChangedTree(
   base: FolderIndex,
   boundary: (fineCtime: boolean) => number,
   tuning: WalkTuning = {},
+  helper?: WalkHelper,
+): Promise<TreeWalk | undefined> {
+  if (helper) return walkChangedTreeWith(root, ignoreTop, base, boundary, tuning, helper);
+  const own = new WalkHelper();
+  try {
+    return await walkChangedTreeWith(root, ignoreTop, base, boundary, tuning, own);
+  } finally {
+    await own.close();
+  }
+}
+
+async function walkChangedTreeWith(
+  root: string,
+  ignoreTop: Set<string>,
+  base: FolderIndex,
+  boundary: (fineCtime: boolean) => number,
+  tuning: WalkTuning,
+  helper: WalkHelper,
 ): Promise<TreeWalk | undefined> {
   const clock = new CtimeClock();
   // First every folder the base had, stat'ed by path: whether this
@@ -196,12 +215,31 @@ export async function walkChangedTree(
   for (; next < order.length && next < probe; next++) statAt(next);
   const cold = next === probe && performance.now() - probeStart > probe * (tuning.coldStatMs ?? COLD_STAT_MS);
   if (cold) await statMany(order, next, folderPath, record);
-  else for (; next < order.length; next++) statAt(next);
+  else {
+    // The rest shared with the helper thread (walk-helper.ts).
+    const rest = await helper.statFolders(order.slice(next).map(folderPath));
+    if (rest.fine) clock.fine = true;
+    for (let i = 0; i < rest.links.length; i++) {
+      if ((rest.links[i] as number) <= 0) continue;
+      ctimes[next + i] = rest.ctimes[i] as number;
+      links[next + i] = rest.links[i] as number;
+    }
+  }
   const known = (rel: string): number | undefined => {
     const at = place.get(rel);
     return at !== undefined && (links[at] as number) > 0 ? at : undefined;
   };
   const untouchedBefore = boundary(clock.fine);
+  // The base's folders touched since the clone, listed now, also shared
+  // with the helper: the walk below lists these (and new folders, itself).
+  const touched: string[] = [];
+  for (let at = 0; at < order.length; at++) if ((links[at] as number) > 0 && (ctimes[at] as number) >= untouchedBefore) touched.push(order[at] as string);
+  const listings = await helper.listFolders(touched.map(folderPath));
+  const listed = new Map<string, FolderListing>();
+  touched.forEach((rel, i) => {
+    const listing = listings[i];
+    if (listing) listed.set(rel, listing);
+  });
 
   const nodes = new Map<string, Node>();
   const unlisted = new Set<string>();
@@ -246,19 +284,26 @@ export async function walkChangedTree(
       continue;
     }
     // Touched, or new: listed, and every entry stat'ed.
-    listFolder(
-      folders,
-      rel,
-      dirAbs,
-      ignoreTop,
-      (p) => pending.push(p),
-      (p, abs, e) => {
-        const s = clock.lstat(abs);
-        if (e.isFile()) nodes.set(p, { kind: 'file', size: s.size, ctimeMs: s.ctimeMs });
-        else if (e.isSymbolicLink()) nodes.set(p, resolveLink(root, abs, s.ctimeMs));
-        else nodes.set(p, oddNode(s.ctimeMs));
-      },
-    );
+    const listing = listed.get(rel) ?? listFolderEntries(dirAbs);
+    const folder = { files: 0, links: [] as string[] };
+    folders.set(rel, folder);
+    for (let i = 0; i < listing.names.length; i++) {
+      const name = listing.names[i] as string;
+      if (rel === '' && ignoreTop.has(name)) continue;
+      const p = join(rel, name);
+      const type = listing.types[i];
+      if (type === EntryType.Dir) {
+        pending.push(p);
+        continue;
+      }
+      folder.files++;
+      const ctimeMs = listing.ctimes[i] as number;
+      if (type === EntryType.File) nodes.set(p, { kind: 'file', size: listing.sizes[i] as number, ctimeMs });
+      else if (type === EntryType.Link) {
+        folder.links.push(name);
+        nodes.set(p, resolveLink(root, `${dirAbs}/${name}`, ctimeMs));
+      } else nodes.set(p, oddNode(ctimeMs));
+    }
   }
   return { nodes, unlisted, untouchedBefore, folders };
 }
@@ -345,25 +390,6 @@ function listFolder(
     if (e.isSymbolicLink()) folder.links.push(name);
     onEntry(p, abs, e);
   }
-}
-
-/**
- * lstat, undefined where nothing is there: no entry, or a path through
- * something that is no longer a folder (the index's `a/b/c` where upstream
- * made `a/b` a file), which lstatSync's throwIfNoEntry does not cover.
- */
-function lstatIfThere(p: string): Stats | undefined {
-  try {
-    return lstatSync(p, { throwIfNoEntry: false });
-  } catch (err) {
-    if (notThere(errnoCode(err))) return undefined;
-    throw err;
-  }
-}
-
-/** Errors of a stat that mean nothing is at the path (see lstatIfThere). */
-function notThere(code: string | undefined): boolean {
-  return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
 /** Folders stat'ed one at a time before the walk judges whether the cache is cold. */
