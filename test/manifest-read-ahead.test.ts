@@ -62,13 +62,17 @@ async function files(root: string): Promise<string[]> {
  * added, Manifests written anew) and a staging tree as a fill leaves it: a
  * hardlink clone of the base with T2's changed files renamed in.
  */
-async function stage(tag: string): Promise<{ base: string; staging: string; clonedAt: number; folders: FolderIndex; written: string[] }> {
+async function stage(
+  tag: string,
+  opts: { upstream?: (t2: string) => Promise<void>; keep?: string[] } = {},
+): Promise<{ base: string; staging: string; clonedAt: number; folders: FolderIndex; written: string[] }> {
   const t1 = path.join(dir, tag, 'T1');
   const t2 = path.join(dir, tag, 'T2');
   await writeTree(t1, TREE);
   await writeManifests(t1, { key, timestamp: new Date(Date.now() - 60_000) });
   execFileSync('cp', ['-a', t1, t2]);
   await writeTree(t2, { 'dev-libs/foo/foo-2.ebuild': 'EAPI=8\n# fixed\n', 'dev-libs/foo/foo-3.ebuild': 'EAPI=8\n' });
+  await opts.upstream?.(t2);
   await writeManifests(t2, { key });
   const base = path.join(dir, tag, 'base');
   execFileSync('cp', ['-a', t1, base]);
@@ -82,7 +86,8 @@ async function stage(tag: string): Promise<{ base: string; staging: string; clon
   for (const f of await files(t2)) {
     const now = await fs.readFile(path.join(t2, f));
     const was = await fs.readFile(path.join(base, f)).catch(() => undefined);
-    if (was?.equals(now)) continue;
+    // `keep`: the base's file left as it is (a fill that did not bring it, or an attacker's pick).
+    if (was?.equals(now) || opts.keep?.includes(f)) continue;
     await fs.mkdir(path.dirname(path.join(staging, f)), { recursive: true });
     await fs.writeFile(path.join(staging, `${f}.new`), now);
     await fs.rename(path.join(staging, `${f}.new`), path.join(staging, f));
@@ -157,9 +162,36 @@ describe.each([
       expect(Buffer.from(got?.bytes ?? []).equals(bytes)).toBe(true);
       expect(got?.text).toBe(text(bytes));
       expect(got?.digests.get('sha512')).toBe(createHash('sha512').update(bytes).digest('hex'));
-      expect(got?.baseLines).toEqual(manifestLines(text(await fs.readFile(path.join(s.base, p)))));
+      // Compared line by line with the base's copy: which lines it had, and which of its are gone.
+      const baseLines = manifestLines(text(await fs.readFile(path.join(s.base, p))));
+      const lines = text(bytes).split('\n');
+      expect([...(got?.base?.inBase ?? [])]).toEqual(lines.map((l) => (l.trim() !== '' && baseLines.has(l.trim()) ? 1 : 0)));
+      expect([...(got?.base?.gone ?? [])].sort()).toEqual([...baseLines].filter((l) => !lines.some((n) => n.trim() === l)).sort());
+      expect(got?.base?.gone.length).toBeGreaterThan(0);
       expect(ahead.take(p)).toBeUndefined();
     }
+  });
+
+  it('speak for the unchanged files whose lines changed: a dropped line leaves a stray, a changed one a mismatch', async () => {
+    const Impl = await impl();
+    // Upstream drops dev-libs/bar/bar-1.ebuild; the stale copy stays in staging, its folder untouched.
+    const dropped = await stage(`dropped-${tag}`, { upstream: (t2) => fs.rm(path.join(t2, 'dev-libs/bar/bar-1.ebuild')) });
+    const a = await readAhead(dropped.staging, dropped.base, dropped.written, Impl);
+    await expect(verify(dropped, a)).rejects.toThrow(/dev-libs\/bar\/bar-1\.ebuild: stray file/);
+    // Upstream drops the whole package; the stale folder stays, untouched, and only the category
+    // Manifest's dropped line says anything about it.
+    const gone = await stage(`dropped-package-${tag}`, { upstream: (t2) => fs.rm(path.join(t2, 'dev-libs/bar'), { recursive: true }) });
+    const g = await readAhead(gone.staging, gone.base, gone.written, Impl);
+    await expect(verify(gone, g)).rejects.toThrow(/dev-libs\/bar\/(Manifest|bar-1\.ebuild): stray file/);
+    // Upstream changes it; the fill never brings the new one, so the base's is checked against the new line.
+    const changed = await stage(`changed-line-${tag}`, { upstream: (t2) => fs.writeFile(path.join(t2, 'dev-libs/bar/bar-1.ebuild'), 'EAPI=8\n# new\n'), keep: ['dev-libs/bar/bar-1.ebuild'] });
+    const b = await readAhead(changed.staging, changed.base, changed.written, Impl);
+    expect(b.take('dev-libs/bar/Manifest')?.base?.gone.length).toBe(1);
+    const c = await readAhead(changed.staging, changed.base, changed.written, Impl);
+    let used = 0;
+    const counting = { baseRoot: c.baseRoot, take: (p: string) => { const r = c.take(p); if (r) used++; return r; } };
+    await expect(verify(changed, counting)).rejects.toThrow(/dev-libs\/bar\/bar-1\.ebuild: (size|BLAKE2B hash|SHA512 hash) mismatch/);
+    expect(used).toBeGreaterThan(0);
   });
 
   it('read from another base are not used', async () => {

@@ -38,7 +38,7 @@ import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
 import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type FileTag, type ParsedManifest } from './manifest-format.js';
 import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
-import type { ReadAheadManifest } from './read-manifest-ahead.js';
+import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
 import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy } from './tree-walk.js';
 
@@ -318,39 +318,41 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       return;
     }
     if (unchanged) {
-      await absorb(parse(text, entry.path, deferUnchanged(entry.path, () => true, new Set())), () => true, entry.path, () => true);
+      await absorb(parse(text, entry.path, deferUnchanged(entry.path, () => true)), () => true, entry.path, () => true);
       return;
     }
     // Changed since the base: compared line by line with the base's copy,
     // if the base verified that copy as this Manifest; else every line is new.
     const baseFile = path.join(base.root, entry.path);
-    const baseLines = !baseListed
-      ? new Set<string>()
-      : (ahead?.baseLines ??
-        manifestLines(
-          (await Promise.resolve()
-            .then(() => decompress(opts.repo, readBounded(baseFile, entry.path), baseFile, entry.path))
-            .catch(() => undefined)) ?? '',
-        ));
-    const lines = new Set<string>();
-    const parsed = parse(text, entry.path, deferUnchanged(entry.path, (raw) => baseLines.has(raw), lines));
-    noteDisturbed(baseLines, lines, parsed, entry.path);
-    await absorb(parsed, (e) => baseLines.has(e.raw), entry.path, listedIn(baseLines, entry.path));
+    const compared = !baseListed
+      ? compareLines(new Set(), entry.path)
+      : ahead?.base
+        ? compareAhead(text, ahead.base, entry.path)
+        : compareLines(
+            manifestLines(
+              (await Promise.resolve()
+                .then(() => decompress(opts.repo, readBounded(baseFile, entry.path), baseFile, entry.path))
+                .catch(() => undefined)) ?? '',
+            ),
+            entry.path,
+          );
+    const parsed = parse(text, entry.path, deferUnchanged(entry.path, compared.isBase));
+    noteDisturbed(compared, parsed, entry.path);
+    await absorb(parsed, (e) => compared.isBase(e.raw, e.line), entry.path, compared.listed);
   };
 
   /**
    * For parseManifest: pass over a line of the Manifest at `manifest` that
-   * the base's copy had word for word (`isBaseLine`) and that no changed
-   * line has spoken of so far, about the base's file (in a folder not
-   * listed, or listed but untouched itself) or a sub-Manifest over a
-   * folder that is all the base's; it waits in `deferred`, its path counted
-   * as covered. Every line seen is added to `seen`.
+   * the base's copy had word for word (`isBase`, asked about every line)
+   * and that no changed line has spoken of so far, about the base's file
+   * (in a folder not listed, or listed but untouched itself) or a
+   * sub-Manifest over a folder that is all the base's; it waits in
+   * `deferred`, its path counted as covered.
    */
   const deferUnchanged =
-    (manifest: string, isBaseLine: (raw: string) => boolean, seen: Set<string>) =>
+    (manifest: string, isBase: (raw: string, line: number) => boolean) =>
     (raw: string, line: number): boolean => {
-      seen.add(raw);
-      if (unlisted.size === 0 || !isBaseLine(raw)) return false;
+      if (!isBase(raw, line) || unlisted.size === 0) return false;
       const head = entryHead(raw, manifest);
       if (!head) return false;
       const dir = parentOf(head.path) ?? '';
@@ -383,13 +385,14 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * The paths a changed Manifest says something new about, or no longer
    * says what it said: compared line by line with the base's copy (the
    * same line in the same Manifest says the same thing), so unchanged
-   * lines cost a set lookup, not a parse.
+   * lines cost a lookup, not a parse. After the parse: every line was
+   * compared by then.
    */
-  const noteDisturbed = (baseLines: Set<string>, now: Set<string>, parsed: ParsedManifest, manifest: string): void => {
-    for (const e of parsed.files) if (!baseLines.has(e.raw)) disturb(e.path);
-    for (const e of parsed.ignores) if (!baseLines.has(e.raw)) disturb(e.path, true);
-    for (const line of baseLines) {
-      if (now.has(line) || line.startsWith('TIMESTAMP') || line.startsWith('DIST')) continue;
+  const noteDisturbed = (compared: BaseComparison, parsed: ParsedManifest, manifest: string): void => {
+    for (const e of parsed.files) if (!compared.isBase(e.raw, e.line)) disturb(e.path);
+    for (const e of parsed.ignores) if (!compared.isBase(e.raw, e.line)) disturb(e.path, true);
+    for (const line of compared.gone()) {
+      if (line.startsWith('TIMESTAMP') || line.startsWith('DIST')) continue;
       const gone = safeParse(line, manifest);
       for (const e of gone.files) disturb(e.path);
       for (const e of gone.ignores) disturb(e.path, true);
@@ -405,10 +408,11 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       // is the signed text.
       const baseTop = await fs.readFile(path.join(base.root, 'Manifest'), 'utf8').catch(() => undefined);
       if (baseTop !== undefined) {
-        const baseLines = manifestLines(cleartextBody(baseTop));
-        noteDisturbed(baseLines, manifestLines(signed.text ?? ''), topParsed, 'Manifest');
-        topSameAsBase = (e) => baseLines.has(e.raw);
-        topListed = listedIn(baseLines, 'Manifest');
+        const compared = compareLines(manifestLines(cleartextBody(baseTop)), 'Manifest');
+        for (const line of manifestLines(signed.text ?? '')) compared.isBase(line, 0);
+        noteDisturbed(compared, topParsed, 'Manifest');
+        topSameAsBase = (e) => compared.isBase(e.raw, e.line);
+        topListed = compared.listed;
       }
     }
     await absorb(topParsed, topSameAsBase, 'Manifest', topListed);
@@ -546,14 +550,55 @@ function safeParse(text: string, manifest: string): ParsedManifest {
   }
 }
 
-/** Whether `lines` (a Manifest's at tree path `manifest`) hold a MANIFEST entry for tree path `p`. */
-function listedIn(lines: Set<string>, manifest: string): (p: string) => boolean {
+/**
+ * A changed Manifest compared line by line with the base's copy of it (the
+ * same line in the same Manifest says the same thing).
+ */
+interface BaseComparison {
+  /** Whether line number `line` (from 1; `raw`, trimmed) is word for word a line of the base's copy. */
+  isBase(raw: string, line: number): boolean;
+  /** The base copy's lines the Manifest no longer has: asked once every line was compared. */
+  gone(): Iterable<string>;
+  /** Whether the base's copy has a MANIFEST entry for tree path `p`. */
+  listed(p: string): boolean;
+}
+
+/** Compared with the base copy's lines as read here: each line looked up, and remembered to tell what is gone. */
+function compareLines(baseLines: Set<string>, manifest: string): BaseComparison {
+  const seen = new Set<string>();
+  return {
+    isBase: (raw) => {
+      seen.add(raw);
+      return baseLines.has(raw);
+    },
+    gone: function* () {
+      for (const l of baseLines) if (!seen.has(l)) yield l;
+    },
+    listed: listedIn(() => baseLines, manifest),
+  };
+}
+
+/** Compared as it was read ahead (read-manifest-ahead.ts: from this very text and the base's copy), by line number. */
+function compareAhead(text: string, diff: BaseDiff, manifest: string): BaseComparison {
+  return {
+    isBase: (_raw, line) => diff.inBase[line - 1] === 1,
+    gone: () => diff.gone,
+    listed: listedIn(() => {
+      // The base's MANIFEST lines: those still here, and those gone.
+      const kept = text.split('\n').filter((l, i) => diff.inBase[i] === 1 && l.trimStart().startsWith('MANIFEST'));
+      return [...kept.map((l) => l.trim()), ...diff.gone];
+    }, manifest),
+  };
+}
+
+/** Whether `lines()` (a Manifest's at tree path `manifest`) hold a MANIFEST entry for tree path `p`. */
+function listedIn(lines: () => Iterable<string>, manifest: string): (p: string) => boolean {
   let listed: Set<string> | undefined;
   return (p) => {
     // Made when first asked: most changed Manifests are never asked.
     if (!listed) {
       listed = new Set();
-      for (const line of lines) {
+      for (const line of lines()) {
         if (!line.startsWith('MANIFEST')) continue;
         const head = entryHead(line, manifest);
         if (head?.tag === 'MANIFEST') listed.add(head.path);

@@ -20,10 +20,39 @@ export interface ReadAheadManifest {
   digests: Map<string, string>;
   /** The decompressed text. */
   text: string;
-  /** The lines of the base snapshot's copy at the same path; absent where it has none that reads. */
-  baseLines?: Set<string>;
+  /** How the text compares with the base snapshot's copy at the same path; absent where it has none that reads. */
+  base?: BaseDiff;
   /** About how many bytes this holds in memory. */
   weight: number;
+}
+
+/**
+ * A Manifest's text compared line by line with the base's copy, as the
+ * verification compares them (lines trimmed, empty ones left out): sent
+ * instead of the base's lines, which the verification would otherwise
+ * have to hash one by one to look them up.
+ */
+export interface BaseDiff {
+  /** inBase[i]: whether line i of the text (split at "\n", from 0) is word for word a line of the base's copy. */
+  inBase: Uint8Array;
+  /** The base's lines that are not in the text. */
+  gone: string[];
+}
+
+/** `text` compared with the lines of the base's copy (see BaseDiff). */
+export function diffWithBase(text: string, baseLines: Set<string>): BaseDiff {
+  const lines = text.split('\n');
+  const inBase = new Uint8Array(lines.length);
+  const kept = new Set<string>();
+  for (let i = 0; i < lines.length; i++) {
+    const t = (lines[i] as string).trim();
+    if (t === '' || !baseLines.has(t)) continue;
+    inBase[i] = 1;
+    kept.add(t);
+  }
+  const gone: string[] = [];
+  for (const l of baseLines) if (!kept.has(l)) gone.push(l);
+  return { inBase, gone };
 }
 
 /** A batch for the reading thread, and what it answers. */
@@ -54,17 +83,18 @@ export function readManifestAhead(root: string, baseRoot: string, p: string): Re
     const bytes = readBounded(path.join(root, p));
     const digests = new Map(AHEAD_ALGORITHMS.map((a) => [a, createHash(a).update(bytes).digest('hex')]));
     const text = decode(bytes, p);
-    const base = readBase(path.join(baseRoot, p), p);
-    return { bytes, digests, text, ...(base ? { baseLines: base.lines } : {}), weight: bytes.length + text.length + (base?.length ?? 0) };
+    const baseLines = readBase(path.join(baseRoot, p), p);
+    const base = baseLines ? diffWithBase(text, baseLines) : undefined;
+    const goneLength = base ? base.gone.reduce((n, l) => n + l.length, 0) : 0;
+    return { bytes, digests, text, ...(base ? { base } : {}), weight: bytes.length + text.length + (base?.inBase.length ?? 0) + goneLength };
   } catch {
     return undefined;
   }
 }
 
-function readBase(file: string, p: string): { lines: Set<string>; length: number } | undefined {
+function readBase(file: string, p: string): Set<string> | undefined {
   try {
-    const text = decode(readBounded(file), p);
-    return { lines: manifestLines(text), length: text.length };
+    return manifestLines(decode(readBounded(file), p));
   } catch {
     return undefined;
   }
