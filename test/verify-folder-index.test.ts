@@ -322,3 +322,22 @@ describe('the walk shared with a helper thread', () => {
     }
   });
 });
+
+describe('an error in the walk', () => {
+  it('is the error reported, and the keyring is left once gpg is done with it', async () => {
+    // A folder of the index replaced by a symlink to itself: stat'ing the folder below it fails with ELOOP.
+    const c = await prepare('walk-error', gentooish('1'), { write: { 'app-a/one/one-1.ebuild': 'EAPI=8 # 2\n' } }, {
+      fill: async (k) => {
+        await fs.rm(path.join(k.staging, 'app-b/one'), { recursive: true });
+        await fs.symlink('one', path.join(k.staging, 'app-b/one'));
+      },
+    });
+    // Several times: without the wait, the removal met gpg's files in about one run in three.
+    for (let i = 0; i < 5; i++) {
+      const own = await Keyring.open('t', { file: key.pub, position: { file: 'x', line: 0 } });
+      await expect(verifyMetaManifest({ repo: 't', root: c.staging, keyring: own, jobs: 1, maxAgeDays: 0, base: { root: c.base, clonedAt: c.clonedAt, folders: c.index } })).rejects.toThrow(/ELOOP/);
+      // At once, as a sync does: gpg must not be writing in the home any more.
+      await expect(own.close()).resolves.toBeUndefined();
+    }
+  });
+});

@@ -40,7 +40,7 @@ import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSynta
 import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
-import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy } from './tree-walk.js';
+import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
 
 export interface MetaManifestOptions {
   repo: string;
@@ -128,9 +128,15 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   // Its base lines are only worth anything if they are this base's.
   const readAhead = base && opts.readAhead?.baseRoot === base.root ? opts.readAhead : undefined;
   const ignoreTop = new Set(opts.ignoreTop ?? []);
-  const walk =
-    (base?.folders && policy === 'dirs' ? await walkChangedTree(root, ignoreTop, base.folders, boundary) : undefined) ??
-    (await walkTree(root, ignoreTop, policy, boundary));
+  let walk: TreeWalk;
+  try {
+    walk = (base?.folders && policy === 'dirs' ? await walkChangedTree(root, ignoreTop, base.folders, boundary) : undefined) ?? (await walkTree(root, ignoreTop, policy, boundary));
+  } catch (err) {
+    // gpg is still at work in the keyring's home: a caller that removes the
+    // home at once would meet its files (ENOTEMPTY) instead of this error.
+    await signing.catch(() => undefined);
+    throw err;
+  }
   const { nodes, unlisted, untouchedBefore } = walk;
   const signed = await signing;
   if (!signed.ok) throw new ManifestFailure('Manifest', `OpenPGP signature refused: ${signed.why}`);

@@ -116,7 +116,8 @@ export class Keyring {
   }
 
   async close(): Promise<void> {
-    await fs.rm(this.home, { recursive: true, force: true });
+    // Retried: a gpg that has just ended may leave a socket or lock going away.
+    await fs.rm(this.home, { recursive: true, force: true, maxRetries: 3 });
   }
 
   private gpg(repo: string, args: string[]) {
