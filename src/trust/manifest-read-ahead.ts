@@ -1,8 +1,8 @@
 /**
  * Changed sub-Manifests read ahead while the fill is still writing the
  * tree, so that the incremental verification after it finds the slow part
- * of each one done: the bytes' digests, the decompressed text, and the
- * lines of the base snapshot's copy it is compared with
+ * of each one done: the bytes' digests, the decompressed text, and its
+ * comparison with the base snapshot's copy, line by line
  * (read-manifest-ahead.ts reads one).
  *
  * Nothing read ahead is trusted. The verification reads each Manifest's
