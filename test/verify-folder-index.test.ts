@@ -225,17 +225,19 @@ describe('incremental verification with the folder index', () => {
   });
 });
 
+/** A walk's findings, in an order that can be compared. */
+const shape = (w: TreeWalk | undefined) => ({
+  nodes: [...(w?.nodes ?? [])].sort(([a], [b]) => a.localeCompare(b)),
+  unlisted: [...(w?.unlisted ?? [])].sort(),
+  folders: [...(w?.folders ?? [])].sort(([a], [b]) => a.localeCompare(b)),
+  untouchedBefore: w?.untouchedBefore,
+});
+
 describe('stats many at a time (the walk on a cold cache)', () => {
   it('walks a changed tree the same way on the cold-cache path as on the warm one', async () => {
     const { t1, change } = reshaped();
     const c = await prepare('cold-walk', t1, change);
     const boundary = (): number => c.clonedAt + 40;
-    const shape = (w: TreeWalk | undefined) => ({
-      nodes: [...(w?.nodes ?? [])].sort(([a], [b]) => a.localeCompare(b)),
-      unlisted: [...(w?.unlisted ?? [])].sort(),
-      folders: [...(w?.folders ?? [])].sort(([a], [b]) => a.localeCompare(b)),
-      untouchedBefore: w?.untouchedBefore,
-    });
     const warm = await walkChangedTree(c.staging, new Set(), c.index, boundary);
     // One folder stat'ed one at a time, judged slow: the rest go through statMany.
     const cold = await walkChangedTree(c.staging, new Set(), c.index, boundary, { coldProbe: 1, coldStatMs: -1 });
@@ -304,12 +306,6 @@ describe('the walk shared with a helper thread', () => {
     const { t1, change } = reshaped();
     const c = await prepare('helper-walk', t1, change);
     const boundary = (): number => c.clonedAt + 40;
-    const shape = (w: TreeWalk | undefined) => ({
-      nodes: [...(w?.nodes ?? [])].sort(([a], [b]) => a.localeCompare(b)),
-      unlisted: [...(w?.unlisted ?? [])].sort(),
-      folders: [...(w?.folders ?? [])].sort(([a], [b]) => a.localeCompare(b)),
-      untouchedBefore: w?.untouchedBefore,
-    });
     const alone = await walkChangedTree(c.staging, new Set(), c.index, boundary);
     const helper = new (await built())({ callerTakes: false });
     try {

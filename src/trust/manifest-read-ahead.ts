@@ -21,9 +21,8 @@
  * build) it runs on the calling thread in slices of a few milliseconds.
  * What is held is bounded (READY_BUDGET): past it, nothing more is read.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startHelperThread } from '../util/helper-thread.js';
 import { isSubManifestPath, readManifestAhead, type ReadAheadManifest, type ReadAheadReply, type ReadAheadRequest } from './read-manifest-ahead.js';
 
 /** A slice of work between two turns of the event loop (on the calling thread). */
@@ -131,32 +130,21 @@ export class ManifestReadAhead {
     worker.postMessage({ root: this.root, baseRoot: this.baseRoot, paths } satisfies ReadAheadRequest);
   }
 
+  /** Without a thread to be had, reading goes on this thread instead. */
   private startWorker(): void {
-    const script = fileURLToPath(new URL('./manifest-read-ahead-worker.js', import.meta.url));
-    if (!existsSync(script)) return;
-    let worker: Worker;
-    try {
-      worker = new Worker(script);
-    } catch {
-      // No thread to be had (a resource limit): read on this thread instead.
-      return;
-    }
-    // Nothing waits for it: a sync that ends first just stops it.
-    worker.unref();
-    worker.on('message', (reply: ReadAheadReply) => {
-      if (this.worker !== worker) return;
-      this.busy = false;
-      for (const { path: p, result } of reply) if (result && !this.stopped) this.keep(p, fromWorker(result));
-      this.next();
-    });
-    // A worker that fails or goes reads nothing more ahead; the verification reads for itself.
-    const gone = (): void => {
-      if (this.worker === worker) void this.stop();
-    };
-    worker.on('error', gone);
-    worker.on('messageerror', gone);
-    worker.on('exit', gone);
-    this.worker = worker;
+    this.worker = startHelperThread<ReadAheadReply>(
+      new URL('./manifest-read-ahead-worker.js', import.meta.url),
+      (reply, worker) => {
+        if (this.worker !== worker) return;
+        this.busy = false;
+        for (const { path: p, result } of reply) if (result && !this.stopped) this.keep(p, fromWorker(result));
+        this.next();
+      },
+      // A worker that fails or goes reads nothing more ahead; the verification reads for itself.
+      (worker) => {
+        if (this.worker === worker) void this.stop();
+      },
+    );
   }
 
   /** Without a worker: on this thread, a slice at a time. */

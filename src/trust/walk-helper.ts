@@ -19,9 +19,8 @@
  * Without the worker script (the sources run without a build), or without
  * a thread to be had, the walk's thread does all of it.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startHelperThread } from '../util/helper-thread.js';
 import { listFolderEntries, NOT_STATED, statFolder, type FolderListing } from './folder-listing.js';
 
 /** Folders stat'ed per claim (a fraction of a millisecond's work). */
@@ -110,25 +109,15 @@ export class WalkHelper {
    * so the thread does all it can and the calling thread what is left.
    */
   constructor(private readonly opts: { callerTakes?: boolean } = {}) {
-    const script = fileURLToPath(new URL('./walk-helper-worker.js', import.meta.url));
-    if (!existsSync(script)) return;
-    let worker: Worker;
-    try {
-      worker = new Worker(script);
-    } catch {
-      return;
-    }
-    worker.unref();
-    worker.on('message', (reply: ListedReply) => this.onReply?.(reply));
-    const gone = (): void => {
-      if (this.worker !== worker) return;
-      this.worker = undefined;
-      this.onReply?.();
-    };
-    worker.on('error', gone);
-    worker.on('messageerror', gone);
-    worker.on('exit', gone);
-    this.worker = worker;
+    this.worker = startHelperThread<ListedReply>(
+      new URL('./walk-helper-worker.js', import.meta.url),
+      (reply) => this.onReply?.(reply),
+      (worker) => {
+        if (this.worker !== worker) return;
+        this.worker = undefined;
+        this.onReply?.();
+      },
+    );
   }
 
   /** Whether a helper thread is there to share the work with. */
