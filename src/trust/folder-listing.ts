@@ -21,15 +21,13 @@ export interface FolderListing {
   types: Uint8Array;
   sizes: Float64Array;
   ctimes: Float64Array;
-  /** Whether a ctime seen had a sub-second part (then so does this filesystem). */
-  fine: boolean;
 }
 
 /** List folder `dirAbs` (see FolderListing). Errors are thrown as they come. */
 export function listFolderEntries(dirAbs: string): FolderListing {
   const dirents = readdirSync(dirAbs, { withFileTypes: true }).filter((e) => !e.name.startsWith('.'));
   const n = dirents.length;
-  const listing: FolderListing = { names: new Array<string>(n), types: new Uint8Array(n), sizes: new Float64Array(n), ctimes: new Float64Array(n), fine: false };
+  const listing: FolderListing = { names: new Array<string>(n), types: new Uint8Array(n), sizes: new Float64Array(n), ctimes: new Float64Array(n) };
   for (let i = 0; i < n; i++) {
     const e = dirents[i] as (typeof dirents)[number];
     listing.names[i] = e.name;
@@ -41,7 +39,6 @@ export function listFolderEntries(dirAbs: string): FolderListing {
     const st = lstatSync(`${dirAbs}/${e.name}`);
     listing.sizes[i] = st.size;
     listing.ctimes[i] = st.ctimeMs;
-    if (st.ctimeMs % 1000 !== 0) listing.fine = true;
   }
   return listing;
 }
@@ -54,7 +51,11 @@ export const NOT_STATED = -1;
 
 /** lstat folder `abs` into place `at` of `ctimes`/`links` (see NOT_STATED); whether its ctime has a sub-second part. */
 export function statFolder(abs: string, at: number, ctimes: Float64Array, links: Float64Array): boolean {
-  const st = lstatIfThere(abs);
+  return recordFolder(lstatIfThere(abs), at, ctimes, links);
+}
+
+/** What statFolder records of a folder's stat (undefined: nothing there), however it was made. */
+export function recordFolder(st: Stats | undefined, at: number, ctimes: Float64Array, links: Float64Array): boolean {
   if (!st?.isDirectory()) {
     links[at] = 0;
     return st !== undefined && st.ctimeMs % 1000 !== 0;

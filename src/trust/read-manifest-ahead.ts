@@ -40,7 +40,7 @@ export interface BaseDiff {
 }
 
 /** `text` compared with the lines of the base's copy (see BaseDiff). */
-export function diffWithBase(text: string, baseLines: Set<string>): BaseDiff {
+function diffWithBase(text: string, baseLines: Set<string>): BaseDiff {
   const lines = text.split('\n');
   const inBase = new Uint8Array(lines.length);
   const kept = new Set<string>();

@@ -20,7 +20,7 @@
  */
 import { lstat, lstatSync, readdirSync, realpathSync, statSync, type Dirent, type Stats } from 'node:fs';
 import path from 'node:path';
-import { EntryType, listFolderEntries, lstatIfThere, notThere, type FolderListing } from './folder-listing.js';
+import { EntryType, listFolderEntries, lstatIfThere, notThere, recordFolder, type FolderListing } from './folder-listing.js';
 import { within } from './manifest-format.js';
 import { WalkHelper } from './walk-helper.js';
 
@@ -196,10 +196,7 @@ async function walkChangedTreeWith(
     order.push(rel);
   }
   const record = (at: number, st: Stats | undefined): void => {
-    if (st) clock.saw(st);
-    if (!st?.isDirectory()) return;
-    ctimes[at] = st.ctimeMs;
-    links[at] = st.nlink;
+    if (recordFolder(st, at, ctimes, links)) clock.fine = true;
   };
   const folderPath = (rel: string): string => (rel === '' ? root : `${root}/${rel}`);
   // One at a time while the kernel has the folders cached (a few
