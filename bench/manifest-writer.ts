@@ -101,6 +101,12 @@ export interface ManifestOptions {
   ignore?: string[];
   /** Files and folders worked on at once (default 64). */
   concurrency?: number;
+  /**
+   * Lines written as they are at the end of the Manifest of each folder
+   * named ('' is the top level; the folder must have a Manifest of its
+   * own): a tree whose Manifests say odd things on purpose.
+   */
+  extra?: Record<string, string[]>;
 }
 
 /** GLEP 74 hash names and node:crypto's names for them. */
@@ -254,6 +260,7 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
   const categoryManifest = compress ? 'Manifest.gz' : 'Manifest';
   const limit = Math.max(1, opts.concurrency ?? 64);
   const realRoot = await fs.realpath(root);
+  const extraLines = (dir: string): string => (opts.extra?.[dir] ?? []).map((l) => `${l}\n`).join('');
 
   const isIgnored = (rel: string): boolean => {
     if (ignored.size === 0) return false;
@@ -297,6 +304,8 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
     level = below.flat();
   }
 
+  for (const dir of Object.keys(opts.extra ?? {})) if (!owners.has(dir)) throw new Error(`writeManifests: no Manifest of its own in ${JSON.stringify(dir)} for the extra lines`);
+
   // A symlink stands for its target's content; only links to regular files
   // inside the tree are allowed, so that a tree means the same wherever it is.
   await mapLimit(symlinks, limit, async (l) => {
@@ -339,7 +348,7 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
       limit,
       async (dir) => {
         const name = owners.get(dir) as string;
-        const text = Buffer.from(render(entries.get(dir) ?? []));
+        const text = Buffer.from(render(entries.get(dir) ?? []) + extraLines(dir));
         // Hashed as stored: the compressed bytes, as GLEP 74 has it.
         const body = name.endsWith('.gz') ? await gzip(text) : text;
         await writeFile(path.join(realRoot, dir, name), body);
@@ -353,7 +362,7 @@ export async function writeManifests(root: string, opts: ManifestOptions = {}): 
   for (const p of ignored) top.push({ tag: 'IGNORE', path: p, rest: '' });
   const when = opts.timestamp ?? new Date();
   top.push({ tag: 'TIMESTAMP', path: '', rest: `${when.toISOString().slice(0, 19)}Z` });
-  const text = render(top);
+  const text = render(top) + extraLines('');
   await fs.writeFile(path.join(realRoot, 'Manifest'), opts.key ? await clearsign(opts.key, text) : text);
 }
 

@@ -201,6 +201,17 @@ describe('writeManifests', () => {
     await expect(fs.lstat(path.join(root, 'cat-a', 'Manifest'))).rejects.toThrow();
   });
 
+  it('writes extra lines as they are at the end of the Manifests named, and refuses a folder without one', async () => {
+    const root = path.join(tmpdir('manifest-writer'), 'tree');
+    await writeTree(root, { 'cat/pkg/a.ebuild': 'a\n' });
+    await writeManifests(root, { compress: false, extra: { '': ['IGNORE local'], 'cat/pkg': ['IGNORE files'] } });
+    expect((await fs.readFile(path.join(root, 'Manifest'), 'utf8')).endsWith('\nIGNORE local\n')).toBe(true);
+    expect(await fs.readFile(path.join(root, 'cat/pkg/Manifest'), 'utf8')).toMatch(/^DATA a\.ebuild .*\nIGNORE files\n$/);
+    const before = await fs.readFile(path.join(root, 'Manifest'));
+    await expect(writeManifests(root, { extra: { 'cat/pkg/files': ['IGNORE x'] } })).rejects.toThrow(/no Manifest of its own in "cat\/pkg\/files"/);
+    expect(await fs.readFile(path.join(root, 'Manifest'))).toEqual(before);
+  });
+
   it('refuses what it cannot list faithfully: unknown hashes, special files, symlinks out of the tree or to folders', async () => {
     const dir = tmpdir('manifest-writer');
     const root = path.join(dir, 'tree');

@@ -72,14 +72,19 @@ interface Change {
  * then `fill` run on it (an rsync of T2 by default, the way the rsync
  * source writes: new files renamed in).
  */
-async function prepare(name: string, t1: TreeSpec, change: Change, opts: { ignore1?: string[]; ignore2?: string[]; fill?: (c: Case) => Promise<void> } = {}): Promise<Case> {
+async function prepare(
+  name: string,
+  t1: TreeSpec,
+  change: Change,
+  opts: { ignore1?: string[]; ignore2?: string[]; extra2?: Record<string, string[]>; fill?: (c: Case) => Promise<void> } = {},
+): Promise<Case> {
   const t = path.join(dir, name);
   await writeTree(path.join(t, 'T1'), t1);
   await writeManifests(path.join(t, 'T1'), { key, timestamp: T1, ...(opts.ignore1 ? { ignore: opts.ignore1 } : {}) });
   execFileSync('cp', ['-a', path.join(t, 'T1'), path.join(t, 'T2')]);
   for (const r of change.remove ?? []) await fs.rm(path.join(t, 'T2', r), { recursive: true });
   await writeTree(path.join(t, 'T2'), change.write ?? {});
-  await writeManifests(path.join(t, 'T2'), { key, timestamp: T2, ...(opts.ignore2 ? { ignore: opts.ignore2 } : {}) });
+  await writeManifests(path.join(t, 'T2'), { key, timestamp: T2, ...(opts.ignore2 ? { ignore: opts.ignore2 } : {}), ...(opts.extra2 ? { extra: opts.extra2 } : {}) });
   const base = path.join(t, 'base');
   execFileSync('cp', ['-a', path.join(t, 'T1'), base]);
   let index: FolderIndex | undefined;
@@ -202,6 +207,21 @@ describe('incremental verification with the folder index', () => {
     });
     await expect(full(c)).rejects.toThrow(/app-b\/one\/files\/shared\.patch: size mismatch/);
     await expect(indexed(c)).rejects.toThrow(/app-b\/one\/files\/shared\.patch: size mismatch/);
+  });
+
+  // A line passed over as the base's (about the base's file, or a
+  // sub-Manifest over a folder all the base's) is taken in after all when a
+  // line read after it speaks of its path: here a new IGNORE, which makes
+  // an unchanged entry one inside an IGNOREd path.
+  it.each([
+    ['of the folder holding the file, in the same Manifest', { 'dev-c/two': ['IGNORE files'] }],
+    ['of the file itself, in the same Manifest', { 'dev-c/two': ['IGNORE files/fix.patch'] }],
+    ["of a folder inside a package, in the category's Manifest, whose sub-Manifest is the base's", { 'dev-c': ['IGNORE two/files'] }],
+  ])('refuses an unchanged entry inside a new IGNORE %s, as a full verification does', async (what, extra) => {
+    const c = await prepare(`ignored-entry-${what.replace(/\W+/g, '-')}`, gentooish('1'), { write: { 'dev-c/new/new-1.ebuild': 'y\n' } }, { extra2: extra });
+    const why = /dev-c\/two\/files\/fix\.patch: listed in dev-c\/two\/Manifest but inside an IGNOREd path/;
+    await expect(full(c)).rejects.toThrow(why);
+    await expect(indexed(c)).rejects.toThrow(why);
   });
 
   it('lists every folder when the index does not fit the tree, so nothing it leaves out goes unseen', async () => {
