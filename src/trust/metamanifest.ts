@@ -34,9 +34,10 @@ import path from 'node:path';
 import { NotReadable, readRegularFile } from '../util/fs.js';
 import { Limiter } from '../util/limit.js';
 import { runProcess } from '../util/process.js';
+import { DeferredLines, type DeferredLine } from './deferred-lines.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
-import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type FileTag, type ParsedManifest } from './manifest-format.js';
+import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type ParsedManifest } from './manifest-format.js';
 import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
@@ -190,9 +191,18 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * entry names a file; one that names a folder fails wherever it is read).
    */
   const disturbedIgnores = new Set<string>();
+  /** The disturbed paths and IGNOREs in the order they came, for waking deferred lines (see the loop after the main pass). */
+  const disturbedOrder: string[] = [];
+  const ignoresOrder: string[] = [];
   const disturb = (p: string, ignore = false): void => {
-    disturbed.add(p);
-    if (ignore) disturbedIgnores.add(p);
+    if (!disturbed.has(p)) {
+      disturbed.add(p);
+      disturbedOrder.push(p);
+    }
+    if (ignore && !disturbedIgnores.has(p)) {
+      disturbedIgnores.add(p);
+      ignoresOrder.push(p);
+    }
     for (let d = parentOf(p); d !== undefined && !disturbedWithin.has(d); d = parentOf(d)) disturbedWithin.add(d);
   };
   /** Whether a disturbed path is inside `dir`, is `dir`, or holds it (an IGNORE of a parent). */
@@ -209,8 +219,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * over such a folder (walkChangedTree did not list them). Taken in after
    * all if a changed line elsewhere says something about their path.
    */
-  let deferred: Deferred[] = [];
-  const deferredPaths = new Set<string>();
+  const deferred = new DeferredLines();
   let deferredFiles = 0;
   const pool = new HashPool(opts.jobs);
   const hashing: Array<Promise<void>> = [];
@@ -350,10 +359,10 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   /**
    * For parseManifest: pass over a line of the Manifest at `manifest` that
    * the base's copy had word for word (`isBase`, asked about every line)
-   * and that no changed line has spoken of so far, about the base's file
-   * (in a folder not listed, or listed but untouched itself) or a
-   * sub-Manifest over a folder that is all the base's; it waits in
-   * `deferred`, its path counted as covered.
+   * about the base's file (in a folder not listed, or listed but untouched
+   * itself) or a sub-Manifest over a folder that is all the base's; it
+   * waits in `deferred`, its path counted as covered, until a changed line
+   * speaks of its path (see the loop after the main pass).
    */
   const deferUnchanged =
     (manifest: string, isBase: (raw: string, line: number) => boolean) =>
@@ -361,16 +370,15 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       if (!isBase(raw, line) || unlisted.size === 0) return false;
       const head = entryHead(raw, manifest);
       if (!head) return false;
-      const dir = parentOf(head.path) ?? '';
       if (head.tag === 'MANIFEST') {
+        const dir = parentOf(head.path) ?? '';
         if (nodes.has(head.path) || subtreeTouched(dir) || isDisturbed(dir)) return false;
       } else {
         const n = nodes.get(head.path);
-        if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(dir)) return false;
+        if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '')) return false;
         if (isDisturbed(head.path)) return false;
-        deferredPaths.add(head.path);
       }
-      deferred.push({ raw, line, manifest, tag: head.tag, path: head.path });
+      deferred.add({ raw, line, manifest, tag: head.tag, path: head.path });
       return true;
     };
 
@@ -423,7 +431,12 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     }
     await absorb(topParsed, topSameAsBase, 'Manifest', topListed);
     // A skipped folder or a deferred line whose coverage a changed Manifest
-    // touched is taken in after all; what it brings may touch more.
+    // touched is taken in after all; what it brings may touch more. A line
+    // is deferred only while its path is not disturbed, so each disturbance
+    // needs to wake the lines it concerns once, whenever they were deferred
+    // (a disturbance that came before a line was deferred concerns it not).
+    let wokenBy = 0;
+    let wokenByIgnores = 0;
     for (let again = true; again; ) {
       again = false;
       for (const [m, s] of skipped) {
@@ -432,13 +445,10 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         again = true;
         await readSubManifest(s.entry, true, true);
       }
-      const waiting = deferred;
-      deferred = [];
-      for (const d of waiting) {
-        if (!isDisturbed(d.tag === 'MANIFEST' ? (parentOf(d.path) ?? '') : d.path)) {
-          deferred.push(d);
-          continue;
-        }
+      const waking: DeferredLine[] = [];
+      for (; wokenBy < disturbedOrder.length; wokenBy++) waking.push(...deferred.takeAbout(disturbedOrder[wokenBy] as string));
+      for (; wokenByIgnores < ignoresOrder.length; wokenByIgnores++) waking.push(...deferred.takeInside(ignoresOrder[wokenByIgnores] as string));
+      for (const d of waking) {
         again = true;
         const entry = parse(d.raw, d.manifest).files[0] as FileEntry;
         entry.line = d.line;
@@ -457,12 +467,11 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       skippedDirs.add(s.dir);
       deferredFiles += below(s.dir) - 1; // its Manifest is an entry already
     }
-    for (const d of deferred) {
-      if (d.tag !== 'MANIFEST') continue;
-      skippedDirs.add(parentOf(d.path) ?? '');
-      deferredFiles += below(parentOf(d.path) ?? '');
+    for (const dir of deferred.manifestFolders()) {
+      skippedDirs.add(dir);
+      deferredFiles += below(dir);
     }
-    deferredFiles += deferred.filter((d) => d.tag !== 'MANIFEST').length;
+    deferredFiles += deferred.fileLines();
     result.skippedManifests = skippedDirs.size;
     const under = (p: string, set: Set<string>): boolean => {
       for (let q: string | undefined = p; q !== undefined; q = parentOf(q)) if (set.has(q)) return true;
@@ -473,7 +482,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     }
     result.files = entries.size + deferredFiles;
     const stray = (p: string, n: Node): never => fail(p, n.odd ?? (n.kind === 'file' ? 'stray file: no Manifest lists it' : 'not a regular file, and not IGNOREd'));
-    const covered = (p: string): boolean => p === 'Manifest' || entries.has(p) || deferredPaths.has(p) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
+    const covered = (p: string): boolean => p === 'Manifest' || entries.has(p) || deferred.coversFile(p) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
     for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p)) stray(p, n);
     // In a folder that was not listed, only a path a changed line spoke of
     // can have lost its coverage (an entry or an IGNORE dropped): a file
@@ -504,15 +513,6 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     await Promise.allSettled(hashing);
     await pool.close();
   }
-}
-
-/** A line passed over unparsed (see deferUnchanged). */
-interface Deferred {
-  raw: string;
-  line: number;
-  manifest: string;
-  tag: FileTag;
-  path: string;
 }
 
 /** What fileFor gives for the base's file in a folder that was not listed. */

@@ -1,0 +1,91 @@
+/**
+ * Lines of Manifests passed over unparsed by an incremental verification
+ * (see metamanifest.ts, deferUnchanged): the base's lines about the base's
+ * files, or about sub-Manifests over folders that are all the base's. Each
+ * waits under the path it is keyed by (a file line: the file; a MANIFEST
+ * line: the sub-Manifest's folder), so that a changed line elsewhere, which
+ * disturbs one path, takes out the lines it concerns in a few lookups
+ * instead of a pass over every waiting line.
+ */
+import type { FileTag } from './manifest-format.js';
+import { parentOf } from './tree-walk.js';
+
+/** A line passed over unparsed. */
+export interface DeferredLine {
+  /** The line (trimmed), its number, and the tree path of its Manifest. */
+  raw: string;
+  line: number;
+  manifest: string;
+  tag: FileTag;
+  /** The tree path it names. */
+  path: string;
+}
+
+/** A line, and the others under the same key. */
+interface Link {
+  line: DeferredLine;
+  next: Link | undefined;
+}
+
+export class DeferredLines {
+  private readonly byFile = new Map<string, Link>();
+  private readonly byFolder = new Map<string, Link>();
+
+  /** The key a MANIFEST line waits under: the folder its sub-Manifest covers. */
+  static folderOf(line: DeferredLine): string {
+    return parentOf(line.path) ?? '';
+  }
+
+  add(line: DeferredLine): void {
+    const [map, key] = line.tag === 'MANIFEST' ? [this.byFolder, DeferredLines.folderOf(line)] : [this.byFile, line.path];
+    map.set(key, { line, next: map.get(key) });
+  }
+
+  /** Whether a file line about `p` waits: `p` is covered by it. */
+  coversFile(p: string): boolean {
+    return this.byFile.has(p);
+  }
+
+  /**
+   * Take out the lines a disturbance of `p` concerns: those keyed by `p`
+   * or by a folder holding it (see isDisturbed in metamanifest.ts: a key is
+   * disturbed when it is a disturbed path or holds one).
+   */
+  takeAbout(p: string): DeferredLine[] {
+    const out: DeferredLine[] = [];
+    for (let k: string | undefined = p; k !== undefined; k = parentOf(k)) {
+      take(this.byFile, k, out);
+      take(this.byFolder, k, out);
+    }
+    return out;
+  }
+
+  /** Take out every line keyed by a path inside folder `dir` (a disturbed IGNORE of it): a pass over all. */
+  takeInside(dir: string): DeferredLine[] {
+    const out: DeferredLine[] = [];
+    const prefix = `${dir}/`;
+    for (const map of [this.byFile, this.byFolder]) {
+      for (const key of [...map.keys()]) if (key.startsWith(prefix)) take(map, key, out);
+    }
+    return out;
+  }
+
+  /** How many file lines wait. */
+  fileLines(): number {
+    let n = 0;
+    for (const link of this.byFile.values()) for (let l: Link | undefined = link; l; l = l.next) n++;
+    return n;
+  }
+
+  /** The folders of the sub-Manifests whose MANIFEST lines wait (not read: all the base's). */
+  manifestFolders(): IterableIterator<string> {
+    return this.byFolder.keys();
+  }
+}
+
+function take(map: Map<string, Link>, key: string, out: DeferredLine[]): void {
+  const link = map.get(key);
+  if (!link) return;
+  map.delete(key);
+  for (let l: Link | undefined = link; l; l = l.next) out.push(l.line);
+}
