@@ -5,18 +5,15 @@
  * than the current one is refused unless the user asks for it. Either
  * refusal leaves the previous snapshot current.
  */
-import { createHash } from 'node:crypto';
-import fs from 'node:fs/promises';
 import type { MetaManifestConfig } from '../config/repos.js';
 import { ReposnapError } from '../errors.js';
 import type { VerificationRecord } from '../store/metadata.js';
 import type { Update } from '../store/storage.js';
 import { formatTimestamp, parseTimestamp } from '../trust/manifest-format.js';
-import { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
 import { ManifestFailure, verifyMetaManifest, type MetaManifestResult } from '../trust/metamanifest.js';
-import { Keyring } from '../trust/openpgp.js';
-import { parseFolderIndex, serializeFolderIndex, type FolderIndex } from '../trust/tree-walk.js';
+import { serializeFolderIndex } from '../trust/tree-walk.js';
 import { manifestAge, timestampChkAge, type TreeAge } from '../trust/tree-age.js';
+import { VerificationPrep } from './verification-prep.js';
 
 export interface AuthenticityCheck {
   repo: string;
@@ -27,8 +24,8 @@ export interface AuthenticityCheck {
   allowOlder: boolean;
   /** Another user wrote the tree (sync-user): verify it in full. */
   untrustedWriter: boolean;
-  /** Changed sub-Manifests read ahead during the fill (see manifestReadAhead). */
-  readAhead?: ManifestReadAhead;
+  /** The verification got ready during the fill (prepareVerification); else it is got ready now. */
+  prep?: VerificationPrep;
 }
 
 export interface Verified {
@@ -40,38 +37,14 @@ export interface Verified {
 
 const NOTHING_PUBLISHED = 'nothing was published, the previous snapshot stays current';
 
-type Base = NonNullable<Update['baseTree']>;
-
 /**
- * Where the verification after the fill will be incremental, something
- * to read the changed sub-Manifests ahead with while the fill runs (offer
- * it the paths the fill writes, stop it when the fill ends); undefined
- * where there is nothing to compare with. The verification uses what it
- * read only for the very bytes it reads itself (trust/manifest-read-ahead.ts).
+ * Where the tree is to be verified, the verification's preparations,
+ * started now to run while the fill does (see verification-prep.ts): the
+ * caller offers the read-ahead the paths the fill writes, stops it when the
+ * fill ends, and closes it all once the verification is over.
  */
-export async function manifestReadAhead(c: Pick<AuthenticityCheck, 'metamanifest' | 'update' | 'untrustedWriter'>): Promise<ManifestReadAhead | undefined> {
-  if (!c.metamanifest) return undefined;
-  // A key file that cannot be read fails the verification later, with its reason.
-  const keyDigest = await digestOf(c.metamanifest).catch(() => undefined);
-  const base = keyDigest === undefined ? undefined : incrementalBase(c, keyDigest);
-  return base ? new ManifestReadAhead(c.update.target, base.dir) : undefined;
-}
-
-/**
- * The snapshot an incremental verification starts from: the base the
- * staging tree was cloned from, if it was verified with this very key file
- * and nobody else wrote the tree; else none (a full verification).
- */
-function incrementalBase(c: Pick<AuthenticityCheck, 'update' | 'untrustedWriter'>, keyDigest: string): (Base & { clonedAt: number }) | undefined {
-  const base = c.update.baseTree;
-  if (c.untrustedWriter || base?.clonedAt === undefined || base.verified?.method !== 'metamanifest' || base.verified.keyDigest !== keyDigest) return undefined;
-  return base as Base & { clonedAt: number };
-}
-
-async function digestOf(config: MetaManifestConfig): Promise<string> {
-  return createHash('sha256')
-    .update(await fs.readFile(config.key.file))
-    .digest('hex');
+export async function prepareVerification(c: Pick<AuthenticityCheck, 'repo' | 'metamanifest' | 'update' | 'untrustedWriter'>): Promise<VerificationPrep | undefined> {
+  return c.metamanifest ? VerificationPrep.start(c.repo, c.metamanifest, c.update, c.untrustedWriter) : undefined;
 }
 
 export async function checkAuthenticity(c: AuthenticityCheck): Promise<Verified | undefined> {
@@ -101,15 +74,12 @@ export async function checkAuthenticity(c: AuthenticityCheck): Promise<Verified 
 }
 
 async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Promise<Verified> {
-  const keyDigest = await digestOf(config);
-  const base = incrementalBase(c, keyDigest);
-  // Without its folder index (a snapshot verified by an older reposnap, or
-  // the index lost) the base still serves: the walk then lists every folder.
-  const folders = base ? parseIndex(await base.folderIndex?.().catch(() => undefined)) : undefined;
-  const incremental = base ? { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) } : undefined;
+  const prep = c.prep ?? (await VerificationPrep.start(c.repo, config, c.update, c.untrustedWriter));
   let folderIndex: string | undefined;
-  const keyring = await Keyring.open(c.repo, config.key);
   try {
+    const keyDigest = await prep.keyDigest();
+    const base = await prep.base;
+    const keyring = await prep.keyring();
     const result = await verifyMetaManifest({
       repo: c.repo,
       root: c.update.target,
@@ -117,7 +87,8 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
       jobs: config.jobs,
       maxAgeDays: config.maxAgeDays,
       ignoreTop: c.update.excludeTop,
-      ...(incremental ? { base: incremental, ...(c.readAhead ? { readAhead: c.readAhead } : {}) } : {}),
+      ...(base ? { base, ...(prep.readAhead ? { readAhead: prep.readAhead } : {}) } : {}),
+      threads: { pool: prep.pool, ...(prep.walkHelper ? { walkHelper: prep.walkHelper } : {}) },
       onFolders: (index) => (folderIndex = serializeFolderIndex(index)),
     });
     return {
@@ -141,12 +112,8 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
     }
     throw err;
   } finally {
-    await keyring.close();
+    if (prep !== c.prep) await prep.close();
   }
-}
-
-function parseIndex(text: string | undefined): FolderIndex | undefined {
-  return text === undefined ? undefined : parseFolderIndex(text);
 }
 
 function show(t: Date): string {

@@ -39,7 +39,8 @@ import type { MetaManifestResult } from '../trust/metamanifest.js';
 import { abortable, uninterruptible } from '../util/abort.js';
 import { failpoint } from '../util/failpoint.js';
 import type { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
-import { checkAuthenticity, manifestReadAhead, type Verified } from './authenticity.js';
+import type { VerificationPrep } from './verification-prep.js';
+import { checkAuthenticity, prepareVerification, type Verified } from './authenticity.js';
 import { checkSyncUser, fill, needsWorker } from './fill.js';
 import { runHooks, type HookResult } from './hooks.js';
 import { runVerifyCommand } from './verify.js';
@@ -315,23 +316,23 @@ async function steps(run: SyncRun): Promise<SyncReport> {
     const plan = found.plan && !update.dirty && update.baseTree?.dir === pending.current ? found.plan : undefined;
     if (plan === undefined) await dropPlan();
     planProgress.shown = false;
-    // Changed sub-Manifests are read ahead while the fill writes them (see verify).
-    const readAhead = await manifestReadAhead({ metamanifest: repo.config.metamanifest, update, untrustedWriter: needsWorker(repo.config) });
+    // The verification gets ready while the fill runs, and reads ahead the changed sub-Manifests it writes (see verify).
+    const prep = await prepareVerification({ repo: repo.name, metamanifest: repo.config.metamanifest, update, untrustedWriter: needsWorker(repo.config) });
     let filled: { result: SourceResult; changed: boolean };
     let verified: Verified | undefined;
     try {
       filled = await run
-        .timed('fetch', () => fillStaging(run, update, plan, readAhead))
+        .timed('fetch', () => fillStaging(run, update, plan, prep?.readAhead))
         .finally(async () => {
-          await readAhead?.stop();
+          await prep?.readAhead?.stop();
           await dropPlan();
         });
       await failpoint('filled');
       await run.stopIfAborted(keep);
-      if (filled.changed) verified = await run.timed('verify', () => verify(run, update, readAhead));
+      if (filled.changed) verified = await run.timed('verify', () => verify(run, update, prep));
     } finally {
-      // What was read ahead serves this verification only, whatever became of it.
-      await readAhead?.clear();
+      // It serves this verification only, whatever became of it.
+      await prep?.close();
     }
     if (filled.changed) {
       await run.stopIfAborted(keep);
@@ -461,7 +462,7 @@ async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | unde
  * (MetaManifest, rollback), then sync-verify-command in a tree known to be
  * upstream's. A refusal keeps the tree for inspection, rejected.
  */
-async function verify(run: SyncRun, update: Update, readAhead: ManifestReadAhead | undefined): Promise<Verified | undefined> {
+async function verify(run: SyncRun, update: Update, prep: VerificationPrep | undefined): Promise<Verified | undefined> {
   const { config, name, storage } = run.repo;
   run.progress({ phase: 'verify' });
   try {
@@ -473,7 +474,7 @@ async function verify(run: SyncRun, update: Update, readAhead: ManifestReadAhead
       current: current?.path,
       allowOlder: run.opts.allowOlder ?? false,
       untrustedWriter: needsWorker(config),
-      ...(readAhead ? { readAhead } : {}),
+      ...(prep ? { prep } : {}),
     });
     if (verified) {
       const { signedBy, timestamp, incremental, files, hashed, bytesHashed, folders, foldersListed, manifests, readAhead } = verified.result;

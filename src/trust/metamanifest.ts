@@ -41,6 +41,7 @@ import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSynta
 import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
+import type { WalkHelper } from './walk-helper.js';
 import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
 
 export interface MetaManifestOptions {
@@ -71,6 +72,12 @@ export interface MetaManifestOptions {
    * only if the base copies were read from `base.root`.
    */
   readAhead?: { readonly baseRoot: string; take(p: string): ReadAheadManifest | undefined };
+  /**
+   * Threads started ahead by the caller, who closes them: the hashing
+   * threads (else `jobs` are started here) and the incremental walk's
+   * helper (else one is started for the walk).
+   */
+  threads?: { pool?: HashPool; walkHelper?: WalkHelper };
 }
 
 export interface MetaManifestResult {
@@ -131,7 +138,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const ignoreTop = new Set(opts.ignoreTop ?? []);
   let walk: TreeWalk;
   try {
-    walk = (base?.folders && policy === 'dirs' ? await walkChangedTree(root, ignoreTop, base.folders, boundary) : undefined) ?? (await walkTree(root, ignoreTop, policy, boundary));
+    walk = (base?.folders && policy === 'dirs' ? await walkChangedTree(root, ignoreTop, base.folders, boundary, {}, opts.threads?.walkHelper) : undefined) ?? (await walkTree(root, ignoreTop, policy, boundary));
   } catch (err) {
     // gpg is still at work in the keyring's home: a caller that removes the
     // home at once would meet its files (ENOTEMPTY) instead of this error.
@@ -221,7 +228,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    */
   const deferred = new DeferredLines();
   let deferredFiles = 0;
-  const pool = new HashPool(opts.jobs);
+  const pool = opts.threads?.pool ?? new HashPool(opts.jobs);
   const hashing: Array<Promise<void>> = [];
   let failure: ManifestFailure | undefined;
   const fail = (file: string, what: string): never => {
@@ -511,7 +518,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   } finally {
     // Settle what is in flight before the pool goes, so no rejection is left unhandled.
     await Promise.allSettled(hashing);
-    await pool.close();
+    if (pool !== opts.threads?.pool) await pool.close();
   }
 }
 

@@ -46,12 +46,21 @@ export type Verdict = { ok: true; fingerprint: string } | { ok: false; why: stri
 export class Keyring {
   private constructor(private readonly home: string) {}
 
-  /** A keyring holding exactly the keys of `key.file`; a file with no usable key is a configuration error. */
-  static async open(repo: string, key: KeySource): Promise<Keyring> {
+  /**
+   * A keyring holding exactly the keys of `key.file` (or of `bytes`, read
+   * from it by the caller, so that what it digested is what is imported); a
+   * file with no usable key is a configuration error.
+   */
+  static async open(repo: string, key: KeySource, bytes?: Buffer): Promise<Keyring> {
     const home = await fs.mkdtemp(path.join(os.tmpdir(), 'reposnap-gpg-'));
     const ring = new Keyring(home);
     try {
-      const end = await ring.gpg(repo, ['--import', key.file]);
+      let from = key.file;
+      if (bytes) {
+        from = path.join(home, 'keys');
+        await fs.writeFile(from, bytes);
+      }
+      const end = await ring.gpg(repo, ['--import', from]);
       const imported = end.stdout
         .toString()
         .split('\n')

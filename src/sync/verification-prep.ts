@@ -1,0 +1,109 @@
+/**
+ * What the MetaManifest verification after the fill gets ready while the
+ * fill still runs, so that none of it waits once the tree is there (on two
+ * cores a fill leaves about a quarter of them idle):
+ *
+ *  - the key file, read once: the digest recorded with the snapshot (and
+ *    compared with the base's to allow an incremental verification) and
+ *    the keyring come from the very same bytes, whatever happens to the
+ *    file meanwhile;
+ *  - the keyring, made by gpg importing those bytes into a home of its own;
+ *  - the base snapshot's folder index, read and parsed;
+ *  - the hashing threads and the walk's helper thread, started: a thread
+ *    takes tens of milliseconds of CPU to start, which during the
+ *    verification would be taken from the walk;
+ *  - the changed sub-Manifests, read ahead as the fill writes them
+ *    (trust/manifest-read-ahead.ts).
+ *
+ * None of it reads the tree being filled but the read-ahead, which is only
+ * a hint. What fails here is kept and thrown where the verification asks
+ * for it, so an error reads as it would without any of this. close() lets
+ * everything go, used or not.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import type { MetaManifestConfig } from '../config/repos.js';
+import type { Update } from '../store/storage.js';
+import { HashPool } from '../trust/hash-pool.js';
+import { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
+import { Keyring } from '../trust/openpgp.js';
+import { parseFolderIndex, type FolderIndex } from '../trust/tree-walk.js';
+import { WalkHelper } from '../trust/walk-helper.js';
+
+/** The base snapshot an incremental verification starts from. */
+export interface IncrementalBase {
+  root: string;
+  clonedAt: number;
+  /** Its folder index, where it has one that reads. */
+  folders?: FolderIndex;
+}
+
+export class VerificationPrep {
+  private keyringOpened: Promise<Keyring> | undefined;
+
+  private constructor(
+    private readonly repo: string,
+    private readonly config: MetaManifestConfig,
+    private readonly key: Promise<{ bytes: Buffer; digest: string }>,
+    /** Undefined for a full verification. */
+    readonly base: Promise<IncrementalBase | undefined>,
+    readonly readAhead: ManifestReadAhead | undefined,
+    readonly pool: HashPool,
+    readonly walkHelper: WalkHelper | undefined,
+  ) {}
+
+  /**
+   * Start getting the verification of `update`'s tree ready. Incremental
+   * where the tree was cloned from a snapshot verified with this very key
+   * file and nobody else writes it (`untrustedWriter`: sync-user); else the
+   * verification is a full one, and nothing is read ahead.
+   */
+  static async start(repo: string, config: MetaManifestConfig, update: Update, untrustedWriter: boolean): Promise<VerificationPrep> {
+    const key = fs.readFile(config.key.file).then((bytes) => ({ bytes, digest: createHash('sha256').update(bytes).digest('hex') }));
+    // A key file that cannot be read fails the verification, with its reason.
+    key.catch(() => undefined);
+    const digest = await key.then((k) => k.digest).catch(() => undefined);
+    const base = update.baseTree;
+    const incremental = digest !== undefined && !untrustedWriter && base?.clonedAt !== undefined && base.verified?.method === 'metamanifest' && base.verified.keyDigest === digest;
+    // Without its folder index (a snapshot verified by an older reposnap, or
+    // the index lost) the base still serves: the walk then lists every folder.
+    const readBase = async (): Promise<IncrementalBase | undefined> => {
+      if (!incremental || !base || base.clonedAt === undefined) return undefined;
+      const text = await base.folderIndex?.().catch(() => undefined);
+      const folders = text === undefined ? undefined : parseFolderIndex(text);
+      return { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) };
+    };
+    const prep = new VerificationPrep(
+      repo,
+      config,
+      key,
+      readBase(),
+      incremental && base ? new ManifestReadAhead(update.target, base.dir) : undefined,
+      new HashPool(config.jobs),
+      incremental ? new WalkHelper() : undefined,
+    );
+    prep.base.catch(() => undefined);
+    // The keyring too: a gpg process, which is not worth waiting for.
+    prep.keyring().catch(() => undefined);
+    return prep;
+  }
+
+  /** The SHA-256 of the key file's bytes; throws as reading it did. */
+  async keyDigest(): Promise<string> {
+    return (await this.key).digest;
+  }
+
+  /** A keyring of exactly the key file's keys, from the bytes digested; throws as making it did. */
+  keyring(): Promise<Keyring> {
+    this.keyringOpened ??= this.key.then((k) => Keyring.open(this.repo, this.config.key, k.bytes));
+    return this.keyringOpened;
+  }
+
+  async close(): Promise<void> {
+    await this.readAhead?.clear();
+    await this.pool.close();
+    await this.walkHelper?.close();
+    const ring = await this.keyringOpened?.catch(() => undefined);
+    await ring?.close();
+  }
+}
