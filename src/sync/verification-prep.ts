@@ -73,15 +73,20 @@ export class VerificationPrep {
       const folders = text === undefined ? undefined : parseFolderIndex(text);
       return { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) };
     };
-    const prep = new VerificationPrep(
-      repo,
-      config,
-      key,
-      readBase(),
-      incremental && base ? new ManifestReadAhead(update.target, base.dir) : undefined,
-      new HashPool(config.jobs),
-      incremental ? new WalkHelper() : undefined,
-    );
+    // One piece at a time, so that those started are let go if a later one cannot be.
+    const started: Array<{ close(): Promise<void> }> = [];
+    let prep: VerificationPrep;
+    try {
+      const readAhead = incremental && base ? new ManifestReadAhead(update.target, base.dir) : undefined;
+      if (readAhead) started.push({ close: () => readAhead.clear() });
+      const pool = new HashPool(config.jobs);
+      started.push(pool);
+      const walkHelper = incremental ? new WalkHelper() : undefined;
+      prep = new VerificationPrep(repo, config, key, readBase(), readAhead, pool, walkHelper);
+    } catch (err) {
+      await Promise.allSettled(started.map((s) => s.close()));
+      throw err;
+    }
     prep.base.catch(() => undefined);
     // The keyring too: a gpg process, which is not worth waiting for.
     prep.keyring().catch(() => undefined);
@@ -99,11 +104,18 @@ export class VerificationPrep {
     return this.keyringOpened;
   }
 
+  /** Let everything go, each piece whatever became of the others; the first failure is thrown after. */
   async close(): Promise<void> {
-    await this.readAhead?.clear();
-    await this.pool.close();
-    await this.walkHelper?.close();
-    const ring = await this.keyringOpened?.catch(() => undefined);
-    await ring?.close();
+    const closing = await Promise.allSettled([
+      this.readAhead?.clear(),
+      this.pool.close(),
+      this.walkHelper?.close(),
+      this.keyringOpened?.then(
+        (ring) => ring.close(),
+        () => undefined,
+      ),
+    ]);
+    const failed = closing.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }

@@ -2,7 +2,9 @@
  * Files hashed by `jobs` worker threads, in batches (one message per file
  * would cost more than hashing a small ebuild). With one job, or where the
  * worker script is not there (the sources run without a build), files are
- * hashed on the calling thread.
+ * hashed on the calling thread. A thread that cannot be had (a limit on
+ * tasks, say) or that fails or ends leaves its work to the others, and
+ * without any to the calling thread: a request is always answered.
  */
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +26,7 @@ export class HashPool {
   /** Waiting requests are queue[head..]: shift() on a 100k-entry array moves it all each time. */
   private queue: Pending[] = [];
   private head = 0;
-  private readonly inFlight = new Map<number, Pending[]>();
+  private readonly inFlight = new Map<number, { worker: Worker; batch: Pending[] }>();
   private nextId = 0;
   private closed = false;
   private scheduled = false;
@@ -33,9 +35,15 @@ export class HashPool {
     const script = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
     if (jobs < 2 || !existsSync(script)) return;
     for (let i = 0; i < jobs; i++) {
-      const w = new Worker(script);
+      let w: Worker;
+      try {
+        w = new Worker(script);
+      } catch {
+        break;
+      }
       w.on('message', (msg: { id: number; results: HashResult[] }) => this.done(w, msg));
-      w.on('error', (err) => this.failAll(err));
+      w.on('error', () => this.lost(w));
+      w.on('exit', () => this.lost(w));
       this.workers.push(w);
       this.idle.push(w);
     }
@@ -86,13 +94,13 @@ export class HashPool {
         this.head = 0;
       }
       const id = this.nextId++;
-      this.inFlight.set(id, batch);
+      this.inFlight.set(id, { worker: w, batch });
       w.postMessage({ id, batch: batch.map((p) => p.req) });
     }
   }
 
   private done(w: Worker, msg: { id: number; results: HashResult[] }): void {
-    const batch = this.inFlight.get(msg.id) ?? [];
+    const batch = this.inFlight.get(msg.id)?.batch ?? [];
     this.inFlight.delete(msg.id);
     batch.forEach((p, i) => p.resolve(msg.results[i] as HashResult));
     if (this.closed) return;
@@ -100,8 +108,35 @@ export class HashPool {
     this.dispatch();
   }
 
+  /** A thread that failed or ended: what it had in hand goes back to the front of the queue. */
+  private lost(w: Worker): void {
+    if (this.closed || !this.workers.includes(w)) return;
+    this.workers.splice(this.workers.indexOf(w), 1);
+    if (this.idle.includes(w)) this.idle.splice(this.idle.indexOf(w), 1);
+    for (const [id, { worker, batch }] of this.inFlight) {
+      if (worker !== w) continue;
+      this.inFlight.delete(id);
+      this.queue.splice(this.head, 0, ...batch);
+    }
+    if (this.workers.length > 0) {
+      this.dispatch();
+      return;
+    }
+    // None left: the calling thread hashes what waits, as with one job.
+    const waiting = this.queue.slice(this.head);
+    this.queue = [];
+    this.head = 0;
+    for (const p of waiting) {
+      try {
+        p.resolve(hashFileSync(p.req));
+      } catch (err) {
+        p.reject(err);
+      }
+    }
+  }
+
   private failAll(err: unknown): void {
-    for (const batch of this.inFlight.values()) for (const p of batch) p.reject(err);
+    for (const { batch } of this.inFlight.values()) for (const p of batch) p.reject(err);
     this.inFlight.clear();
     for (const p of this.queue.slice(this.head)) p.reject(err);
     this.queue = [];
