@@ -270,6 +270,26 @@ describe('verification with interruptions and without a store', () => {
     expect(await treeDigest(path.join(base, 'repo'))).toBe(await treeDigest(up));
   });
 
+  it('a sync stopped during the fill lets go what the verification got ready: it ends, publishes nothing, leaves no keyring behind', async () => {
+    const { base, up, conf, sync } = await setup('stopped-in-fill');
+    expect((await sync()).code).toBe(0);
+    await writeTree(up, { 'dev-libs/foo/foo-5.ebuild': 'EAPI=8\n' });
+    await writeManifests(up, { key: signer, timestamp: new Date(Date.now() + 1000) });
+    // Its hashing threads, the walk's thread and the keyring are there from the start of the fill.
+    const temp = path.join(base, 'tmp');
+    await fs.mkdir(temp);
+    const r = await interruptAt(['-c', conf, 'sync'], 'fill-midway', 'SIGTERM', { env: { TMPDIR: temp } });
+    expect(r.reached).toBe(true);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/abort/i);
+    expect(await latest(base)).toBe('snapshots/1');
+    expect(await fs.readdir(temp)).toEqual([]);
+    const next = await sync('--json');
+    expect(next.code).toBe(0);
+    expect(JSON.parse(next.stdout).results[0]).toMatchObject({ resumed: true, verified: { incremental: true } });
+    expect(await treeDigest(path.join(base, 'repo'))).toBe(await treeDigest(up));
+  });
+
   it('a file the dead sync wrote and someone changed before the resume is caught', async () => {
     const { base, up, conf, sync } = await setup('resume-tampered');
     expect((await sync()).code).toBe(0);
