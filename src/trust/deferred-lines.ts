@@ -47,27 +47,29 @@ export class DeferredLines {
   }
 
   /**
-   * Take out the lines a disturbance of `p` concerns: those keyed by `p`
-   * or by a folder holding it (see isDisturbed in metamanifest.ts: a key is
-   * disturbed when it is a disturbed path or holds one).
+   * Take out, into `out`, the lines a disturbance of `p` concerns: those
+   * keyed by `p` or by a folder holding it (see isDisturbed in
+   * metamanifest.ts: a key is disturbed when it is a disturbed path or
+   * holds one).
    */
-  takeAbout(p: string): DeferredLine[] {
-    const out: DeferredLine[] = [];
+  takeAbout(p: string, out: DeferredLine[]): void {
     for (let k: string | undefined = p; k !== undefined; k = parentOf(k)) {
       take(this.byFile, k, out);
       take(this.byFolder, k, out);
     }
-    return out;
   }
 
-  /** Take out every line keyed by a path inside folder `dir` (a disturbed IGNORE of it): a pass over all. */
-  takeInside(dir: string): DeferredLine[] {
-    const out: DeferredLine[] = [];
+  /**
+   * Take out, into `out`, every line keyed by a path inside folder `dir` (a
+   * disturbed IGNORE of it): a pass over all. Into an array the caller
+   * holds, not spread into one: an IGNORE over a large folder can take out
+   * more lines than a call can have arguments.
+   */
+  takeInside(dir: string, out: DeferredLine[]): void {
     const prefix = `${dir}/`;
     for (const map of [this.byFile, this.byFolder]) {
       for (const key of [...map.keys()]) if (key.startsWith(prefix)) take(map, key, out);
     }
-    return out;
   }
 
   /** How many file lines wait. */

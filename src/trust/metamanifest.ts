@@ -453,8 +453,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         await readSubManifest(s.entry, true, true);
       }
       const waking: DeferredLine[] = [];
-      for (; wokenBy < disturbedOrder.length; wokenBy++) waking.push(...deferred.takeAbout(disturbedOrder[wokenBy] as string));
-      for (; wokenByIgnores < ignoresOrder.length; wokenByIgnores++) waking.push(...deferred.takeInside(ignoresOrder[wokenByIgnores] as string));
+      for (; wokenBy < disturbedOrder.length; wokenBy++) deferred.takeAbout(disturbedOrder[wokenBy] as string, waking);
+      for (; wokenByIgnores < ignoresOrder.length; wokenByIgnores++) deferred.takeInside(ignoresOrder[wokenByIgnores] as string, waking);
       for (const d of waking) {
         again = true;
         const entry = parse(d.raw, d.manifest).files[0] as FileEntry;
