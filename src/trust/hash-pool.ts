@@ -6,9 +6,8 @@
  * tasks, say) or that fails or ends leaves its work to the others, and
  * without any to the calling thread: a request is always answered.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startHelperThread } from '../util/helper-thread.js';
 import { hashFileSync, type HashRequest, type HashResult } from './hash-file.js';
 
 const BATCH_FILES = 64;
@@ -32,18 +31,16 @@ export class HashPool {
   private scheduled = false;
 
   constructor(jobs: number) {
-    const script = fileURLToPath(new URL('./hash-worker.js', import.meta.url));
-    if (jobs < 2 || !existsSync(script)) return;
+    if (jobs < 2) return;
     for (let i = 0; i < jobs; i++) {
-      let w: Worker;
-      try {
-        w = new Worker(script);
-      } catch {
-        break;
-      }
-      w.on('message', (msg: { id: number; results: HashResult[] }) => this.done(w, msg));
-      w.on('error', () => this.lost(w));
-      w.on('exit', () => this.lost(w));
+      // Kept alive: the verification awaits what it has in hand; close() lets it go.
+      const w = startHelperThread<{ id: number; results: HashResult[] }>(
+        new URL('./hash-worker.js', import.meta.url),
+        (msg, worker) => this.done(worker, msg),
+        (worker) => this.lost(worker),
+        { keepsAlive: true },
+      );
+      if (!w) break;
       this.workers.push(w);
       this.idle.push(w);
     }

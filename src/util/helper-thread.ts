@@ -11,10 +11,16 @@ import { Worker } from 'node:worker_threads';
 /**
  * Start the worker script at `script`, or undefined where there is none to
  * be had. `onGone` is called when it fails or ends (possibly more than
- * once); nothing waits for it, so a process that is done does not wait
- * for its helpers.
+ * once). Nothing waits for it, so a process that is done does not wait for
+ * its helpers, unless `keepsAlive`: a thread holding work that the process
+ * awaits (and closes when done).
  */
-export function startHelperThread<Reply>(script: URL, onMessage: (reply: Reply, worker: Worker) => void, onGone: (worker: Worker) => void): Worker | undefined {
+export function startHelperThread<Reply>(
+  script: URL,
+  onMessage: (reply: Reply, worker: Worker) => void,
+  onGone: (worker: Worker) => void,
+  opts: { keepsAlive?: boolean } = {},
+): Worker | undefined {
   const file = fileURLToPath(script);
   if (!existsSync(file)) return undefined;
   let worker: Worker;
@@ -23,7 +29,7 @@ export function startHelperThread<Reply>(script: URL, onMessage: (reply: Reply, 
   } catch {
     return undefined;
   }
-  worker.unref();
+  if (!opts.keepsAlive) worker.unref();
   worker.on('message', (reply: Reply) => onMessage(reply, worker));
   const gone = (): void => onGone(worker);
   worker.on('error', gone);
