@@ -31,13 +31,9 @@ export class DeferredLines {
   private readonly byFile = new Map<string, Link>();
   private readonly byFolder = new Map<string, Link>();
 
-  /** The key a MANIFEST line waits under: the folder its sub-Manifest covers. */
-  static folderOf(line: DeferredLine): string {
-    return parentOf(line.path) ?? '';
-  }
-
+  /** Wait under its key: a file line's file, a MANIFEST line's sub-Manifest's folder. */
   add(line: DeferredLine): void {
-    const [map, key] = line.tag === 'MANIFEST' ? [this.byFolder, DeferredLines.folderOf(line)] : [this.byFile, line.path];
+    const [map, key] = line.tag === 'MANIFEST' ? [this.byFolder, parentOf(line.path) ?? ''] : [this.byFile, line.path];
     map.set(key, { line, next: map.get(key) });
   }
 
