@@ -21,9 +21,11 @@ export interface DeferredLine {
   path: string;
 }
 
-/** A line, and the others under the same key. */
-interface Link {
-  line: DeferredLine;
+/**
+ * A line, and the next one under the same key: one object a line, there
+ * being tens of thousands of them.
+ */
+interface Link extends DeferredLine {
   next: Link | undefined;
 }
 
@@ -32,9 +34,10 @@ export class DeferredLines {
   private readonly byFolder = new Map<string, Link>();
 
   /** Wait under its key: a file line's file, a MANIFEST line's sub-Manifest's folder. */
-  add(line: DeferredLine): void {
-    const [map, key] = line.tag === 'MANIFEST' ? [this.byFolder, parentOf(line.path) ?? ''] : [this.byFile, line.path];
-    map.set(key, { line, next: map.get(key) });
+  add(raw: string, line: number, manifest: string, tag: FileTag, path: string): void {
+    const map = tag === 'MANIFEST' ? this.byFolder : this.byFile;
+    const key = tag === 'MANIFEST' ? (parentOf(path) ?? '') : path;
+    map.set(key, { raw, line, manifest, tag, path, next: map.get(key) });
   }
 
   /** Whether a file line about `p` waits: `p` is covered by it. */
@@ -85,5 +88,5 @@ function take(map: Map<string, Link>, key: string, out: DeferredLine[]): void {
   const link = map.get(key);
   if (!link) return;
   map.delete(key);
-  for (let l: Link | undefined = link; l; l = l.next) out.push(l.line);
+  for (let l: Link | undefined = link; l; l = l.next) out.push(l);
 }

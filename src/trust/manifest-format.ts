@@ -116,18 +116,19 @@ export function parseManifest(text: string, manifest: string, skip?: (raw: strin
  * checking the rest of it: for a line known to parse (the same line, in
  * the same Manifest, parsed when the base snapshot was verified).
  * Undefined for any other line, or one that does not read as an entry.
+ * `dir`: the Manifest's folder (manifestDir), for a caller that asks about
+ * many lines of one Manifest.
  */
-export function entryHead(raw: string, manifest: string): { tag: FileTag; path: string } | undefined {
+export function entryHead(raw: string, manifest: string, dir = manifestDir(manifest)): { tag: FileTag; path: string } | undefined {
   // By hand, not by regular expression: it runs for every unchanged line of
   // a changed Manifest, tens of thousands of them in a metadata cache's.
-  const blank = (i: number): boolean => raw.charCodeAt(i) === 32 || raw.charCodeAt(i) === 9;
   let i = 0;
-  while (i < raw.length && !blank(i)) i++;
+  while (i < raw.length && !isBlank(raw.charCodeAt(i))) i++;
   const tag = raw.slice(0, i);
   if (!FILE_TAGS.has(tag)) return undefined;
-  while (i < raw.length && blank(i)) i++;
+  while (i < raw.length && isBlank(raw.charCodeAt(i))) i++;
   const start = i;
-  while (i < raw.length && !blank(i)) i++;
+  while (i < raw.length && !isBlank(raw.charCodeAt(i))) i++;
   if (i === start) return undefined;
   let rel = raw.slice(start, i);
   if (rel.includes('\\')) {
@@ -140,11 +141,16 @@ export function entryHead(raw: string, manifest: string): { tag: FileTag; path: 
     }
   }
   if (tag === 'AUX') rel = `files/${rel}`;
-  const dir = manifestDir(manifest);
   return { tag: tag as FileTag, path: dir === '' ? rel : `${dir}/${rel}` };
 }
 
-function manifestDir(manifest: string): string {
+/** A space or a tab: what separates a Manifest line's fields. */
+function isBlank(code: number): boolean {
+  return code === 32 || code === 9;
+}
+
+/** The tree-relative folder of the Manifest at tree-relative path `manifest` ('' at the top). */
+export function manifestDir(manifest: string): string {
   const dir = path.posix.dirname(manifest);
   return dir === '.' ? '' : dir;
 }

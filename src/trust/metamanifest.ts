@@ -37,7 +37,7 @@ import { runProcess } from '../util/process.js';
 import { DeferredLines, type DeferredLine } from './deferred-lines.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
-import { cleartextBody, entryHead, formatTimestamp, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type ParsedManifest } from './manifest-format.js';
+import { cleartextBody, entryHead, formatTimestamp, manifestDir, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type ParsedManifest } from './manifest-format.js';
 import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
@@ -371,11 +371,11 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * waits in `deferred`, its path counted as covered, until a changed line
    * speaks of its path (see the loop after the main pass).
    */
-  const deferUnchanged =
-    (manifest: string, isBase: (raw: string, line: number) => boolean) =>
-    (raw: string, line: number): boolean => {
+  const deferUnchanged = (manifest: string, isBase: (raw: string, line: number) => boolean) => {
+    const manifestFolder = manifestDir(manifest);
+    return (raw: string, line: number): boolean => {
       if (!isBase(raw, line) || unlisted.size === 0) return false;
-      const head = entryHead(raw, manifest);
+      const head = entryHead(raw, manifest, manifestFolder);
       if (!head) return false;
       if (head.tag === 'MANIFEST') {
         const dir = parentOf(head.path) ?? '';
@@ -385,9 +385,10 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '')) return false;
         if (isDisturbed(head.path)) return false;
       }
-      deferred.add({ raw, line, manifest, tag: head.tag, path: head.path });
+      deferred.add(raw, line, manifest, head.tag, head.path);
       return true;
     };
+  };
 
 
   /** A file's entry checked against bytes already read (`known`: digests of those bytes, by algorithm). */
