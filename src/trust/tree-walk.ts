@@ -179,22 +179,15 @@ async function walkChangedTreeWith(
   // arrays by the folder's place in the index: keeping tens of thousands of
   // Stats objects alive until the walk below made the garbage collector
   // copy them over and over (a third of the walk's time).
+  const n = base.size;
+  /** Each folder's place in the index (parents first), and by place: its path, its record, its sub-folders. */
   const place = new Map<string, number>();
-  const ctimes = new Float64Array(base.size);
+  const order = new Array<string>(n);
+  const records = new Array<{ files: number; links: string[] }>(n);
+  const ctimes = new Float64Array(n);
   /** A folder's link count; 0: not a folder now. */
-  const links = new Float64Array(base.size);
-  const children = new Map<string, string[]>();
-  const order: string[] = [];
-  for (const rel of base.keys()) {
-    if (rel !== '') {
-      const parent = parentOf(rel) as string;
-      const list = children.get(parent);
-      if (list) list.push(rel);
-      else children.set(parent, [rel]);
-    }
-    place.set(rel, order.length);
-    order.push(rel);
-  }
+  const links = new Float64Array(n);
+  const children = childrenByPlace(base, place, order, records);
   const record = (at: number, st: Stats | undefined): void => {
     if (recordFolder(st, at, ctimes, links)) clock.fine = true;
   };
@@ -222,10 +215,6 @@ async function walkChangedTreeWith(
       links[next + i] = rest.links[i] as number;
     }
   }
-  const known = (rel: string): number | undefined => {
-    const at = place.get(rel);
-    return at !== undefined && (links[at] as number) > 0 ? at : undefined;
-  };
   const untouchedBefore = boundary(clock.fine);
   // The base's folders touched since the clone, listed now, also shared
   // with the helper: the walk below lists these (and new folders, itself).
@@ -242,38 +231,58 @@ async function walkChangedTreeWith(
   const unlisted = new Set<string>();
   // In the order folders are taken off the stack: each after its parent.
   const folders: FolderIndex = new Map();
-  const pending = [''];
+  // A folder of the index that is one now goes on the stack as its place;
+  // any other (new since the clone) as -1 - its place in `fresh`. Tens of
+  // thousands of untouched folders then cost no lookup by path.
+  const fresh: string[] = [];
+  const push = (rel: string): void => {
+    const at = place.get(rel);
+    if (at !== undefined && (links[at] as number) > 0) pending.push(at);
+    else {
+      fresh.push(rel);
+      pending.push(-fresh.length);
+    }
+  };
+  const pending: number[] = [];
+  push('');
   for (let visited = 0; pending.length > 0; visited++) {
     if (visited % (WALK_SLICE * 16) === WALK_SLICE * 16 - 1) await new Promise((resolve) => setImmediate(resolve));
-    const rel = pending.pop() as string;
-    const dirAbs = folderPath(rel);
-    const at = known(rel);
+    const item = pending.pop() as number;
+    let rel: string;
     let ctimeMs: number;
     let nlink: number;
-    if (at !== undefined) {
+    /** Its place in the index, if it has one. */
+    let at: number | undefined;
+    if (item >= 0) {
+      at = item;
+      rel = order[at] as string;
       ctimeMs = ctimes[at] as number;
       nlink = links[at] as number;
     } else {
-      const st = clock.lstat(dirAbs);
+      rel = fresh[-item - 1] as string;
+      at = place.get(rel);
+      const st = clock.lstat(folderPath(rel));
       ctimeMs = st.ctimeMs;
       nlink = st.nlink;
     }
     nodes.set(rel, { kind: 'dir', size: 0, ctimeMs });
-    const indexed = base.get(rel);
+    const indexed = at === undefined ? undefined : records[at];
     if (indexed && ctimeMs < untouchedBefore) {
       // The base's entries: its sub-folders, its symlinks resolved anew.
       // Where the filesystem counts a folder's links (2 + sub-folders; not
       // btrfs, which says 1), the count must agree with the index.
-      const subs = children.get(rel) ?? [];
-      if (nlink !== 1 && nlink !== 2 + subs.length) return undefined;
+      const subs = children.start[at as number] as number;
+      const subsEnd = children.start[(at as number) + 1] as number;
+      if (nlink !== 1 && nlink !== 2 + subsEnd - subs) return undefined;
       unlisted.add(rel);
       folders.set(rel, indexed);
-      for (const sub of subs) {
-        if (known(sub) === undefined) return undefined;
+      for (let c = subs; c < subsEnd; c++) {
+        const sub = children.list[c] as number;
+        if (!((links[sub] as number) > 0)) return undefined;
         pending.push(sub);
       }
       for (const name of indexed.links) {
-        const abs = `${dirAbs}/${name}`;
+        const abs = `${folderPath(rel)}/${name}`;
         const link = clock.lstatIfAny(abs);
         if (!link?.isSymbolicLink()) return undefined;
         nodes.set(join(rel, name), resolveLink(root, abs, link.ctimeMs));
@@ -281,6 +290,7 @@ async function walkChangedTreeWith(
       continue;
     }
     // Touched, or new: listed, and every entry stat'ed.
+    const dirAbs = folderPath(rel);
     const listing = listed.get(rel) ?? listFolderEntries(dirAbs);
     const folder = { files: 0, links: [] as string[] };
     folders.set(rel, folder);
@@ -290,7 +300,7 @@ async function walkChangedTreeWith(
       const p = join(rel, name);
       const type = listing.types[i];
       if (type === EntryType.Dir) {
-        pending.push(p);
+        push(p);
         continue;
       }
       folder.files++;
@@ -303,6 +313,37 @@ async function walkChangedTreeWith(
     }
   }
   return { nodes, unlisted, untouchedBefore, folders };
+}
+
+/**
+ * Fill `place`, `order` and `records` from the index (in its order,
+ * parents first) and return each folder's sub-folders by place, as one
+ * list: those of the folder at place i are list[start[i]] up to
+ * list[start[i + 1]], in the index's order. A folder whose parent is not in
+ * the index is no folder's sub-folder.
+ */
+function childrenByPlace(base: FolderIndex, place: Map<string, number>, order: string[], records: Array<{ files: number; links: string[] }>): { start: Int32Array; list: Int32Array } {
+  const n = base.size;
+  const parentAt = new Int32Array(n);
+  const start = new Int32Array(n + 1);
+  let at = 0;
+  for (const [rel, record] of base) {
+    order[at] = rel;
+    records[at] = record;
+    const parent = rel === '' ? undefined : place.get(parentOf(rel) as string);
+    parentAt[at] = parent ?? -1;
+    if (parent !== undefined) (start[parent + 1] as number)++;
+    place.set(rel, at);
+    at++;
+  }
+  for (let i = 0; i < n; i++) start[i + 1] = (start[i + 1] as number) + (start[i] as number);
+  const list = new Int32Array(start[n] as number);
+  const next = start.slice(0, n);
+  for (let i = 0; i < n; i++) {
+    const parent = parentAt[i] as number;
+    if (parent >= 0) list[(next[parent] as number)++] = i;
+  }
+  return { start, list };
 }
 
 /**
