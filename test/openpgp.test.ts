@@ -5,9 +5,12 @@
  * are made by gpg here; commits are signed by git with them.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../src/errors.js';
+import { gpgSays, Keyring } from '../src/trust/openpgp.js';
 import { forgetKeys, makeSigningKey, runCli, tmpdir, writeConf, writeTree } from './helpers.js';
 
 afterAll(forgetKeys);
@@ -94,7 +97,8 @@ describe('sync-git-verify-commit-signature', () => {
     for (const [extra, why] of [
       ['', /repos\.conf:7: \[test\] sync-git-verify-commit-signature: needs sync-openpgp-key-path/],
       [`sync-openpgp-key-path = ${path.join(dir, 'missing.asc')}\n`, /repos\.conf:8: \[test\] sync-openpgp-key-path: cannot read the key file .*missing\.asc \(ENOENT\)/],
-      [`sync-openpgp-key-path = ${path.join(dir, 'junk.asc')}\n`, /repos\.conf:8: \[test\] sync-openpgp-key-path: .*junk\.asc holds no OpenPGP key that can be used/],
+      // gpg's reason, once prefixed, without its summary counts.
+      [`sync-openpgp-key-path = ${path.join(dir, 'junk.asc')}\n`, /repos\.conf:8: \[test\] sync-openpgp-key-path: \S*junk\.asc holds no OpenPGP key that can be used \(gpg: no valid OpenPGP data found\)\n$/],
     ] as const) {
       const conf = await writeConf(dir, base(extra));
       const r = await runCli(['-c', conf, 'sync']);
@@ -102,6 +106,43 @@ describe('sync-git-verify-commit-signature', () => {
       expect(r.stderr).toMatch(why);
       await expect(fs.lstat(path.join(dir, 'repo'))).rejects.toThrow();
     }
+  });
+});
+
+describe('a key file gpg cannot use', () => {
+  it('is refused with what gpg says of it, naming neither gpg twice nor its temporary keyring', async () => {
+    const dir = tmpdir('openpgp-junk');
+    const signer = makeSigningKey(dir, 'signer');
+    const key = await fs.readFile(signer.pub, 'utf8');
+    const position = { file: path.join(dir, 'repos.conf'), line: 3, section: 'test', key: 'sync-openpgp-key-path' };
+    const cases: Array<[string, string | Buffer, RegExp]> = [
+      ['junk.asc', 'not a key\n', /\(gpg: no valid OpenPGP data found\)$/],
+      ['random.gpg', randomBytes(512), /\(gpg: [^()]+\)$/],
+      // The armor's body cut off after its first line: a start of a key, no user ID.
+      ['cut.asc', key.split('\n').slice(0, 3).join('\n') + '\n-----END PGP PUBLIC KEY BLOCK-----\n', /\(gpg: [^()]+\)$/],
+    ];
+    for (const [name, content, reason] of cases) {
+      const file = path.join(dir, name);
+      await fs.writeFile(file, content);
+      const err = (await Keyring.open('test', { file, position }).then(
+        () => undefined,
+        (e: unknown) => e,
+      )) as Error | undefined;
+      expect(err, name).toBeInstanceOf(ConfigError);
+      const message = (err as Error).message;
+      expect(message, name).toContain(`${file} holds no OpenPGP key that can be used (gpg: `);
+      expect(message, name).toMatch(reason);
+      expect(message, name).not.toMatch(/gpg: gpg:|Total number processed|reposnap-gpg-|\n/);
+    }
+  });
+
+  it('gpgSays keeps the line that says what went wrong', () => {
+    const home = '/tmp/reposnap-gpg-abc';
+    expect(gpgSays(`gpg: keybox '${home}/pubring.kbx' created\ngpg: no valid OpenPGP data found.\ngpg: Total number processed: 0\n`, home)).toBe('no valid OpenPGP data found');
+    expect(gpgSays(`gpg: premature eof while reading rest of packet\ngpg: key 03B1CB7613F9806B: new key but contains no user ID - skipped\ngpg: Total number processed: 1\ngpg:           w/o user IDs: 1\n`, home)).toBe('key 03B1CB7613F9806B: new key but contains no user ID - skipped');
+    expect(gpgSays(`gpg: can't open '${home}/keys': Permission denied\n`, home, { [`${home}/keys`]: '/etc/keys/gentoo.asc' })).toBe("can't open '/etc/keys/gentoo.asc': Permission denied");
+    expect(gpgSays(`gpg: can't open '${home}/signature'\n`, home)).toBe("can't open '(its temporary keyring)/signature'");
+    expect(gpgSays('', home)).toBe('');
   });
 });
 

@@ -65,7 +65,7 @@ export class Keyring {
         .toString()
         .split('\n')
         .filter((l) => /^\[GNUPG:\] IMPORT_OK /.test(l)).length;
-      if (imported === 0) throw new ConfigError(key.position, `${key.file} holds no OpenPGP key that can be used (gpg: ${lastLine(end.stderr) || 'nothing imported'})`);
+      if (imported === 0) throw new ConfigError(key.position, `${key.file} holds no OpenPGP key that can be used (gpg: ${gpgSays(end.stderr, home, { [from]: key.file }) || 'nothing imported'})`);
       return ring;
     } catch (err) {
       await ring.close();
@@ -89,7 +89,7 @@ export class Keyring {
     const sig = path.join(this.home, 'signature');
     await fs.writeFile(sig, signature);
     const end = await this.gpg(repo, ['--verify', sig, file]);
-    return readVerdict(end.stdout.toString(), end.code, end.stderr);
+    return readVerdict(end.stdout.toString(), end.code, gpgSays(end.stderr, this.home));
   }
 
   /**
@@ -111,7 +111,7 @@ export class Keyring {
     const plain = path.join(this.home, 'plain');
     await fs.rm(plain, { force: true });
     const end = await this.gpg(repo, ['--output', plain, '--decrypt', file]);
-    const verdict = readVerdict(end.stdout.toString(), end.code, end.stderr);
+    const verdict = readVerdict(end.stdout.toString(), end.code, gpgSays(end.stderr, this.home));
     if (!verdict.ok) return verdict;
     const text = await fs.readFile(plain, 'utf8');
     // gpg passes over text it does not check (lines between the signature's
@@ -137,8 +137,8 @@ export class Keyring {
   }
 }
 
-/** What gpg's status lines say of the signature it checked. */
-function readVerdict(statusText: string, code: number | null, stderr: string): Verdict {
+/** What gpg's status lines say of the signature it checked (`says`: what its stderr says, see gpgSays). */
+function readVerdict(statusText: string, code: number | null, says: string): Verdict {
   const status = statusText.split('\n');
   const has = (word: string): string | undefined => status.find((l) => l.startsWith(`[GNUPG:] ${word} `) || l === `[GNUPG:] ${word}`);
   if (has('BADSIG')) return { ok: false, why: 'the signature is bad (the signed content was changed)' };
@@ -147,12 +147,28 @@ function readVerdict(statusText: string, code: number | null, stderr: string): V
   if (has('REVKEYSIG')) return { ok: false, why: 'the signing key was revoked' };
   if (has('EXPSIG')) return { ok: false, why: 'the signature has expired' };
   const valid = has('VALIDSIG');
-  if (!valid || code !== 0) return { ok: false, why: `gpg did not accept the signature (${lastLine(stderr) || `exit ${code}`})` };
+  if (!valid || code !== 0) return { ok: false, why: `gpg did not accept the signature (${says || `exit ${code}`})` };
   return { ok: true, fingerprint: valid.split(' ')[2] ?? '' };
 }
 
-function lastLine(text: string): string {
-  return text.trim().split('\n').pop()?.trim() ?? '';
+/** Lines of gpg's stderr that say nothing about what went wrong. */
+const GPG_CHATTER = [/^Total number processed:/, /^keybox '.*' created$/, /trustdb created$/, /^[\w /-]+: +\d+$/, /^WARNING: unsafe (ownership|permissions) on homedir/];
+
+/**
+ * What gpg's stderr says went wrong, for a one-line error: its last line
+ * that says something (not the summary counts, nor the making of its home's
+ * files), without gpg's "gpg: " prefix or a final full stop. A file of the
+ * temporary home is named as `named` says (the key file whose copy it is),
+ * else the home is: the user never saw it.
+ */
+export function gpgSays(stderr: string, home: string, named: Record<string, string> = {}): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim().replace(/^gpg: /, ''))
+    .filter((l) => l !== '' && !GPG_CHATTER.some((re) => re.test(l)));
+  let last = lines.pop() ?? '';
+  for (const [file, shown] of Object.entries(named)) last = last.split(file).join(shown);
+  return last.split(home).join('(its temporary keyring)').replace(/\.$/, '');
 }
 
 /** `why` as the one-line error of a refused signature. */
