@@ -8,7 +8,8 @@
  *    the keyring come from the very same bytes, whatever happens to the
  *    file meanwhile;
  *  - the keyring, made by gpg importing those bytes into a home of its own;
- *  - the base snapshot's folder index, read and parsed;
+ *  - the base snapshot's folder index, read, parsed, and laid out by place
+ *    for the walk;
  *  - the hashing threads and the walk's helper thread, started: a thread
  *    takes tens of milliseconds of CPU to start, which during the
  *    verification would be taken from the walk;
@@ -27,7 +28,7 @@ import type { Update } from '../store/storage.js';
 import { HashPool } from '../trust/hash-pool.js';
 import { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
 import { Keyring } from '../trust/openpgp.js';
-import { parseFolderIndex, type FolderIndex } from '../trust/tree-walk.js';
+import { folderPlaces, parseFolderIndex, type FolderIndex } from '../trust/tree-walk.js';
 import { WalkHelper } from '../trust/walk-helper.js';
 
 /** The base snapshot an incremental verification starts from. */
@@ -71,6 +72,8 @@ export class VerificationPrep {
       if (!incremental || !base || base.clonedAt === undefined) return undefined;
       const text = await base.folderIndex?.().catch(() => undefined);
       const folders = text === undefined ? undefined : parseFolderIndex(text);
+      // Looked up by place in the walk: worked out now, while the fill runs.
+      if (folders) folderPlaces(folders);
       return { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) };
     };
     // One piece at a time, so that those started are let go if a later one cannot be.

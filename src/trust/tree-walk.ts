@@ -179,15 +179,11 @@ async function walkChangedTreeWith(
   // arrays by the folder's place in the index: keeping tens of thousands of
   // Stats objects alive until the walk below made the garbage collector
   // copy them over and over (a third of the walk's time).
-  const n = base.size;
-  /** Each folder's place in the index (parents first), and by place: its path, its record, its sub-folders. */
-  const place = new Map<string, number>();
-  const order = new Array<string>(n);
-  const records = new Array<{ files: number; links: string[] }>(n);
+  const { place, order, records, children } = folderPlaces(base);
+  const n = order.length;
   const ctimes = new Float64Array(n);
   /** A folder's link count; 0: not a folder now. */
   const links = new Float64Array(n);
-  const children = childrenByPlace(base, place, order, records);
   const record = (at: number, st: Stats | undefined): void => {
     if (recordFolder(st, at, ctimes, links)) clock.fine = true;
   };
@@ -315,19 +311,41 @@ async function walkChangedTreeWith(
   return { nodes, unlisted, untouchedBefore, folders };
 }
 
+/** A folder index by place: what walkChangedTree looks folders up by (see folderPlaces). */
+export interface FolderPlaces {
+  /** Each folder's place: its position in the index (parents first). */
+  place: Map<string, number>;
+  /** By place: the folder's path and its record. */
+  order: string[];
+  records: Array<{ files: number; links: string[] }>;
+  /**
+   * By place, the folder's sub-folders, as one list: those of the folder
+   * at place i are list[start[i]] up to list[start[i + 1]], in the
+   * index's order. A folder whose parent is not in the index is no
+   * folder's sub-folder.
+   */
+  children: { start: Int32Array; list: Int32Array };
+}
+
+const placesOf = new WeakMap<FolderIndex, FolderPlaces>();
+
 /**
- * Fill `place`, `order` and `records` from the index (in its order,
- * parents first) and return each folder's sub-folders by place, as one
- * list: those of the folder at place i are list[start[i]] up to
- * list[start[i + 1]], in the index's order. A folder whose parent is not in
- * the index is no folder's sub-folder.
+ * `index` by place, worked out once per index (tens of milliseconds for a
+ * Gentoo-sized one): a sync has it worked out while the fill runs, when
+ * it reads the base's index (sync/verification-prep.ts). The index must
+ * not change afterwards; a parsed one never does.
  */
-function childrenByPlace(base: FolderIndex, place: Map<string, number>, order: string[], records: Array<{ files: number; links: string[] }>): { start: Int32Array; list: Int32Array } {
-  const n = base.size;
+export function folderPlaces(index: FolderIndex): FolderPlaces {
+  const known = placesOf.get(index);
+  if (known) return known;
+  const n = index.size;
+  const place = new Map<string, number>();
+  const order = new Array<string>(n);
+  const records = new Array<{ files: number; links: string[] }>(n);
   const parentAt = new Int32Array(n);
   const start = new Int32Array(n + 1);
   let at = 0;
-  for (const [rel, record] of base) {
+  for (const [rel, record] of index) {
     order[at] = rel;
     records[at] = record;
     const parent = rel === '' ? undefined : place.get(parentOf(rel) as string);
@@ -343,7 +361,9 @@ function childrenByPlace(base: FolderIndex, place: Map<string, number>, order: s
     const parent = parentAt[i] as number;
     if (parent >= 0) list[(next[parent] as number)++] = i;
   }
-  return { start, list };
+  const places = { place, order, records, children: { start, list } };
+  placesOf.set(index, places);
+  return places;
 }
 
 /**
