@@ -142,6 +142,8 @@ describe('a key file gpg cannot use', () => {
     expect(gpgSays(`gpg: premature eof while reading rest of packet\ngpg: key 03B1CB7613F9806B: new key but contains no user ID - skipped\ngpg: Total number processed: 1\ngpg:           w/o user IDs: 1\n`, home)).toBe('key 03B1CB7613F9806B: new key but contains no user ID - skipped');
     expect(gpgSays(`gpg: can't open '${home}/keys': Permission denied\n`, home, { [`${home}/keys`]: '/etc/keys/gentoo.asc' })).toBe("can't open '/etc/keys/gentoo.asc': Permission denied");
     expect(gpgSays(`gpg: can't open '${home}/signature'\n`, home)).toBe("can't open '(its temporary keyring)/signature'");
+    expect(gpgSays('gpg: Signature made Mon Dec  7 09:00:00 2026 UTC\ngpg:                using RSA key 0123456789ABCDEF\n', home)).toBe('using RSA key 0123456789ABCDEF');
+    expect(gpgSays('gpg: keyblock resource failed: 22\n', home)).toBe('keyblock resource failed: 22');
     expect(gpgSays('', home)).toBe('');
   });
 });

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyMetaManifest, type MetaManifestResult } from '../src/trust/metamanifest.js';
 import { Keyring } from '../src/trust/openpgp.js';
 import { listFolderEntries } from '../src/trust/folder-listing.js';
-import { statMany, walkChangedTree, type FolderIndex, type TreeWalk } from '../src/trust/tree-walk.js';
+import { folderPlaces, statMany, walkChangedTree, type FolderIndex, type TreeWalk } from '../src/trust/tree-walk.js';
 import { WalkHelper } from '../src/trust/walk-helper.js';
 import { forgetKeys, makeSigningKey, sleep, tmpdir, writeManifests, writeTree, type SigningKey, type TreeSpec } from './helpers.js';
 
@@ -266,6 +266,19 @@ describe('stats many at a time (the walk on a cold cache)', () => {
     expect(warm?.unlisted.size).toBeGreaterThan(0);
     expect(warm?.nodes.has('dev-c/new/new-1.ebuild')).toBe(true);
     expect(warm?.nodes.get('dev-c/two')?.kind).toBe('file');
+  });
+
+  it('takes no index that lists a folder before its parent: its sub-tree would never be walked', async () => {
+    const { t1, change } = reshaped();
+    const c = await prepare('parents-first', t1, change);
+    const boundary = (): number => c.clonedAt + 40;
+    expect(await walkChangedTree(c.staging, new Set(), c.index, boundary)).toBeDefined();
+    // The same folders, the deepest first. Where folders count their links
+    // (not btrfs) the count also gives it away; the order alone must.
+    const reversed: FolderIndex = new Map([...c.index].reverse());
+    expect(folderPlaces(c.index).parentsFirst).toBe(true);
+    expect(folderPlaces(reversed).parentsFirst).toBe(false);
+    expect(await walkChangedTree(c.staging, new Set(), reversed, boundary)).toBeUndefined();
   });
 
   it('gives each path its place; nothing for a missing one or one under a file; fails on any other error', async () => {

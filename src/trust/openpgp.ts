@@ -152,7 +152,13 @@ function readVerdict(statusText: string, code: number | null, says: string): Ver
 }
 
 /** Lines of gpg's stderr that say nothing about what went wrong. */
-const GPG_CHATTER = [/^Total number processed:/, /^keybox '.*' created$/, /trustdb created$/, /^[\w /-]+: +\d+$/, /^WARNING: unsafe (ownership|permissions) on homedir/];
+const GPG_CHATTER = [
+  /^keybox '.*' created$/,
+  /trustdb created$/,
+  /^WARNING: unsafe (ownership|permissions) on homedir/,
+  // The counts an import ends with.
+  /^(Total number processed|skipped PGP-2 keys|skipped new keys|w\/o user IDs|imported|unchanged|new user IDs|new subkeys|new signatures|new key revocations|secret keys read|secret keys imported|secret keys unchanged|not imported|signatures cleaned|user IDs cleaned): +\d+$/,
+];
 
 /**
  * What gpg's stderr says went wrong, for a one-line error: its last line
@@ -164,7 +170,7 @@ const GPG_CHATTER = [/^Total number processed:/, /^keybox '.*' created$/, /trust
 export function gpgSays(stderr: string, home: string, named: Record<string, string> = {}): string {
   const lines = stderr
     .split('\n')
-    .map((l) => l.trim().replace(/^gpg: /, ''))
+    .map((l) => l.replace(/^\s*gpg: /, '').trim())
     .filter((l) => l !== '' && !GPG_CHATTER.some((re) => re.test(l)));
   let last = lines.pop() ?? '';
   for (const [file, shown] of Object.entries(named)) last = last.split(file).join(shown);

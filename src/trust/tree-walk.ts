@@ -179,7 +179,10 @@ async function walkChangedTreeWith(
   // arrays by the folder's place in the index: keeping tens of thousands of
   // Stats objects alive until the walk below made the garbage collector
   // copy them over and over (a third of the walk's time).
-  const { place, order, records, children } = folderPlaces(base);
+  const { place, order, records, children, parentsFirst } = folderPlaces(base);
+  // A folder listed before its parent would be no folder's sub-folder, and
+  // never walked: such an index is not one walkTree made.
+  if (!parentsFirst) return undefined;
   const n = order.length;
   const ctimes = new Float64Array(n);
   /** A folder's link count; 0: not a folder now. */
@@ -321,10 +324,12 @@ export interface FolderPlaces {
   /**
    * By place, the folder's sub-folders, as one list: those of the folder
    * at place i are list[start[i]] up to list[start[i + 1]], in the
-   * index's order. A folder whose parent is not in the index is no
-   * folder's sub-folder.
+   * index's order. A folder whose parent is not before it in the index
+   * is no folder's sub-folder (see parentsFirst).
    */
   children: { start: Int32Array; list: Int32Array };
+  /** Whether every folder but the top came after its parent; the walk takes no index that does not. */
+  parentsFirst: boolean;
 }
 
 const placesOf = new WeakMap<FolderIndex, FolderPlaces>();
@@ -344,11 +349,13 @@ export function folderPlaces(index: FolderIndex): FolderPlaces {
   const records = new Array<{ files: number; links: string[] }>(n);
   const parentAt = new Int32Array(n);
   const start = new Int32Array(n + 1);
+  let parentsFirst = true;
   let at = 0;
   for (const [rel, record] of index) {
     order[at] = rel;
     records[at] = record;
     const parent = rel === '' ? undefined : place.get(parentOf(rel) as string);
+    if (rel !== '' && parent === undefined) parentsFirst = false;
     parentAt[at] = parent ?? -1;
     if (parent !== undefined) (start[parent + 1] as number)++;
     place.set(rel, at);
@@ -361,7 +368,7 @@ export function folderPlaces(index: FolderIndex): FolderPlaces {
     const parent = parentAt[i] as number;
     if (parent >= 0) list[(next[parent] as number)++] = i;
   }
-  const places = { place, order, records, children: { start, list } };
+  const places = { place, order, records, children: { start, list }, parentsFirst };
   placesOf.set(index, places);
   return places;
 }
