@@ -234,6 +234,20 @@ describe.each([
     expect(ahead.take('dev-libs/foo/Manifest')).toBeUndefined();
     expect(ahead.take('dev-libs/Manifest.gz')).toBeUndefined();
   });
+
+  it('once the fill is over, what was offered is still read, and nothing offered after', async () => {
+    const Impl = await impl();
+    const s = await stage(`ended-${tag}`);
+    const ahead = new Impl(s.staging, s.base);
+    made.push(ahead);
+    ahead.offer(['dev-libs/foo/Manifest']);
+    ahead.endOffers();
+    ahead.offer(['dev-libs/Manifest.gz']);
+    await ahead.idle();
+    await sleep(50);
+    expect(ahead.take('dev-libs/foo/Manifest')?.text).toContain('foo-2.ebuild');
+    expect(ahead.take('dev-libs/Manifest.gz')).toBeUndefined();
+  });
 });
 
 describe('what was read ahead is trusted for nothing', () => {

@@ -324,7 +324,8 @@ async function steps(run: SyncRun): Promise<SyncReport> {
       filled = await run
         .timed('fetch', () => fillStaging(run, update, plan, prep?.readAhead))
         .finally(async () => {
-          await prep?.readAhead?.stop();
+          // What was offered is still read while the verification walks; closing the preparations stops it.
+          prep?.readAhead?.endOffers();
           await dropPlan();
         });
       await failpoint('filled');

@@ -13,8 +13,8 @@
  *  - the hashing threads and the walk's helper thread, started: a thread
  *    takes tens of milliseconds of CPU to start, which during the
  *    verification would be taken from the walk;
- *  - the changed sub-Manifests, read ahead as the fill writes them
- *    (trust/manifest-read-ahead.ts).
+ *  - the changed sub-Manifests, read ahead as the fill writes them, and
+ *    after it while the verification walks (trust/manifest-read-ahead.ts).
  *
  * None of it reads the tree being filled but the read-ahead, which is only
  * a hint. What fails here is kept and thrown where the verification asks

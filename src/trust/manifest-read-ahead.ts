@@ -20,6 +20,8 @@
  * verification. Without the worker script (the sources run without a
  * build) it runs on the calling thread in slices of a few milliseconds.
  * What is held is bounded (READY_BUDGET): past it, nothing more is read.
+ * Reading goes on after the fill, while the verification walks the tree,
+ * until what was offered is read or the verification is over (endOffers).
  */
 import type { Worker } from 'node:worker_threads';
 import { startHelperThread } from '../util/helper-thread.js';
@@ -39,6 +41,8 @@ export class ManifestReadAhead {
   private held = 0;
   private scheduled = false;
   private stopped = false;
+  /** The fill is over: nothing more is offered (see endOffers). */
+  private offersEnded = false;
   private worker: Worker | undefined;
   /** The worker's end, once it was told to go. */
   private ended: Promise<void> = Promise.resolve();
@@ -60,7 +64,7 @@ export class ManifestReadAhead {
 
   /** Tree-relative paths the fill has just written in place (a hint: anything may be offered). */
   offer(paths: Iterable<string>): void {
-    if (this.stopped) return;
+    if (this.stopped || this.offersEnded) return;
     for (const p of paths) if (isSubManifestPath(p)) this.queue.push(p);
     this.next();
   }
@@ -69,6 +73,19 @@ export class ManifestReadAhead {
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /**
+   * The fill is over: nothing offered from now on is taken, and what was
+   * offered is still read, while the verification walks the tree. The
+   * fill's last part offers its Manifests as it ends: stopped there, a 1%
+   * change's verification found 40 of its 1100 changed Manifests not read
+   * ahead, and read and compared them itself. Reading on costs nothing
+   * wrong: the tree is final, and what is read is used only for the very
+   * bytes the verification reads.
+   */
+  endOffers(): void {
+    this.offersEnded = true;
   }
 
   /**
