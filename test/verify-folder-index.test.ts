@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyMetaManifest, type MetaManifestResult } from '../src/trust/metamanifest.js';
 import { Keyring } from '../src/trust/openpgp.js';
 import { listFolderEntries } from '../src/trust/folder-listing.js';
-import { folderPlaces, statMany, walkChangedTree, type FolderIndex, type TreeWalk } from '../src/trust/tree-walk.js';
+import { folderPlaces, parseFolderIndex, serializeFolderIndex, statMany, walkChangedTree, type FolderIndex, type TreeWalk } from '../src/trust/tree-walk.js';
 import { WalkHelper } from '../src/trust/walk-helper.js';
 import { forgetKeys, makeSigningKey, sleep, tmpdir, writeManifests, writeTree, type SigningKey, type TreeSpec } from './helpers.js';
 
@@ -278,6 +278,9 @@ describe('stats many at a time (the walk on a cold cache)', () => {
     const reversed: FolderIndex = new Map([...c.index].reverse());
     expect(folderPlaces(c.index).parentsFirst).toBe(true);
     expect(folderPlaces(reversed).parentsFirst).toBe(false);
+    // Read from a snapshot's record, it is no index at all.
+    expect(parseFolderIndex(serializeFolderIndex(c.index))?.size).toBe(c.index.size);
+    expect(parseFolderIndex(serializeFolderIndex(reversed))).toBeUndefined();
     expect(await walkChangedTree(c.staging, new Set(), reversed, boundary)).toBeUndefined();
   });
 

@@ -336,9 +336,10 @@ const placesOf = new WeakMap<FolderIndex, FolderPlaces>();
 
 /**
  * `index` by place, worked out once per index (tens of milliseconds for a
- * Gentoo-sized one): a sync has it worked out while the fill runs, when
- * it reads the base's index (sync/verification-prep.ts). The index must
- * not change afterwards; a parsed one never does.
+ * Gentoo-sized one): parseFolderIndex works it out, so a sync has it
+ * while the fill runs, when it reads the base's index
+ * (sync/verification-prep.ts). The index must not change afterwards; a
+ * parsed one never does.
  */
 export function folderPlaces(index: FolderIndex): FolderPlaces {
   const known = placesOf.get(index);
@@ -420,11 +421,11 @@ export function parseFolderIndex(text: string): FolderIndex | undefined {
     if (!Array.isArray(item)) return undefined;
     const [rel, files, links = []] = item as [unknown, unknown, unknown];
     if (typeof rel !== 'string' || !Number.isInteger(files) || !Array.isArray(links) || !links.every((l) => typeof l === 'string')) return undefined;
-    // Parents first, or the walk would miss a folder.
-    if (rel !== '' && !index.has(parentOf(rel) as string)) return undefined;
     index.set(rel, { files: files as number, links: links as string[] });
   }
-  return index.has('') ? index : undefined;
+  // Parents first, or the walk would miss a folder; laid out by place now,
+  // for the walk (see folderPlaces), which is how that is checked.
+  return index.has('') && folderPlaces(index).parentsFirst ? index : undefined;
 }
 
 /**
