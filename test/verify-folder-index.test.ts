@@ -284,6 +284,44 @@ describe('stats many at a time (the walk on a cold cache)', () => {
     expect(await walkChangedTree(c.staging, new Set(), reversed, boundary)).toBeUndefined();
   });
 
+  it('walks every folder once whatever order the index and the listing give a folder\'s sub-folders in', async () => {
+    // The walk meets a touched folder's sub-folders in the order the index
+    // was made in, and looks one up by path only when the names differ:
+    // sub-folders added, removed and made again in between, in an index
+    // sorted one way and the other, must still each be walked once.
+    const c = await prepare('sibling-order', gentooish('1'), {}, {
+      fill: async (c) => {
+        const cat = path.join(c.staging, 'app-a');
+        await fs.mkdir(path.join(cat, 'aa-new'));
+        await fs.writeFile(path.join(cat, 'aa-new', 'aa-new-1.ebuild'), 'x\n');
+        await fs.rm(path.join(cat, 'two'), { recursive: true });
+        await fs.mkdir(path.join(cat, 'zz-new'));
+        await fs.rm(path.join(cat, 'one'), { recursive: true });
+        await fs.mkdir(path.join(cat, 'one'));
+        await fs.writeFile(path.join(cat, 'one', 'one-2.ebuild'), 'y\n');
+      },
+    });
+    const boundary = (): number => c.clonedAt + 40;
+    const depth = (rel: string): number => (rel === '' ? 0 : rel.split('/').length);
+    const everyFolder = (await fs.readdir(c.staging, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isDirectory())
+      .map((e) => path.relative(c.staging, path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)))
+      .concat('')
+      .sort();
+    const sorts = [undefined, (a: string, b: string) => a.localeCompare(b), (a: string, b: string) => b.localeCompare(a)];
+    for (const order of sorts) {
+      // Parents first still.
+      const index: FolderIndex = order ? new Map([...c.index].sort(([a], [b]) => depth(a) - depth(b) || order(a, b))) : c.index;
+      expect(folderPlaces(index).parentsFirst).toBe(true);
+      const walked = await walkChangedTree(c.staging, new Set(), index, boundary);
+      expect([...(walked?.folders.keys() ?? [])].sort()).toEqual(everyFolder);
+      expect(walked?.nodes.get('app-a/one/one-2.ebuild')?.kind).toBe('file');
+      expect(walked?.nodes.get('app-a/aa-new/aa-new-1.ebuild')?.kind).toBe('file');
+      expect(walked?.nodes.has('app-a/one/one-1.ebuild')).toBe(false);
+      expect(walked?.unlisted.has('app-a/three')).toBe(true);
+    }
+  });
+
   it('gives each path its place; nothing for a missing one or one under a file; fails on any other error', async () => {
     const root = path.join(dir, 'stat-many');
     await writeTree(root, { 'a/x': 'x\n', 'b/c/y': 'y\n', f: 'a file\n' });

@@ -42,7 +42,7 @@ import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
 import type { WalkHelper } from './walk-helper.js';
-import { filesBelow, parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
+import { parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
 
 export interface MetaManifestOptions {
   repo: string;
@@ -469,7 +469,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
 
     // Folders whose Manifest was not read: their files are the base's, all
     // covered, and counted from the folder index.
-    const below = filesBelow(walk.folders);
+    const below = (dir: string): number => walk.filesBelow(dir);
     const skippedDirs = new Set<string>();
     for (const s of skipped.values()) {
       skippedDirs.add(s.dir);

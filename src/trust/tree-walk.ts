@@ -71,6 +71,8 @@ export interface TreeWalk {
   untouchedBefore: number;
   /** The tree's folder index, for the next incremental verification. */
   folders: FolderIndex;
+  /** How many entries that are not folders are in folder `dir` and below it. */
+  filesBelow(dir: string): number;
 }
 
 /** For tests: `{ coldProbe: 1, coldStatMs: -1 }` takes walkChangedTree's cold-cache path on any tree. */
@@ -136,7 +138,7 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
     const st = lstatSync(path.join(root, p));
     nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
   }
-  return { nodes, unlisted: new Set(), untouchedBefore, folders };
+  return { nodes, unlisted: new Set(), untouchedBefore, folders, filesBelow: filesBelow(folders) };
 }
 
 /**
@@ -264,9 +266,9 @@ async function walkChangedTreeWith(
       ctimeMs = st.ctimeMs;
       nlink = st.nlink;
     }
-    nodes.set(rel, { kind: 'dir', size: 0, ctimeMs });
     const indexed = at === undefined ? undefined : records[at];
     if (indexed && ctimeMs < untouchedBefore) {
+      nodes.set(rel, UNTOUCHED_DIR);
       // The base's entries: its sub-folders, its symlinks resolved anew.
       // Where the filesystem counts a folder's links (2 + sub-folders; not
       // btrfs, which says 1), the count must agree with the index.
@@ -289,19 +291,31 @@ async function walkChangedTreeWith(
       continue;
     }
     // Touched, or new: listed, and every entry stat'ed.
+    nodes.set(rel, { kind: 'dir', size: 0, ctimeMs });
     const dirAbs = folderPath(rel);
     const listing = listed.get(rel) ?? listFolderEntries(dirAbs);
     const folder = { files: 0, links: [] as string[] };
     folders.set(rel, folder);
+    // The index has this folder's sub-folders in the reverse of the order
+    // the listing gave them when it was made (a stack takes them off), and
+    // a clone lists a folder's names in the same order: met in that order,
+    // each is found by comparing one name instead of looking up its path.
+    // Out of order (a folder added or gone since), by path.
+    let sub = at === undefined ? -1 : (children.start[at + 1] as number) - 1;
+    const subsStart = at === undefined ? 0 : (children.start[at] as number);
     for (let i = 0; i < listing.names.length; i++) {
       const name = listing.names[i] as string;
       if (rel === '' && ignoreTop.has(name)) continue;
-      const p = join(rel, name);
       const type = listing.types[i];
       if (type === EntryType.Dir) {
-        push(p);
+        const next = sub >= subsStart ? (children.list[sub] as number) : -1;
+        if (next >= 0 && (links[next] as number) > 0 && isChildNamed(order[next] as string, rel, name)) {
+          pending.push(next);
+          sub--;
+        } else push(join(rel, name));
         continue;
       }
+      const p = join(rel, name);
       folder.files++;
       const ctimeMs = listing.ctimes[i] as number;
       if (type === EntryType.File) nodes.set(p, { kind: 'file', size: listing.sizes[i] as number, ctimeMs });
@@ -311,7 +325,27 @@ async function walkChangedTreeWith(
       } else nodes.set(p, oddNode(ctimeMs));
     }
   }
-  return { nodes, unlisted, untouchedBefore, folders };
+  // A folder not listed whose sub-folders were none listed either holds
+  // what the base's did: counted from the base's index by place, with no
+  // path made (a folder that did not need its Manifest read is one).
+  const below = (at: number): number | undefined => {
+    let total = 0;
+    const stack = [at];
+    while (stack.length > 0) {
+      const i = stack.pop() as number;
+      if (!unlisted.has(order[i] as string)) return undefined;
+      total += (records[i] as { files: number }).files;
+      for (let c = children.start[i] as number; c < (children.start[i + 1] as number); c++) stack.push(children.list[c] as number);
+    }
+    return total;
+  };
+  let anyBelow: ((dir: string) => number) | undefined;
+  const filesBelowDir = (dir: string): number => {
+    const at = place.get(dir);
+    const known = at === undefined ? undefined : below(at);
+    return known ?? (anyBelow ??= filesBelow(folders))(dir);
+  };
+  return { nodes, unlisted, untouchedBefore, folders, filesBelow: filesBelowDir };
 }
 
 /** A folder index by place: what walkChangedTree looks folders up by (see folderPlaces). */
@@ -387,8 +421,13 @@ export function statNode(root: string, p: string): Node | undefined {
   return oddNode(st.ctimeMs);
 }
 
-/** How many entries that are not folders are in `dir` and below it. */
-export function filesBelow(index: FolderIndex): (dir: string) => number {
+/** How many entries that are not folders are in `dir` and below it, summed when first asked. */
+function filesBelow(index: FolderIndex): (dir: string) => number {
+  let totals: Map<string, number> | undefined;
+  return (dir) => (totals ??= fileTotals(index)).get(dir) ?? 0;
+}
+
+function fileTotals(index: FolderIndex): Map<string, number> {
   const totals = new Map<string, number>();
   // Children after parents in the index: summed from the end up.
   const order = [...index.keys()];
@@ -399,7 +438,7 @@ export function filesBelow(index: FolderIndex): (dir: string) => number {
     const parent = parentOf(rel);
     if (parent !== undefined) totals.set(parent, (totals.get(parent) ?? 0) + total);
   }
-  return (dir) => totals.get(dir) ?? 0;
+  return totals;
 }
 
 export function serializeFolderIndex(index: FolderIndex): string {
@@ -515,6 +554,17 @@ class CtimeClock {
     if (st) this.saw(st);
     return st;
   }
+}
+
+/**
+ * The node of every folder walkChangedTree finds untouched since the clone
+ * (one object for tens of thousands: only whether it was touched matters).
+ */
+const UNTOUCHED_DIR: Node = Object.freeze({ kind: 'dir', size: 0, ctimeMs: -Infinity });
+
+/** Whether `child` (a path of the index under `rel`) is `rel`'s entry `name`. */
+function isChildNamed(child: string, rel: string, name: string): boolean {
+  return child.length === (rel === '' ? 0 : rel.length + 1) + name.length && child.endsWith(name);
 }
 
 function oddNode(ctimeMs: number): Node {
