@@ -248,6 +248,46 @@ describe.each([
     expect(ahead.take('dev-libs/foo/Manifest')?.text).toContain('foo-2.ebuild');
     expect(ahead.take('dev-libs/Manifest.gz')).toBeUndefined();
   });
+
+  it('once the fill is over, what reads the same again, or was read after, is final; what the fill replaced is not', async () => {
+    const Impl = await impl();
+    const s = await stage(`final-${tag}`);
+    const ahead = new Impl(s.staging, s.base);
+    made.push(ahead);
+    ahead.offer(['dev-libs/foo/Manifest', 'dev-libs/Manifest.gz']);
+    await ahead.idle();
+    // The fill goes on: it replaces one of them (same size, one byte
+    // other) after it was read ahead, then ends.
+    const file = path.join(s.staging, 'dev-libs/Manifest.gz');
+    const good = await fs.readFile(file);
+    const bad = Buffer.from(good);
+    bad[bad.length - 1] = (bad[bad.length - 1] as number) ^ 1;
+    await fs.writeFile(`${file}.new`, bad);
+    await fs.rename(`${file}.new`, file);
+    // Read ahead but not final yet: the fill may still replace anything.
+    const early = new Impl(s.staging, s.base);
+    made.push(early);
+    early.offer(['dev-libs/foo/Manifest']);
+    await early.idle();
+    expect(early.take('dev-libs/foo/Manifest')?.final).toBeFalsy();
+    ahead.endOffers();
+    await ahead.idle();
+    const same = ahead.take('dev-libs/foo/Manifest');
+    expect(same?.final).toBe(true);
+    expect(Buffer.from(same?.bytes ?? []).equals(await fs.readFile(path.join(s.staging, 'dev-libs/foo/Manifest')))).toBe(true);
+    const replaced = ahead.take('dev-libs/Manifest.gz');
+    expect(replaced).toBeDefined();
+    expect(replaced?.final).toBeFalsy();
+    // Offered before the end and read after it (or read again then): final.
+    const late = new Impl(s.staging, s.base);
+    made.push(late);
+    late.offer(['dev-libs/foo/Manifest', 'dev-libs/Manifest.gz']);
+    late.endOffers();
+    await late.idle();
+    expect(late.take('dev-libs/foo/Manifest')?.final).toBe(true);
+    // (The replaced one no longer inflates: left to the verification, which says so.)
+    expect(late.take('dev-libs/Manifest.gz')).toBeUndefined();
+  });
 });
 
 describe('what was read ahead is trusted for nothing', () => {
@@ -266,6 +306,23 @@ describe('what was read ahead is trusted for nothing', () => {
     await fs.rename(`${file}.new`, file);
     await expect(verify(s, ahead)).rejects.toThrow(/^dev-libs\/foo\/Manifest: \w+ hash mismatch/);
     await expect(verify(s)).rejects.toThrow(/^dev-libs\/foo\/Manifest: \w+ hash mismatch/);
+  });
+
+  it('a sub-Manifest the fill replaced after it was read ahead is not final when the fill ends: verified as it is now', async () => {
+    for (const Impl of [ManifestReadAhead, await built()]) {
+      const s = await stage(`replaced-before-end-${Impl === ManifestReadAhead ? 'here' : 'thread'}`);
+      const ahead = await readAhead(s.staging, s.base, s.written, Impl);
+      const file = path.join(s.staging, 'dev-libs/foo/Manifest');
+      const good = await fs.readFile(file, 'utf8');
+      const at = good.indexOf('SHA512 ') + 7;
+      await fs.writeFile(`${file}.new`, good.slice(0, at) + (good[at] === '0' ? '1' : '0') + good.slice(at + 1));
+      await fs.rename(`${file}.new`, file);
+      // As a sync does: the fill ends, the verification starts; here after
+      // the read-ahead has read everything again.
+      ahead.endOffers();
+      await ahead.idle();
+      await expect(verify(s, ahead)).rejects.toThrow(/^dev-libs\/foo\/Manifest: \w+ hash mismatch/);
+    }
   });
 
   it('a sub-Manifest that was bad when read ahead and good by the time of the check passes', async () => {

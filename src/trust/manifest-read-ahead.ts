@@ -5,14 +5,18 @@
  * comparison with the base snapshot's copy, line by line
  * (read-manifest-ahead.ts reads one).
  *
- * Nothing read ahead is trusted. The verification reads each Manifest's
- * bytes again, as it always does, and uses what was read ahead only if
- * they are the very same bytes and the base copies were read from its own
- * base: the digests and the text are functions of those bytes (decoded by
- * the same code, manifest-bytes.ts), and the base snapshot is immutable.
- * So a Manifest the fill replaced after it was read ahead, one the fill
- * never announced, or a path announced by mistake costs the work again,
- * never a wrong answer; which paths are offered is only a hint.
+ * Nothing read ahead is trusted beyond the bytes it was read from. The
+ * verification uses what was read ahead only for the very bytes it would
+ * read itself, and only if the base copies were read from its own base:
+ * the digests and the text are functions of those bytes (decoded by the
+ * same code, manifest-bytes.ts), and the base snapshot is immutable. It
+ * reads each Manifest again and compares, unless what was read ahead is
+ * final (below): read, or read again and found the same, once the fill was
+ * over, when nothing writes the tree any more, so that the verification
+ * would read those very bytes. So a Manifest the fill replaced after it
+ * was read ahead, one the fill never announced, or a path announced by
+ * mistake costs the work again, never a wrong answer; which paths are
+ * offered is only a hint.
  *
  * The reading runs on a worker thread at the lowest CPU priority, so that
  * it takes only what the fill leaves idle: on the main thread, or at the
@@ -22,10 +26,18 @@
  * What is held is bounded (READY_BUDGET): past it, nothing more is read.
  * Reading goes on after the fill, while the verification walks the tree,
  * until what was offered is read or the verification is over (endOffers).
+ *
+ * Once the fill is over nothing writes the tree, so what is read from then
+ * on are its bytes for good, and so are those read before that read the
+ * same again then (ReadAheadManifest.final): the verification takes those
+ * without reading them once more. Reading them again is this thread's
+ * work, or the reading thread's, at its low priority, while the
+ * verification walks; a Manifest the verification comes to before that is
+ * read by the verification as before.
  */
 import type { Worker } from 'node:worker_threads';
 import { startHelperThread } from '../util/helper-thread.js';
-import { isSubManifestPath, readManifestAhead, type ReadAheadManifest, type ReadAheadReply, type ReadAheadRequest } from './read-manifest-ahead.js';
+import { isSubManifestPath, readManifestAhead, readsSame, type ConfirmedReply, type ReadAheadManifest, type ReadAheadReply, type ReadAheadRequest } from './read-manifest-ahead.js';
 
 /** A slice of work between two turns of the event loop (on the calling thread). */
 const SLICE_MS = 8;
@@ -33,11 +45,20 @@ const SLICE_MS = 8;
 const BATCH = 32;
 /** Bytes held ready at most (a 1% change of the Gentoo repository holds about 50 MB). */
 const READY_BUDGET = 256 * 1024 * 1024;
+/** Reads the reading thread can flag as read the same again (one byte each); any past these are not. */
+const CONFIRM_SLOTS = 256 * 1024;
 
 export class ManifestReadAhead {
   private queue: string[] = [];
   private head = 0;
-  private readonly ready = new Map<string, ReadAheadManifest>();
+  /** What was read, by path, with its number on the reading thread (see CONFIRM_SLOTS). */
+  private readonly ready = new Map<string, { read: ReadAheadManifest; seq?: number }>();
+  /** Set by the reading thread: read number i read the same once the fill was over. */
+  private readonly confirmed = new Uint8Array(new SharedArrayBuffer(CONFIRM_SLOTS));
+  /** On this thread: paths read before the fill was over, to read again after (see endOffers). */
+  private unconfirmed: string[] = [];
+  /** Reading again what was read before the fill was over (on either thread). */
+  private confirming = false;
   private held = 0;
   private scheduled = false;
   private stopped = false;
@@ -85,7 +106,12 @@ export class ManifestReadAhead {
    * bytes the verification reads.
    */
   endOffers(): void {
+    if (this.offersEnded) return;
     this.offersEnded = true;
+    if (this.stopped) return;
+    this.confirming = true;
+    if (this.worker) this.worker.postMessage({ kind: 'fill-ended', confirmed: this.confirmed.buffer as SharedArrayBuffer } satisfies ReadAheadRequest);
+    else this.schedule();
   }
 
   /**
@@ -98,6 +124,8 @@ export class ManifestReadAhead {
     this.queue = [];
     this.head = 0;
     this.busy = false;
+    this.confirming = false;
+    this.unconfirmed = [];
     // There is one worker at most, started with the read-ahead.
     if (this.worker) this.ended = this.worker.terminate().then(() => undefined, () => undefined);
     this.worker = undefined;
@@ -108,8 +136,10 @@ export class ManifestReadAhead {
   /** What was read ahead for tree-relative path `p`, handed out once. */
   take(p: string): ReadAheadManifest | undefined {
     const r = this.ready.get(p);
-    if (r) this.ready.delete(p);
-    return r;
+    if (!r) return undefined;
+    this.ready.delete(p);
+    if (!r.read.final && r.seq !== undefined && r.seq < CONFIRM_SLOTS && Atomics.load(this.confirmed, r.seq) === 1) return { ...r.read, final: true };
+    return r.read;
   }
 
   /** Let go of everything (resolves as stop() does). */
@@ -119,7 +149,7 @@ export class ManifestReadAhead {
   }
 
   private isIdle(): boolean {
-    return this.stopped || (!this.busy && this.head >= this.queue.length);
+    return this.stopped || (!this.busy && !this.confirming && this.head >= this.queue.length);
   }
 
   private settle(): void {
@@ -129,8 +159,8 @@ export class ManifestReadAhead {
     for (const w of waiters) w();
   }
 
-  private keep(p: string, r: ReadAheadManifest): void {
-    this.ready.set(p, r);
+  private keep(p: string, r: ReadAheadManifest, seq?: number): void {
+    this.ready.set(p, seq === undefined ? { read: r } : { read: r, seq });
     this.held += r.weight;
     if (this.held > READY_BUDGET) void this.stop();
   }
@@ -144,17 +174,21 @@ export class ManifestReadAhead {
     this.head += paths.length;
     this.compact();
     this.busy = true;
-    worker.postMessage({ root: this.root, baseRoot: this.baseRoot, paths } satisfies ReadAheadRequest);
+    worker.postMessage({ kind: 'read', root: this.root, baseRoot: this.baseRoot, paths } satisfies ReadAheadRequest);
   }
 
   /** Without a thread to be had, reading goes on this thread instead. */
   private startWorker(): void {
-    this.worker = startHelperThread<ReadAheadReply>(
+    this.worker = startHelperThread<ReadAheadReply | ConfirmedReply>(
       new URL('./manifest-read-ahead-worker.js', import.meta.url),
       (reply, worker) => {
         if (this.worker !== worker) return;
+        if (!Array.isArray(reply)) {
+          this.confirming = false;
+          return this.settle();
+        }
         this.busy = false;
-        for (const { path: p, result } of reply) if (result && !this.stopped) this.keep(p, fromWorker(result));
+        for (const { path: p, result, seq } of reply) if (result && !this.stopped) this.keep(p, fromWorker(result), seq);
         this.next();
       },
       // A worker that fails or goes reads nothing more ahead; the verification reads for itself.
@@ -171,13 +205,27 @@ export class ManifestReadAhead {
     setImmediate(() => {
       this.scheduled = false;
       const start = performance.now();
-      while (!this.stopped && this.head < this.queue.length && performance.now() - start < SLICE_MS) {
+      // First what was read before the fill was over, read again.
+      while (this.confirming && !this.stopped && performance.now() - start < SLICE_MS) {
+        const p = this.unconfirmed.pop();
+        if (p === undefined) {
+          this.confirming = false;
+          break;
+        }
+        const r = this.ready.get(p)?.read;
+        if (r && readsSame(this.root, p, r.bytes)) r.final = true;
+      }
+      while (!this.confirming && !this.stopped && this.head < this.queue.length && performance.now() - start < SLICE_MS) {
         const p = this.queue[this.head++] as string;
         const r = readManifestAhead(this.root, this.baseRoot, p);
-        if (r) this.keep(p, r);
+        if (!r) continue;
+        if (this.offersEnded) r.final = true;
+        else this.unconfirmed.push(p);
+        this.keep(p, r);
       }
       this.compact();
-      this.next();
+      if (this.confirming && !this.stopped) this.schedule();
+      else this.next();
     });
   }
 

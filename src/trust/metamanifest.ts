@@ -68,8 +68,10 @@ export interface MetaManifestOptions {
   onFolders?: (index: FolderIndex) => void;
   /**
    * Sub-Manifests read ahead while the tree was being filled
-   * (ManifestReadAhead): each is used only for the very bytes read now, and
-   * only if the base copies were read from `base.root`.
+   * (ManifestReadAhead): each is used only for the very bytes read now, or
+   * where it is final for the bytes it holds (the tree's for good, see
+   * ReadAheadManifest), and only if the base copies were read from
+   * `base.root`.
    */
   readAhead?: { readonly baseRoot: string; take(p: string): ReadAheadManifest | undefined };
   /**
@@ -328,9 +330,12 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // are decompressed or parsed (GLEP 74: never unpack what is not
     // verified). On this thread: Manifests are small, and waiting for a hash
     // worker's round trip before each one would serialise the whole walk.
-    const data = readBounded(file, entry.path, unchanged ? undefined : entry);
-    // What was read ahead during the fill holds for these bytes only.
-    const ahead = n.target ? undefined : sameBytes(readAhead?.take(entry.path), data);
+    // What was read ahead during the fill holds for the bytes read now; or,
+    // final (read once the fill was over, or read again then and found the
+    // same), for the bytes it holds, which are then not read once more.
+    const taken = n.target ? undefined : readAhead?.take(entry.path);
+    const data = taken?.final ? taken.bytes : readBounded(file, entry.path, unchanged ? undefined : entry);
+    const ahead = taken?.final ? taken : sameBytes(taken, data);
     if (ahead) result.readAhead++;
     if (!unchanged) checkBytes(entry, data, ahead?.digests);
     const text = ahead ? ahead.text : await decompress(opts.repo, data, file, entry.path);

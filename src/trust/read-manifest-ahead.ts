@@ -24,6 +24,13 @@ export interface ReadAheadManifest {
   base?: BaseDiff;
   /** About how many bytes this holds in memory. */
   weight: number;
+  /**
+   * The tree's bytes for good: read once the fill was over (nothing
+   * writes the tree from then on), or read again then and found the
+   * same. The verification then takes these bytes instead of reading the
+   * file once more.
+   */
+  final?: boolean;
 }
 
 /**
@@ -55,13 +62,18 @@ function diffWithBase(text: string, baseLines: Set<string>): BaseDiff {
   return { inBase, gone };
 }
 
-/** A batch for the reading thread, and what it answers. */
-export interface ReadAheadRequest {
-  root: string;
-  baseRoot: string;
-  paths: string[];
+/**
+ * What the reading thread is asked: a batch to read, or word that the fill
+ * is over, with the flags to set (one byte per read, by its `seq`) for
+ * those read before it that read the same again.
+ */
+export type ReadAheadRequest = { kind: 'read'; root: string; baseRoot: string; paths: string[] } | { kind: 'fill-ended'; confirmed: SharedArrayBuffer };
+/** What it answers for a batch: each read numbered, in the order read. */
+export type ReadAheadReply = Array<{ path: string; result?: ReadAheadManifest; seq?: number }>;
+/** Its answer to "the fill is over", once it has read again what it read before. */
+export interface ConfirmedReply {
+  confirmed: true;
 }
-export type ReadAheadReply = Array<{ path: string; result?: ReadAheadManifest }>;
 
 /** The hashes computed ahead: those the Gentoo repository's Manifest entries carry (its MANIFEST_HASHES). */
 const AHEAD_ALGORITHMS = ['BLAKE2B', 'SHA512'].map(nodeAlgorithm).filter((a): a is string => a !== undefined);
@@ -89,6 +101,15 @@ export function readManifestAhead(root: string, baseRoot: string, p: string): Re
     return { bytes, digests, text, ...(base ? { base } : {}), weight: bytes.length + text.length + (base?.inBase.length ?? 0) + goneLength };
   } catch {
     return undefined;
+  }
+}
+
+/** Whether tree-relative `p` holds `bytes` now, read as readManifestAhead reads it. */
+export function readsSame(root: string, p: string, bytes: Buffer): boolean {
+  try {
+    return readBounded(path.join(root, p)).equals(bytes);
+  } catch {
+    return false;
   }
 }
 
