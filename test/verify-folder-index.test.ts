@@ -224,6 +224,15 @@ describe('incremental verification with the folder index', () => {
     await expect(indexed(c)).rejects.toThrow(why);
   });
 
+  it('refuses a new entry that names a folder the walk did not list, as a full verification does', async () => {
+    // dev-c/two/files is untouched: the incremental walk leaves it unlisted.
+    const entry = `DATA two/files 5 SHA512 ${'0'.repeat(128)}`;
+    const c = await prepare('entry-names-folder', gentooish('1'), { write: { 'dev-c/new/new-1.ebuild': 'y\n' } }, { extra2: { 'dev-c': [entry] } });
+    const why = /^dev-c\/two\/files: a folder, listed as a file in dev-c\/Manifest\.gz:\d+$/;
+    await expect(full(c)).rejects.toThrow(why);
+    await expect(indexed(c)).rejects.toThrow(why);
+  });
+
   it('lists every folder when the index does not fit the tree, so nothing it leaves out goes unseen', async () => {
     const c = await prepare('misfit', gentooish('1'), { write: { 'app-a/one/one-1.ebuild': 'EAPI=8 # version 2\n' } });
     // A file planted in a folder the index leaves out (a damaged index, or another tree's).

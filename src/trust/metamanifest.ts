@@ -42,7 +42,7 @@ import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { Keyring } from './openpgp.js';
 import type { WalkHelper } from './walk-helper.js';
-import { parentOf, statNode, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
+import { parentOf, statNode, UNLISTED_FOLDER, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
 
 export interface MetaManifestOptions {
   repo: string;
@@ -161,6 +161,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   }
 
   const touched = (n: Node): boolean => n.ctimeMs >= untouchedBefore;
+  /** The node at `p`, a folder not listed included. */
+  const nodeAt = (p: string): Node | undefined => nodes.get(p) ?? (unlisted.has(p) ? UNLISTED_FOLDER : undefined);
   const dirtyDirs = new Set<string>();
   if (base) {
     for (const [p, n] of nodes) {
@@ -172,6 +174,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     }
   }
   const subtreeTouched = (dir: string): boolean => {
+    if (unlisted.has(dir)) return dirtyDirs.has(dir);
     const n = nodes.get(dir);
     return !n || touched(n) || dirtyDirs.has(dir);
   };
@@ -244,7 +247,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * file, unchanged; any other is looked at now.
    */
   const fileFor = (entry: FileEntry, sameAsBase: boolean): Node => {
-    let n = nodes.get(entry.path);
+    let n = nodeAt(entry.path);
     if (!n && unlisted.has(parentOf(entry.path) ?? '')) {
       if (base && sameAsBase) return UNTOUCHED_FILE;
       n = statNode(root, entry.path);
@@ -387,7 +390,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         if (nodes.has(head.path) || subtreeTouched(dir) || isDisturbed(dir)) return false;
       } else {
         const n = nodes.get(head.path);
-        if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '')) return false;
+        if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '') || unlisted.has(head.path)) return false;
         if (isDisturbed(head.path)) return false;
       }
       deferred.add(raw, line, manifest, head.tag, head.path);
@@ -502,7 +505,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // there, or anything in such a folder below it.
     for (const p of disturbed) {
       if (covered(p)) continue;
-      const listed = nodes.get(p);
+      const listed = nodeAt(p);
       const n = listed ?? (unlisted.has(parentOf(p) ?? '') ? statNode(root, p) : undefined);
       if (!n || (listed && n.kind !== 'dir')) continue; // gone, or a listed file the loop above judged
       if (n.kind !== 'dir') stray(p, n);

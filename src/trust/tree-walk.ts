@@ -61,11 +61,15 @@ export type FolderIndex = Map<string, { files: number; links: string[] }>;
 export interface TreeWalk {
   /**
    * Every entry listed: with walkTree, the whole tree; with
-   * walkChangedTree, every folder, the entries of the folders listed, and
-   * every symlink.
+   * walkChangedTree, the folders listed (touched or new), their entries,
+   * and every symlink.
    */
   nodes: Map<string, Node>;
-  /** Folders not listed because their entries are the base's (walkChangedTree). */
+  /**
+   * Folders not listed because they and their entries are the base's
+   * (walkChangedTree): tens of thousands, so not in `nodes` as well (see
+   * UNLISTED_FOLDER).
+   */
   unlisted: Set<string>;
   /** The ctime before which an entry is untouched since the clone. */
   untouchedBefore: number;
@@ -268,7 +272,6 @@ async function walkChangedTreeWith(
     }
     const indexed = at === undefined ? undefined : records[at];
     if (indexed && ctimeMs < untouchedBefore) {
-      nodes.set(rel, UNTOUCHED_DIR);
       // The base's entries: its sub-folders, its symlinks resolved anew.
       // Where the filesystem counts a folder's links (2 + sub-folders; not
       // btrfs, which says 1), the count must agree with the index.
@@ -557,10 +560,10 @@ class CtimeClock {
 }
 
 /**
- * The node of every folder walkChangedTree finds untouched since the clone
- * (one object for tens of thousands: only whether it was touched matters).
+ * The node of a folder walkChangedTree did not list (in `unlisted`, not in
+ * `nodes`): untouched since the clone, which is all that matters of it.
  */
-const UNTOUCHED_DIR: Node = Object.freeze({ kind: 'dir', size: 0, ctimeMs: -Infinity });
+export const UNLISTED_FOLDER: Node = Object.freeze({ kind: 'dir', size: 0, ctimeMs: -Infinity });
 
 /** Whether `child` (a path of the index under `rel`) is `rel`'s entry `name`. */
 function isChildNamed(child: string, rel: string, name: string): boolean {
