@@ -224,6 +224,18 @@ describe('incremental verification with the folder index', () => {
     await expect(indexed(c)).rejects.toThrow(why);
   });
 
+  it('refuses an unchanged entry of a listed folder inside a new IGNORE, as a full verification does', async () => {
+    // dev-c/two is listed (its Manifest is new); its ebuild is untouched, so
+    // the ebuild's unchanged line waits on the walk's node for the file
+    // until the new IGNORE, read after it, wakes it.
+    const c = await prepare('ignored-listed-entry', gentooish('1'), { write: { 'dev-c/new/new-1.ebuild': 'y\n' } }, { extra2: { 'dev-c/two': ['IGNORE two-1.ebuild'] } });
+    const why = /^dev-c\/two\/two-1\.ebuild: listed in dev-c\/two\/Manifest but inside an IGNOREd path$/;
+    await expect(full(c)).rejects.toThrow(why);
+    const walk = await walkChangedTree(c.staging, new Set(), c.index, () => c.clonedAt + 40);
+    expect(walk?.nodes.get('dev-c/two/two-1.ebuild')?.ctimeMs).toBeLessThan(c.clonedAt);
+    await expect(indexed(c)).rejects.toThrow(why);
+  });
+
   it('refuses a new entry that names a folder the walk did not list, as a full verification does', async () => {
     // dev-c/two/files is untouched: the incremental walk leaves it unlisted.
     const entry = `DATA two/files 5 SHA512 ${'0'.repeat(128)}`;

@@ -6,6 +6,11 @@
  * line: the sub-Manifest's folder), so that a changed line elsewhere, which
  * disturbs one path, takes out the lines it concerns in a few lookups
  * instead of a pass over every waiting line.
+ *
+ * A file line about a file the walk listed waits on the walk's node for
+ * that file (a LineHolder) instead of in a map of its own: the caller has
+ * just looked the node up, and a changed metadata cache's Manifest has
+ * tens of thousands of such lines, each a map entry fewer this way.
  */
 import type { FileTag } from './manifest-format.js';
 import { parentOf } from './tree-walk.js';
@@ -29,20 +34,38 @@ interface Link extends DeferredLine {
   next: Link | undefined;
 }
 
+/** An object a file line can wait on: the walk's node for the file. */
+export interface LineHolder {
+  waiting?: Link | undefined;
+}
+
 export class DeferredLines {
   private readonly byFile = new Map<string, Link>();
   private readonly byFolder = new Map<string, Link>();
+  /** Holders a file line was put on (some may hold none by now). */
+  private readonly holders: LineHolder[] = [];
 
-  /** Wait under its key: a file line's file, a MANIFEST line's sub-Manifest's folder. */
-  add(raw: string, line: number, manifest: string, tag: FileTag, path: string): void {
+  /** @param holderOf the holder for a file's path, where there is one (the walk's node for it) */
+  constructor(private readonly holderOf: (p: string) => LineHolder | undefined) {}
+
+  /**
+   * Wait under its key: a file line's file, a MANIFEST line's sub-Manifest's
+   * folder; a file line on `holder` (holderOf(path)) where given.
+   */
+  add(raw: string, line: number, manifest: string, tag: FileTag, path: string, holder?: LineHolder): void {
+    if (holder && tag !== 'MANIFEST') {
+      if (!holder.waiting) this.holders.push(holder);
+      holder.waiting = { raw, line, manifest, tag, path, next: holder.waiting };
+      return;
+    }
     const map = tag === 'MANIFEST' ? this.byFolder : this.byFile;
     const key = tag === 'MANIFEST' ? (parentOf(path) ?? '') : path;
     map.set(key, { raw, line, manifest, tag, path, next: map.get(key) });
   }
 
-  /** Whether a file line about `p` waits: `p` is covered by it. */
-  coversFile(p: string): boolean {
-    return this.byFile.has(p);
+  /** Whether a file line about `p` waits: `p` is covered by it. `holder`: holderOf(p), where the caller has it. */
+  coversFile(p: string, holder: LineHolder | undefined = this.holderOf(p)): boolean {
+    return holder?.waiting !== undefined || this.byFile.has(p);
   }
 
   /**
@@ -55,6 +78,10 @@ export class DeferredLines {
     for (let k: string | undefined = p; k !== undefined; k = parentOf(k)) {
       take(this.byFile, k, out);
       take(this.byFolder, k, out);
+      if (this.holders.length > 0) {
+        const holder = this.holderOf(k);
+        if (holder?.waiting) takeHeld(holder, out);
+      }
     }
   }
 
@@ -69,12 +96,14 @@ export class DeferredLines {
     for (const map of [this.byFile, this.byFolder]) {
       for (const key of [...map.keys()]) if (key.startsWith(prefix)) take(map, key, out);
     }
+    for (const holder of this.holders) if (holder.waiting?.path.startsWith(prefix)) takeHeld(holder, out);
   }
 
   /** How many file lines wait. */
   fileLines(): number {
     let n = 0;
     for (const link of this.byFile.values()) for (let l: Link | undefined = link; l; l = l.next) n++;
+    for (const holder of this.holders) for (let l = holder.waiting; l; l = l.next) n++;
     return n;
   }
 
@@ -82,6 +111,12 @@ export class DeferredLines {
   manifestFolders(): IterableIterator<string> {
     return this.byFolder.keys();
   }
+}
+
+/** Take out, into `out`, every line waiting on `holder` (all about its one file). */
+function takeHeld(holder: LineHolder, out: DeferredLine[]): void {
+  for (let l = holder.waiting; l; l = l.next) out.push(l);
+  holder.waiting = undefined;
 }
 
 function take(map: Map<string, Link>, key: string, out: DeferredLine[]): void {

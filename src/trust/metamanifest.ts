@@ -34,7 +34,7 @@ import path from 'node:path';
 import { NotReadable, readRegularFile } from '../util/fs.js';
 import { Limiter } from '../util/limit.js';
 import { runProcess } from '../util/process.js';
-import { DeferredLines, type DeferredLine } from './deferred-lines.js';
+import { DeferredLines, type DeferredLine, type LineHolder } from './deferred-lines.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
 import { cleartextBody, entryHead, formatTimestamp, manifestDir, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type ParsedManifest } from './manifest-format.js';
@@ -231,7 +231,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * over such a folder (walkChangedTree did not list them). Taken in after
    * all if a changed line elsewhere says something about their path.
    */
-  const deferred = new DeferredLines();
+  // A file line about a file the walk listed waits on the file's node.
+  const deferred = new DeferredLines((p) => nodes.get(p) as (Node & LineHolder) | undefined);
   let deferredFiles = 0;
   const pool = opts.threads?.pool ?? new HashPool(opts.jobs);
   const hashing: Array<Promise<void>> = [];
@@ -385,15 +386,16 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       if (!isBase(raw, line) || unlisted.size === 0) return false;
       const head = entryHead(raw, manifest, manifestFolder);
       if (!head) return false;
+      let n: Node | undefined;
       if (head.tag === 'MANIFEST') {
         const dir = parentOf(head.path) ?? '';
         if (nodes.has(head.path) || subtreeTouched(dir) || isDisturbed(dir)) return false;
       } else {
-        const n = nodes.get(head.path);
+        n = nodes.get(head.path);
         if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '') || unlisted.has(head.path)) return false;
         if (isDisturbed(head.path)) return false;
       }
-      deferred.add(raw, line, manifest, head.tag, head.path);
+      deferred.add(raw, line, manifest, head.tag, head.path, n as (Node & LineHolder) | undefined);
       return true;
     };
   };
@@ -498,8 +500,9 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     }
     result.files = entries.size + deferredFiles;
     const stray = (p: string, n: Node): never => fail(p, n.odd ?? (n.kind === 'file' ? 'stray file: no Manifest lists it' : 'not a regular file, and not IGNOREd'));
-    const covered = (p: string): boolean => p === 'Manifest' || entries.has(p) || deferred.coversFile(p) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
-    for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p)) stray(p, n);
+    /** `holder`: the node at `p` in the walk's nodes, where the caller has it. */
+    const covered = (p: string, holder?: LineHolder): boolean => p === 'Manifest' || entries.has(p) || deferred.coversFile(p, holder) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
+    for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p, n as Node & LineHolder)) stray(p, n);
     // In a folder that was not listed, only a path a changed line spoke of
     // can have lost its coverage (an entry or an IGNORE dropped): a file
     // there, or anything in such a folder below it.
