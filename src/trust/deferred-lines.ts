@@ -42,8 +42,8 @@ export interface LineHolder {
 export class DeferredLines {
   private readonly byFile = new Map<string, Link>();
   private readonly byFolder = new Map<string, Link>();
-  /** Holders a file line was put on (some may hold none by now). */
-  private readonly holders: LineHolder[] = [];
+  /** Holders a file line was put on (some may hold none by now), each once. */
+  private readonly holders = new Set<LineHolder>();
 
   /** @param holderOf the holder for a file's path, where there is one (the walk's node for it) */
   constructor(private readonly holderOf: (p: string) => LineHolder | undefined) {}
@@ -54,7 +54,7 @@ export class DeferredLines {
    */
   add(raw: string, line: number, manifest: string, tag: FileTag, path: string, holder?: LineHolder): void {
     if (holder && tag !== 'MANIFEST') {
-      if (!holder.waiting) this.holders.push(holder);
+      this.holders.add(holder);
       holder.waiting = { raw, line, manifest, tag, path, next: holder.waiting };
       return;
     }
@@ -78,7 +78,7 @@ export class DeferredLines {
     for (let k: string | undefined = p; k !== undefined; k = parentOf(k)) {
       take(this.byFile, k, out);
       take(this.byFolder, k, out);
-      if (this.holders.length > 0) {
+      if (this.holders.size > 0) {
         const holder = this.holderOf(k);
         if (holder?.waiting) takeHeld(holder, out);
       }

@@ -21,15 +21,15 @@ try {
 
 let fillEnded = false;
 let reads = 0;
-/** Read while the fill was still going: to read again once it is over. */
-const unconfirmed: Array<{ seq: number; root: string; path: string; bytes: Buffer }> = [];
+/** Read while the fill was still going, the last read of each path: to read again once it is over. */
+const unconfirmed = new Map<string, { seq: number; root: string; bytes: Buffer }>();
 
 parentPort?.on('message', (req: ReadAheadRequest) => {
   if (req.kind === 'fill-ended') {
     fillEnded = true;
     const flags = new Uint8Array(req.confirmed);
-    for (const u of unconfirmed) if (u.seq < flags.length && readsSame(u.root, u.path, u.bytes)) Atomics.store(flags, u.seq, 1);
-    unconfirmed.length = 0;
+    for (const [p, u] of unconfirmed) if (u.seq < flags.length && readsSame(u.root, p, u.bytes)) Atomics.store(flags, u.seq, 1);
+    unconfirmed.clear();
     parentPort?.postMessage({ confirmed: true } satisfies ConfirmedReply);
     return;
   }
@@ -39,7 +39,7 @@ parentPort?.on('message', (req: ReadAheadRequest) => {
     if (!result) return { path: p };
     const seq = reads++;
     if (fillEnded) result.final = true;
-    else unconfirmed.push({ seq, root, path: p, bytes: result.bytes });
+    else unconfirmed.set(p, { seq, root, bytes: result.bytes });
     return { path: p, result, seq };
   });
   parentPort?.postMessage(reply);

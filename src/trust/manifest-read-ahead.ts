@@ -24,8 +24,9 @@
  * verification. Without the worker script (the sources run without a
  * build) it runs on the calling thread in slices of a few milliseconds.
  * What is held is bounded (READY_BUDGET): past it, nothing more is read.
- * Reading goes on after the fill, while the verification walks the tree,
- * until what was offered is read or the verification is over (endOffers).
+ * Reading goes on after the fill (endOffers), while the verification walks
+ * the tree, until what was offered is read or the read-ahead is let go
+ * (clear).
  *
  * Once the fill is over nothing writes the tree, so what is read from then
  * on are its bytes for good, and so are those read before that read the
@@ -56,7 +57,7 @@ export class ManifestReadAhead {
   /** Set by the reading thread: read number i read the same once the fill was over. */
   private readonly confirmed = new Uint8Array(new SharedArrayBuffer(CONFIRM_SLOTS));
   /** On this thread: paths read before the fill was over, to read again after (see endOffers). */
-  private unconfirmed: string[] = [];
+  private unconfirmed = new Set<string>();
   /** Reading again what was read before the fill was over (on either thread). */
   private confirming = false;
   private held = 0;
@@ -90,7 +91,10 @@ export class ManifestReadAhead {
     this.next();
   }
 
-  /** Resolves once everything offered so far is read ahead (or reading stopped). */
+  /**
+   * Resolves once everything offered so far is read ahead, and, after
+   * endOffers, what was read before it read again (or reading stopped).
+   */
   idle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
@@ -102,8 +106,10 @@ export class ManifestReadAhead {
    * fill's last part offers its Manifests as it ends: stopped there, a 1%
    * change's verification found 40 of its 1100 changed Manifests not read
    * ahead, and read and compared them itself. Reading on costs nothing
-   * wrong: the tree is final, and what is read is used only for the very
-   * bytes the verification reads.
+   * wrong: the tree is final, so what is read from now on is final (see
+   * ReadAheadManifest.final), and what was read before is read again to
+   * find out whether it is too. Call it only once the fill is over: the
+   * verification takes a final Manifest's bytes without reading them.
    */
   endOffers(): void {
     if (this.offersEnded) return;
@@ -125,7 +131,7 @@ export class ManifestReadAhead {
     this.head = 0;
     this.busy = false;
     this.confirming = false;
-    this.unconfirmed = [];
+    this.unconfirmed.clear();
     // There is one worker at most, started with the read-ahead.
     if (this.worker) this.ended = this.worker.terminate().then(() => undefined, () => undefined);
     this.worker = undefined;
@@ -207,20 +213,21 @@ export class ManifestReadAhead {
       const start = performance.now();
       // First what was read before the fill was over, read again.
       while (this.confirming && !this.stopped && performance.now() - start < SLICE_MS) {
-        const p = this.unconfirmed.pop();
-        if (p === undefined) {
+        const p = this.unconfirmed.values().next();
+        if (p.done) {
           this.confirming = false;
           break;
         }
-        const r = this.ready.get(p)?.read;
-        if (r && readsSame(this.root, p, r.bytes)) r.final = true;
+        this.unconfirmed.delete(p.value);
+        const r = this.ready.get(p.value)?.read;
+        if (r && readsSame(this.root, p.value, r.bytes)) r.final = true;
       }
       while (!this.confirming && !this.stopped && this.head < this.queue.length && performance.now() - start < SLICE_MS) {
         const p = this.queue[this.head++] as string;
         const r = readManifestAhead(this.root, this.baseRoot, p);
         if (!r) continue;
         if (this.offersEnded) r.final = true;
-        else this.unconfirmed.push(p);
+        else this.unconfirmed.add(p);
         this.keep(p, r);
       }
       this.compact();

@@ -389,7 +389,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       let n: Node | undefined;
       if (head.tag === 'MANIFEST') {
         const dir = parentOf(head.path) ?? '';
-        if (nodes.has(head.path) || subtreeTouched(dir) || isDisturbed(dir)) return false;
+        if (nodes.has(head.path) || unlisted.has(head.path) || subtreeTouched(dir) || isDisturbed(dir)) return false;
       } else {
         n = nodes.get(head.path);
         if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '') || unlisted.has(head.path)) return false;

@@ -24,6 +24,11 @@ import { EntryType, listFolderEntries, lstatIfThere, notThere, recordFolder, typ
 import { within } from './manifest-format.js';
 import { WalkHelper } from './walk-helper.js';
 
+/**
+ * An entry as the walk found it. Each node in a walk's `nodes` is an
+ * object of its own, never shared, so that the verification can keep
+ * lines waiting on it (deferred-lines.ts, LineHolder).
+ */
 export interface Node {
   kind: 'file' | 'dir' | 'other';
   /** -1 where not stat'ed (reading the file checks the size). */
@@ -280,7 +285,9 @@ async function walkChangedTreeWith(
       if (nlink !== 1 && nlink !== 2 + subsEnd - subs) return undefined;
       unlisted.add(rel);
       folders.set(rel, indexed);
-      for (let c = subs; c < subsEnd; c++) {
+      // From the last, so that they come off the stack, and into the next
+      // index, in the order this one has them (see the listing below).
+      for (let c = subsEnd - 1; c >= subs; c--) {
         const sub = children.list[c] as number;
         if (!((links[sub] as number) > 0)) return undefined;
         pending.push(sub);
@@ -299,11 +306,12 @@ async function walkChangedTreeWith(
     const listing = listed.get(rel) ?? listFolderEntries(dirAbs);
     const folder = { files: 0, links: [] as string[] };
     folders.set(rel, folder);
-    // The index has this folder's sub-folders in the reverse of the order
-    // the listing gave them when it was made (a stack takes them off), and
-    // a clone lists a folder's names in the same order: met in that order,
-    // each is found by comparing one name instead of looking up its path.
-    // Out of order (a folder added or gone since), by path.
+    // The index has a folder's sub-folders in the reverse of the order the
+    // listing gave them when it was made (a stack takes them off; those of
+    // a folder not listed keep the order they had), and a clone lists a
+    // folder's names in the same order: met in that order, each is found by
+    // comparing one name instead of looking up its path. Out of order (a
+    // folder added since), by path; one gone since is passed over.
     let sub = at === undefined ? -1 : (children.start[at + 1] as number) - 1;
     const subsStart = at === undefined ? 0 : (children.start[at] as number);
     for (let i = 0; i < listing.names.length; i++) {
@@ -311,8 +319,9 @@ async function walkChangedTreeWith(
       if (rel === '' && ignoreTop.has(name)) continue;
       const type = listing.types[i];
       if (type === EntryType.Dir) {
+        while (sub >= subsStart && !((links[children.list[sub] as number] as number) > 0)) sub--;
         const next = sub >= subsStart ? (children.list[sub] as number) : -1;
-        if (next >= 0 && (links[next] as number) > 0 && isChildNamed(order[next] as string, rel, name)) {
+        if (next >= 0 && isChildNamed(order[next] as string, rel, name)) {
           pending.push(next);
           sub--;
         } else push(join(rel, name));
