@@ -225,6 +225,9 @@ async function print(files: number, gemato: boolean): Promise<void> {
   const withoutV = get('sync of a 1% change, without verification: visible');
   const gem = get('gemato verify, 2 jobs');
   const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? 'n/a' : `${(a / b).toFixed(2)}x`);
+  // To three places, and said outright: 0.103x must not read as 0.10x, met.
+  const target = (a: number | undefined, b: number | undefined, atMost: number): string =>
+    a === undefined || b === undefined ? 'n/a' : `${(a / b).toFixed(3)}x, ${a / b <= atMost ? 'met' : 'not met'}`;
   const hashed = extra.hashedIncremental?.length ? median(extra.hashedIncremental) : undefined;
   const small = get('incremental verification inside that sync (0.1%)');
   const hashedSmall = extra.hashedSmall?.length ? median(extra.hashedSmall) : undefined;
@@ -246,9 +249,9 @@ async function print(files: number, gemato: boolean): Promise<void> {
     '',
     '## Targets',
     '',
-    `- Full verification with 2 jobs no slower than gemato: ${gemato ? `reposnap/gemato = ${ratio(full, gem)}` : 'gemato is not installed here; not compared'}.`,
-    `- Incremental verification at most 10% of full (both inside a sync): ${ratio(inc, fullInSync)} (${hashed ?? 'n/a'} files hashed of ${files}).`,
-    `- Time to visible with verification at most 1.3x without: ${ratio(withV, withoutV)}.`,
+    `- Full verification with 2 jobs no slower than gemato: ${gemato ? `reposnap/gemato = ${target(full, gem, 1)}` : 'gemato is not installed here; not compared'}.`,
+    `- Incremental verification at most 10% of full (both inside a sync): ${target(inc, fullInSync, 0.1)} (${hashed ?? 'n/a'} files hashed of ${files}).`,
+    `- Time to visible with verification at most 1.3x without: ${target(withV, withoutV, 1.3)}.`,
     '',
     `Not a target, for scale: a 0.1% change is verified in ${ratio(small, fullInSync)} of the full verification's time (${hashedSmall ?? 'n/a'} files hashed), and is visible in ${ratio(withSmall, withoutSmall)} the time of a sync without verification.`,
     '',
