@@ -106,10 +106,16 @@ afterAll(async () => {
   await Promise.all(made.map((a) => a.clear()));
 });
 
-/** Offer `paths` and wait until all of them are read ahead. */
-async function readAhead(staging: string, base: string, paths: string[], Impl: ReadAheadClass = ManifestReadAhead): Promise<ManifestReadAhead> {
+/** A read-ahead over `staging`, let go when the tests end. */
+function started(staging: string, base: string, Impl: ReadAheadClass = ManifestReadAhead): ManifestReadAhead {
   const ahead = new Impl(staging, base);
   made.push(ahead);
+  return ahead;
+}
+
+/** Offer `paths` and wait until all of them are read ahead. */
+async function readAhead(staging: string, base: string, paths: string[], Impl: ReadAheadClass = ManifestReadAhead): Promise<ManifestReadAhead> {
+  const ahead = started(staging, base, Impl);
   ahead.offer(paths);
   await ahead.idle();
   return ahead;
@@ -224,8 +230,7 @@ describe.each([
   it('nothing is read once stopped', async () => {
     const Impl = await impl();
     const s = await stage(`stopped-${tag}`);
-    const ahead = new Impl(s.staging, s.base);
-    made.push(ahead);
+    const ahead = started(s.staging, s.base, Impl);
     ahead.offer(['dev-libs/foo/Manifest']);
     await ahead.stop();
     ahead.offer(['dev-libs/Manifest.gz']);
@@ -238,8 +243,7 @@ describe.each([
   it('once the fill is over, what was offered is still read, and nothing offered after', async () => {
     const Impl = await impl();
     const s = await stage(`ended-${tag}`);
-    const ahead = new Impl(s.staging, s.base);
-    made.push(ahead);
+    const ahead = started(s.staging, s.base, Impl);
     ahead.offer(['dev-libs/foo/Manifest']);
     ahead.endOffers();
     ahead.offer(['dev-libs/Manifest.gz']);
@@ -252,8 +256,7 @@ describe.each([
   it('once the fill is over, what reads the same again, or was read after, is final; what the fill replaced is not', async () => {
     const Impl = await impl();
     const s = await stage(`final-${tag}`);
-    const ahead = new Impl(s.staging, s.base);
-    made.push(ahead);
+    const ahead = started(s.staging, s.base, Impl);
     ahead.offer(['dev-libs/foo/Manifest', 'dev-libs/Manifest.gz']);
     await ahead.idle();
     // The fill goes on: it replaces one of them (same size, one byte
@@ -265,8 +268,7 @@ describe.each([
     await fs.writeFile(`${file}.new`, bad);
     await fs.rename(`${file}.new`, file);
     // Read ahead but not final yet: the fill may still replace anything.
-    const early = new Impl(s.staging, s.base);
-    made.push(early);
+    const early = started(s.staging, s.base, Impl);
     early.offer(['dev-libs/foo/Manifest']);
     await early.idle();
     expect(early.take('dev-libs/foo/Manifest')?.final).toBeFalsy();
@@ -279,8 +281,7 @@ describe.each([
     expect(replaced).toBeDefined();
     expect(replaced?.final).toBeFalsy();
     // Offered before the end and read after it (or read again then): final.
-    const late = new Impl(s.staging, s.base);
-    made.push(late);
+    const late = started(s.staging, s.base, Impl);
     late.offer(['dev-libs/foo/Manifest', 'dev-libs/Manifest.gz']);
     late.endOffers();
     await late.idle();

@@ -351,11 +351,11 @@ async function walkChangedTreeWith(
     }
     return total;
   };
-  let anyBelow: ((dir: string) => number) | undefined;
+  // Any other: from the new index, summed only if ever asked.
+  const anyBelow = filesBelow(folders);
   const filesBelowDir = (dir: string): number => {
     const at = place.get(dir);
-    const known = at === undefined ? undefined : below(at);
-    return known ?? (anyBelow ??= filesBelow(folders))(dir);
+    return (at === undefined ? undefined : below(at)) ?? anyBelow(dir);
   };
   return { nodes, unlisted, untouchedBefore, folders, filesBelow: filesBelowDir };
 }
