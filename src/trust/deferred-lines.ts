@@ -12,23 +12,21 @@
  * just looked the node up, and a changed metadata cache's Manifest has
  * tens of thousands of such lines, each a map entry fewer this way.
  */
-import type { FileTag } from './manifest-format.js';
+import { entryHead, type FileTag } from './manifest-format.js';
 import { parentOf } from './tree-walk.js';
 
-/** A line passed over unparsed. */
+/** A line passed over unparsed: the line (trimmed), its number, and the tree path of its Manifest. */
 export interface DeferredLine {
-  /** The line (trimmed), its number, and the tree path of its Manifest. */
   raw: string;
   line: number;
   manifest: string;
-  tag: FileTag;
-  /** The tree path it names. */
-  path: string;
 }
 
 /**
  * A line, and the next one under the same key: one object a line, there
- * being tens of thousands of them.
+ * being tens of thousands of them, kept as small as a line can be told
+ * again from (the path and tag are its own text's: entryHead reads them
+ * again where, rarely, they are asked for).
  */
 interface Link extends DeferredLine {
   next: Link | undefined;
@@ -42,8 +40,14 @@ export interface LineHolder {
 export class DeferredLines {
   private readonly byFile = new Map<string, Link>();
   private readonly byFolder = new Map<string, Link>();
-  /** Holders a file line was put on (some may hold none by now), each once. */
-  private readonly holders = new Set<LineHolder>();
+  /**
+   * Holders a file line was put on, each at least once (again if lines
+   * were taken off it and put on it since; some hold none by now): an
+   * array, not a set, as each add would be one more lookup.
+   */
+  private readonly holders: LineHolder[] = [];
+  /** How many file lines wait, wherever they do. */
+  private files = 0;
 
   /** @param holderOf the holder for a file's path, where there is one (the walk's node for it) */
   constructor(private readonly holderOf: (p: string) => LineHolder | undefined) {}
@@ -53,14 +57,15 @@ export class DeferredLines {
    * folder; a file line on `holder` (holderOf(path)) where given.
    */
   add(raw: string, line: number, manifest: string, tag: FileTag, path: string, holder?: LineHolder): void {
+    if (tag !== 'MANIFEST') this.files++;
     if (holder && tag !== 'MANIFEST') {
-      this.holders.add(holder);
-      holder.waiting = { raw, line, manifest, tag, path, next: holder.waiting };
+      if (holder.waiting === undefined) this.holders.push(holder);
+      holder.waiting = { raw, line, manifest, next: holder.waiting };
       return;
     }
     const map = tag === 'MANIFEST' ? this.byFolder : this.byFile;
     const key = tag === 'MANIFEST' ? (parentOf(path) ?? '') : path;
-    map.set(key, { raw, line, manifest, tag, path, next: map.get(key) });
+    map.set(key, { raw, line, manifest, next: map.get(key) });
   }
 
   /** Whether a file line about `p` waits: `p` is covered by it. `holder`: holderOf(p), where the caller has it. */
@@ -76,11 +81,11 @@ export class DeferredLines {
    */
   takeAbout(p: string, out: DeferredLine[]): void {
     for (let k: string | undefined = p; k !== undefined; k = parentOf(k)) {
-      take(this.byFile, k, out);
+      this.files -= take(this.byFile, k, out);
       take(this.byFolder, k, out);
-      if (this.holders.size > 0) {
+      if (this.holders.length > 0) {
         const holder = this.holderOf(k);
-        if (holder?.waiting) takeHeld(holder, out);
+        if (holder?.waiting) this.files -= takeHeld(holder, out);
       }
     }
   }
@@ -93,18 +98,17 @@ export class DeferredLines {
    */
   takeInside(dir: string, out: DeferredLine[]): void {
     const prefix = `${dir}/`;
-    for (const map of [this.byFile, this.byFolder]) {
-      for (const key of [...map.keys()]) if (key.startsWith(prefix)) take(map, key, out);
+    for (const key of [...this.byFile.keys()]) if (key.startsWith(prefix)) this.files -= take(this.byFile, key, out);
+    for (const key of [...this.byFolder.keys()]) if (key.startsWith(prefix)) take(this.byFolder, key, out);
+    for (const holder of this.holders) {
+      const l = holder.waiting;
+      if (l && entryHead(l.raw, l.manifest)?.path.startsWith(prefix)) this.files -= takeHeld(holder, out);
     }
-    for (const holder of this.holders) if (holder.waiting?.path.startsWith(prefix)) takeHeld(holder, out);
   }
 
   /** How many file lines wait. */
   fileLines(): number {
-    let n = 0;
-    for (const link of this.byFile.values()) for (let l: Link | undefined = link; l; l = l.next) n++;
-    for (const holder of this.holders) for (let l = holder.waiting; l; l = l.next) n++;
-    return n;
+    return this.files;
   }
 
   /** The folders of the sub-Manifests whose MANIFEST lines wait (not read: all the base's). */
@@ -113,15 +117,20 @@ export class DeferredLines {
   }
 }
 
-/** Take out, into `out`, every line waiting on `holder` (all about its one file). */
-function takeHeld(holder: LineHolder, out: DeferredLine[]): void {
-  for (let l = holder.waiting; l; l = l.next) out.push(l);
+/** Take out, into `out`, every line waiting on `holder` (all about its one file); how many. */
+function takeHeld(holder: LineHolder, out: DeferredLine[]): number {
+  let n = 0;
+  for (let l = holder.waiting; l; l = l.next, n++) out.push(l);
   holder.waiting = undefined;
+  return n;
 }
 
-function take(map: Map<string, Link>, key: string, out: DeferredLine[]): void {
+/** Take out, into `out`, every line under `key`; how many. */
+function take(map: Map<string, Link>, key: string, out: DeferredLine[]): number {
   const link = map.get(key);
-  if (!link) return;
+  if (!link) return 0;
   map.delete(key);
-  for (let l: Link | undefined = link; l; l = l.next) out.push(l);
+  let n = 0;
+  for (let l: Link | undefined = link; l; l = l.next, n++) out.push(l);
+  return n;
 }

@@ -501,7 +501,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     result.files = entries.size + deferredFiles;
     const stray = (p: string, n: Node): never => fail(p, n.odd ?? (n.kind === 'file' ? 'stray file: no Manifest lists it' : 'not a regular file, and not IGNOREd'));
     /** `holder`: the node at `p` in the walk's nodes, where the caller has it. */
-    const covered = (p: string, holder?: LineHolder): boolean => p === 'Manifest' || entries.has(p) || deferred.coversFile(p, holder) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
+    // Deferred lines first: most files of a changed Manifest's folder have one waiting on their node.
+    const covered = (p: string, holder?: LineHolder): boolean => p === 'Manifest' || deferred.coversFile(p, holder) || entries.has(p) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
     for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p, n as Node & LineHolder)) stray(p, n);
     // In a folder that was not listed, only a path a changed line spoke of
     // can have lost its coverage (an entry or an IGNORE dropped): a file
