@@ -28,7 +28,7 @@ import type { Update } from '../store/storage.js';
 import { HashPool } from '../trust/hash-pool.js';
 import { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
 import { Keyring } from '../trust/openpgp.js';
-import { parseFolderIndex, type FolderIndex } from '../trust/tree-walk.js';
+import { parseFolderIndexInSlices, type FolderIndex } from '../trust/tree-walk.js';
 import { WalkHelper } from '../trust/walk-helper.js';
 
 /** The base snapshot an incremental verification starts from. */
@@ -71,8 +71,9 @@ export class VerificationPrep {
     const readBase = async (): Promise<IncrementalBase | undefined> => {
       if (!incremental || !base || base.clonedAt === undefined) return undefined;
       const text = await base.folderIndex?.().catch(() => undefined);
-      // Parsed and laid out by place for the walk, while the fill runs.
-      const folders = text === undefined ? undefined : parseFolderIndex(text);
+      // Parsed and laid out by place for the walk, while the fill runs: a
+      // slice at a time, so that the fill's pipeline on this thread goes on.
+      const folders = text === undefined ? undefined : await parseFolderIndexInSlices(text);
       return { root: base.dir, clonedAt: base.clonedAt, ...(folders ? { folders } : {}) };
     };
     // One piece at a time, so that those started are let go if a later one cannot be.

@@ -382,12 +382,21 @@ const placesOf = new WeakMap<FolderIndex, FolderPlaces>();
 
 /**
  * `index` by place, worked out once per index (tens of milliseconds for a
- * Gentoo-sized one): parseFolderIndex works it out, so a sync has it
- * while the fill runs, when it reads the base's index
+ * Gentoo-sized one): parseFolderIndexInSlices works it out, so a sync has
+ * it while the fill runs, when it reads the base's index
  * (sync/verification-prep.ts). The index must not change afterwards; a
  * parsed one never does.
  */
 export function folderPlaces(index: FolderIndex): FolderPlaces {
+  const steps = layOut(index);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
+}
+
+/** Folders laid out between two turns of the event loop (a few milliseconds' work). */
+const LAYOUT_SLICE = 4096;
+
+/** What folderPlaces does, pausing (yield) every LAYOUT_SLICE folders. */
+function* layOut(index: FolderIndex): Generator<void, FolderPlaces> {
   const known = placesOf.get(index);
   if (known) return known;
   const n = index.size;
@@ -399,6 +408,7 @@ export function folderPlaces(index: FolderIndex): FolderPlaces {
   let parentsFirst = true;
   let at = 0;
   for (const [rel, record] of index) {
+    if (at % LAYOUT_SLICE === LAYOUT_SLICE - 1) yield;
     order[at] = rel;
     records[at] = record;
     const parent = rel === '' ? undefined : place.get(parentOf(rel) as string);
@@ -418,6 +428,19 @@ export function folderPlaces(index: FolderIndex): FolderPlaces {
   const places = { place, order, records, children: { start, list }, parentsFirst };
   placesOf.set(index, places);
   return places;
+}
+
+/**
+ * Run `steps` to the end, letting the event loop turn at each pause: a
+ * sync's thread also runs the fill's pipeline (reading rsync's plan as it
+ * comes, starting its parts), which a Gentoo-sized index held up for a
+ * tenth of a second when read in one go.
+ */
+async function inSlices<T>(steps: Generator<void, T>): Promise<T> {
+  for (let step = steps.next(); ; step = steps.next()) {
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
 }
 
 /**
@@ -459,6 +482,20 @@ export function serializeFolderIndex(index: FolderIndex): string {
 
 /** The index serializeFolderIndex wrote; undefined for anything else (the caller then walks the whole tree). */
 export function parseFolderIndex(text: string): FolderIndex | undefined {
+  const steps = readIndex(text);
+  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
+}
+
+/** parseFolderIndex, a slice at a time, for a thread with other work meanwhile (see inSlices). */
+export function parseFolderIndexInSlices(text: string): Promise<FolderIndex | undefined> {
+  return inSlices(readIndex(text));
+}
+
+/** A record's links where it has none: one array for all, never changed (frozen). */
+const NO_LINKS: string[] = Object.freeze([]) as unknown as string[];
+
+/** What parseFolderIndex does, pausing (yield) every LAYOUT_SLICE folders. */
+function* readIndex(text: string): Generator<void, FolderIndex | undefined> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -468,15 +505,20 @@ export function parseFolderIndex(text: string): FolderIndex | undefined {
   const doc = parsed as { version?: unknown; folders?: unknown };
   if (doc.version !== 1 || !Array.isArray(doc.folders)) return undefined;
   const index: FolderIndex = new Map();
-  for (const item of doc.folders as unknown[]) {
+  const items = doc.folders as unknown[];
+  for (let i = 0; i < items.length; i++) {
+    if (i % LAYOUT_SLICE === LAYOUT_SLICE - 1) yield;
+    const item = items[i];
     if (!Array.isArray(item)) return undefined;
-    const [rel, files, links = []] = item as [unknown, unknown, unknown];
+    const [rel, files, links = NO_LINKS] = item as [unknown, unknown, unknown];
     if (typeof rel !== 'string' || !Number.isInteger(files) || !Array.isArray(links) || !links.every((l) => typeof l === 'string')) return undefined;
     index.set(rel, { files: files as number, links: links as string[] });
   }
+  if (!index.has('')) return undefined;
   // Parents first, or the walk would miss a folder; laid out by place now,
   // for the walk (see folderPlaces), which is how that is checked.
-  return index.has('') && folderPlaces(index).parentsFirst ? index : undefined;
+  const places = yield* layOut(index);
+  return places.parentsFirst ? index : undefined;
 }
 
 /**
