@@ -88,6 +88,7 @@ async function verifyTree(c: AuthenticityCheck, config: MetaManifestConfig): Pro
       maxAgeDays: config.maxAgeDays,
       ignoreTop: c.update.excludeTop,
       ...(base ? { base, ...(prep.readAhead ? { readAhead: prep.readAhead } : {}) } : {}),
+      signatureAhead: prep.signatureAhead,
       threads: { pool: prep.pool, ...(prep.walkHelper ? { walkHelper: prep.walkHelper } : {}) },
       onFolders: (index) => (folderIndex = serializeFolderIndex(index)),
     });

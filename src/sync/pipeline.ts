@@ -38,7 +38,6 @@ import type { PendingUpdate, RepoStorage, StorageProgress, Update } from '../sto
 import type { MetaManifestResult } from '../trust/metamanifest.js';
 import { abortable, uninterruptible } from '../util/abort.js';
 import { failpoint } from '../util/failpoint.js';
-import type { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
 import type { VerificationPrep } from './verification-prep.js';
 import { checkAuthenticity, prepareVerification, type Verified } from './authenticity.js';
 import { checkSyncUser, fill, needsWorker } from './fill.js';
@@ -322,7 +321,7 @@ async function steps(run: SyncRun): Promise<SyncReport> {
     let verified: Verified | undefined;
     try {
       filled = await run
-        .timed('fetch', () => fillStaging(run, update, plan, prep?.readAhead))
+        .timed('fetch', () => fillStaging(run, update, plan, prep ? (paths) => prep.offer(paths) : undefined))
         .finally(async () => {
           // What was offered is still read while the verification walks; closing the preparations stops it.
           prep?.readAhead?.endOffers();
@@ -415,7 +414,7 @@ async function openStaging(run: SyncRun, pending: PendingUpdate): Promise<Update
  * tree now differs from its base, not only whether this fill changed it,
  * since a resumed tree may hold the work of an earlier, interrupted one.
  */
-async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | undefined, readAhead: ManifestReadAhead | undefined): Promise<{ result: SourceResult; changed: boolean }> {
+async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | undefined, onWritten: ((paths: string[]) => void) | undefined): Promise<{ result: SourceResult; changed: boolean }> {
   const { repo, source } = run;
   let announced = false;
   let result: SourceResult;
@@ -437,7 +436,7 @@ async function fillStaging(run: SyncRun, update: Update, plan: SourcePlan | unde
         await update.beginWriting(revision);
       },
       onProgress: (p: SourceProgress) => run.progress({ phase: 'fetch', ...p }),
-      ...(readAhead ? { onWritten: (paths: string[]) => readAhead.offer(paths) } : {}),
+      ...(onWritten ? { onWritten } : {}),
       ...run.toolOutput,
     });
     if (result.changed && !announced) {

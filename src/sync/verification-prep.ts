@@ -14,10 +14,13 @@
  *    takes tens of milliseconds of CPU to start, which during the
  *    verification would be taken from the walk;
  *  - the changed sub-Manifests, read ahead as the fill writes them, and
- *    after it while the verification walks (trust/manifest-read-ahead.ts).
+ *    after it while the verification walks (trust/manifest-read-ahead.ts);
+ *  - the top-level Manifest's signature, checked as the fill writes it
+ *    (trust/signature-ahead.ts).
  *
- * None of it reads the tree being filled but the read-ahead, which is only
- * a hint. What fails here is kept and thrown where the verification asks
+ * None of it reads the tree being filled but the read-ahead and the
+ * signature checked ahead, each only a hint taken for the very bytes the
+ * verification reads. What fails here is kept and thrown where the verification asks
  * for it, so an error reads as it would without any of this. close() lets
  * everything go, used or not.
  */
@@ -28,6 +31,7 @@ import type { Update } from '../store/storage.js';
 import { HashPool } from '../trust/hash-pool.js';
 import { ManifestReadAhead } from '../trust/manifest-read-ahead.js';
 import { Keyring } from '../trust/openpgp.js';
+import { SignatureAhead } from '../trust/signature-ahead.js';
 import { parseFolderIndexInSlices, type FolderIndex } from '../trust/tree-walk.js';
 import { WalkHelper } from '../trust/walk-helper.js';
 
@@ -41,6 +45,7 @@ export interface IncrementalBase {
 
 export class VerificationPrep {
   private keyringOpened: Promise<Keyring> | undefined;
+  readonly signatureAhead: SignatureAhead;
 
   private constructor(
     private readonly repo: string,
@@ -51,7 +56,16 @@ export class VerificationPrep {
     readonly readAhead: ManifestReadAhead | undefined,
     readonly pool: HashPool,
     readonly walkHelper: WalkHelper | undefined,
-  ) {}
+    target: string,
+  ) {
+    this.signatureAhead = new SignatureAhead(repo, target, () => this.keyring());
+  }
+
+  /** Tree-relative paths the fill has just written in place (a hint, see the top of this file). */
+  offer(paths: string[]): void {
+    this.readAhead?.offer(paths);
+    this.signatureAhead.offer(paths);
+  }
 
   /**
    * Start getting the verification of `update`'s tree ready. Incremental
@@ -85,7 +99,7 @@ export class VerificationPrep {
       const pool = new HashPool(config.jobs);
       started.push(pool);
       const walkHelper = incremental ? new WalkHelper() : undefined;
-      prep = new VerificationPrep(repo, config, key, readBase(), readAhead, pool, walkHelper);
+      prep = new VerificationPrep(repo, config, key, readBase(), readAhead, pool, walkHelper, update.target);
     } catch (err) {
       await Promise.allSettled(started.map((s) => s.close()));
       throw err;
@@ -109,6 +123,8 @@ export class VerificationPrep {
 
   /** Let everything go, each piece whatever became of the others; the first failure is thrown after. */
   async close(): Promise<void> {
+    // A gpg run ahead works in the keyring's home, which goes below.
+    await this.signatureAhead.settle();
     const closing = await Promise.allSettled([
       this.readAhead?.clear(),
       this.pool.close(),

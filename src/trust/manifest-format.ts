@@ -214,7 +214,7 @@ export function within(p: string, prefix: string): boolean {
 /**
  * The text of an OpenPGP cleartext-signed message, without checking the
  * signature: for a Manifest whose signature was checked when its snapshot
- * was made (the base of an incremental verification). verifyCleartext
+ * was made (the base of an incremental verification). verifyCleartextBytes
  * refuses a file for which this differs from what gpg says is signed, so
  * for a verified file it is the signed text. Unsigned text is returned as
  * it is.

@@ -40,7 +40,7 @@ import { HashPool } from './hash-pool.js';
 import { cleartextBody, entryHead, formatTimestamp, manifestDir, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type ParsedManifest } from './manifest-format.js';
 import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
-import type { Keyring } from './openpgp.js';
+import type { CleartextVerdict, Keyring } from './openpgp.js';
 import type { WalkHelper } from './walk-helper.js';
 import { parentOf, statNode, UNLISTED_FOLDER, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
 
@@ -74,6 +74,12 @@ export interface MetaManifestOptions {
    * `base.root`.
    */
   readAhead?: { readonly baseRoot: string; take(p: string): ReadAheadManifest | undefined };
+  /**
+   * The top-level Manifest's signature checked while the tree was being
+   * filled (SignatureAhead): taken only for the very bytes read now, and
+   * only where the check ran (else it is checked here).
+   */
+  signatureAhead?: { take(bytes: Buffer): Promise<CleartextVerdict> | undefined };
   /**
    * Threads started ahead by the caller, who closes them: the hashing
    * threads (else `jobs` are started here) and the incremental walk's
@@ -122,7 +128,11 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const topFile = path.join(root, 'Manifest');
   const topSt = await fs.lstat(topFile).catch(() => undefined);
   if (!topSt?.isFile()) throw new ManifestFailure('Manifest', 'missing (the tree has no top-level Manifest)');
-  const signing = opts.keyring.verifyCleartext(opts.repo, topFile);
+  // Read once: gpg checks these bytes (a copy of them), here or ahead of
+  // the fill's end (signature-ahead.ts) where it read the same.
+  const topBytes = readBounded(topFile, 'Manifest');
+  const ownCheck = (): Promise<CleartextVerdict> => opts.keyring.verifyCleartextBytes(opts.repo, topBytes);
+  const signing = opts.signatureAhead?.take(topBytes)?.catch(ownCheck) ?? ownCheck();
   signing.catch(() => undefined);
   // What is untouched since the clone (see the header). The clone finished
   // at base.clonedAt; writes after it come at least 40 ms later (the
@@ -435,7 +445,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     let topSameAsBase: (e: FileEntry) => boolean = () => false;
     let topListed: (p: string) => boolean = () => false;
     if (base) {
-      // The base's top-level Manifest passed verifyCleartext, which refuses
+      // The base's top-level Manifest passed verifyCleartextBytes, which refuses
       // a file whose text differs from what its signature covers: its text
       // is the signed text.
       const baseTop = await fs.readFile(path.join(base.root, 'Manifest'), 'utf8').catch(() => undefined);

@@ -43,7 +43,13 @@ export function keyFileFor(r: KeyFileReader, askedBy: string): KeySource {
 
 export type Verdict = { ok: true; fingerprint: string } | { ok: false; why: string };
 
+/** What a cleartext signature check says, with the signed text where it holds. */
+export type CleartextVerdict = Verdict & { text?: string };
+
 export class Keyring {
+  /** Cleartext checks so far: each names its files in the home by its number. */
+  private calls = 0;
+
   private constructor(private readonly home: string) {}
 
   /**
@@ -94,23 +100,34 @@ export class Keyring {
 
   /**
    * Check an OpenPGP cleartext-signed file (a MetaManifest) and return the
-   * text the signature covers, as gpg read it: what is parsed afterwards is
-   * exactly what was signed, never text around or between signed blocks. A
-   * file that is not one cleartext-signed message is refused before gpg
-   * reads it.
+   * text the signature covers, as gpg read it (see verifyCleartextBytes).
    */
-  async verifyCleartext(repo: string, file: string): Promise<Verdict & { text?: string }> {
-    // Read once: the markers are counted, and the text compared, on these bytes.
-    const bytes = await fs.readFile(file);
+  async verifyCleartext(repo: string, file: string): Promise<CleartextVerdict> {
+    return this.verifyCleartextBytes(repo, await fs.readFile(file));
+  }
+
+  /**
+   * Check `bytes`, an OpenPGP cleartext-signed message, and return the text
+   * the signature covers, as gpg read it: what is parsed afterwards is
+   * exactly what was signed, never text around or between signed blocks.
+   * Bytes that are not one cleartext-signed message are refused before gpg
+   * reads them. gpg reads a copy in the keyring's home, so the verdict is
+   * about these very bytes, whatever happens to the file they came from.
+   */
+  async verifyCleartextBytes(repo: string, bytes: Buffer): Promise<CleartextVerdict> {
     const raw = bytes.toString('latin1');
     const count = (marker: string): number => raw.split(marker).length - 1;
     if (!raw.startsWith('-----BEGIN PGP SIGNED MESSAGE-----')) return { ok: false, why: 'it is not OpenPGP-signed' };
     if (count('-----BEGIN PGP SIGNED MESSAGE-----') !== 1 || count('-----BEGIN PGP SIGNATURE-----') !== 1 || count('-----END PGP SIGNATURE-----') !== 1 || !/-----END PGP SIGNATURE-----\s*$/.test(raw)) {
       return { ok: false, why: 'it is not exactly one cleartext-signed message (text outside the signature, or several signatures)' };
     }
-    const plain = path.join(this.home, 'plain');
-    await fs.rm(plain, { force: true });
-    const end = await this.gpg(repo, ['--output', plain, '--decrypt', file]);
+    // Names of this call's own: checks may run side by side (one ahead of
+    // the fill's end, one after it).
+    const n = this.calls++;
+    const signed = path.join(this.home, `signed-${n}`);
+    const plain = path.join(this.home, `plain-${n}`);
+    await fs.writeFile(signed, bytes);
+    const end = await this.gpg(repo, ['--output', plain, '--decrypt', signed]);
     const verdict = readVerdict(end.stdout.toString(), end.code, gpgSays(end.stderr, this.home));
     if (!verdict.ok) return verdict;
     const text = await fs.readFile(plain, 'utf8');
