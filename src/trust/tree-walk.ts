@@ -388,8 +388,7 @@ const placesOf = new WeakMap<FolderIndex, FolderPlaces>();
  * parsed one never does.
  */
 export function folderPlaces(index: FolderIndex): FolderPlaces {
-  const steps = layOut(index);
-  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
+  return atOnce(layOut(index));
 }
 
 /** Folders laid out between two turns of the event loop (a few milliseconds' work). */
@@ -428,6 +427,11 @@ function* layOut(index: FolderIndex): Generator<void, FolderPlaces> {
   const places = { place, order, records, children: { start, list }, parentsFirst };
   placesOf.set(index, places);
   return places;
+}
+
+/** Run `steps` to the end without pausing. */
+function atOnce<T>(steps: Generator<void, T>): T {
+  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
 }
 
 /**
@@ -482,8 +486,7 @@ export function serializeFolderIndex(index: FolderIndex): string {
 
 /** The index serializeFolderIndex wrote; undefined for anything else (the caller then walks the whole tree). */
 export function parseFolderIndex(text: string): FolderIndex | undefined {
-  const steps = readIndex(text);
-  for (let step = steps.next(); ; step = steps.next()) if (step.done) return step.value;
+  return atOnce(readIndex(text));
 }
 
 /** parseFolderIndex, a slice at a time, for a thread with other work meanwhile (see inSlices). */
