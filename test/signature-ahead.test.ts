@@ -56,6 +56,19 @@ function counted(): { keyring: Keyring; checks: () => number } {
   return { keyring, checks: () => n };
 }
 
+/** The top-level Manifest of `root` offered to a check ahead on `keyring`, and that check settled. */
+async function checkedAhead(root: string, keyring: () => Promise<Keyring>, paths = ['Manifest']): Promise<SignatureAhead> {
+  const ahead = new SignatureAhead('t', root, keyring);
+  ahead.offer(paths);
+  await ahead.settle();
+  return ahead;
+}
+
+/** The verification of `root`, taking what `ahead` checked. */
+function verify(root: string, keyring: Keyring, ahead: SignatureAhead): ReturnType<typeof verifyMetaManifest> {
+  return verifyMetaManifest({ repo: 't', root, keyring, jobs: 1, maxAgeDays: 0, signatureAhead: ahead });
+}
+
 describe('the signature checked ahead', () => {
   it('is taken for the same bytes: the verification runs no gpg of its own', async () => {
     const root = await signedTree(signer);
@@ -65,7 +78,7 @@ describe('the signature checked ahead', () => {
     expect(checks()).toBe(0); // the keyring comes after a turn of the event loop
     await ahead.settle();
     expect(checks()).toBe(1);
-    const r = await verifyMetaManifest({ repo: 't', root, keyring, jobs: 1, maxAgeDays: 0, signatureAhead: ahead });
+    const r = await verify(root, keyring, ahead);
     expect(r.signedBy).toBe(signer.fpr);
     expect(checks()).toBe(1);
   });
@@ -73,33 +86,27 @@ describe('the signature checked ahead', () => {
   it('a Manifest written again after it was checked is checked as it is now: a good signature ahead does not cover a forged one', async () => {
     const root = await signedTree(signer);
     const { keyring, checks } = counted();
-    const ahead = new SignatureAhead('t', root, async () => keyring);
-    ahead.offer(['Manifest']);
-    await ahead.settle();
+    const ahead = await checkedAhead(root, async () => keyring);
     // Then the fill writes a Manifest signed by a key not in the key file, unannounced.
     const forged = await signedTree(stranger);
     await fs.copyFile(path.join(forged, 'Manifest'), path.join(root, 'Manifest'));
-    await expect(verifyMetaManifest({ repo: 't', root, keyring, jobs: 1, maxAgeDays: 0, signatureAhead: ahead })).rejects.toThrow(/Manifest: OpenPGP signature refused: it is not signed by a key from the key file/);
+    await expect(verify(root, keyring, ahead)).rejects.toThrow(/Manifest: OpenPGP signature refused: it is not signed by a key from the key file/);
     expect(checks()).toBe(2);
   });
 
   it('a refusal ahead stands for the same bytes', async () => {
     const root = await signedTree(stranger);
     const { keyring, checks } = counted();
-    const ahead = new SignatureAhead('t', root, async () => keyring);
-    ahead.offer(['Manifest']);
-    await ahead.settle();
-    await expect(verifyMetaManifest({ repo: 't', root, keyring, jobs: 1, maxAgeDays: 0, signatureAhead: ahead })).rejects.toThrow(/not signed by a key from the key file/);
+    const ahead = await checkedAhead(root, async () => keyring);
+    await expect(verify(root, keyring, ahead)).rejects.toThrow(/not signed by a key from the key file/);
     expect(checks()).toBe(1);
   });
 
   it('a check that could not run is not an answer: the verification checks itself', async () => {
     const root = await signedTree(signer);
     const { keyring, checks } = counted();
-    const ahead = new SignatureAhead('t', root, () => Promise.reject(new Error('no keyring')));
-    ahead.offer(['Manifest']);
-    await ahead.settle();
-    const r = await verifyMetaManifest({ repo: 't', root, keyring, jobs: 1, maxAgeDays: 0, signatureAhead: ahead });
+    const ahead = await checkedAhead(root, () => Promise.reject(new Error('no keyring')));
+    const r = await verify(root, keyring, ahead);
     expect(r.signedBy).toBe(signer.fpr);
     expect(checks()).toBe(1);
   });
@@ -107,9 +114,7 @@ describe('the signature checked ahead', () => {
   it('nothing is checked for paths other than the top-level Manifest, nor for a Manifest that is not a regular file', async () => {
     const root = await signedTree(signer);
     const { keyring, checks } = counted();
-    const ahead = new SignatureAhead('t', root, async () => keyring);
-    ahead.offer(['app-misc/Manifest', 'metadata/Manifest']);
-    await ahead.settle();
+    const ahead = await checkedAhead(root, async () => keyring, ['app-misc/Manifest', 'metadata/Manifest']);
     expect(checks()).toBe(0);
     const top = path.join(root, 'Manifest');
     await fs.rename(top, `${top}.real`);
