@@ -171,20 +171,25 @@ async function main(): Promise<void> {
         ['without', undefined],
       ] as const;
       const order = round % 2 === 0 ? both : ([both[1], both[0]] as const);
-      const stores = new Map<string, string>();
+      const confs = new Map<string, string>();
       for (const [name, pub] of both) {
         const dir = await fs.mkdtemp(path.join(work, `sync-${name}-`));
-        stores.set(name, await conf(dir, up, pub, 2));
+        confs.set(name, await conf(dir, up, pub, 2));
       }
-      const confOf = (name: string): string => stores.get(name) as string;
-      await point(v1);
-      for (const [name, pub] of order) {
-        execFileSync('sync');
-        const first = await syncReport(confOf(name));
-        if (pub) note('full verification inside the first sync (2 jobs)', first.timings.verifyMs);
-      }
+      /** Upstream set to `tree`, synced into each store in this round's order (`before`: just before each sync). */
+      const syncBoth = async (tree: string, record: (name: string, verifying: boolean, r: Report) => void, before = (): void => undefined): Promise<void> => {
+        await point(tree);
+        for (const [name, pub] of order) {
+          execFileSync('sync');
+          before();
+          record(name, pub !== undefined, await syncReport(confs.get(name) as string));
+        }
+      };
+      await syncBoth(v1, (_name, verifying, first) => {
+        if (verifying) note('full verification inside the first sync (2 jobs)', first.timings.verifyMs);
+      });
       // The full verifications, before the changes are synced in both.
-      const c = confOf('with');
+      const c = confs.get('with') as string;
       const dir = path.dirname(c);
       note('reposnap verify --full, 2 jobs', (await time(process.execPath, [CLI, '-q', '-c', c, 'verify', 'gentoo', '--full'])).ms);
       const one = await conf(dir, up, key.pub, 1);
@@ -193,43 +198,39 @@ async function main(): Promise<void> {
       note('reposnap verify (quick)', (await time(process.execPath, [CLI, '-q', '-c', c, 'verify', 'gentoo'])).ms);
       if (gemato) note('gemato verify, 2 jobs', (await time('gemato', ['verify', '-K', key.pub, '-R', '-W', '-s', '-j', '2', path.join(dir, 'repo') + '/'])).ms);
 
-      await point(v2);
-      for (const [name, pub] of order) {
-        execFileSync('sync');
-        const second = await syncReport(confOf(name));
+      await syncBoth(v2, (name, verifying, second) => {
         note(`sync of a 1% change, ${name} verification: visible`, visible(second));
-        if (pub && second.verified) {
+        if (verifying && second.verified) {
           extra.verifyMsIncremental?.push(second.timings.verifyMs);
           extra.hashedIncremental?.push(second.verified.hashed);
           extra.filesIncremental?.push(second.verified.files);
           note('incremental verification inside that sync', second.timings.verifyMs);
         }
-      }
-      await point(v3);
-      for (const [name, pub] of order) {
-        execFileSync('sync');
-        const third = await syncReport(confOf(name));
+      });
+      await syncBoth(v3, (name, verifying, third) => {
         note(`sync of a 0.1% change after it, ${name} verification: visible`, visible(third));
-        if (pub && third.verified) {
+        if (verifying && third.verified) {
           extra.hashedSmall?.push(third.verified.hashed);
           note('incremental verification inside that sync (0.1%)', third.timings.verifyMs);
         }
-      }
+      });
       if (cold) {
-        await point(v4);
-        for (const [name, pub] of order) {
-          execFileSync('sync');
-          dropCaches();
-          // The upstream tree back in the cache, as a remote mirror's would be.
-          readIn(v4);
-          const fourth = await syncReport(confOf(name));
-          note(`sync of a 0.1% change on a cold cache, ${name} verification: visible`, visible(fourth));
-          if (pub && fourth.verified) note('incremental verification inside that sync (0.1%, cold cache)', fourth.timings.verifyMs);
-        }
+        await syncBoth(
+          v4,
+          (name, verifying, fourth) => {
+            note(`sync of a 0.1% change on a cold cache, ${name} verification: visible`, visible(fourth));
+            if (verifying && fourth.verified) note('incremental verification inside that sync (0.1%, cold cache)', fourth.timings.verifyMs);
+          },
+          () => {
+            dropCaches();
+            // The upstream tree back in the cache, as a remote mirror's would be.
+            readIn(v4);
+          },
+        );
         // The other rows are about warm caches: the upstream trees back in.
         readIn(v1, v2, v3);
       }
-      for (const c of stores.values()) execFileSync('rm', ['-rf', path.dirname(c)]);
+      for (const c of confs.values()) execFileSync('rm', ['-rf', path.dirname(c)]);
     }
     await print(info.files, gemato);
   } finally {
