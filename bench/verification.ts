@@ -250,9 +250,14 @@ async function print(files: number, gemato: boolean): Promise<void> {
   const withoutV = get('sync of a 1% change, without verification: visible');
   const gem = get('gemato verify, 2 jobs');
   const ratio = (a: number | undefined, b: number | undefined): string => (a === undefined || b === undefined ? 'n/a' : `${(a / b).toFixed(2)}x`);
-  // To three places, and said outright: 0.103x must not read as 0.10x, met.
-  const target = (a: number | undefined, b: number | undefined, atMost: number): string =>
-    a === undefined || b === undefined ? 'n/a' : `${(a / b).toFixed(3)}x, ${a / b <= atMost ? 'met' : 'not met'}`;
+  // To three places, four where three would show the target itself (0.1001x
+  // is not "0.100x, not met"), and said outright: 0.103x must not read as 0.10x, met.
+  const target = (a: number | undefined, b: number | undefined, atMost: number): string => {
+    if (a === undefined || b === undefined) return 'n/a';
+    const r = a / b;
+    const places = r !== atMost && r.toFixed(3) === atMost.toFixed(3) ? 4 : 3;
+    return `${r.toFixed(places)}x, ${r <= atMost ? 'met' : 'not met'}`;
+  };
   /** Each round's ratio of two rows, in round order (the verifying store went first in rounds 1, 3, ...). */
   const paired = (a: string, b: string): string => {
     const xs = samples.get(a) ?? [];
