@@ -11,35 +11,47 @@
  * that file (a LineHolder) instead of in a map of its own: the caller has
  * just looked the node up, and a changed metadata cache's Manifest has
  * tens of thousands of such lines, each a map entry fewer this way.
+ *
+ * A waiting line is not an object but a slot in four arrays of numbers:
+ * its Manifest, its number, where it starts in the Manifest's text, and the
+ * next line under the same key. Tens of thousands of lines wait until the
+ * verification ends, and kept as objects (each with its text, a string of
+ * its own) they were copied by every young-generation collection on the
+ * way; numbers in a few large arrays are not. A line's text is cut again
+ * from its Manifest's text on the rare path that takes it out.
  */
 import { entryHead, type FileTag } from './manifest-format.js';
 import { parentOf } from './tree-walk.js';
 
-/** A line passed over unparsed: the line (trimmed), its number, and the tree path of its Manifest. */
+/** A line taken out: the line (trimmed), its number, and the tree path of its Manifest. */
 export interface DeferredLine {
   raw: string;
   line: number;
   manifest: string;
 }
 
-/**
- * A line, and the next one under the same key: one object a line, there
- * being tens of thousands of them, kept as small as a line can be told
- * again from (the path and tag are its own text's: entryHead reads them
- * again where, rarely, they are asked for).
- */
-interface Link extends DeferredLine {
-  next: Link | undefined;
+/** An object a file line can wait on (the walk's node for the file): its first line's slot + 1, or undefined. */
+export interface LineHolder {
+  waiting?: number | undefined;
 }
 
-/** An object a file line can wait on: the walk's node for the file. */
-export interface LineHolder {
-  waiting?: Link | undefined;
-}
+/** The end of a chain of lines under one key. */
+const END = 0;
+/** Slots to start with: a 1% change of a Gentoo-sized tree defers about 60k lines; the arrays double as needed. */
+const INITIAL_SLOTS = 16384;
 
 export class DeferredLines {
-  private readonly byFile = new Map<string, Link>();
-  private readonly byFolder = new Map<string, Link>();
+  /** Per Manifest lines were added for: its tree path and its text. */
+  private readonly manifests: string[] = [];
+  private readonly texts: string[] = [];
+  /** Per slot (slot 0 is unused, so that 0 can end a chain): Manifest, line number, start in the text, next slot. */
+  private of = new Int32Array(INITIAL_SLOTS);
+  private lineNo = new Int32Array(INITIAL_SLOTS);
+  private start = new Int32Array(INITIAL_SLOTS);
+  private next = new Int32Array(INITIAL_SLOTS);
+  private slots = 1;
+  private readonly byFile = new Map<string, number>();
+  private readonly byFolder = new Map<string, number>();
   /**
    * Holders a file line was put on, each at least once (again if lines
    * were taken off it and put on it since; some hold none by now): an
@@ -53,19 +65,34 @@ export class DeferredLines {
   constructor(private readonly holderOf: (p: string) => LineHolder | undefined) {}
 
   /**
-   * Wait under its key: a file line's file, a MANIFEST line's sub-Manifest's
-   * folder; a file line on `holder` (holderOf(path)) where given.
+   * The Manifest at tree path `manifest`, whose text is `text`, for `add`:
+   * once per Manifest, before its first line is added.
    */
-  add(raw: string, line: number, manifest: string, tag: FileTag, path: string, holder?: LineHolder): void {
+  manifest(manifest: string, text: string): number {
+    this.manifests.push(manifest);
+    this.texts.push(text);
+    return this.manifests.length - 1;
+  }
+
+  /**
+   * Wait under its key: a file line's file, a MANIFEST line's sub-Manifest's
+   * folder; a file line on `holder` (holderOf(path)) where given. The line
+   * is number `line` of Manifest `manifest` (from `manifest()`), starting at
+   * `start` in its text.
+   */
+  add(manifest: number, line: number, start: number, tag: FileTag, path: string, holder?: LineHolder): void {
+    const slot = this.slot(manifest, line, start);
     if (tag !== 'MANIFEST') this.files++;
     if (holder && tag !== 'MANIFEST') {
       if (holder.waiting === undefined) this.holders.push(holder);
-      holder.waiting = { raw, line, manifest, next: holder.waiting };
+      this.next[slot] = holder.waiting ?? END;
+      holder.waiting = slot;
       return;
     }
     const map = tag === 'MANIFEST' ? this.byFolder : this.byFile;
     const key = tag === 'MANIFEST' ? (parentOf(path) ?? '') : path;
-    map.set(key, { raw, line, manifest, next: map.get(key) });
+    this.next[slot] = map.get(key) ?? END;
+    map.set(key, slot);
   }
 
   /** Whether a file line about `p` waits: `p` is covered by it. `holder`: holderOf(p), where the caller has it. */
@@ -81,11 +108,11 @@ export class DeferredLines {
    */
   takeAbout(p: string, out: DeferredLine[]): void {
     for (let k: string | undefined = p; k !== undefined; k = parentOf(k)) {
-      this.files -= take(this.byFile, k, out);
-      take(this.byFolder, k, out);
+      this.files -= this.take(this.byFile, k, out);
+      this.take(this.byFolder, k, out);
       if (this.holders.length > 0) {
         const holder = this.holderOf(k);
-        if (holder?.waiting) this.files -= takeHeld(holder, out);
+        if (holder?.waiting !== undefined) this.files -= this.takeHeld(holder, out);
       }
     }
   }
@@ -98,11 +125,12 @@ export class DeferredLines {
    */
   takeInside(dir: string, out: DeferredLine[]): void {
     const prefix = `${dir}/`;
-    for (const key of [...this.byFile.keys()]) if (key.startsWith(prefix)) this.files -= take(this.byFile, key, out);
-    for (const key of [...this.byFolder.keys()]) if (key.startsWith(prefix)) take(this.byFolder, key, out);
+    for (const key of [...this.byFile.keys()]) if (key.startsWith(prefix)) this.files -= this.take(this.byFile, key, out);
+    for (const key of [...this.byFolder.keys()]) if (key.startsWith(prefix)) this.take(this.byFolder, key, out);
     for (const holder of this.holders) {
-      const l = holder.waiting;
-      if (l && entryHead(l.raw, l.manifest)?.path.startsWith(prefix)) this.files -= takeHeld(holder, out);
+      if (holder.waiting === undefined) continue;
+      const l = this.line(holder.waiting);
+      if (entryHead(l.raw, l.manifest)?.path.startsWith(prefix)) this.files -= this.takeHeld(holder, out);
     }
   }
 
@@ -115,22 +143,55 @@ export class DeferredLines {
   manifestFolders(): IterableIterator<string> {
     return this.byFolder.keys();
   }
-}
 
-/** Take out, into `out`, every line waiting on `holder` (all about its one file); how many. */
-function takeHeld(holder: LineHolder, out: DeferredLine[]): number {
-  let n = 0;
-  for (let l = holder.waiting; l; l = l.next, n++) out.push(l);
-  holder.waiting = undefined;
-  return n;
-}
+  /** A new slot for a line, the arrays grown (doubled) where full. */
+  private slot(manifest: number, line: number, start: number): number {
+    if (this.slots === this.of.length) {
+      const grow = (a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> => {
+        const b = new Int32Array(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      this.of = grow(this.of);
+      this.lineNo = grow(this.lineNo);
+      this.start = grow(this.start);
+      this.next = grow(this.next);
+    }
+    const slot = this.slots++;
+    this.of[slot] = manifest;
+    this.lineNo[slot] = line;
+    this.start[slot] = start;
+    return slot;
+  }
 
-/** Take out, into `out`, every line under `key`; how many. */
-function take(map: Map<string, Link>, key: string, out: DeferredLine[]): number {
-  const link = map.get(key);
-  if (!link) return 0;
-  map.delete(key);
-  let n = 0;
-  for (let l: Link | undefined = link; l; l = l.next, n++) out.push(l);
-  return n;
+  /** The line in `slot`, its text cut again from its Manifest's (trimmed, as parseManifest gave it). */
+  private line(slot: number): DeferredLine {
+    const m = this.of[slot] as number;
+    const text = this.texts[m] as string;
+    const from = this.start[slot] as number;
+    const end = text.indexOf('\n', from);
+    return { raw: text.slice(from, end === -1 ? text.length : end).trim(), line: this.lineNo[slot] as number, manifest: this.manifests[m] as string };
+  }
+
+  /** Take out, into `out`, every line of the chain from `slot`; how many. */
+  private chain(slot: number, out: DeferredLine[]): number {
+    let n = 0;
+    for (let s = slot; s !== END; s = this.next[s] as number, n++) out.push(this.line(s));
+    return n;
+  }
+
+  /** Take out, into `out`, every line waiting on `holder` (all about its one file); how many. */
+  private takeHeld(holder: LineHolder, out: DeferredLine[]): number {
+    const n = this.chain(holder.waiting as number, out);
+    holder.waiting = undefined;
+    return n;
+  }
+
+  /** Take out, into `out`, every line under `key`; how many. */
+  private take(map: Map<string, number>, key: string, out: DeferredLine[]): number {
+    const slot = map.get(key);
+    if (slot === undefined) return 0;
+    map.delete(key);
+    return this.chain(slot, out);
+  }
 }

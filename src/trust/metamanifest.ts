@@ -242,7 +242,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * all if a changed line elsewhere says something about their path.
    */
   // A file line about a file the walk listed waits on the file's node.
-  const deferred = new DeferredLines((p) => nodes.get(p) as (Node & LineHolder) | undefined);
+  const deferred = new DeferredLines((p) => nodes.get(p));
   let deferredFiles = 0;
   const pool = opts.threads?.pool ?? new HashPool(opts.jobs);
   const hashing: Array<Promise<void>> = [];
@@ -359,7 +359,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       return;
     }
     if (unchanged) {
-      await absorb(parse(text, entry.path, deferUnchanged(entry.path, () => true)), () => true, entry.path, () => true);
+      await absorb(parse(text, entry.path, deferUnchanged(entry.path, text, () => true)), () => true, entry.path, () => true);
       return;
     }
     // Changed since the base: compared line by line with the base's copy,
@@ -377,7 +377,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
             ),
             entry.path,
           );
-    const parsed = parse(text, entry.path, deferUnchanged(entry.path, compared.isBase));
+    const parsed = parse(text, entry.path, deferUnchanged(entry.path, text, compared.isBase));
     noteDisturbed(compared, parsed, entry.path);
     await absorb(parsed, (e) => compared.isBase(e.raw, e.line), entry.path, compared.listed);
   };
@@ -388,11 +388,13 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * about the base's file (in a folder not listed, or listed but untouched
    * itself) or a sub-Manifest over a folder that is all the base's; it
    * waits in `deferred`, its path counted as covered, until a changed line
-   * speaks of its path (see the loop after the main pass).
+   * speaks of its path (see the loop after the main pass). `text`: the
+   * Manifest's, which the lines are cut from again if they are taken out.
    */
-  const deferUnchanged = (manifest: string, isBase: (raw: string, line: number) => boolean) => {
+  const deferUnchanged = (manifest: string, text: string, isBase: (raw: string, line: number) => boolean) => {
     const manifestFolder = manifestDir(manifest);
-    return (raw: string, line: number): boolean => {
+    let id: number | undefined;
+    return (raw: string, line: number, start: number): boolean => {
       if (!isBase(raw, line) || unlisted.size === 0) return false;
       const head = entryHead(raw, manifest, manifestFolder);
       if (!head) return false;
@@ -405,7 +407,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '') || unlisted.has(head.path)) return false;
         if (isDisturbed(head.path)) return false;
       }
-      deferred.add(raw, line, manifest, head.tag, head.path, n as (Node & LineHolder) | undefined);
+      id ??= deferred.manifest(manifest, text);
+      deferred.add(id, line, start, head.tag, head.path, n);
       return true;
     };
   };
@@ -513,7 +516,7 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     /** `holder`: the node at `p` in the walk's nodes, where the caller has it. */
     // Deferred lines first: most files of a changed Manifest's folder have one waiting on their node.
     const covered = (p: string, holder?: LineHolder): boolean => p === 'Manifest' || deferred.coversFile(p, holder) || entries.has(p) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
-    for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p, n as Node & LineHolder)) stray(p, n);
+    for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p, n)) stray(p, n);
     // In a folder that was not listed, only a path a changed line spoke of
     // can have lost its coverage (an entry or an IGNORE dropped): a file
     // there, or anything in such a folder below it.
@@ -563,7 +566,7 @@ function handled<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-function parse(text: string, manifest: string, skip?: (raw: string, line: number) => boolean): ParsedManifest {
+function parse(text: string, manifest: string, skip?: (raw: string, line: number, start: number) => boolean): ParsedManifest {
   try {
     return parseManifest(text, manifest, skip);
   } catch (err) {

@@ -39,6 +39,14 @@ export interface Node {
   target?: string;
   /** Why a node that is not a file or folder cannot be verified. */
   odd?: string;
+  /**
+   * Kept for the verification: a file's first deferred line
+   * (deferred-lines.ts, LineHolder). A file node is made with it, unset,
+   * so that setting it later costs no allocation (a property added to an
+   * object after the fact gets a property array of its own: tens of
+   * thousands of them, copied by the collector until the end).
+   */
+  waiting?: number | undefined;
 }
 
 /**
@@ -128,9 +136,9 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
         if (e.isFile()) {
           if (policy === 'all') {
             const st = clock.lstat(abs);
-            nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
+            nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
           } else {
-            nodes.set(p, { kind: 'file', size: -1, ctimeMs: Infinity });
+            nodes.set(p, { kind: 'file', size: -1, ctimeMs: Infinity, waiting: undefined });
             if (policy === 'dirs') unstated.push([p, rel]);
           }
         } else if (e.isSymbolicLink()) nodes.set(p, resolveLink(root, abs, clock.lstat(abs).ctimeMs));
@@ -145,7 +153,7 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
       continue;
     }
     const st = lstatSync(path.join(root, p));
-    nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs });
+    nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
   }
   return { nodes, unlisted: new Set(), untouchedBefore, folders, filesBelow: filesBelow(folders) };
 }
@@ -330,7 +338,7 @@ async function walkChangedTreeWith(
       const p = join(rel, name);
       folder.files++;
       const ctimeMs = listing.ctimes[i] as number;
-      if (type === EntryType.File) nodes.set(p, { kind: 'file', size: listing.sizes[i] as number, ctimeMs });
+      if (type === EntryType.File) nodes.set(p, { kind: 'file', size: listing.sizes[i] as number, ctimeMs, waiting: undefined });
       else if (type === EntryType.Link) {
         folder.links.push(name);
         nodes.set(p, resolveLink(root, `${dirAbs}/${name}`, ctimeMs));
@@ -454,7 +462,7 @@ async function inSlices<T>(steps: Generator<void, T>): Promise<T> {
 export function statNode(root: string, p: string): Node | undefined {
   const st = lstatIfThere(path.join(root, p));
   if (st === undefined) return undefined;
-  if (st.isFile()) return { kind: 'file', size: st.size, ctimeMs: st.ctimeMs };
+  if (st.isFile()) return { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined };
   if (st.isDirectory()) return { kind: 'dir', size: 0, ctimeMs: st.ctimeMs };
   if (st.isSymbolicLink()) return resolveLink(root, path.join(root, p), st.ctimeMs);
   return oddNode(st.ctimeMs);

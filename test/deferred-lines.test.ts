@@ -1,0 +1,104 @@
+/**
+ * Deferred lines are kept as numbers (Manifest, line, where it starts),
+ * and a line's text is cut again from its Manifest's text when it is taken
+ * out: what comes out must be exactly what parseManifest passed over, for
+ * thousands of lines (past the arrays' first growth), whichever way they
+ * waited (on a holder, by file, by sub-Manifest folder).
+ */
+import { describe, expect, it } from 'vitest';
+import { DeferredLines, type DeferredLine, type LineHolder } from '../src/trust/deferred-lines.js';
+import { entryHead, parseManifest } from '../src/trust/manifest-format.js';
+
+const HASH = `BLAKE2B ${'ab'.repeat(64)} SHA512 ${'cd'.repeat(64)}`;
+
+/** A Manifest's text with `n` DATA lines in folder `pkg-*`, blank lines, blanks around some. */
+function manifestText(n: number, sub = false): string {
+  const lines = ['TIMESTAMP 2026-12-01T00:00:00Z', ''];
+  for (let i = 0; i < n; i++) {
+    const line = `DATA pkg-${i % 7}/file-${i}.ebuild ${i} ${HASH}`;
+    lines.push(i % 5 === 0 ? `  ${line}\t` : line);
+    if (i % 11 === 0) lines.push('   ');
+  }
+  if (sub) lines.push(`MANIFEST sub/Manifest.gz 10 ${HASH}`, `MANIFEST other/deep/Manifest.gz 11 ${HASH}`);
+  return lines.join('\n');
+}
+
+/** Every line parseManifest offers to pass over, deferred; the holders made for the ones put on one. */
+function deferAll(lines: DeferredLines, manifest: string, text: string, holders: Map<string, LineHolder>, onHolder: (p: string) => boolean): DeferredLine[] {
+  const offered: DeferredLine[] = [];
+  let id: number | undefined;
+  parseManifest(text, manifest, (raw, line, start) => {
+    const head = entryHead(raw, manifest);
+    if (!head) return false;
+    id ??= lines.manifest(manifest, text);
+    let holder: LineHolder | undefined;
+    if (head.tag !== 'MANIFEST' && onHolder(head.path)) {
+      holder = holders.get(head.path) ?? {};
+      holders.set(head.path, holder);
+    }
+    lines.add(id, line, start, head.tag, head.path, holder);
+    offered.push({ raw, line, manifest });
+    return true;
+  });
+  return offered;
+}
+
+const key = (l: DeferredLine): string => `${l.manifest}:${l.line}:${l.raw}`;
+
+describe('deferred lines', () => {
+  it('give back every line as parsed, however they waited, past the first growth of their arrays (16k slots)', () => {
+    const holders = new Map<string, LineHolder>();
+    const lines = new DeferredLines((p) => holders.get(p));
+    const a = manifestText(17000, true);
+    const b = manifestText(900);
+    const offered = [
+      ...deferAll(lines, 'cat-a/Manifest', a, holders, (p) => p.includes('/pkg-1/') || p.includes('/pkg-2/')),
+      ...deferAll(lines, 'cat-b/Manifest', b, holders, () => false),
+    ];
+    expect(offered.length).toBe(17000 + 2 + 900);
+    expect(lines.fileLines()).toBe(17900);
+    expect([...lines.manifestFolders()].sort()).toEqual(['cat-a/other/deep', 'cat-a/sub']);
+    // Covered wherever the line waits: on a holder, or by file.
+    expect(lines.coversFile('cat-a/pkg-1/file-1.ebuild')).toBe(true);
+    expect(lines.coversFile('cat-a/pkg-3/file-3.ebuild')).toBe(true);
+    expect(lines.coversFile('cat-a/pkg-3/file-4.ebuild')).toBe(false);
+
+    const out: DeferredLine[] = [];
+    // A file by itself (on a holder, then by file), then a whole folder's by an IGNORE of it.
+    lines.takeAbout('cat-a/pkg-1/file-1.ebuild', out);
+    lines.takeAbout('cat-b/pkg-3/file-10.ebuild', out);
+    expect(out.map(key)).toEqual([offered[1], offered[17000 + 2 + 10]].map((l) => key(l as DeferredLine)));
+    expect(lines.coversFile('cat-a/pkg-1/file-1.ebuild')).toBe(false);
+    lines.takeInside('cat-a/pkg-2', out);
+    // A sub-Manifest's line, by a disturbed path inside its folder.
+    lines.takeAbout('cat-a/other/deep/pkg/x.ebuild', out);
+    expect(lines.manifestFolders().next().value).toBe('cat-a/sub');
+    // The rest, folder by folder.
+    for (let f = 0; f < 7; f++) {
+      lines.takeInside(`cat-a/pkg-${f}`, out);
+      lines.takeInside(`cat-b/pkg-${f}`, out);
+    }
+    lines.takeAbout('cat-a/sub', out);
+    expect(lines.fileLines()).toBe(0);
+    expect([...lines.manifestFolders()]).toEqual([]);
+    expect(out.map(key).sort()).toEqual(offered.map(key).sort());
+    expect(new Set(out.map(key)).size).toBe(out.length);
+  });
+
+  it('wakes a line to the same entry a parse of it gives', () => {
+    const holders = new Map<string, LineHolder>();
+    const lines = new DeferredLines((p) => holders.get(p));
+    const text = manifestText(40);
+    const offered = deferAll(lines, 'x/Manifest', text, holders, () => true);
+    const out: DeferredLine[] = [];
+    lines.takeInside('x', out);
+    const parsed = parseManifest(text, 'x/Manifest').files;
+    const byLine = new Map(parsed.map((e) => [e.line, e]));
+    expect(out.length).toBe(offered.length);
+    for (const d of out) {
+      const again = parseManifest(d.raw, d.manifest).files[0];
+      expect(again?.path).toBe(byLine.get(d.line)?.path);
+      expect(again?.raw).toBe(byLine.get(d.line)?.raw);
+    }
+  });
+});
