@@ -31,12 +31,12 @@ function deferAll(lines: DeferredLines, manifest: string, text: string, holders:
     const head = entryHead(raw, manifest);
     if (!head) return false;
     id ??= lines.manifest(manifest, text);
-    let holder: LineHolder | undefined;
     if (head.tag !== 'MANIFEST' && onHolder(head.path)) {
-      holder = holders.get(head.path) ?? {};
+      const holder = holders.get(head.path) ?? {};
       holders.set(head.path, holder);
-    }
-    lines.add(id, line, start, head.tag, head.path, holder);
+      lines.hold(id, line, start, holder);
+    } else if (head.tag === 'MANIFEST') lines.addSubManifest(id, line, start, head.path.slice(0, head.path.lastIndexOf('/')));
+    else lines.addFile(id, line, start, head.path);
     offered.push({ raw, line, manifest });
     return true;
   });
@@ -62,6 +62,7 @@ describe('deferred lines', () => {
     expect(lines.coversFile('cat-a/pkg-1/file-1.ebuild')).toBe(true);
     expect(lines.coversFile('cat-a/pkg-3/file-3.ebuild')).toBe(true);
     expect(lines.coversFile('cat-a/pkg-3/file-4.ebuild')).toBe(false);
+    expect(lines.holds(holders.get('cat-a/pkg-1/file-1.ebuild') as LineHolder)).toBe(true);
 
     const out: DeferredLine[] = [];
     // A file by itself (on a holder, then by file), then a whole folder's by an IGNORE of it.
@@ -69,6 +70,7 @@ describe('deferred lines', () => {
     lines.takeAbout('cat-b/pkg-3/file-10.ebuild', out);
     expect(out.map(key)).toEqual([offered[1], offered[17000 + 2 + 10]].map((l) => key(l as DeferredLine)));
     expect(lines.coversFile('cat-a/pkg-1/file-1.ebuild')).toBe(false);
+    expect(lines.holds(holders.get('cat-a/pkg-1/file-1.ebuild') as LineHolder)).toBe(false);
     lines.takeInside('cat-a/pkg-2', out);
     // A sub-Manifest's line, by a disturbed path inside its folder.
     lines.takeAbout('cat-a/other/deep/pkg/x.ebuild', out);
@@ -83,6 +85,24 @@ describe('deferred lines', () => {
     expect([...lines.manifestFolders()]).toEqual([]);
     expect(out.map(key).sort()).toEqual(offered.map(key).sort());
     expect(new Set(out.map(key)).size).toBe(out.length);
+  });
+
+  it('takes a key out once, for good: a line added under it afterwards breaks the rule and is refused', () => {
+    const lines = new DeferredLines(() => undefined);
+    const text = `MANIFEST a/b/Manifest 1 ${HASH}\nDATA a/c 1 ${HASH}\nDATA a/b/d 1 ${HASH}`;
+    const id = lines.manifest('Manifest', text);
+    lines.addSubManifest(id, 1, 0, 'a/b');
+    lines.addFile(id, 2, text.indexOf('DATA a/c'), 'a/c');
+    const out: DeferredLine[] = [];
+    // A disturbance inside a/b takes the sub-Manifest's line; one beside it, inside a, then finds a and the top swept.
+    lines.takeAbout('a/b/d', out);
+    expect(out.map((l) => l.line)).toEqual([1]);
+    lines.takeAbout('a/c', out);
+    expect(out.map((l) => l.line)).toEqual([1, 2]);
+    expect(out.map((l) => l.raw)).toEqual(text.split('\n').slice(0, 2));
+    expect(lines.fileLines()).toBe(0);
+    expect(() => lines.addSubManifest(id, 1, 0, 'a/b')).toThrow(/after a disturbance concerned it/);
+    expect(() => lines.addFile(id, 2, 0, 'a')).toThrow(/after a disturbance concerned it/);
   });
 
   it('wakes a line to the same entry a parse of it gives', () => {

@@ -20,7 +20,7 @@
  * way; numbers in a few large arrays are not. A line's text is cut again
  * from its Manifest's text on the rare path that takes it out.
  */
-import { entryHead, type FileTag } from './manifest-format.js';
+import { entryHead } from './manifest-format.js';
 import { parentOf } from './tree-walk.js';
 
 /** A line taken out: the line (trimmed), its number, and the tree path of its Manifest. */
@@ -60,6 +60,8 @@ export class DeferredLines {
   private readonly holders: LineHolder[] = [];
   /** How many file lines wait, wherever they do. */
   private files = 0;
+  /** Keys takeAbout took every line out from, for good. */
+  private readonly swept = new Set<string>();
 
   /** @param holderOf the holder for a file's path, where there is one (the walk's node for it) */
   constructor(private readonly holderOf: (p: string) => LineHolder | undefined) {}
@@ -75,24 +77,35 @@ export class DeferredLines {
   }
 
   /**
-   * Wait under its key: a file line's file, a MANIFEST line's sub-Manifest's
-   * folder; a file line on `holder` (holderOf(path)) where given. The line
-   * is number `line` of Manifest `manifest` (from `manifest()`), starting at
-   * `start` in its text.
+   * A file line waits under its file's path; a MANIFEST line under its
+   * sub-Manifest's folder (`addSubManifest`). The line is number `line` of
+   * Manifest `manifest` (from `manifest()`), starting at `start` in its
+   * text. The caller's rule: no line is added under a key (or on a holder)
+   * that takeAbout was asked about, or that holds a path it was asked
+   * about (a disturbed key, which the caller defers nothing under).
    */
-  add(manifest: number, line: number, start: number, tag: FileTag, path: string, holder?: LineHolder): void {
+  addFile(manifest: number, line: number, start: number, path: string): void {
+    this.files++;
+    this.addUnder(this.byFile, path, manifest, line, start);
+  }
+
+  /** A MANIFEST line, under the folder of its sub-Manifest (see addFile). */
+  addSubManifest(manifest: number, line: number, start: number, folder: string): void {
+    this.addUnder(this.byFolder, folder, manifest, line, start);
+  }
+
+  /** Wait on `holder`, the walk's node for the file the line is about (holderOf(its path)): as `add` does, with no path needed. */
+  hold(manifest: number, line: number, start: number, holder: LineHolder): void {
     const slot = this.slot(manifest, line, start);
-    if (tag !== 'MANIFEST') this.files++;
-    if (holder && tag !== 'MANIFEST') {
-      if (holder.waiting === undefined) this.holders.push(holder);
-      this.next[slot] = holder.waiting ?? END;
-      holder.waiting = slot;
-      return;
-    }
-    const map = tag === 'MANIFEST' ? this.byFolder : this.byFile;
-    const key = tag === 'MANIFEST' ? (parentOf(path) ?? '') : path;
-    this.next[slot] = map.get(key) ?? END;
-    map.set(key, slot);
+    this.files++;
+    if (holder.waiting === undefined) this.holders.push(holder);
+    this.next[slot] = holder.waiting ?? END;
+    holder.waiting = slot;
+  }
+
+  /** Whether a file line waits on `holder`: its file is covered by it. */
+  holds(holder: LineHolder): boolean {
+    return holder.waiting !== undefined;
   }
 
   /** Whether a file line about `p` waits: `p` is covered by it. `holder`: holderOf(p), where the caller has it. */
@@ -107,7 +120,12 @@ export class DeferredLines {
    * holds one).
    */
   takeAbout(p: string, out: DeferredLine[]): void {
-    for (let k: string | undefined = p; k !== undefined; k = parentOf(k)) {
+    // A key a disturbance concerned stays disturbed, so no line is put
+    // under it again (the caller's rule, see `add`): the second time the
+    // walk up meets a key, every key from there up is empty already.
+    // Thousands of disturbed paths share a few folders.
+    for (let k: string | undefined = p; k !== undefined && !this.swept.has(k); k = parentOf(k)) {
+      this.swept.add(k);
       this.files -= this.take(this.byFile, k, out);
       this.take(this.byFolder, k, out);
       if (this.holders.length > 0) {
@@ -142,6 +160,13 @@ export class DeferredLines {
   /** The folders of the sub-Manifests whose MANIFEST lines wait (not read: all the base's). */
   manifestFolders(): IterableIterator<string> {
     return this.byFolder.keys();
+  }
+
+  private addUnder(map: Map<string, number>, key: string, manifest: number, line: number, start: number): void {
+    if (this.swept.has(key)) throw new Error(`deferred-lines: a line added under ${key}, after a disturbance concerned it`);
+    const slot = this.slot(manifest, line, start);
+    this.next[slot] = map.get(key) ?? END;
+    map.set(key, slot);
   }
 
   /** A new slot for a line, the arrays grown (doubled) where full. */

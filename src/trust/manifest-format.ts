@@ -123,6 +123,19 @@ export function parseManifest(text: string, manifest: string, skip?: (raw: strin
  * many lines of one Manifest.
  */
 export function entryHead(raw: string, manifest: string, dir = manifestDir(manifest)): { tag: FileTag; path: string } | undefined {
+  const head = entryName(raw, manifest);
+  if (!head) return undefined;
+  const rel = head.tag === 'AUX' ? `files/${head.name}` : head.name;
+  return { tag: head.tag, path: dir === '' ? rel : `${dir}/${rel}` };
+}
+
+/**
+ * What entryHead reads, before the path is made: the tag, and the path as
+ * the line gives it (relative to the Manifest's folder; an AUX entry's
+ * without its "files/"). A caller that finds most lines name a file of the
+ * Manifest's own folder looks that name up there, with no path made.
+ */
+export function entryName(raw: string, manifest: string): { tag: FileTag; name: string } | undefined {
   // By hand, not by regular expression: it runs for every unchanged line of
   // a changed Manifest, tens of thousands of them in a metadata cache's.
   let i = 0;
@@ -133,18 +146,17 @@ export function entryHead(raw: string, manifest: string, dir = manifestDir(manif
   const start = i;
   while (i < raw.length && !isBlank(raw.charCodeAt(i))) i++;
   if (i === start) return undefined;
-  let rel = raw.slice(start, i);
-  if (rel.includes('\\')) {
+  let name = raw.slice(start, i);
+  if (name.includes('\\')) {
     try {
-      rel = decodePath(rel, () => {
+      name = decodePath(name, () => {
         throw new ManifestSyntaxError(manifest, 0, 'not an entry');
       });
     } catch {
       return undefined;
     }
   }
-  if (tag === 'AUX') rel = `files/${rel}`;
-  return { tag: tag as FileTag, path: dir === '' ? rel : `${dir}/${rel}` };
+  return { tag, name };
 }
 
 /**

@@ -37,12 +37,12 @@ import { runProcess } from '../util/process.js';
 import { DeferredLines, type DeferredLine, type LineHolder } from './deferred-lines.js';
 import { hashChecks } from './hash-algorithms.js';
 import { HashPool } from './hash-pool.js';
-import { cleartextBody, entryHead, formatTimestamp, manifestDir, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type ParsedManifest } from './manifest-format.js';
+import { cleartextBody, entryHead, entryName, formatTimestamp, manifestDir, manifestLines, ManifestSyntaxError, parseManifest, type FileEntry, type ParsedManifest } from './manifest-format.js';
 import { inflateGzip, manifestText, MAX_MANIFEST_BYTES } from './manifest-bytes.js';
 import type { BaseDiff, ReadAheadManifest } from './read-manifest-ahead.js';
 import type { CleartextVerdict, Keyring } from './openpgp.js';
 import type { WalkHelper } from './walk-helper.js';
-import { parentOf, statNode, UNLISTED_FOLDER, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
+import { join, parentOf, statNode, UNLISTED_FOLDER, walkChangedTree, walkTree, type FolderIndex, type Node, type StatPolicy, type TreeWalk } from './tree-walk.js';
 
 export interface MetaManifestOptions {
   repo: string;
@@ -175,11 +175,11 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const nodeAt = (p: string): Node | undefined => nodes.get(p) ?? (unlisted.has(p) ? UNLISTED_FOLDER : undefined);
   const dirtyDirs = new Set<string>();
   if (base) {
-    for (const [p, n] of nodes) {
-      if (!touched(n)) continue;
-      for (let d = parentOf(p); d !== undefined; d = parentOf(d)) {
-        if (dirtyDirs.has(d)) break;
-        dirtyDirs.add(d);
+    for (const [dir, entries] of nodes.folders()) {
+      for (const n of entries.values()) {
+        if (!touched(n)) continue;
+        for (let d: string | undefined = dir; d !== undefined && !dirtyDirs.has(d); d = parentOf(d)) dirtyDirs.add(d);
+        break;
       }
     }
   }
@@ -394,21 +394,52 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const deferUnchanged = (manifest: string, text: string, isBase: (raw: string, line: number) => boolean) => {
     const manifestFolder = manifestDir(manifest);
     let id: number | undefined;
+    // Most lines of a changed Manifest name a file of its own folder (a
+    // metadata cache's, hundreds): where that folder was listed, the file
+    // is looked up by the line's name in it, and if nothing in or over the
+    // folder is disturbed, no file of it is. Worked out once per Manifest:
+    // nothing is disturbed while a Manifest is parsed (see noteDisturbed).
+    let here: ReadonlyMap<string, Node> | undefined | null = null;
+    let hereClean = false;
+    const plainHere = (name: string): Node | undefined => {
+      if (here === null) {
+        here = unlisted.has(manifestFolder) ? undefined : nodes.inFolder(manifestFolder);
+        hereClean = here !== undefined && !isDisturbed(manifestFolder);
+      }
+      const n = here?.get(name);
+      return n?.kind === 'file' && n.target === undefined && !touched(n) ? n : undefined;
+    };
     return (raw: string, line: number, start: number): boolean => {
       if (!isBase(raw, line) || unlisted.size === 0) return false;
-      const head = entryHead(raw, manifest, manifestFolder);
-      if (!head) return false;
-      let n: Node | undefined;
-      if (head.tag === 'MANIFEST') {
-        const dir = parentOf(head.path) ?? '';
-        if (nodes.has(head.path) || unlisted.has(head.path) || subtreeTouched(dir) || isDisturbed(dir)) return false;
-      } else {
-        n = nodes.get(head.path);
-        if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(head.path) ?? '') || unlisted.has(head.path)) return false;
-        if (isDisturbed(head.path)) return false;
+      const named = entryName(raw, manifest);
+      if (!named) return false;
+      if (named.tag !== 'MANIFEST' && named.tag !== 'AUX' && !named.name.includes('/')) {
+        const n = plainHere(named.name);
+        if (here !== undefined) {
+          // The folder was listed: its file, untouched, or the line is parsed.
+          if (!n || (!hereClean && isDisturbed(join(manifestFolder, named.name)))) return false;
+          id ??= deferred.manifest(manifest, text);
+          deferred.hold(id, line, start, n);
+          return true;
+        }
       }
+      if (named.tag === 'MANIFEST') {
+        // Its folder made once, and looked up by that one string.
+        const slash = named.name.lastIndexOf('/');
+        const dir = slash < 0 ? manifestFolder : join(manifestFolder, named.name.slice(0, slash));
+        const file = slash < 0 ? named.name : named.name.slice(slash + 1);
+        if (nodes.inFolder(dir)?.has(file) || unlisted.has(join(dir, file)) || subtreeTouched(dir) || isDisturbed(dir)) return false;
+        id ??= deferred.manifest(manifest, text);
+        deferred.addSubManifest(id, line, start, dir);
+        return true;
+      }
+      const p = join(manifestFolder, named.tag === 'AUX' ? `files/${named.name}` : named.name);
+      const n = nodes.get(p);
+      if (n ? n.kind !== 'file' || n.target !== undefined || touched(n) : !unlisted.has(parentOf(p) ?? '') || unlisted.has(p)) return false;
+      if (isDisturbed(p)) return false;
       id ??= deferred.manifest(manifest, text);
-      deferred.add(id, line, start, head.tag, head.path, n);
+      if (n) deferred.hold(id, line, start, n);
+      else deferred.addFile(id, line, start, p);
       return true;
     };
   };
@@ -516,7 +547,13 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     /** `holder`: the node at `p` in the walk's nodes, where the caller has it. */
     // Deferred lines first: most files of a changed Manifest's folder have one waiting on their node.
     const covered = (p: string, holder?: LineHolder): boolean => p === 'Manifest' || deferred.coversFile(p, holder) || entries.has(p) || under(p, ignored) || under(parentOf(p) ?? '', skippedDirs);
-    for (const [p, n] of nodes) if (n.kind !== 'dir' && !covered(p, n)) stray(p, n);
+    for (const [dir, entries] of nodes.folders()) {
+      for (const [name, n] of entries) {
+        if (n.kind === 'dir' || deferred.holds(n)) continue;
+        const p = join(dir, name);
+        if (!covered(p, n)) stray(p, n);
+      }
+    }
     // In a folder that was not listed, only a path a changed line spoke of
     // can have lost its coverage (an entry or an IGNORE dropped): a file
     // there, or anything in such a folder below it.

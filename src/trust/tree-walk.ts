@@ -23,6 +23,7 @@ import path from 'node:path';
 import { EntryType, listFolderEntries, lstatIfThere, notThere, recordFolder, type FolderListing } from './folder-listing.js';
 import { within } from './manifest-format.js';
 import { WalkHelper } from './walk-helper.js';
+import { WalkNodes } from './walk-nodes.js';
 
 /**
  * An entry as the walk found it. Each node in a walk's `nodes` is an
@@ -77,7 +78,7 @@ export interface TreeWalk {
    * walkChangedTree, the folders listed (touched or new), their entries,
    * and every symlink.
    */
-  nodes: Map<string, Node>;
+  nodes: WalkNodes;
   /**
    * Folders not listed because they and their entries are the base's
    * (walkChangedTree): tens of thousands, so not in `nodes` as well (see
@@ -111,49 +112,51 @@ const WALK_SLICE = 256;
  * whether this filesystem keeps sub-second ctimes).
  */
 export async function walkTree(root: string, ignoreTop: Set<string>, policy: StatPolicy, boundary: (fineCtime: boolean) => number): Promise<TreeWalk> {
-  const nodes = new Map<string, Node>();
+  const nodes = new WalkNodes();
   // In the order folders are taken off the stack: each after its parent.
   const folders: FolderIndex = new Map();
   const clock = new CtimeClock();
   // Sync calls: tens of thousands of small syscalls cost far less made
   // directly than as one promise each through the thread pool.
   nodes.set('', { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : clock.lstat(root).ctimeMs });
-  const unstated: Array<[string, string]> = [];
+  /** Files not stat'ed yet ("dirs"): their folder, its entries, their names. */
+  const unstated: Array<[string, Map<string, Node>, string]> = [];
   const pending = [''];
   for (let listed = 0; pending.length > 0; listed++) {
     if (listed % WALK_SLICE === WALK_SLICE - 1) await new Promise((resolve) => setImmediate(resolve));
     const rel = pending.pop() as string;
+    const entries = nodes.folder(rel);
     listFolder(
       folders,
       rel,
       rel === '' ? root : `${root}/${rel}`,
       ignoreTop,
-      (p, abs) => {
-        nodes.set(p, { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : clock.lstat(abs).ctimeMs });
+      (name, p, abs) => {
+        entries.set(name, { kind: 'dir', size: 0, ctimeMs: policy === 'none' ? Infinity : clock.lstat(abs).ctimeMs });
         pending.push(p);
       },
-      (p, abs, e) => {
+      (name, abs, e) => {
         if (e.isFile()) {
           if (policy === 'all') {
             const st = clock.lstat(abs);
-            nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
+            entries.set(name, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
           } else {
-            nodes.set(p, { kind: 'file', size: -1, ctimeMs: Infinity, waiting: undefined });
-            if (policy === 'dirs') unstated.push([p, rel]);
+            entries.set(name, { kind: 'file', size: -1, ctimeMs: Infinity, waiting: undefined });
+            if (policy === 'dirs') unstated.push([rel, entries, name]);
           }
-        } else if (e.isSymbolicLink()) nodes.set(p, resolveLink(root, abs, clock.lstat(abs).ctimeMs));
-        else nodes.set(p, oddNode(Infinity));
+        } else if (e.isSymbolicLink()) entries.set(name, resolveLink(root, abs, clock.lstat(abs).ctimeMs));
+        else entries.set(name, oddNode(Infinity));
       },
     );
   }
   const untouchedBefore = boundary(clock.fine);
-  for (const [p, dir] of unstated) {
+  for (const [dir, entries, name] of unstated) {
     if ((nodes.get(dir)?.ctimeMs ?? Infinity) < untouchedBefore) {
-      (nodes.get(p) as Node).ctimeMs = -Infinity;
+      (entries.get(name) as Node).ctimeMs = -Infinity;
       continue;
     }
-    const st = lstatSync(path.join(root, p));
-    nodes.set(p, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
+    const st = lstatSync(path.join(root, dir, name));
+    entries.set(name, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
   }
   return { nodes, unlisted: new Set(), untouchedBefore, folders, filesBelow: filesBelow(folders) };
 }
@@ -245,7 +248,7 @@ async function walkChangedTreeWith(
     if (listing) listed.set(rel, listing);
   });
 
-  const nodes = new Map<string, Node>();
+  const nodes = new WalkNodes();
   const unlisted = new Set<string>();
   // In the order folders are taken off the stack: each after its parent.
   const folders: FolderIndex = new Map();
@@ -304,7 +307,7 @@ async function walkChangedTreeWith(
         const abs = `${folderPath(rel)}/${name}`;
         const link = clock.lstatIfAny(abs);
         if (!link?.isSymbolicLink()) return undefined;
-        nodes.set(join(rel, name), resolveLink(root, abs, link.ctimeMs));
+        nodes.setIn(rel, name, resolveLink(root, abs, link.ctimeMs));
       }
       continue;
     }
@@ -314,6 +317,7 @@ async function walkChangedTreeWith(
     const listing = listed.get(rel) ?? listFolderEntries(dirAbs);
     const folder = { files: 0, links: [] as string[] };
     folders.set(rel, folder);
+    const entries = nodes.folder(rel);
     // The index has a folder's sub-folders in the reverse of the order the
     // listing gave them when it was made (a stack takes them off; those of
     // a folder not listed keep the order they had), and a clone lists a
@@ -335,14 +339,13 @@ async function walkChangedTreeWith(
         } else push(join(rel, name));
         continue;
       }
-      const p = join(rel, name);
       folder.files++;
       const ctimeMs = listing.ctimes[i] as number;
-      if (type === EntryType.File) nodes.set(p, { kind: 'file', size: listing.sizes[i] as number, ctimeMs, waiting: undefined });
+      if (type === EntryType.File) entries.set(name, { kind: 'file', size: listing.sizes[i] as number, ctimeMs, waiting: undefined });
       else if (type === EntryType.Link) {
         folder.links.push(name);
-        nodes.set(p, resolveLink(root, `${dirAbs}/${name}`, ctimeMs));
-      } else nodes.set(p, oddNode(ctimeMs));
+        entries.set(name, resolveLink(root, `${dirAbs}/${name}`, ctimeMs));
+      } else entries.set(name, oddNode(ctimeMs));
     }
   }
   // A folder not listed whose sub-folders were none listed either holds
@@ -535,30 +538,30 @@ function* readIndex(text: string): Generator<void, FolderIndex | undefined> {
 /**
  * List folder `rel` (at `dirAbs`) into `folders`: every entry but dot names
  * (and, at the top, `ignoreTop`); a sub-folder goes to `onFolder`, any
- * other entry to `onEntry`, counted, and named in the record if a symlink.
+ * other entry to `onEntry` (by name), counted, and named in the record if
+ * a symlink.
  */
 function listFolder(
   folders: FolderIndex,
   rel: string,
   dirAbs: string,
   ignoreTop: Set<string>,
-  onFolder: (p: string, abs: string) => void,
-  onEntry: (p: string, abs: string, e: Dirent) => void,
+  onFolder: (name: string, p: string, abs: string) => void,
+  onEntry: (name: string, abs: string, e: Dirent) => void,
 ): void {
   const folder = { files: 0, links: [] as string[] };
   folders.set(rel, folder);
   for (const e of readdirSync(dirAbs, { withFileTypes: true })) {
     const name = e.name;
     if (name.startsWith('.') || (rel === '' && ignoreTop.has(name))) continue;
-    const p = join(rel, name);
     const abs = `${dirAbs}/${name}`;
     if (e.isDirectory()) {
-      onFolder(p, abs);
+      onFolder(name, join(rel, name), abs);
       continue;
     }
     folder.files++;
     if (e.isSymbolicLink()) folder.links.push(name);
-    onEntry(p, abs, e);
+    onEntry(name, abs, e);
   }
 }
 
@@ -651,7 +654,8 @@ function resolveLink(root: string, abs: string, ctimeMs: number): Node {
   return { kind: 'file', size: st.size, ctimeMs: Math.max(ctimeMs, st.ctimeMs), target: real };
 }
 
-function join(rel: string, name: string): string {
+/** Entry `name` of folder `rel`, as a tree path. */
+export function join(rel: string, name: string): string {
   return rel === '' ? name : `${rel}/${name}`;
 }
 

@@ -1,0 +1,71 @@
+/**
+ * The nodes a tree walk found, kept by folder: for each folder listed, its
+ * entries by name. A 1% change of a Gentoo-sized tree lists about 1100
+ * folders holding some 38k entries (a changed metadata cache folder holds
+ * hundreds). Keyed by tree path, each entry cost a path string made for it
+ * (two strings, once joined and hashed) that lived as long as the walk;
+ * keyed by folder, an entry's key is the name its folder's listing already
+ * gave, and a Manifest's lines about the files of its own folder are
+ * looked up by the name on the line, with no path made at all
+ * (metamanifest.ts, deferUnchanged).
+ */
+import type { Node } from './tree-walk.js';
+
+export class WalkNodes {
+  /** Per folder (tree-relative path, '' the top) with a node in it: its entries' nodes by name. */
+  private readonly byFolder = new Map<string, Map<string, Node>>();
+  /** The top folder's own node. */
+  private top: Node | undefined;
+
+  /** The node at tree path `p`. */
+  get(p: string): Node | undefined {
+    if (p === '') return this.top;
+    const i = p.lastIndexOf('/');
+    return this.byFolder.get(i < 0 ? '' : p.slice(0, i))?.get(i < 0 ? p : p.slice(i + 1));
+  }
+
+  has(p: string): boolean {
+    return this.get(p) !== undefined;
+  }
+
+  /** Set the node at tree path `p`. */
+  set(p: string, n: Node): void {
+    if (p === '') {
+      this.top = n;
+      return;
+    }
+    const i = p.lastIndexOf('/');
+    this.setIn(i < 0 ? '' : p.slice(0, i), i < 0 ? p : p.slice(i + 1), n);
+  }
+
+  /** Set the node of entry `name` of folder `dir`. */
+  setIn(dir: string, name: string, n: Node): void {
+    this.folder(dir).set(name, n);
+  }
+
+  /** The entries of folder `dir` by name, to set them in (made empty if it has none yet): for a caller that sets many. */
+  folder(dir: string): Map<string, Node> {
+    let entries = this.byFolder.get(dir);
+    if (!entries) {
+      entries = new Map();
+      this.byFolder.set(dir, entries);
+    }
+    return entries;
+  }
+
+  /** The entries of folder `dir` by name, if it has any. */
+  inFolder(dir: string): ReadonlyMap<string, Node> | undefined {
+    return this.byFolder.get(dir);
+  }
+
+  /** Every folder with entries, and its entries by name: the whole walk without a path made. */
+  folders(): IterableIterator<[string, ReadonlyMap<string, Node>]> {
+    return this.byFolder.entries();
+  }
+
+  /** Every node with its tree path (made for each: where paths are needed anyway). */
+  *[Symbol.iterator](): IterableIterator<[string, Node]> {
+    if (this.top) yield ['', this.top];
+    for (const [dir, entries] of this.byFolder) for (const [name, n] of entries) yield [dir === '' ? name : `${dir}/${name}`, n];
+  }
+}
