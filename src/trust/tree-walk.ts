@@ -23,32 +23,9 @@ import path from 'node:path';
 import { EntryType, listFolderEntries, lstatIfThere, notThere, recordFolder, type FolderListing } from './folder-listing.js';
 import { within } from './manifest-format.js';
 import { WalkHelper } from './walk-helper.js';
-import { WalkNodes } from './walk-nodes.js';
+import { WalkNodes, type Node } from './walk-nodes.js';
 
-/**
- * An entry as the walk found it. Each node in a walk's `nodes` is an
- * object of its own, never shared, so that the verification can keep
- * lines waiting on it (deferred-lines.ts, LineHolder).
- */
-export interface Node {
-  kind: 'file' | 'dir' | 'other';
-  /** -1 where not stat'ed (reading the file checks the size). */
-  size: number;
-  /** -Infinity: untouched since the clone; Infinity: not known (a full verification). */
-  ctimeMs: number;
-  /** For a symlink to a file of the tree: the file to read. */
-  target?: string;
-  /** Why a node that is not a file or folder cannot be verified. */
-  odd?: string;
-  /**
-   * Kept for the verification: a file's first deferred line
-   * (deferred-lines.ts, LineHolder). A file node is made with it, unset,
-   * so that setting it later costs no allocation (a property added to an
-   * object after the fact gets a property array of its own: tens of
-   * thousands of them, copied by the collector until the end).
-   */
-  waiting?: number | undefined;
-}
+export type { Node } from './walk-nodes.js';
 
 /**
  * How much of the tree walkTree stats. "none" (full verification): nothing,

@@ -9,7 +9,31 @@
  * looked up by the name on the line, with no path made at all
  * (metamanifest.ts, deferUnchanged).
  */
-import type { Node } from './tree-walk.js';
+
+/**
+ * An entry as the walk found it. Each node in a walk's `nodes` is an
+ * object of its own, never shared, so that the verification can keep
+ * lines waiting on it (deferred-lines.ts, LineHolder).
+ */
+export interface Node {
+  kind: 'file' | 'dir' | 'other';
+  /** -1 where not stat'ed (reading the file checks the size). */
+  size: number;
+  /** -Infinity: untouched since the clone; Infinity: not known (a full verification). */
+  ctimeMs: number;
+  /** For a symlink to a file of the tree: the file to read. */
+  target?: string;
+  /** Why a node that is not a file or folder cannot be verified. */
+  odd?: string;
+  /**
+   * Kept for the verification: a file's first deferred line
+   * (deferred-lines.ts, LineHolder). A file node is made with it, unset,
+   * so that setting it later costs no allocation (a property added to an
+   * object after the fact gets a property array of its own: tens of
+   * thousands of them, copied by the collector until the end).
+   */
+  waiting?: number | undefined;
+}
 
 export class WalkNodes {
   /** Per folder (tree-relative path, '' the top) with a node in it: its entries' nodes by name. */
