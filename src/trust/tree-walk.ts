@@ -23,7 +23,7 @@ import path from 'node:path';
 import { EntryType, listFolderEntries, lstatIfThere, notThere, recordFolder, type FolderListing } from './folder-listing.js';
 import { within } from './manifest-format.js';
 import { WalkHelper } from './walk-helper.js';
-import { WalkNodes, type Node } from './walk-nodes.js';
+import { fileNode, WalkNodes, type Node } from './walk-nodes.js';
 
 export type { Node } from './walk-nodes.js';
 
@@ -116,9 +116,9 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
         if (e.isFile()) {
           if (policy === 'all') {
             const st = clock.lstat(abs);
-            entries.set(name, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
+            entries.set(name, fileNode(st.size, st.ctimeMs));
           } else {
-            entries.set(name, { kind: 'file', size: -1, ctimeMs: Infinity, waiting: undefined });
+            entries.set(name, fileNode(-1, Infinity));
             if (policy === 'dirs') unstated.push([rel, entries, name]);
           }
         } else if (e.isSymbolicLink()) entries.set(name, resolveLink(root, abs, clock.lstat(abs).ctimeMs));
@@ -133,7 +133,7 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
       continue;
     }
     const st = lstatSync(path.join(root, dir, name));
-    entries.set(name, { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined });
+    entries.set(name, fileNode(st.size, st.ctimeMs));
   }
   return { nodes, unlisted: new Set(), untouchedBefore, folders, filesBelow: filesBelow(folders) };
 }
@@ -318,7 +318,7 @@ async function walkChangedTreeWith(
       }
       folder.files++;
       const ctimeMs = listing.ctimes[i] as number;
-      if (type === EntryType.File) entries.set(name, { kind: 'file', size: listing.sizes[i] as number, ctimeMs, waiting: undefined });
+      if (type === EntryType.File) entries.set(name, fileNode(listing.sizes[i] as number, ctimeMs));
       else if (type === EntryType.Link) {
         folder.links.push(name);
         entries.set(name, resolveLink(root, `${dirAbs}/${name}`, ctimeMs));
@@ -442,7 +442,7 @@ async function inSlices<T>(steps: Generator<void, T>): Promise<T> {
 export function statNode(root: string, p: string): Node | undefined {
   const st = lstatIfThere(path.join(root, p));
   if (st === undefined) return undefined;
-  if (st.isFile()) return { kind: 'file', size: st.size, ctimeMs: st.ctimeMs, waiting: undefined };
+  if (st.isFile()) return fileNode(st.size, st.ctimeMs);
   if (st.isDirectory()) return { kind: 'dir', size: 0, ctimeMs: st.ctimeMs };
   if (st.isSymbolicLink()) return resolveLink(root, path.join(root, p), st.ctimeMs);
   return oddNode(st.ctimeMs);

@@ -35,6 +35,15 @@ export interface Node {
   waiting?: number | undefined;
 }
 
+/**
+ * A regular file's node, made with its `waiting` slot (see Node): the walk
+ * makes every regular file's node here. (A symlink's, which resolveLink
+ * makes, never holds lines.)
+ */
+export function fileNode(size: number, ctimeMs: number): Node {
+  return { kind: 'file', size, ctimeMs, waiting: undefined };
+}
+
 export class WalkNodes {
   /** Per folder (tree-relative path, '' the top) with a node in it: its entries' nodes by name. */
   private readonly byFolder = new Map<string, Map<string, Node>>();
