@@ -397,31 +397,23 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     // Most lines of a changed Manifest name a file of its own folder (a
     // metadata cache's, hundreds): where that folder was listed, the file
     // is looked up by the line's name in it, and if nothing in or over the
-    // folder is disturbed, no file of it is. Worked out once per Manifest:
-    // nothing is disturbed while a Manifest is parsed (see noteDisturbed).
-    let here: ReadonlyMap<string, Node> | undefined | null = null;
-    let hereClean = false;
-    const plainHere = (name: string): Node | undefined => {
-      if (here === null) {
-        here = unlisted.has(manifestFolder) ? undefined : nodes.inFolder(manifestFolder);
-        hereClean = here !== undefined && !isDisturbed(manifestFolder);
-      }
-      const n = here?.get(name);
-      return n?.kind === 'file' && n.target === undefined && !touched(n) ? n : undefined;
-    };
+    // folder is disturbed, no file of it is. Worked out once per Manifest,
+    // here: the parse follows at once, and nothing is disturbed while a
+    // Manifest is parsed (see noteDisturbed).
+    const here = unlisted.has(manifestFolder) ? undefined : nodes.inFolder(manifestFolder);
+    const hereClean = here !== undefined && !isDisturbed(manifestFolder);
     return (raw: string, line: number, start: number): boolean => {
       if (!isBase(raw, line) || unlisted.size === 0) return false;
       const named = entryName(raw, manifest);
       if (!named) return false;
-      if (named.tag !== 'MANIFEST' && named.tag !== 'AUX' && !named.name.includes('/')) {
-        const n = plainHere(named.name);
-        if (here !== undefined) {
-          // The folder was listed: its file, untouched, or the line is parsed.
-          if (!n || (!hereClean && isDisturbed(join(manifestFolder, named.name)))) return false;
-          id ??= deferred.manifest(manifest, text);
-          deferred.hold(id, line, start, n);
-          return true;
-        }
+      if (here !== undefined && named.tag !== 'MANIFEST' && named.tag !== 'AUX' && !named.name.includes('/')) {
+        // The folder was listed: its file, untouched, or the line is parsed.
+        const n = here.get(named.name);
+        if (n?.kind !== 'file' || n.target !== undefined || touched(n)) return false;
+        if (!hereClean && isDisturbed(join(manifestFolder, named.name))) return false;
+        id ??= deferred.manifest(manifest, text);
+        deferred.hold(id, line, start, n);
+        return true;
       }
       if (named.tag === 'MANIFEST') {
         // Its folder made once, and looked up by that one string.
