@@ -70,21 +70,24 @@ interface Change {
  * (made on a copy, so that folders upstream did not touch keep their times,
  * as on a real mirror); the staging tree is a hardlink clone of the base,
  * then `fill` run on it (an rsync of T2 by default, the way the rsync
- * source writes: new files renamed in).
+ * source writes: new files renamed in). `signed`: run on each of T1 and T2
+ * once its Manifests are written (a shape the kit does not write).
  */
 async function prepare(
   name: string,
   t1: TreeSpec,
   change: Change,
-  opts: { ignore1?: string[]; ignore2?: string[]; extra2?: Record<string, string[]>; fill?: (c: Case) => Promise<void> } = {},
+  opts: { ignore1?: string[]; ignore2?: string[]; extra2?: Record<string, string[]>; signed?: (tree: string) => Promise<void>; fill?: (c: Case) => Promise<void> } = {},
 ): Promise<Case> {
   const t = path.join(dir, name);
   await writeTree(path.join(t, 'T1'), t1);
   await writeManifests(path.join(t, 'T1'), { key, timestamp: T1, ...(opts.ignore1 ? { ignore: opts.ignore1 } : {}) });
+  await opts.signed?.(path.join(t, 'T1'));
   execFileSync('cp', ['-a', path.join(t, 'T1'), path.join(t, 'T2')]);
   for (const r of change.remove ?? []) await fs.rm(path.join(t, 'T2', r), { recursive: true });
   await writeTree(path.join(t, 'T2'), change.write ?? {});
   await writeManifests(path.join(t, 'T2'), { key, timestamp: T2, ...(opts.ignore2 ? { ignore: opts.ignore2 } : {}), ...(opts.extra2 ? { extra: opts.extra2 } : {}) });
+  await opts.signed?.(path.join(t, 'T2'));
   const base = path.join(t, 'base');
   execFileSync('cp', ['-a', path.join(t, 'T1'), base]);
   let index: FolderIndex | undefined;
@@ -194,6 +197,72 @@ describe('incremental verification with the folder index', () => {
     const c = await prepare('entry-changed', gentooish('1'), { write: { 'dev-c/two/files/fix.patch': 'a fixed patch\n' } }, { fill: (c) => copyIn(c, ['Manifest', 'dev-c/Manifest.gz', 'dev-c/two/Manifest']) });
     await expect(full(c)).rejects.toThrow(/dev-c\/two\/files\/fix\.patch: size mismatch/);
     await expect(indexed(c)).rejects.toThrow(/dev-c\/two\/files\/fix\.patch: size mismatch/);
+  });
+
+  // A changed category Manifest keeps its line for each package that did
+  // not change; the package's folder is then not listed, and its
+  // sub-Manifest is the base's, unless something below the folder changed.
+  it.each([
+    ['a file changed in its files/', 'dev-c/two/files', async (c: Case) => fs.writeFile(path.join(c.staging, 'dev-c/two/files/new'), '--- trojaned\n').then(() => fs.rename(path.join(c.staging, 'dev-c/two/files/new'), path.join(c.staging, 'dev-c/two/files/fix.patch')))],
+    ['a file planted a folder further down', 'dev-c/two/files/deep', async (c: Case) => fs.writeFile(path.join(c.staging, 'dev-c/two/files/deep/planted.sh'), 'evil\n')],
+  ])('finds %s, below a package folder not listed, in a category whose Manifest changed', async (what, listed, tamper) => {
+    const t1 = { ...gentooish('1'), 'dev-c/two/files/deep/x.patch': 'x\n' };
+    const c = await prepare(`below-package-${what.replace(/\W+/g, '-')}`, t1, { write: { 'dev-c/new/new-1.ebuild': 'y\n' } }, {
+      fill: async (c) => {
+        execFileSync('rsync', ['-a', '--checksum', '--delete', `${path.join(c.t, 'T2')}/`, `${c.staging}/`]);
+        await tamper(c);
+      },
+    });
+    // The category's Manifest changed, and still has the package's line, word for word.
+    const category = (root: string): string => execFileSync('gzip', ['-dc', path.join(root, 'dev-c/Manifest.gz')], { encoding: 'utf8' });
+    expect(category(c.staging)).not.toBe(category(c.base));
+    const line = category(c.base).split('\n').find((l) => l.startsWith('MANIFEST two/Manifest ')) as string;
+    expect(category(c.staging).split('\n')).toContain(line);
+    // Of the package's folders, only the one the file was written in is listed.
+    const walk = await walkChangedTree(c.staging, new Set(), c.index, () => c.clonedAt + 40);
+    expect(['dev-c/two', 'dev-c/two/files', 'dev-c/two/files/deep'].filter((f) => !walk?.unlisted.has(f))).toEqual([listed]);
+    const why = /^dev-c\/two\/files\/(fix\.patch: (size|\w+ hash) mismatch|deep\/planted\.sh: stray file)/;
+    await expect(full(c)).rejects.toThrow(why);
+    await expect(indexed(c)).rejects.toThrow(why);
+  });
+
+  it("reads again a package's sub-Manifest that is a symlink, in a folder not listed: where it leads may have changed", async () => {
+    // The package's Manifest is a link into an IGNOREd folder, through a
+    // link to a folder there; the category's Manifest changes, and keeps
+    // its line for the package.
+    const t1 = { ...gentooish('1'), 'local/README': 'mine\n' };
+    const c = await prepare('package-manifest-link', t1, { write: { 'dev-c/new/new-1.ebuild': 'y\n' } }, {
+      ignore1: ['local'],
+      ignore2: ['local'],
+      signed: async (tree) => {
+        const manifest = path.join(tree, 'dev-c/two/Manifest');
+        const text = await fs.readFile(manifest, 'utf8');
+        await writeTree(path.join(tree, 'local'), {
+          'a/two.Manifest': text,
+          // Another Manifest, as old as the first: one that no longer lists the patch.
+          'b/two.Manifest': text.split('\n').filter((l) => !l.includes('fix.patch')).join('\n'),
+          cur: { symlink: 'a' },
+        });
+        await fs.rm(manifest);
+        await fs.symlink('../../local/cur/two.Manifest', manifest);
+      },
+      fill: async (c) => {
+        // What changed upstream, renamed in; the package's folder left alone.
+        await copyIn(c, ['Manifest', 'dev-c/Manifest.gz', 'dev-c/new/Manifest', 'dev-c/new/new-1.ebuild']);
+        // The link on the way is turned to the other folder: neither the
+        // package's link nor the file it now leads to is new.
+        await fs.symlink('b', path.join(c.staging, 'local/cur.new'));
+        await fs.rename(path.join(c.staging, 'local/cur.new'), path.join(c.staging, 'local/cur'));
+      },
+    });
+    const walk = await walkChangedTree(c.staging, new Set(), c.index, () => c.clonedAt + 40);
+    expect(walk?.unlisted.has('dev-c/two')).toBe(true);
+    const link = walk?.nodes.get('dev-c/two/Manifest');
+    expect(link?.target).toBe(path.join(c.staging, 'local/b/two.Manifest'));
+    expect(link?.ctimeMs).toBeLessThan(walk?.untouchedBefore ?? -Infinity);
+    const why = /^dev-c\/two\/Manifest: (size|\w+ hash) mismatch/;
+    await expect(full(c)).rejects.toThrow(why);
+    await expect(indexed(c)).rejects.toThrow(why);
   });
 
   it('resolves a symlink of an untouched folder again: what it leads to may have changed', async () => {

@@ -206,8 +206,13 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const ignored = new Set<string>(opts.ignoreTop ?? []);
   /** Paths whose entries differ between a changed Manifest and the base's copy. */
   const disturbed = new Set<string>();
-  /** Every folder holding a disturbed path, at any depth. */
-  const disturbedWithin = new Set<string>();
+  /**
+   * Every folder holding a disturbed path, at any depth, with the names of
+   * its entries that are one or hold one: a Manifest's lines about its own
+   * folder's entries ask about a name in one small set, where asking about
+   * the path would make it first (see deferUnchanged).
+   */
+  const disturbedIn = new Map<string, Set<string>>();
   /**
    * Disturbed IGNOREs: the only disturbed paths that can hold others (an
    * entry names a file; one that names a folder fails wherever it is read).
@@ -225,13 +230,32 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       disturbedIgnores.add(p);
       ignoresOrder.push(p);
     }
-    for (let d = parentOf(p); d !== undefined && !disturbedWithin.has(d); d = parentOf(d)) disturbedWithin.add(d);
+    // Up to the first folder that had the entry on the way already: it has
+    // every folder over it too.
+    for (let q = p, d = parentOf(p); d !== undefined; q = d, d = parentOf(d)) {
+      const name = d === '' ? q : q.slice(d.length + 1);
+      const names = disturbedIn.get(d);
+      if (names === undefined) disturbedIn.set(d, new Set([name]));
+      else if (names.has(name)) break;
+      else names.add(name);
+    }
+  };
+  /** Whether a disturbed IGNORE is `dir` or holds it. */
+  const ignoredOver = (dir: string | undefined): boolean => {
+    if (disturbedIgnores.size > 0) for (let d = dir; d !== undefined; d = parentOf(d)) if (disturbedIgnores.has(d)) return true;
+    return false;
   };
   /** Whether a disturbed path is inside `dir`, is `dir`, or holds it (an IGNORE of a parent). */
-  const isDisturbed = (dir: string): boolean => {
-    if (disturbedWithin.has(dir) || disturbed.has(dir)) return true;
-    if (disturbedIgnores.size > 0) for (let d = parentOf(dir); d !== undefined; d = parentOf(d)) if (disturbedIgnores.has(d)) return true;
-    return false;
+  const isDisturbed = (dir: string): boolean => disturbedIn.has(dir) || disturbed.has(dir) || ignoredOver(parentOf(dir));
+  /**
+   * isDisturbed for the entries of folder `dir`, asked by name, for as long
+   * as nothing more is disturbed (while a Manifest is parsed, see
+   * noteDisturbed): the folder looked up once, not a path made per entry.
+   */
+  const disturbedNamesIn = (dir: string): ((name: string) => boolean) => {
+    if (ignoredOver(dir)) return () => true;
+    const names = disturbedIn.get(dir);
+    return names === undefined ? () => false : (name) => names.has(name);
   };
   /** Sub-Manifests not read: the base's, over a folder that is all the base's. */
   const skipped = new Map<string, { entry: FileEntry; dir: string }>();
@@ -395,13 +419,15 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     const manifestFolder = manifestDir(manifest);
     let id: number | undefined;
     // Most lines of a changed Manifest name a file of its own folder (a
-    // metadata cache's, hundreds): where that folder was listed, the file
-    // is looked up by the line's name in it, and if nothing in or over the
-    // folder is disturbed, no file of it is. Worked out once per Manifest,
+    // metadata cache's, hundreds), or a sub-Manifest one folder down (a
+    // category's, one per package): where the Manifest's folder was
+    // listed, the entry is found by the line's name in it, and asked
+    // about by name whether it is disturbed. Worked out once per Manifest,
     // here: the parse follows at once, and nothing is disturbed while a
     // Manifest is parsed (see noteDisturbed).
     const here = unlisted.has(manifestFolder) ? undefined : nodes.inFolder(manifestFolder);
-    const hereClean = here !== undefined && !isDisturbed(manifestFolder);
+    const disturbedHere = here === undefined ? undefined : disturbedNamesIn(manifestFolder);
+    const subsHere = here === undefined ? undefined : walk.notListedIn(manifestFolder);
     return (raw: string, line: number, start: number): boolean => {
       if (!isBase(raw, line) || unlisted.size === 0) return false;
       const named = entryName(raw, manifest);
@@ -409,11 +435,30 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       if (here !== undefined && named.tag !== 'MANIFEST' && named.tag !== 'AUX' && !named.name.includes('/')) {
         // The folder was listed: its file, untouched, or the line is parsed.
         const n = here.get(named.name);
-        if (n?.kind !== 'file' || n.target !== undefined || touched(n)) return false;
-        if (!hereClean && isDisturbed(join(manifestFolder, named.name))) return false;
+        if (n?.kind !== 'file' || n.target !== undefined || touched(n) || disturbedHere?.(named.name)) return false;
         id ??= deferred.manifest(manifest, text);
         deferred.hold(id, line, start, n);
         return true;
+      }
+      if (named.tag === 'MANIFEST' && subsHere !== undefined) {
+        // "MANIFEST pkg/Manifest.gz", pkg a sub-folder the walk did not
+        // list: it holds the base's entries, so its sub-Manifest is the
+        // file the base verified as one (the line is the base's, word for
+        // word), and is there still: no need to ask, as the slow way below
+        // does, whether it is a folder. Found by name, and keyed by the
+        // index's own string for the folder, with no path made.
+        const slash = named.name.indexOf('/');
+        const sub = slash > 0 && named.name.indexOf('/', slash + 1) < 0 ? named.name.slice(0, slash) : undefined;
+        const dir = sub === undefined ? undefined : subsHere.get(sub);
+        if (dir !== undefined) {
+          // Untouched below too, not disturbed, and no entry of it kept by
+          // the walk: a symlink (resolved anew, to be read anew) or a
+          // folder below it that was listed.
+          if (dirtyDirs.has(dir) || disturbedHere?.(sub as string) || nodes.inFolder(dir) !== undefined) return false;
+          id ??= deferred.manifest(manifest, text);
+          deferred.addSubManifest(id, line, start, dir);
+          return true;
+        }
       }
       if (named.tag === 'MANIFEST') {
         // Its folder made once, and looked up by that one string.

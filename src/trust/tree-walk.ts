@@ -68,6 +68,14 @@ export interface TreeWalk {
   folders: FolderIndex;
   /** How many entries that are not folders are in folder `dir` and below it. */
   filesBelow(dir: string): number;
+  /**
+   * For a folder walkChangedTree listed: those of its sub-folders it did
+   * not list (in `unlisted`), by name, each with its tree path, the very
+   * string the folder index keys it by. A changed category's Manifest has
+   * a line for each of its packages' folders, most of them the base's:
+   * each is then found by its name, with no path made for it.
+   */
+  notListedIn(dir: string): ReadonlyMap<string, string> | undefined;
 }
 
 /** For tests: `{ coldProbe: 1, coldStatMs: -1 }` takes walkChangedTree's cold-cache path on any tree. */
@@ -135,7 +143,7 @@ export async function walkTree(root: string, ignoreTop: Set<string>, policy: Sta
     const st = lstatSync(path.join(root, dir, name));
     entries.set(name, fileNode(st.size, st.ctimeMs));
   }
-  return { nodes, unlisted: new Set(), untouchedBefore, folders, filesBelow: filesBelow(folders) };
+  return { nodes, unlisted: new Set(), untouchedBefore, folders, filesBelow: filesBelow(folders), notListedIn: () => undefined };
 }
 
 /**
@@ -227,6 +235,7 @@ async function walkChangedTreeWith(
 
   const nodes = new WalkNodes();
   const unlisted = new Set<string>();
+  const notListed = new Map<string, Map<string, string>>();
   // In the order folders are taken off the stack: each after its parent.
   const folders: FolderIndex = new Map();
   // A folder of the index that is one now goes on the stack as its place;
@@ -303,6 +312,7 @@ async function walkChangedTreeWith(
     // folder added since), by path; one gone since is passed over.
     let sub = at === undefined ? -1 : (children.start[at + 1] as number) - 1;
     const subsStart = at === undefined ? 0 : (children.start[at] as number);
+    let subsNotListed: Map<string, string> | undefined;
     for (let i = 0; i < listing.names.length; i++) {
       const name = listing.names[i] as string;
       if (rel === '' && ignoreTop.has(name)) continue;
@@ -313,6 +323,11 @@ async function walkChangedTreeWith(
         if (next >= 0 && isChildNamed(order[next] as string, rel, name)) {
           pending.push(next);
           sub--;
+          // Not listed when taken off the stack (see above), or the walk fails.
+          if (records[next] !== undefined && (ctimes[next] as number) < untouchedBefore) {
+            if (subsNotListed === undefined) notListed.set(rel, (subsNotListed = new Map()));
+            subsNotListed.set(name, order[next] as string);
+          }
         } else push(join(rel, name));
         continue;
       }
@@ -345,7 +360,7 @@ async function walkChangedTreeWith(
     const at = place.get(dir);
     return (at === undefined ? undefined : below(at)) ?? anyBelow(dir);
   };
-  return { nodes, unlisted, untouchedBefore, folders, filesBelow: filesBelowDir };
+  return { nodes, unlisted, untouchedBefore, folders, filesBelow: filesBelowDir, notListedIn: (dir) => notListed.get(dir) };
 }
 
 /** A folder index by place: what walkChangedTree looks folders up by (see folderPlaces). */
