@@ -221,6 +221,9 @@ describe('incremental verification with the folder index', () => {
     // Of the package's folders, only the one the file was written in is listed.
     const walk = await walkChangedTree(c.staging, new Set(), c.index, () => c.clonedAt + 40);
     expect(['dev-c/two', 'dev-c/two/files', 'dev-c/two/files/deep'].filter((f) => !walk?.unlisted.has(f))).toEqual([listed]);
+    // Its count of the files below the package's folder is what is there now.
+    const there = execFileSync('find', [path.join(c.staging, 'dev-c/two'), '!', '-type', 'd'], { encoding: 'utf8' }).trim().split('\n');
+    expect(walk?.filesBelow('dev-c/two')).toBe(there.length);
     const why = /^dev-c\/two\/files\/(fix\.patch: (size|\w+ hash) mismatch|deep\/planted\.sh: stray file)/;
     await expect(full(c)).rejects.toThrow(why);
     await expect(indexed(c)).rejects.toThrow(why);

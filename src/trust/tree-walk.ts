@@ -186,7 +186,7 @@ async function walkChangedTreeWith(
   // arrays by the folder's place in the index: keeping tens of thousands of
   // Stats objects alive until the walk below made the garbage collector
   // copy them over and over (a third of the walk's time).
-  const { place, order, records, children, parentsFirst } = folderPlaces(base);
+  const { place, order, records, children, parentAt, filesBelow: baseBelow, parentsFirst } = folderPlaces(base);
   // A folder listed before its parent would be no folder's sub-folder, and
   // never walked: such an index is not one walkTree made.
   if (!parentsFirst) return undefined;
@@ -236,6 +236,9 @@ async function walkChangedTreeWith(
   const nodes = new WalkNodes();
   const unlisted = new Set<string>();
   const notListed = new Map<string, Map<string, string>>();
+  // By place: not listed; listed, or holding a folder that was.
+  const notListedAt = new Uint8Array(n);
+  const listedWithin = new Uint8Array(n);
   // In the order folders are taken off the stack: each after its parent.
   const folders: FolderIndex = new Map();
   // A folder of the index that is one now goes on the stack as its place;
@@ -281,6 +284,7 @@ async function walkChangedTreeWith(
       const subsEnd = children.start[(at as number) + 1] as number;
       if (nlink !== 1 && nlink !== 2 + subsEnd - subs) return undefined;
       unlisted.add(rel);
+      notListedAt[at as number] = 1;
       folders.set(rel, indexed);
       // From the last, so that they come off the stack, and into the next
       // index, in the order this one has them (see the listing below).
@@ -299,6 +303,7 @@ async function walkChangedTreeWith(
     }
     // Touched, or new: listed, and every entry stat'ed.
     nodes.set(rel, { kind: 'dir', size: 0, ctimeMs });
+    if (at !== undefined) for (let q = at; q >= 0 && listedWithin[q] === 0; q = parentAt[q] as number) listedWithin[q] = 1;
     const dirAbs = folderPath(rel);
     const listing = listed.get(rel) ?? listFolderEntries(dirAbs);
     const folder = { files: 0, links: [] as string[] };
@@ -340,25 +345,14 @@ async function walkChangedTreeWith(
       } else entries.set(name, oddNode(ctimeMs));
     }
   }
-  // A folder not listed whose sub-folders were none listed either holds
-  // what the base's did: counted from the base's index by place, with no
-  // path made (a folder that did not need its Manifest read is one).
-  const below = (at: number): number | undefined => {
-    let total = 0;
-    const stack = [at];
-    while (stack.length > 0) {
-      const i = stack.pop() as number;
-      if (!unlisted.has(order[i] as string)) return undefined;
-      total += (records[i] as { files: number }).files;
-      for (let c = children.start[i] as number; c < (children.start[i + 1] as number); c++) stack.push(children.list[c] as number);
-    }
-    return total;
-  };
-  // Any other: from the new index, summed only if ever asked.
+  // A folder not listed with none listed below it holds what the base's
+  // did: counted by the base's index (a folder that did not need its
+  // Manifest read is one, thousands of them). Any other: from the new
+  // index, summed only if ever asked.
   const anyBelow = filesBelow(folders);
   const filesBelowDir = (dir: string): number => {
     const at = place.get(dir);
-    return (at === undefined ? undefined : below(at)) ?? anyBelow(dir);
+    return at !== undefined && notListedAt[at] === 1 && listedWithin[at] === 0 ? (baseBelow[at] as number) : anyBelow(dir);
   };
   return { nodes, unlisted, untouchedBefore, folders, filesBelow: filesBelowDir, notListedIn: (dir) => notListed.get(dir) };
 }
@@ -377,6 +371,10 @@ export interface FolderPlaces {
    * is no folder's sub-folder (see parentsFirst).
    */
   children: { start: Int32Array; list: Int32Array };
+  /** By place, the folder's parent's place; -1 for the top (or a folder whose parent is not before it). */
+  parentAt: Int32Array;
+  /** By place, how many entries that are not folders the index has in the folder and below it. */
+  filesBelow: Float64Array;
   /** Whether every folder but the top came after its parent; the walk takes no index that does not. */
   parentsFirst: boolean;
 }
@@ -427,7 +425,14 @@ function* layOut(index: FolderIndex): Generator<void, FolderPlaces> {
     const parent = parentAt[i] as number;
     if (parent >= 0) list[(next[parent] as number)++] = i;
   }
-  const places = { place, order, records, children: { start, list }, parentsFirst };
+  // Summed from the last up: a folder comes after its parent.
+  const below = new Float64Array(n);
+  for (let i = n - 1; i >= 0; i--) {
+    below[i] = (below[i] as number) + (records[i] as { files: number }).files;
+    const parent = parentAt[i] as number;
+    if (parent >= 0) below[parent] = (below[parent] as number) + (below[i] as number);
+  }
+  const places = { place, order, records, children: { start, list }, parentAt, filesBelow: below, parentsFirst };
   placesOf.set(index, places);
   return places;
 }
