@@ -330,18 +330,38 @@ async function steps(run: SyncRun): Promise<SyncReport> {
       await failpoint('filled');
       await run.stopIfAborted(keep);
       if (filled.changed) verified = await run.timed('verify', () => verify(run, update, prep));
-    } finally {
-      // It serves this verification only, whatever became of it.
+    } catch (err) {
       await prep?.close();
+      throw err;
     }
-    if (filled.changed) {
-      await run.stopIfAborted(keep);
-      run.committing = true;
-      // Not cut short by an abort: see the top of this file.
-      await uninterruptible(() => run.timed('commit', () => commit(run, update, filled.result, verified)));
-    } else {
-      await repo.storage.abortUpdate(update, { unchanged: true });
+    // The preparations serve this verification only. Let go while the
+    // commit runs (threads ended, the keyring's home removed: some 20 ms),
+    // not before it, so that they do not hold the new snapshot back; waited
+    // for after it. Their error (kept meanwhile, not left unhandled) is
+    // the sync's where nothing was published, else a warning: the snapshot
+    // is current by then.
+    const letGo = (prep?.close() ?? Promise.resolve()).then(
+      () => undefined,
+      (err: unknown) => ({ err }),
+    );
+    let published = false;
+    try {
+      if (filled.changed) {
+        await run.stopIfAborted(keep);
+        run.committing = true;
+        // Not cut short by an abort: see the top of this file.
+        await uninterruptible(() => run.timed('commit', () => commit(run, update, filled.result, verified)));
+        published = true;
+      } else {
+        await repo.storage.abortUpdate(update, { unchanged: true });
+      }
+    } catch (err) {
+      await letGo;
+      throw err;
     }
+    const closing = await letGo;
+    if (closing && !published) throw closing.err;
+    if (closing) run.report.warnings.push(`repo ${repo.name}: ending the verification's helpers failed: ${closing.err instanceof Error ? closing.err.message : String(closing.err)}`);
   }
   // Nothing published: an abort fails the sync. After a commit, it skips what is left.
   const stopIfNothingPublished = (): Promise<void> => (run.committing ? Promise.resolve() : run.stopIfAborted(() => Promise.resolve()));
