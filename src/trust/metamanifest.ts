@@ -342,7 +342,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
       if (entry.path.split('/').some((part) => part.startsWith('.'))) fail(entry.path, `${entry.manifest}:${entry.line} lists a name starting with "." (never part of the tree)`);
       register(entry);
       const same = sameAsBase(entry);
-      if (entry.tag === 'MANIFEST') children.push(openSubManifest(entry, same, baseListed(entry.path)));
+      // A line the base's copy had word for word is one of its MANIFEST lines.
+      if (entry.tag === 'MANIFEST') children.push(openSubManifest(entry, same, same || baseListed(entry.path)));
       else hashing.push(checkFile(entry, same));
     }
     await Promise.all(children);
@@ -696,27 +697,40 @@ function compareAhead(text: string, diff: BaseDiff, manifest: string): BaseCompa
   return {
     isBase: (_raw, line) => diff.inBase[line - 1] === 1,
     gone: () => diff.gone,
-    listed: listedIn(() => {
-      // The base's MANIFEST lines: those still here, and those gone.
-      const kept = text.split('\n').filter((l, i) => diff.inBase[i] === 1 && l.trimStart().startsWith('MANIFEST'));
-      return [...kept.map((l) => l.trim()), ...diff.gone];
-    }, manifest),
+    // The base's MANIFEST lines: those gone, and those still here. Asked
+    // about a changed MANIFEST line's path, most often that of a package
+    // whose sub-Manifest changed, whose old line is among the few gone:
+    // the lines still here (a category's hundreds) are looked at only when
+    // it is not.
+    listed: listedIn(
+      () => diff.gone,
+      manifest,
+      () => text.split('\n').filter((l, i) => diff.inBase[i] === 1 && l.trimStart().startsWith('MANIFEST')).map((l) => l.trim()),
+    ),
   };
 }
 
-/** Whether `lines()` (a Manifest's at tree path `manifest`) hold a MANIFEST entry for tree path `p`. */
-function listedIn(lines: () => Iterable<string>, manifest: string): (p: string) => boolean {
+/**
+ * Whether `lines()`, or else `more()`, (a Manifest's at tree path
+ * `manifest`) hold a MANIFEST entry for tree path `p`.
+ */
+function listedIn(lines: () => Iterable<string>, manifest: string, more?: () => Iterable<string>): (p: string) => boolean {
   let listed: Set<string> | undefined;
+  let rest = more;
+  const take = (from: Iterable<string>, into: Set<string>): Set<string> => {
+    for (const line of from) {
+      if (!line.startsWith('MANIFEST')) continue;
+      const head = entryHead(line, manifest);
+      if (head?.tag === 'MANIFEST') into.add(head.path);
+    }
+    return into;
+  };
   return (p) => {
     // Made when first asked: most changed Manifests are never asked.
-    if (!listed) {
-      listed = new Set();
-      for (const line of lines()) {
-        if (!line.startsWith('MANIFEST')) continue;
-        const head = entryHead(line, manifest);
-        if (head?.tag === 'MANIFEST') listed.add(head.path);
-      }
-    }
+    listed ??= take(lines(), new Set());
+    if (listed.has(p) || rest === undefined) return listed.has(p);
+    take(rest(), listed);
+    rest = undefined;
     return listed.has(p);
   };
 }
