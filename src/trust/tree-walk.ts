@@ -468,24 +468,16 @@ export function statNode(root: string, p: string): Node | undefined {
   return oddNode(st.ctimeMs);
 }
 
-/** How many entries that are not folders are in `dir` and below it, summed when first asked. */
+/**
+ * How many entries that are not folders are in `dir` and below it: by the
+ * index's layout (folderPlaces, which sums them), made when first asked.
+ */
 function filesBelow(index: FolderIndex): (dir: string) => number {
-  let totals: Map<string, number> | undefined;
-  return (dir) => (totals ??= fileTotals(index)).get(dir) ?? 0;
-}
-
-function fileTotals(index: FolderIndex): Map<string, number> {
-  const totals = new Map<string, number>();
-  // Children after parents in the index: summed from the end up.
-  const order = [...index.keys()];
-  for (let i = order.length - 1; i >= 0; i--) {
-    const rel = order[i] as string;
-    const total = (totals.get(rel) ?? 0) + (index.get(rel)?.files ?? 0);
-    totals.set(rel, total);
-    const parent = parentOf(rel);
-    if (parent !== undefined) totals.set(parent, (totals.get(parent) ?? 0) + total);
-  }
-  return totals;
+  return (dir) => {
+    const { place, filesBelow: below } = folderPlaces(index);
+    const at = place.get(dir);
+    return at === undefined ? 0 : (below[at] as number);
+  };
 }
 
 export function serializeFolderIndex(index: FolderIndex): string {
