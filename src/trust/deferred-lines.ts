@@ -94,7 +94,7 @@ export class DeferredLines {
     this.addUnder(this.byFolder, folder, manifest, line, start);
   }
 
-  /** Wait on `holder`, the walk's node for the file the line is about (holderOf(its path)): as `add` does, with no path needed. */
+  /** Wait on `holder`, the walk's node for the file the line is about (holderOf(its path)): as `addFile` does, with no path needed. */
   hold(manifest: number, line: number, start: number, holder: LineHolder): void {
     const slot = this.slot(manifest, line, start);
     this.files++;
@@ -121,7 +121,7 @@ export class DeferredLines {
    */
   takeAbout(p: string, out: DeferredLine[]): void {
     // A key a disturbance concerned stays disturbed, so no line is put
-    // under it again (the caller's rule, see `add`): the second time the
+    // under it again (the caller's rule, see `addFile`): the second time the
     // walk up meets a key, every key from there up is empty already.
     // Thousands of disturbed paths share a few folders.
     for (let k: string | undefined = p; k !== undefined && !this.swept.has(k); k = parentOf(k)) {
