@@ -41,4 +41,31 @@ describe('the hashing threads', () => {
       await pool.close();
     }
   });
+
+  it('hand each thread batches ahead while the calling thread does not turn its event loop', async () => {
+    const HashPool = await built();
+    const dir = tmpdir('hash-pool');
+    const data = Buffer.from('an ebuild\n');
+    const file = path.join(dir, 'f');
+    await fs.writeFile(file, data);
+    const want = createHash('blake2b512').update(data).digest('hex');
+    const pool = new HashPool(2);
+    const threads = [...(pool as unknown as { workers: Worker[] }).workers];
+    expect(threads).toHaveLength(2);
+    try {
+      // Asked for all at once, with no turn of the event loop in between,
+      // as the Manifests of a tree ask: no thread has answered yet, and
+      // each already has more than its first batch in hand, so that it
+      // goes on hashing while the caller goes on reading.
+      const asked = Array.from({ length: 64 * 8 }, () => pool.hash({ file, size: data.length, algorithms: ['blake2b512'] }));
+      const handed = (pool as unknown as { handed: Map<Worker, number> }).handed;
+      for (const t of threads) expect(handed.get(t)).toBeGreaterThan(1);
+      // What is in hand past the first batch is answered all the same.
+      const got = await Promise.all(asked);
+      expect(got.every((r) => 'digests' in r && r.digests[0] === want)).toBe(true);
+      expect([...handed.values()]).toEqual([0, 0]);
+    } finally {
+      await pool.close();
+    }
+  });
 });

@@ -31,6 +31,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { EventLoopTurns } from '../util/event-loop-turns.js';
 import { NotReadable, readRegularFile } from '../util/fs.js';
 import { Limiter } from '../util/limit.js';
 import { runProcess } from '../util/process.js';
@@ -118,6 +119,9 @@ export class ManifestFailure extends Error {
     super(`${file}: ${what}`);
   }
 }
+
+/** How long (ms) Manifests are read without the event loop turning (see EventLoopTurns). */
+const TURN_MS = 8;
 
 /** Decompressor processes (bz2, xz, zst sub-Manifests) running at once. */
 const decompressors = new Limiter(4);
@@ -269,6 +273,12 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const deferred = new DeferredLines((p) => nodes.get(p));
   let deferredFiles = 0;
   const pool = opts.threads?.pool ?? new HashPool(opts.jobs);
+  // Every few milliseconds, each sub-Manifest read waits for a turn of the
+  // event loop: reading them is a chain of promises that settle at once (a
+  // read-ahead or gzip Manifest needs no real wait), which would otherwise
+  // hold the thread from the first to the last, and the hashing threads'
+  // answers, and the batches they need next, with it (hash-pool.ts).
+  const turns = new EventLoopTurns(TURN_MS);
   const hashing: Array<Promise<void>> = [];
   let failure: ManifestFailure | undefined;
   const fail = (file: string, what: string): never => {
@@ -360,6 +370,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   };
 
   const readSubManifest = async (entry: FileEntry, sameAsBase: boolean, baseListed: boolean): Promise<void> => {
+    // Again after a turn: thousands of reads may have waited for the same one.
+    for (let turn = turns.due(); turn !== undefined; turn = turns.due()) await turn;
     const n = fileFor(entry, sameAsBase);
     const file = n.target ?? path.join(root, entry.path);
     // A symlink is read and hashed anew every time: what it leads to may
