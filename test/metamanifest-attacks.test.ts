@@ -133,4 +133,18 @@ describe('incremental verification against a base the mirror shaped', () => {
     await fh.close();
     await expect(verify(t)).rejects.toThrow(/a\/Manifest\.gz: size mismatch: 629145600 bytes/);
   });
+
+  it('an entry naming a dot file, first on the tree path or further down, is refused: such names are never part of the tree', async () => {
+    for (const [folder, dotted, shown, manifest] of [
+      ['', '.hidden', '.hidden', 'Manifest'],
+      ['cat', 'pkg/.git/config', 'cat/pkg/.git/config', 'cat/Manifest'],
+    ] as const) {
+      const t = path.join(dir, `dotted-${folder || 'top'}`);
+      await writeTree(t, { 'cat/pkg/pkg-1.ebuild': 'EAPI=8\n' });
+      const line = `DATA ${dotted} 3 BLAKE2B ${'0'.repeat(128)} SHA512 ${'0'.repeat(128)}`;
+      await writeManifests(t, { key, compress: false, extra: { [folder]: [line] } });
+      const quoted = (text: string): string => text.replace(/[./()]/g, '\\$&');
+      await expect(verify(t)).rejects.toThrow(new RegExp(`^${quoted(shown)}: ${quoted(manifest)}:\\d+ lists a name starting with "\\." \\(never part of the tree\\)$`));
+    }
+  });
 });

@@ -349,7 +349,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
     for (const ig of parsed.ignores) ignored.add(ig.path);
     const children: Array<Promise<void>> = [];
     for (const entry of parsed.files) {
-      if (entry.path.split('/').some((part) => part.startsWith('.'))) fail(entry.path, `${entry.manifest}:${entry.line} lists a name starting with "." (never part of the tree)`);
+      // A name starting with "." anywhere on the path: the first, or one after a "/".
+      if (entry.path.startsWith('.') || entry.path.includes('/.')) fail(entry.path, `${entry.manifest}:${entry.line} lists a name starting with "." (never part of the tree)`);
       register(entry);
       const same = sameAsBase(entry);
       // A line the base's copy had word for word is one of its MANIFEST lines.
@@ -517,8 +518,17 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
   const noteDisturbed = (compared: BaseComparison, parsed: ParsedManifest, manifest: string): void => {
     for (const e of parsed.files) if (!compared.isBase(e.raw, e.line)) disturb(e.path);
     for (const e of parsed.ignores) if (!compared.isBase(e.raw, e.line)) disturb(e.path, true);
+    const dir = manifestDir(manifest);
     for (const line of compared.gone()) {
       if (line.startsWith('TIMESTAMP') || line.startsWith('DIST')) continue;
+      // A file line's path, read without the checks of a parse (the hashes'
+      // form, say): only its path matters, and a line the base's copy had
+      // passed them when the base was verified. An IGNORE is parsed.
+      const head = entryHead(line, manifest, dir);
+      if (head) {
+        disturb(head.path);
+        continue;
+      }
       const gone = safeParse(line, manifest);
       for (const e of gone.files) disturb(e.path);
       for (const e of gone.ignores) disturb(e.path, true);
