@@ -24,7 +24,7 @@ function manifestText(n: number, sub = false): string {
 }
 
 /** Every line parseManifest offers to pass over, deferred; the holders made for the ones put on one. */
-function deferAll(lines: DeferredLines, manifest: string, text: string, holders: Map<string, LineHolder>, onHolder: (p: string) => boolean): DeferredLine[] {
+function deferAll(lines: DeferredLines, manifest: string, text: string, holders: Map<string, LineHolder>, onHolder: (p: string) => boolean, places?: Places): DeferredLine[] {
   const offered: DeferredLine[] = [];
   let id: number | undefined;
   parseManifest(text, manifest, (raw, line, start) => {
@@ -35,7 +35,13 @@ function deferAll(lines: DeferredLines, manifest: string, text: string, holders:
       const holder = holders.get(head.path) ?? {};
       holders.set(head.path, holder);
       lines.hold(id, line, start, holder);
-    } else if (head.tag === 'MANIFEST') lines.addSubManifest(id, line, start, head.path.slice(0, head.path.lastIndexOf('/')));
+    } else if (head.tag === 'MANIFEST') {
+      // By the folder's place where it has one, as the verification does for a folder it did not list.
+      const folder = head.path.slice(0, head.path.lastIndexOf('/'));
+      const at = places?.of(folder);
+      if (at !== undefined) lines.addSubManifestAt(id, line, start, at);
+      else lines.addSubManifest(id, line, start, folder);
+    }
     else lines.addFile(id, line, start, head.path);
     offered.push({ raw, line, manifest });
     return true;
@@ -45,14 +51,25 @@ function deferAll(lines: DeferredLines, manifest: string, text: string, holders:
 
 const key = (l: DeferredLine): string => `${l.manifest}:${l.line}:${l.raw}`;
 
-describe('deferred lines', () => {
+type Places = { count: number; of(p: string): number | undefined; path(at: number): string };
+
+/** A base's folder index by place (TreeWalk.places), made of `folders`. */
+function placesOf(folders: string[]): Places {
+  return { count: folders.length, of: (p) => (folders.includes(p) ? folders.indexOf(p) : undefined), path: (at) => folders[at] as string };
+}
+
+// The folders of MANIFEST lines kept by path (no folder index), or by place in the base's index.
+describe.each([
+  ['by path', undefined],
+  ['by place', placesOf(['', 'cat-a', 'cat-a/sub', 'cat-a/other', 'cat-a/other/deep', 'cat-b', 'a', 'a/b'])],
+])('deferred lines, sub-Manifest folders kept %s', (_how, places) => {
   it('give back every line as parsed, however they waited, past the first growth of their arrays (16k slots)', () => {
     const holders = new Map<string, LineHolder>();
-    const lines = new DeferredLines((p) => holders.get(p));
+    const lines = new DeferredLines((p) => holders.get(p), places);
     const a = manifestText(17000, true);
     const b = manifestText(900);
     const offered = [
-      ...deferAll(lines, 'cat-a/Manifest', a, holders, (p) => p.includes('/pkg-1/') || p.includes('/pkg-2/')),
+      ...deferAll(lines, 'cat-a/Manifest', a, holders, (p) => p.includes('/pkg-1/') || p.includes('/pkg-2/'), places),
       ...deferAll(lines, 'cat-b/Manifest', b, holders, () => false),
     ];
     expect(offered.length).toBe(17000 + 2 + 900);
@@ -88,7 +105,7 @@ describe('deferred lines', () => {
   });
 
   it('takes a key out once, for good: a line added under it afterwards breaks the rule and is refused', () => {
-    const lines = new DeferredLines(() => undefined);
+    const lines = new DeferredLines(() => undefined, places);
     const text = `MANIFEST a/b/Manifest 1 ${HASH}\nDATA a/c 1 ${HASH}\nDATA a/b/d 1 ${HASH}`;
     const id = lines.manifest('Manifest', text);
     lines.addSubManifest(id, 1, 0, 'a/b');
@@ -103,8 +120,29 @@ describe('deferred lines', () => {
     expect(lines.fileLines()).toBe(0);
     expect(() => lines.addSubManifest(id, 1, 0, 'a/b')).toThrow(/after a disturbance concerned it/);
     expect(() => lines.addFile(id, 2, 0, 'a')).toThrow(/after a disturbance concerned it/);
+    if (places) expect(() => lines.addSubManifestAt(id, 1, 0, places.of('a/b') as number)).toThrow(/a line added under a\/b, after a disturbance concerned it/);
   });
 
+  it('counts each folder once, whichever way its lines were put under it', () => {
+    const lines = new DeferredLines(() => undefined, places);
+    const text = `MANIFEST a/b/Manifest 1 ${HASH}\nMANIFEST a/b/Manifest.gz 1 ${HASH}\nMANIFEST new/Manifest 1 ${HASH}`;
+    const id = lines.manifest('Manifest', text);
+    lines.addSubManifest(id, 1, 0, 'a/b');
+    const at = places?.of('a/b');
+    if (at !== undefined) lines.addSubManifestAt(id, 2, text.indexOf('MANIFEST a/b/Manifest.gz'), at);
+    else lines.addSubManifest(id, 2, text.indexOf('MANIFEST a/b/Manifest.gz'), 'a/b');
+    // A folder the index does not have (new since the base): by path either way.
+    lines.addSubManifest(id, 3, text.indexOf('MANIFEST new'), 'new');
+    expect([...lines.manifestFolders()].sort()).toEqual(['a/b', 'new']);
+    const out: DeferredLine[] = [];
+    lines.takeInside('a', out);
+    expect(out.map((l) => l.line).sort()).toEqual([1, 2]);
+    expect([...lines.manifestFolders()]).toEqual(['new']);
+  });
+
+});
+
+describe('deferred lines', () => {
   it('wakes a line to the same entry a parse of it gives', () => {
     const holders = new Map<string, LineHolder>();
     const lines = new DeferredLines((p) => holders.get(p));

@@ -270,7 +270,8 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
    * all if a changed line elsewhere says something about their path.
    */
   // A file line about a file the walk listed waits on the file's node.
-  const deferred = new DeferredLines((p) => nodes.get(p));
+  const places = walk.places;
+  const deferred = new DeferredLines((p) => nodes.get(p), places);
   let deferredFiles = 0;
   const pool = opts.threads?.pool ?? new HashPool(opts.jobs);
   // Every few milliseconds, each sub-Manifest read waits for a turn of the
@@ -459,18 +460,19 @@ export async function verifyMetaManifest(opts: MetaManifestOptions): Promise<Met
         // list: it holds the base's entries, so its sub-Manifest is the
         // file the base verified as one (the line is the base's, word for
         // word), and is there still: no need to ask, as the slow way below
-        // does, whether it is a folder. Found by name, and keyed by the
-        // index's own string for the folder, with no path made.
+        // does, whether it is a folder. Found by name, and kept by the
+        // folder's place in the index, with no path made.
         const slash = named.name.indexOf('/');
         const sub = slash > 0 && named.name.indexOf('/', slash + 1) < 0 ? named.name.slice(0, slash) : undefined;
-        const dir = sub === undefined ? undefined : subsHere.get(sub);
-        if (dir !== undefined) {
+        const at = sub === undefined ? undefined : subsHere.get(sub);
+        if (at !== undefined && places !== undefined) {
           // Untouched below too, not disturbed, and no entry of it kept by
           // the walk: a symlink (resolved anew, to be read anew) or a
           // folder below it that was listed.
+          const dir = places.path(at);
           if (dirtyDirs.has(dir) || disturbedHere?.(sub as string) || nodes.inFolder(dir) !== undefined) return false;
           id ??= deferred.manifest(manifest, text);
-          deferred.addSubManifest(id, line, start, dir);
+          deferred.addSubManifestAt(id, line, start, at);
           return true;
         }
       }

@@ -70,12 +70,18 @@ export interface TreeWalk {
   filesBelow(dir: string): number;
   /**
    * For a folder walkChangedTree listed: those of its sub-folders it did
-   * not list (in `unlisted`), by name, each with its tree path, the very
-   * string the folder index keys it by. A changed category's Manifest has
-   * a line for each of its packages' folders, most of them the base's:
-   * each is then found by its name, with no path made for it.
+   * not list (in `unlisted`), by name, each with its place in the base's
+   * folder index (`placeOf`). A changed category's Manifest has a line for
+   * each of its packages' folders, most of them the base's: each is then
+   * found by its name, with no path made for it.
    */
-  notListedIn(dir: string): ReadonlyMap<string, string> | undefined;
+  notListedIn(dir: string): ReadonlyMap<string, number> | undefined;
+  /**
+   * The base's folder index by place (walkChangedTree; none for walkTree):
+   * a folder's place, and the path at a place, the very string the index
+   * keys the folder by.
+   */
+  places?: { count: number; of(p: string): number | undefined; path(at: number): string };
 }
 
 /** For tests: `{ coldProbe: 1, coldStatMs: -1 }` takes walkChangedTree's cold-cache path on any tree. */
@@ -235,7 +241,7 @@ async function walkChangedTreeWith(
 
   const nodes = new WalkNodes();
   const unlisted = new Set<string>();
-  const notListed = new Map<string, Map<string, string>>();
+  const notListed = new Map<string, Map<string, number>>();
   // By place: not listed; listed, or holding a folder that was.
   const notListedAt = new Uint8Array(n);
   const listedWithin = new Uint8Array(n);
@@ -317,7 +323,7 @@ async function walkChangedTreeWith(
     // folder added since), by path; one gone since is passed over.
     let sub = at === undefined ? -1 : (children.start[at + 1] as number) - 1;
     const subsStart = at === undefined ? 0 : (children.start[at] as number);
-    let subsNotListed: Map<string, string> | undefined;
+    let subsNotListed: Map<string, number> | undefined;
     for (let i = 0; i < listing.names.length; i++) {
       const name = listing.names[i] as string;
       if (rel === '' && ignoreTop.has(name)) continue;
@@ -331,7 +337,7 @@ async function walkChangedTreeWith(
           // Not listed when taken off the stack (see above), or the walk fails.
           if (records[next] !== undefined && (ctimes[next] as number) < untouchedBefore) {
             if (subsNotListed === undefined) notListed.set(rel, (subsNotListed = new Map()));
-            subsNotListed.set(name, order[next] as string);
+            subsNotListed.set(name, next);
           }
         } else push(join(rel, name));
         continue;
@@ -354,7 +360,15 @@ async function walkChangedTreeWith(
     const at = place.get(dir);
     return at !== undefined && notListedAt[at] === 1 && listedWithin[at] === 0 ? (baseBelow[at] as number) : anyBelow(dir);
   };
-  return { nodes, unlisted, untouchedBefore, folders, filesBelow: filesBelowDir, notListedIn: (dir) => notListed.get(dir) };
+  return {
+    nodes,
+    unlisted,
+    untouchedBefore,
+    folders,
+    filesBelow: filesBelowDir,
+    notListedIn: (dir) => notListed.get(dir),
+    places: { count: n, of: (p) => place.get(p), path: (at) => order[at] as string },
+  };
 }
 
 /** A folder index by place: what walkChangedTree looks folders up by (see folderPlaces). */
