@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { DeferredLines, type DeferredLine, type LineHolder } from '../src/trust/deferred-lines.js';
 import { entryHead, parseManifest } from '../src/trust/manifest-format.js';
+import type { IndexPlaces } from '../src/trust/tree-walk.js';
 
 const HASH = `BLAKE2B ${'ab'.repeat(64)} SHA512 ${'cd'.repeat(64)}`;
 
@@ -24,7 +25,7 @@ function manifestText(n: number, sub = false): string {
 }
 
 /** Every line parseManifest offers to pass over, deferred; the holders made for the ones put on one. */
-function deferAll(lines: DeferredLines, manifest: string, text: string, holders: Map<string, LineHolder>, onHolder: (p: string) => boolean, places?: Places): DeferredLine[] {
+function deferAll(lines: DeferredLines, manifest: string, text: string, holders: Map<string, LineHolder>, onHolder: (p: string) => boolean, places?: IndexPlaces): DeferredLine[] {
   const offered: DeferredLine[] = [];
   let id: number | undefined;
   parseManifest(text, manifest, (raw, line, start) => {
@@ -51,10 +52,9 @@ function deferAll(lines: DeferredLines, manifest: string, text: string, holders:
 
 const key = (l: DeferredLine): string => `${l.manifest}:${l.line}:${l.raw}`;
 
-type Places = { count: number; of(p: string): number | undefined; path(at: number): string };
 
 /** A base's folder index by place (TreeWalk.places), made of `folders`. */
-function placesOf(folders: string[]): Places {
+function placesOf(folders: string[]): IndexPlaces {
   return { count: folders.length, of: (p) => (folders.includes(p) ? folders.indexOf(p) : undefined), path: (at) => folders[at] as string };
 }
 

@@ -16,7 +16,7 @@
  * folder's place in it (an array by place) instead of in a map by path: a
  * changed category Manifest of a 1% change of a Gentoo-sized tree defers
  * one line per package it did not need to read, 19k of them, and a map
- * that grows to that many keys cost a fifth of reading those Manifests.
+ * that grows to that many keys cost a sixth of reading those Manifests.
  *
  * A waiting line is not an object but a slot in four arrays of numbers:
  * its Manifest, its number, where it starts in the Manifest's text, and the
@@ -27,7 +27,7 @@
  * from its Manifest's text on the rare path that takes it out.
  */
 import { entryHead } from './manifest-format.js';
-import { parentOf } from './tree-walk.js';
+import { parentOf, type IndexPlaces } from './tree-walk.js';
 
 /** A line taken out: the line (trimmed), its number, and the tree path of its Manifest. */
 export interface DeferredLine {
@@ -81,7 +81,7 @@ export class DeferredLines {
    */
   constructor(
     private readonly holderOf: (p: string) => LineHolder | undefined,
-    private readonly places?: { count: number; of(p: string): number | undefined; path(at: number): string },
+    private readonly places?: IndexPlaces,
   ) {
     this.byPlace = new Int32Array(places?.count ?? 0);
     this.sweptAt = new Uint8Array(places?.count ?? 0);

@@ -102,8 +102,8 @@ export class HashPool {
       if (w === undefined) return;
       const load = this.handed.get(w) as number;
       if (this.waiting < BATCH_FILES && !(partial && load === 0)) return;
-      const idle = this.workers.filter((x) => this.handed.get(x) === 0).length;
-      const share = this.waiting >= BATCH_FILES ? BATCH_FILES : Math.max(1, Math.ceil(this.waiting / Math.max(1, idle)));
+      // A partial batch: shared out among the threads with nothing in hand (this one among them).
+      const share = this.waiting >= BATCH_FILES ? BATCH_FILES : Math.ceil(this.waiting / this.workers.filter((x) => this.handed.get(x) === 0).length);
       const batch: Pending[] = [];
       let bytes = 0;
       while (this.waiting > 0 && batch.length < share && bytes < BATCH_BYTES) {

@@ -71,7 +71,7 @@ export interface TreeWalk {
   /**
    * For a folder walkChangedTree listed: those of its sub-folders it did
    * not list (in `unlisted`), by name, each with its place in the base's
-   * folder index (`placeOf`). A changed category's Manifest has a line for
+   * folder index (see `places`). A changed category's Manifest has a line for
    * each of its packages' folders, most of them the base's: each is then
    * found by its name, with no path made for it.
    */
@@ -81,7 +81,14 @@ export interface TreeWalk {
    * a folder's place, and the path at a place, the very string the index
    * keys the folder by.
    */
-  places?: { count: number; of(p: string): number | undefined; path(at: number): string };
+  places?: IndexPlaces;
+}
+
+/** Folders of a folder index by place (TreeWalk.places): how many, a folder's place, the path at a place. */
+export interface IndexPlaces {
+  count: number;
+  of(p: string): number | undefined;
+  path(at: number): string;
 }
 
 /** For tests: `{ coldProbe: 1, coldStatMs: -1 }` takes walkChangedTree's cold-cache path on any tree. */
