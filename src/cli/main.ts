@@ -4,6 +4,8 @@
  * layer over the library; this file wires them up and maps failures to exit
  * statuses: 0 ok, 1 failed, 2 usage or configuration error, 75 busy.
  */
+// First: V8's settings for a short-lived process, before any other code runs.
+import './v8-tuning.js';
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT_FAILURE, EXIT_USAGE, ReposnapError } from '../errors.js';
