@@ -14,7 +14,7 @@
  * one). Without inlining, that verification took 454 ms instead of 514
  * (medians of 8 syncs each, taken in turn), the sync was visible sooner,
  * and a full verification, whose time goes to hashing, was no slower.
- * docs/design.md, "Compiling", has the measurements.
+ * docs/design.md ("Busy is not running") has the measurements.
  *
  * A program that uses the library runs with its own V8 settings; it can
  * pass --no-turbo-inlining to node for the same effect.
