@@ -42,8 +42,7 @@ function deferAll(lines: DeferredLines, manifest: string, text: string, holders:
       const at = places?.of(folder);
       if (at !== undefined) lines.addSubManifestAt(id, line, start, at);
       else lines.addSubManifest(id, line, start, folder);
-    }
-    else lines.addFile(id, line, start, head.path);
+    } else lines.addFile(id, line, start, head.path);
     offered.push({ raw, line, manifest });
     return true;
   });
@@ -51,7 +50,6 @@ function deferAll(lines: DeferredLines, manifest: string, text: string, holders:
 }
 
 const key = (l: DeferredLine): string => `${l.manifest}:${l.line}:${l.raw}`;
-
 
 /** A base's folder index by place (TreeWalk.places), made of `folders`. */
 function placesOf(folders: string[]): IndexPlaces {
